@@ -1,0 +1,36 @@
+"""Real local infrastructure for the demo, the tests and the benchmarks.
+
+- :class:`KafkaBroker`: Apache Kafka (KRaft, single node) from Maven Central jars.
+- :class:`PostgresServer`: a throwaway PostgreSQL cluster from Debian's binaries.
+
+A missing Java, Maven or PostgreSQL raises :class:`DevstackError` with what to
+install; nothing here is ever silently skipped.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from .errors import DevstackError
+from .kafka import DEFAULT_KAFKA_VERSION, KafkaBroker, fetch_kafka, free_port
+from .postgres import PostgresServer, find_pg_bin
+
+__all__ = [
+    "DEFAULT_KAFKA_VERSION",
+    "DevstackError",
+    "KafkaBroker",
+    "PostgresServer",
+    "default_cache_dir",
+    "fetch_kafka",
+    "find_pg_bin",
+    "free_port",
+]
+
+
+def default_cache_dir() -> Path:
+    """``<project>/.cache`` when run from a checkout, else ``~/.cache/sre-agent``."""
+    here = Path(__file__).resolve()
+    for parent in here.parents:
+        if (parent / "pyproject.toml").exists() and (parent / ".git").exists():
+            return parent / ".cache"
+    return Path.home() / ".cache" / "sre-agent"

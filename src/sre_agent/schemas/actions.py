@@ -1,0 +1,117 @@
+"""Decisions and actions: plans, approvals, sre-actions and their results.
+
+``sre-actions`` is a public contract: other teams may consume it. Its JSON
+Schema is exported by ``sre-agent schemas export``.
+"""
+
+from __future__ import annotations
+
+from typing import Any, ClassVar, Literal
+
+from pydantic import BaseModel, Field
+
+from .base import Event, UtcDatetime
+
+__all__ = [
+    "ActionPlan",
+    "ActionResult",
+    "ActionStep",
+    "Approval",
+    "RiskTier",
+    "SreAction",
+    "Target",
+]
+
+RiskTier = Literal["LOW", "MEDIUM", "HIGH", "CRITICAL"]
+Policy = Literal["AUTO", "ONE_APPROVAL", "TWO_SRE_ONE_LEAD", "BLOCKED"]
+
+
+class Target(BaseModel):
+    """What an action acts on."""
+
+    kind: Literal["pod", "deployment", "statefulset", "hpa", "ec2", "rds", "job", "service"]
+    name: str = Field(min_length=1, max_length=253, pattern=r"^[A-Za-z0-9][A-Za-z0-9._\-]*$")
+    namespace: str = Field(default="default", pattern=r"^[a-z0-9][a-z0-9\-]*$", max_length=63)
+    service: str | None = None
+
+    def ref(self) -> str:
+        return f"{self.kind}/{self.namespace}/{self.name}"
+
+
+class ActionStep(BaseModel):
+    action: str = Field(description="restart_pod | rollout_restart | scale | rollout_undo | ...")
+    target: Target
+    params: dict[str, Any] = Field(default_factory=dict)
+    risk: float = Field(default=0.2, ge=0.0, le=1.0)
+    verify: dict[str, Any] | None = None
+    rollback: str | None = None
+
+
+class ActionPlan(Event):
+    TOPIC: ClassVar[str] = "action-plans"
+    plan_id: str
+    incident_id: str
+    playbook: str | None = None
+    cause_type: str | None = None
+    summary: str = ""
+    steps: list[ActionStep] = Field(default_factory=list)
+    risk_score: float = Field(ge=0.0, le=1.0)
+    risk_tier: RiskTier
+    policy: Policy
+    risk_factors: dict[str, float] = Field(default_factory=dict)
+    protected: bool = False
+    expires_at: UtcDatetime | None = None
+    status: Literal["pending", "approved", "rejected", "expired", "blocked", "auto"] = "pending"
+
+    def key(self) -> str:
+        return self.plan_id
+
+
+class Approval(Event):
+    TOPIC: ClassVar[str] = "approvals"
+    plan_id: str
+    decision: Literal["approve", "reject"]
+    user: str = Field(min_length=1)
+    role: Literal["oncall", "sre", "lead", "admin"] = "oncall"
+    source: Literal["slack", "api", "cli"] = "api"
+    comment: str = ""
+
+    def key(self) -> str:
+        return self.plan_id
+
+
+class SreAction(Event):
+    """An approved (or AUTO) action for the executor and external consumers.
+
+    ``idempotency_key`` is unique per action: consumers must not execute the
+    same key twice.
+    """
+
+    TOPIC: ClassVar[str] = "sre-actions"
+    action_id: str
+    idempotency_key: str
+    plan_id: str
+    incident_id: str
+    step_index: int = 0
+    step: ActionStep
+    approved_by: list[str] = Field(default_factory=list)
+    policy: Policy
+    dry_run: bool = True
+
+    def key(self) -> str:
+        return self.step.target.ref()
+
+
+class ActionResult(Event):
+    TOPIC: ClassVar[str] = "action-results"
+    action_id: str
+    plan_id: str
+    incident_id: str
+    status: Literal["succeeded", "failed", "skipped", "dry_run", "rolled_back", "rate_limited", "blocked"]
+    detail: str = ""
+    snapshot: dict[str, Any] = Field(default_factory=dict)
+    verified: bool | None = None
+    dry_run: bool = True
+
+    def key(self) -> str:
+        return self.plan_id

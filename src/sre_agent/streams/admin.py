@@ -1,0 +1,59 @@
+"""Create every topic (and DLQ) with its configured partitions before the app runs.
+
+Kafka would otherwise auto-create a topic with the broker default (1
+partition) at the first produce, which breaks co-partitioning with tables.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+
+from aiokafka.admin import AIOKafkaAdminClient, NewTopic
+from aiokafka.errors import TopicAlreadyExistsError
+
+from ..config import Settings
+from ..schemas import TOPIC_MODELS
+
+__all__ = ["bootstrap_servers", "ensure_topics", "topic_specs"]
+
+log = logging.getLogger(__name__)
+
+
+def bootstrap_servers(broker_url: str) -> str:
+    """``kafka://h1:9092;kafka://h2:9092`` -> ``h1:9092,h2:9092``."""
+    parts = [p.strip() for p in broker_url.replace(",", ";").split(";") if p.strip()]
+    return ",".join(p.split("://", 1)[-1] for p in parts)
+
+
+def topic_specs(settings: Settings) -> dict[str, int]:
+    """Topic name -> partitions, for every topic and its DLQ."""
+    k = settings.kafka
+    out = {settings.topic(n): k.partitions for n in TOPIC_MODELS}
+    out.update({settings.topic(f"{n}.dlq"): 1 for n in TOPIC_MODELS})
+    return out
+
+
+async def ensure_topics(settings: Settings, timeout: float = 30.0) -> list[str]:
+    """Create missing topics; return the names created."""
+    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap_servers(settings.kafka.broker),
+                                request_timeout_ms=int(timeout * 1000))
+    await admin.start()
+    try:
+        existing = set(await admin.list_topics())
+        specs = topic_specs(settings)
+        new = [NewTopic(name, num_partitions=p, replication_factor=settings.kafka.replication)
+               for name, p in specs.items() if name not in existing]
+        if new:
+            try:
+                await admin.create_topics(new)
+            except TopicAlreadyExistsError:  # another worker won the race
+                pass
+            log.info("created %d topics", len(new))
+        return [t.name for t in new]
+    finally:
+        await admin.close()
+
+
+def ensure_topics_sync(settings: Settings) -> list[str]:
+    return asyncio.run(ensure_topics(settings))

@@ -1,0 +1,55 @@
+"""The single Faust app: created from settings, every stage wired here.
+
+Stages are listed explicitly in :data:`STAGES`; each is a module with a
+``register(ctx)`` function that declares its agents, tables, timers and views.
+"""
+
+from __future__ import annotations
+
+import logging
+from types import ModuleType
+
+import faust
+
+from ..config import Settings
+from . import metrics_agent, web
+from .context import StreamContext
+from .tables import Tables
+from .topics import Topics
+
+__all__ = ["STAGES", "create_app"]
+
+log = logging.getLogger(__name__)
+
+#: every stage of the loop, in pipeline order (autodiscovery is off on purpose)
+STAGES: list[ModuleType] = [web, metrics_agent]
+
+
+def create_app(settings: Settings) -> tuple[faust.App, StreamContext]:
+    """Build the app and wire every stage; nothing connects until it runs."""
+    w, k = settings.worker, settings.kafka
+    app = faust.App(
+        w.app_id,
+        broker=k.broker,
+        store="rocksdb://",
+        datadir=str(w.data_dir),
+        topic_partitions=k.partitions,
+        topic_replication_factor=k.replication,
+        table_standby_replicas=1,
+        web_enabled=True,
+        web_host=w.web_host,
+        web_port=w.web_port,
+        web_bind=w.web_host,
+        autodiscover=False,
+        consumer_auto_offset_reset="earliest",
+        producer_linger_ms=5,
+        stream_buffer_maxsize=4096,
+        broker_commit_every=1000,
+        broker_commit_interval=1.0,
+        topic_allow_declare=True,
+    )
+    ctx = StreamContext(settings=settings, app=app, topics=Topics(app, settings),
+                        tables=Tables(app, settings))
+    for stage in STAGES:
+        stage.register(ctx)
+    return app, ctx

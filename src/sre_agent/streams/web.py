@@ -1,0 +1,85 @@
+"""Web views of the worker: /status and the baseline read API."""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+from faust.web import Request, Response, View
+
+from .context import StreamContext
+
+__all__ = ["register", "status_payload"]
+
+
+def _lag(app: Any) -> dict[str, int]:
+    mon = app.monitor
+    out: dict[str, int] = {}
+    for tp, end in getattr(mon, "tp_end_offsets", {}).items():
+        read = mon.tp_read_offsets.get(tp, -1)
+        out[f"{tp.topic}:{tp.partition}"] = max(0, end - read - 1)
+    return out
+
+
+def status_payload(ctx: StreamContext) -> dict[str, Any]:
+    app = ctx.app
+    lag = _lag(app)
+    tables = {}
+    for name, table in ctx.tables.items():
+        try:
+            size = len(table)
+        except Exception:  # pragma: no cover - store not ready
+            size = -1
+        tables[name] = {"keys": size}
+    stats = ctx.stats
+    health_ok = all(h.get("ok", True) for h in stats.health.values())
+    consumer = getattr(app, "_consumer", None)
+    assigned = sorted(f"{tp.topic}:{tp.partition}" for tp in (consumer.assignment() if consumer else []))
+    return {
+        "status": "ok" if health_ok else "degraded",
+        "app_id": ctx.settings.worker.app_id,
+        "uptime_seconds": round(time.time() - stats.started, 1),
+        "broker": {"url": ctx.settings.kafka.broker, "assigned": assigned},
+        "lag": lag,
+        "lag_total": sum(lag.values()),
+        "tables": tables,
+        "events_in": dict(stats.events_in),
+        "events_out": dict(stats.events_out),
+        "samples_in": stats.samples_in,
+        "dlq": dict(stats.dlq),
+        "health": stats.health,
+        "dry_run": ctx.settings.actions.dry_run,
+    }
+
+
+def register(ctx: StreamContext) -> None:
+    app = ctx.app
+
+    @app.page("/status")
+    class Status(View):
+        async def get(self, request: Request) -> Response:
+            return self.json(status_payload(ctx))
+
+    @app.page("/api/baselines")
+    class Baselines(View):
+        """Learned state of series in memory on this worker (``?series=`` filter)."""
+
+        async def get(self, request: Request) -> Response:
+            det = ctx.state.get("metric_detector")
+            want = request.query.get("series")
+            try:
+                limit = min(int(request.query.get("limit", "100")), 1000)
+            except ValueError:
+                return self.json({"error": "limit must be an integer"}, status=400)
+            items = []
+            if det is not None:
+                for sid, st in det.series.items():
+                    if want and want not in sid:
+                        continue
+                    m = st.model
+                    sc = m.score_one(m.last_t, m.level)
+                    items.append({"series": sid, "n": m.n, "expected": sc.expected,
+                                  "lower": sc.lower, "upper": sc.upper, "open": st.open_id})
+                    if len(items) >= limit:
+                        break
+            return self.json({"items": items, "count": len(items)})

@@ -101,7 +101,9 @@ def _devstack(args: argparse.Namespace, settings: SettingsFactory) -> int:
 
 def _register_more() -> None:
     """Import the modules whose commands live beside their code."""
-    from . import demo  # noqa: F401
+    from .commands import load_all
+
+    load_all()
 
 
 def main(argv: list[str] | None = None, env: dict[str, str] | None = None) -> int:

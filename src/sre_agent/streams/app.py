@@ -12,7 +12,21 @@ from types import ModuleType
 import faust
 
 from ..config import Settings
-from . import metrics_agent, web
+from . import (
+    api,
+    approval_agent,
+    audit_agent,
+    collectors,
+    correlate_agent,
+    executor_agent,
+    ingest,
+    knowledge_agent,
+    logs_agent,
+    metrics_agent,
+    rca_agent,
+    risk_agent,
+    web,
+)
 from .context import StreamContext
 from .tables import Tables
 from .topics import Topics
@@ -22,7 +36,21 @@ __all__ = ["STAGES", "create_app"]
 log = logging.getLogger(__name__)
 
 #: every stage of the loop, in pipeline order (autodiscovery is off on purpose)
-STAGES: list[ModuleType] = [web, metrics_agent]
+STAGES: list[ModuleType] = [
+    web,  # /status
+    api,  # REST API, console, /metrics, ChatOps
+    collectors,  # Prometheus/Loki/CloudWatch pollers, remote-write receiver
+    ingest,  # ArgoCD/Alertmanager/n9e webhooks, k8s watch
+    metrics_agent,  # metrics -> baselines -> anomalies, predictions
+    logs_agent,  # logs -> templates -> anomalies
+    correlate_agent,  # anomalies/alerts/predictions/k8s/deploys -> incidents
+    rca_agent,  # incidents -> rca-results
+    knowledge_agent,  # feedback/rca -> knowledge base
+    risk_agent,  # rca-results -> action-plans
+    approval_agent,  # action-plans + approvals -> sre-actions
+    executor_agent,  # sre-actions -> action-results
+    audit_agent,  # audit -> PostgreSQL
+]
 
 
 def create_app(settings: Settings) -> tuple[faust.App, StreamContext]:

@@ -31,10 +31,15 @@ class Tables:
         its own compact state); otherwise pass ``key_type``/``value_type``.
         """
         if raw:
-            kw.setdefault("schema", faust.Schema(key_type=str, value_type=bytes,
-                                                 key_serializer="raw", value_serializer="raw"))
+            kw.setdefault("key_type", str)
+            kw.setdefault("value_type", bytes)
         kw.setdefault("partitions", self._partitions)
         table = self._app.Table(name, **kw)
+        if raw:
+            # Faust derives table serializers from the types ('json' for str/bytes);
+            # set them before the store is created (lazily, at first use)
+            table.key_serializer = "raw"
+            table.value_serializer = "raw"
         self._all[name] = table
         return table
 

@@ -16,7 +16,7 @@ from pathlib import Path
 
 import orjson
 
-from .cli import SettingsFactory, command
+from ..cli import SettingsFactory, command
 
 __all__: list[str] = []
 
@@ -30,7 +30,7 @@ async def _replay_spike(bootstrap: str, prefix: str) -> int:
     """A clean warm-up then a latency spike on checkout-service; returns messages sent."""
     from aiokafka import AIOKafkaProducer
 
-    from .schemas import MetricBatch, encode
+    from ..schemas import MetricBatch, encode
 
     prod = AIOKafkaProducer(bootstrap_servers=bootstrap, linger_ms=5)
     await prod.start()
@@ -95,7 +95,7 @@ def wait_ready(url: str, proc: subprocess.Popen[bytes], log: Path, timeout: floa
 
 @command("demo", "start the local stack, replay a fault scenario, print the findings", _args)
 def _demo(args: argparse.Namespace, settings: SettingsFactory) -> int:
-    from .devstack import KafkaBroker, default_cache_dir, free_port
+    from ..devstack import KafkaBroker, default_cache_dir, free_port
 
     work = args.dir.resolve()
     broker = KafkaBroker(work / "kafka", default_cache_dir())

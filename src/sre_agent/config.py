@@ -27,8 +27,9 @@ invalid configuration: kafka.partitions: Input should be a valid integer, unable
 from __future__ import annotations
 
 from collections.abc import Mapping
+from datetime import datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError
@@ -65,6 +66,8 @@ class WorkerSettings(_Section):
     batch_timeout: float = Field(default=0.05, gt=0)
     log_level: str = "INFO"
     log_json: bool = True
+    #: standby replicas of every table on other workers (fast failover; Faust setting)
+    table_standby_replicas: int = Field(default=1, ge=0, le=8)
 
 
 class PostgresSettings(_Section):
@@ -83,6 +86,9 @@ class SlackSettings(_Section):
     signing_secret: SecretStr | None = None
     channel: str = "#sre-approvals"
     base_url: str = "https://slack.com/api/"
+    #: Slack user id (or user name) -> role for the ``/sre`` slash command: an approval
+    #: role (oncall, sre, lead, admin) or ``viewer`` (read-only commands)
+    user_roles: dict[str, str] = Field(default_factory=dict)
 
 
 class AnthropicSettings(_Section):
@@ -133,12 +139,287 @@ class ActionSettings(_Section):
         ]
     )
     playbooks_dir: Path | None = None
+    #: how long a plan waits for its approvals before it expires
+    approval_ttl_seconds: float = Field(default=3600.0, gt=0)
+    #: API user -> approval role (oncall, sre, lead, admin); Slack users: slack.user_roles
+    approvers: dict[str, str] = Field(default_factory=dict)
+    #: business criticality in [0, 1] per service glob (first match wins)
+    criticality: dict[str, float] = Field(
+        default_factory=lambda: {
+            "matching-engine*": 1.0,
+            "wallet*": 1.0,
+            "order*": 0.9,
+            "*gateway*": 0.8,
+            "market-data*": 0.7,
+        }
+    )
+    default_criticality: float = Field(default=0.5, ge=0.0, le=1.0)
+    #: UTC windows "HH:MM-HH:MM" (optionally prefixed "Mon-Fri ") of peak trading;
+    #: acting inside them adds risk. A 24/7 exchange trades all day by default.
+    trading_hours: list[str] = Field(default_factory=lambda: ["00:00-24:00"])
+    #: hypotheses below this confidence get no action plan (diagnosis only)
+    min_confidence: float = Field(default=0.3, ge=0.0, le=1.0)
+    #: Kubernetes namespace per service glob; default_namespace otherwise
+    namespaces: dict[str, str] = Field(default_factory=dict)
+    default_namespace: str = "default"
+    #: skip an action when its incident is not known to be open
+    require_open_incident: bool = True
+    #: how often post-action verification polls its signal (seconds)
+    verify_poll_seconds: float = Field(default=1.0, gt=0)
+
+
+class NotifySettings(_Section):
+    #: WeCom (企业微信) group-robot webhook URL (it embeds the robot key: env only)
+    wecom_webhook_url: SecretStr | None = None
+    #: PagerDuty Events v2 routing (integration) key: env only
+    pagerduty_routing_key: SecretStr | None = None
+    pagerduty_url: str = "https://events.pagerduty.com/v2/enqueue"
+    timeout: float = Field(default=10.0, gt=0)
+
+
+class TicketSettings(_Section):
+    #: "postgres" keeps incident tickets in PostgreSQL; "jira" mirrors them to Jira too
+    backend: str = Field(default="postgres", pattern="^(postgres|jira)$")
+    jira_url: str | None = None
+    jira_project: str = "OPS"
+    jira_user: str | None = None
+    jira_token: SecretStr | None = None
 
 
 class ApiSettings(_Section):
     #: bearer tokens -> role (viewer, operator, approver, admin); env only
     tokens: dict[str, str] = Field(default_factory=dict)
     webhook_token: SecretStr | None = None
+    #: read model of the API/console: hours of topic history replayed at start
+    readmodel_lookback_hours: float = Field(default=24.0, gt=0)
+    #: read model bound per kind (incidents, anomalies, audit records ...)
+    readmodel_max_items: int = Field(default=5000, ge=10)
+    #: console charts: series tracked (those with anomalies) and points kept per series
+    chart_max_series: int = Field(default=200, ge=1)
+    chart_points: int = Field(default=720, ge=10)
+
+
+class SilenceSettings(_Section):
+    """A silence or maintenance window: signals matching every matcher are dropped.
+
+    Matchers are shell globs on signal fields (``service``, ``name``, ``kind``,
+    ``severity``, ``fingerprint``) or on labels; times are UTC (open-ended when None).
+    """
+
+    matchers: dict[str, str] = Field(default_factory=dict)
+    starts_at: datetime | None = None
+    ends_at: datetime | None = None
+    comment: str = ""
+
+
+class CorrelationSettings(_Section):
+    #: sliding window (s): a signal joins an incident active within this much event time
+    window: float = Field(default=600.0, gt=0)
+    #: service dependency graph, ``[caller, callee]`` pairs
+    edges: list[tuple[str, str]] = Field(default_factory=list)
+    #: graph hops between a new signal's service and an incident's services to group them
+    max_hops: int = Field(default=1, ge=0, le=5)
+    silences: list[SilenceSettings] = Field(default_factory=list)
+    #: a recurrence within this many seconds after resolution reopens the incident
+    reopen_window: float = Field(default=1800.0, ge=0)
+    #: quiet seconds after the last signal resolved before the incident is resolved
+    resolve_holddown: float = Field(default=120.0, ge=0)
+    #: an incident with no new signal for this long is resolved anyway
+    idle_resolve: float = Field(default=3600.0, gt=0)
+    #: state flips of one fingerprint within the window that mark it flapping
+    flap_threshold: int = Field(default=4, ge=2)
+    #: rule glob (alert name / metric / k8s reason) -> occurrences needed to open
+    min_occurrences: dict[str, int] = Field(default_factory=dict)
+    #: deploys/config changes this many seconds before an incident are candidate causes
+    change_lookback: float = Field(default=7200.0, gt=0)
+    tick_interval: float = Field(default=5.0, gt=0)
+
+
+class KnowledgeSettings(_Section):
+    enabled: bool = True
+    #: Markdown runbooks folder (default: the packaged ``sre_agent/runbooks``)
+    runbooks_dir: Path | None = None
+    #: ``lexical``: hashed sparse vectors, no model download (docs/knowledge-base.md)
+    embedding: Literal["lexical"] = "lexical"
+    min_similarity: float = Field(default=0.15, ge=0.0, le=1.0)
+
+
+class PromQuerySettings(_Section):
+    """One PromQL query polled by the Prometheus/Mimir collector."""
+
+    #: metric name given to every result series (e.g. ``http_latency_p99_seconds``)
+    name: str = Field(min_length=1, max_length=256)
+    expr: str = Field(min_length=1)
+    #: seconds between polls of this query (default: the collector's interval)
+    interval: float | None = Field(default=None, gt=0)
+    #: resolution of the range query that fills the gap since the last poll
+    step: float | None = Field(default=None, gt=0)
+    #: seeds' families: system, application, saturation, business
+    category: str = "application"
+    #: labels added to every result series (never overriding the result's own)
+    labels: dict[str, str] = Field(default_factory=dict)
+
+
+def _default_prom_queries() -> list[PromQuerySettings]:
+    q = PromQuerySettings
+    by_pod = "namespace, pod"
+    ctr = 'container!="",container!="POD"'
+    return [
+        # system (seed 002: cpu, memory, disk, network)
+        q(name="cpu_usage_cores", category="system",
+          expr=f"sum by ({by_pod}) (rate(container_cpu_usage_seconds_total{{{ctr}}}[5m]))"),
+        q(name="memory_working_set_bytes", category="system",
+          expr=f"sum by ({by_pod}) (container_memory_working_set_bytes{{{ctr}}})"),
+        q(name="disk_used_ratio", category="system",
+          expr='1 - node_filesystem_avail_bytes{fstype!~"tmpfs|overlay|squashfs"}'
+               ' / node_filesystem_size_bytes{fstype!~"tmpfs|overlay|squashfs"}'),
+        q(name="network_bytes_per_second", category="system",
+          expr=f"sum by ({by_pod}) (rate(container_network_receive_bytes_total[5m])"
+               " + rate(container_network_transmit_bytes_total[5m]))"),
+        # application (response time percentiles, error rate, throughput, availability)
+        *[q(name=f"http_latency_p{p}_seconds", category="application",
+            expr=f"histogram_quantile(0.{p}, sum by (service, le) "
+                 "(rate(http_request_duration_seconds_bucket[5m])))")
+          for p in ("50", "95", "99")],
+        q(name="http_error_ratio", category="application",
+          expr='sum by (service) (rate(http_requests_total{status=~"5.."}[5m]))'
+               " / sum by (service) (rate(http_requests_total[5m]))"),
+        q(name="http_requests_per_second", category="application",
+          expr="sum by (service) (rate(http_requests_total[5m]))"),
+        q(name="up_ratio", category="application", expr="avg by (job) (up)"),
+        # saturation
+        q(name="cpu_throttled_ratio", category="saturation",
+          expr=f"sum by ({by_pod}) (rate(container_cpu_cfs_throttled_periods_total[5m]))"
+               f" / sum by ({by_pod}) (rate(container_cpu_cfs_periods_total[5m]))"),
+        q(name="memory_limit_ratio", category="saturation",
+          expr=f"sum by ({by_pod}) (container_memory_working_set_bytes{{{ctr}}})"
+               f' / sum by ({by_pod}) (kube_pod_container_resource_limits{{resource="memory"}})'),
+        # business (seed 002: users, transaction volume, revenue, conversion)
+        q(name="orders_per_second", category="business",
+          expr="sum by (service) (rate(orders_total[5m]))"),
+        q(name="trade_volume_per_second", category="business",
+          expr="sum by (service) (rate(trade_volume_total[5m]))"),
+        q(name="active_users", category="business", expr="sum by (service) (active_users)"),
+    ]
+
+
+class PrometheusCollectorSettings(_Section):
+    """Poll a Prometheus-compatible API (Prometheus, Mimir, Thanos)."""
+
+    enabled: bool = False
+    url: str = "http://prometheus:9090"
+    interval: float = Field(default=60.0, gt=0)
+    timeout: float = Field(default=10.0, gt=0)
+    #: extra request headers, e.g. ``{"X-Scope-OrgID": "tenant"}`` for Mimir
+    headers: dict[str, str] = Field(default_factory=dict)
+    #: after an outage, fill at most this many seconds back
+    max_catchup: float = Field(default=3600.0, gt=0)
+    queries: list[PromQuerySettings] = Field(default_factory=_default_prom_queries)
+    #: optional YAML file holding a list of queries (replaces ``queries``; Helm mounts it)
+    queries_file: Path | None = None
+    bearer_token: SecretStr | None = None
+
+
+class LokiQuerySettings(_Section):
+    name: str = Field(min_length=1, max_length=128)
+    expr: str = Field(min_length=1)
+    interval: float | None = Field(default=None, gt=0)
+    #: stream labels tried in order for the record's service
+    service_labels: list[str] = Field(default_factory=lambda: ["service", "app", "job", "container"])
+    level: str = "error"
+
+
+class LokiCollectorSettings(_Section):
+    """LogQL ``query_range`` for error lines per service."""
+
+    enabled: bool = False
+    url: str = "http://loki:3100"
+    interval: float = Field(default=60.0, gt=0)
+    timeout: float = Field(default=10.0, gt=0)
+    headers: dict[str, str] = Field(default_factory=dict)
+    #: lines per request (Loki's ``limit``); more are fetched page by page
+    limit: int = Field(default=1000, ge=1, le=5000)
+    max_pages: int = Field(default=10, ge=1)
+    max_catchup: float = Field(default=3600.0, gt=0)
+    #: read lines older than this many seconds (ingestion lag of the Loki pipeline)
+    delay: float = Field(default=5.0, ge=0)
+    queries: list[LokiQuerySettings] = Field(default_factory=lambda: [
+        LokiQuerySettings(
+            name="errors",
+            expr='{namespace=~".+"} |~ "(?i)(error|exception|fatal|panic)"',
+        ),
+    ])
+    bearer_token: SecretStr | None = None
+
+
+class CloudWatchMetricSettings(_Section):
+    namespace: str = Field(min_length=1)
+    metric: str = Field(min_length=1)
+    stat: str = "Average"
+    #: fixed dimensions; without them every dimension set found by ListMetrics is read
+    dimensions: dict[str, str] | None = None
+
+
+def _default_cw_metrics() -> list[CloudWatchMetricSettings]:
+    m = CloudWatchMetricSettings
+    spec = {
+        "AWS/EC2": [("CPUUtilization", "Average"), ("NetworkIn", "Sum"), ("NetworkOut", "Sum"),
+                    ("StatusCheckFailed", "Maximum")],
+        "AWS/RDS": [("CPUUtilization", "Average"), ("DatabaseConnections", "Average"),
+                    ("FreeableMemory", "Average"), ("ReadIOPS", "Average"),
+                    ("WriteIOPS", "Average"), ("ReadLatency", "Average"),
+                    ("WriteLatency", "Average"), ("FreeStorageSpace", "Minimum")],
+        "AWS/ApplicationELB": [("RequestCount", "Sum"), ("TargetResponseTime", "Average"),
+                               ("HTTPCode_Target_5XX_Count", "Sum"),
+                               ("HTTPCode_ELB_5XX_Count", "Sum"), ("UnHealthyHostCount", "Maximum")],
+        "AWS/ELB": [("RequestCount", "Sum"), ("Latency", "Average"),
+                    ("HTTPCode_Backend_5XX", "Sum"), ("UnHealthyHostCount", "Maximum")],
+        "AWS/ElastiCache": [("CPUUtilization", "Average"), ("EngineCPUUtilization", "Average"),
+                            ("CurrConnections", "Average"), ("Evictions", "Sum"),
+                            ("DatabaseMemoryUsagePercentage", "Average")],
+    }
+    return [m(namespace=ns, metric=name, stat=stat) for ns, items in spec.items()
+            for name, stat in items]
+
+
+class CloudWatchCollectorSettings(_Section):
+    """GetMetricData for EC2, RDS, ELB and ElastiCache (credentials: the ``aws`` section)."""
+
+    enabled: bool = False
+    interval: float = Field(default=60.0, gt=0)
+    #: CloudWatch period in seconds (60 for detailed monitoring, 300 for basic)
+    period: int = Field(default=60, ge=1)
+    #: CloudWatch publishes late: read periods that ended at least this long ago
+    delay: float = Field(default=120.0, ge=0)
+    max_catchup: float = Field(default=3600.0, gt=0)
+    #: namespaces to read among ``metrics``
+    namespaces: list[str] = Field(default_factory=lambda: [
+        "AWS/EC2", "AWS/RDS", "AWS/ApplicationELB", "AWS/ELB", "AWS/ElastiCache"])
+    metrics: list[CloudWatchMetricSettings] = Field(default_factory=_default_cw_metrics)
+    #: how long a ListMetrics discovery of dimension sets is reused (seconds)
+    discovery_ttl: float = Field(default=900.0, gt=0)
+
+
+class RemoteWriteSettings(_Section):
+    """The Prometheus remote-write receiver (``POST /api/v1/write``)."""
+
+    enabled: bool = True
+    #: largest accepted payload after snappy decompression
+    max_decompressed_bytes: int = Field(default=64 * 1024 * 1024, ge=1024)
+
+
+class CollectorSettings(_Section):
+    prometheus: PrometheusCollectorSettings = PrometheusCollectorSettings()
+    loki: LokiCollectorSettings = LokiCollectorSettings()
+    cloudwatch: CloudWatchCollectorSettings = CloudWatchCollectorSettings()
+    remote_write: RemoteWriteSettings = RemoteWriteSettings()
+    #: number of series shards (the ``metrics`` key); spread over the topic's partitions
+    shards: int = Field(default=64, ge=1, le=65536)
+    #: exponential backoff after errors: delay = interval * factor**(failures-1), capped
+    backoff_factor: float = Field(default=2.0, ge=1.0)
+    backoff_max: float = Field(default=600.0, gt=0)
+    #: largest ``metrics`` message (estimated JSON bytes) produced by a collector
+    max_message_bytes: int = Field(default=512 * 1024, ge=4096)
 
 
 class Settings(_Section):
@@ -153,6 +434,11 @@ class Settings(_Section):
     aws: AwsSettings = AwsSettings()
     actions: ActionSettings = ActionSettings()
     api: ApiSettings = ApiSettings()
+    notify: NotifySettings = NotifySettings()
+    tickets: TicketSettings = TicketSettings()
+    collectors: CollectorSettings = CollectorSettings()
+    correlation: CorrelationSettings = CorrelationSettings()
+    knowledge: KnowledgeSettings = KnowledgeSettings()
 
     def topic(self, name: str) -> str:
         """Full topic name with the configured prefix."""
@@ -171,6 +457,15 @@ _ENV_ONLY = {
     ("aws", "secret_access_key"),
     ("api", "tokens"),
     ("api", "webhook_token"),
+    ("notify", "wecom_webhook_url"),
+    ("notify", "pagerduty_routing_key"),
+    ("tickets", "jira_token"),
+}
+
+#: deeper secrets (section, subsection, field): env only too
+_ENV_ONLY_NESTED = {
+    ("collectors", "prometheus", "bearer_token"),
+    ("collectors", "loki", "bearer_token"),
 }
 
 
@@ -252,6 +547,16 @@ def load_settings(
                 var = f"{ENV_PREFIX}{section.upper()}__{field.upper()}"
                 raise ConfigError(
                     f"invalid configuration: {section}.{field} is a secret and must come from "
+                    f"the environment ({var}), not from {p}"
+                )
+        for path3 in sorted(_ENV_ONLY_NESTED):
+            node: Any = loaded
+            for part in path3:
+                node = node.get(part) if isinstance(node, dict) else None
+            if node is not None:
+                var = ENV_PREFIX + "__".join(part.upper() for part in path3)
+                raise ConfigError(
+                    f"invalid configuration: {'.'.join(path3)} is a secret and must come from "
                     f"the environment ({var}), not from {p}"
                 )
         data = loaded

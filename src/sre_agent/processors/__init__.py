@@ -6,6 +6,6 @@ plain events without Kafka.
 
 from __future__ import annotations
 
-from .detect import MetricDetector, SeriesState
+from .detect import MetricDetector
 
-__all__ = ["MetricDetector", "SeriesState"]
+__all__ = ["MetricDetector"]

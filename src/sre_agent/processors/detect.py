@@ -1,8 +1,15 @@
 """Metric detection stage: batches of samples in, anomaly open/resolve events out.
 
-Pure: no Kafka, no clock. Models live in memory (one per series); state that
+Pure: no Kafka, no clock. Every series is a row of a :class:`SeriesBank`; a
+batch is split into *rounds* (the 1st point of every series, then the 2nd...)
+and each round is scored and learned in one vectorised step. State that
 changed is reported by :meth:`MetricDetector.take_dirty` so the stream layer
 can checkpoint it to the table once per batch/interval, not per sample.
+
+An anomaly opens when a warm series scores ``>= threshold`` (the metric's
+override or ``anomaly_detection.threshold``) and resolves, with the same
+``anomaly_id``, after :data:`RECOVERY_SAMPLES` consecutive samples below
+``HYSTERESIS * threshold``.
 
 Examples
 --------
@@ -22,44 +29,39 @@ Examples
 from __future__ import annotations
 
 import hashlib
+import itertools
 import logging
-from collections.abc import Callable
-from dataclasses import dataclass
+from collections.abc import Callable, Iterable, Sequence
 from datetime import UTC, datetime
+from typing import Any
+
+import numpy as np
 
 from ..config import AnomalySettings
-from ..models import SeasonalBaseline, Score
+from ..models.bank import DETECTORS, USER, SeriesBank, band_z
 from ..schemas import Anomaly, MetricBatch, series_id
 
-__all__ = ["MetricDetector", "SeriesState"]
+__all__ = ["HYSTERESIS", "RECOVERY_SAMPLES", "MetricDetector", "anomaly_id"]
 
 log = logging.getLogger(__name__)
 
-#: consecutive normal samples needed to close an open anomaly (hysteresis)
+#: consecutive calm samples needed to close an open anomaly
 RECOVERY_SAMPLES = 3
+#: a sample is calm when its score is below this fraction of the threshold
+HYSTERESIS = 0.8
+#: alert bookkeeping columns in the bank row
+OPEN, OPENED_T, NRUN, PEAK = USER, USER + 1, USER + 2, USER + 3
+_VERSION = b"\x02"
+_chain = itertools.chain.from_iterable
 
 
-@dataclass(slots=True)
-class SeriesState:
-    """In-memory state of one series: its model plus open-anomaly bookkeeping."""
+def anomaly_id(sid: str, opened_t: float) -> str:
+    """Deterministic id of the anomaly of ``sid`` opened at ``opened_t``."""
+    return hashlib.blake2b(f"{sid}@{opened_t!r}".encode(), digest_size=12).hexdigest()
 
-    model: SeasonalBaseline
-    open_id: str | None = None
-    opened_t: float = 0.0
-    normal_run: int = 0
-    peak_score: float = 0.0
-    #: caller's tag (the stream layer stores the Kafka partition here)
-    tag: int = -1
 
-    def to_bytes(self) -> bytes:
-        head = (self.open_id or "").encode()
-        return bytes([len(head)]) + head + self.model.to_bytes()
-
-    @classmethod
-    def from_bytes(cls, data: bytes, warmup: int) -> SeriesState:
-        k = data[0]
-        open_id = data[1 : 1 + k].decode() or None
-        return cls(model=SeasonalBaseline.from_bytes(data[1 + k :], warmup=warmup), open_id=open_id)
+def service_of(labels: dict[str, str]) -> str:
+    return labels.get("service") or labels.get("app") or labels.get("job") or "unknown"
 
 
 def _severity(score: float) -> str:
@@ -78,103 +80,173 @@ class MetricDetector:
         Faust table); called once per series not yet in memory.
     """
 
-    def __init__(
-        self,
-        settings: AnomalySettings,
-        load: Callable[[str], bytes | None] | None = None,
-    ) -> None:
+    def __init__(self, settings: AnomalySettings,
+                 load: Callable[[str], bytes | None] | None = None) -> None:
         self.settings = settings
         self._load = load
-        self.series: dict[str, SeriesState] = {}
-        self._dirty: set[str] = set()
+        self.bank = SeriesBank(warmup=settings.warmup_samples)
+        self.slot_of: dict[str, int] = {}
+        self._fast: dict[tuple[Any, ...], int] = {}
+        self._sid: dict[int, str] = {}
+        self._name: dict[int, str] = {}
+        self._labels: dict[int, dict[str, str]] = {}
+        self._tag: dict[int, int] = {}
+        self._thr = np.zeros(0)
+        self._history_run: dict[int, str] = {}
+        self._dirty: set[int] = set()
 
+    # ------------------------------------------------------------ series
     def threshold(self, metric: str) -> float:
         return self.settings.overrides.get(metric, self.settings.threshold)
 
-    def _state(self, sid: str) -> SeriesState:
-        st = self.series.get(sid)
-        if st is None:
+    def __len__(self) -> int:
+        return len(self.slot_of)
+
+    def _slot(self, name: str, labels: dict[str, str]) -> int:
+        fk = (name, *labels.items())
+        slot = self._fast.get(fk)
+        if slot is not None:
+            return slot
+        sid = series_id(name, labels)
+        slot = self.slot_of.get(sid)
+        if slot is None:
+            row = None
             raw = self._load(sid) if self._load else None
             if raw:
                 try:
-                    st = SeriesState.from_bytes(raw, self.settings.warmup_samples)
-                except Exception:  # corrupt/old state: relearn rather than crash
+                    if raw[:1] != _VERSION:
+                        raise ValueError("unknown state version")
+                    row = SeriesBank.row_from_bytes(raw[1:])
+                except ValueError:  # corrupt/old state: relearn rather than crash
                     log.warning("discarding unreadable state of %s", sid)
-            if st is None:
-                st = SeriesState(model=SeasonalBaseline(warmup=self.settings.warmup_samples))
-            self.series[sid] = st
-        return st
+            slot = self.bank.add(row)
+            self.slot_of[sid] = slot
+            self._sid[slot], self._name[slot], self._labels[slot] = sid, name, dict(labels)
+            if slot >= len(self._thr):
+                self._thr = np.resize(self._thr, max(2 * len(self._thr), slot + 1, 1024))
+            self._thr[slot] = self.threshold(name)
+        self._fast[fk] = slot
+        return slot
 
+    # ------------------------------------------------------------ the stage
     def update(self, batch: MetricBatch, tag: int = -1) -> list[Anomaly]:
         """Score then learn every point of the batch; return anomaly transitions.
 
         ``tag`` is remembered per series (the stream layer passes the partition)
-        and selects series in :meth:`take_dirty` and :meth:`forget`.
+        and selects series in :meth:`take_dirty` and :meth:`forget`. A batch whose
+        ``source`` is ``history:<run>`` bootstraps the series: the first such batch
+        of a run replaces the series' model, and nothing is emitted.
         """
+        run = batch.source[8:] if batch.source.startswith("history:") else None
+        return self.update_series(batch.series, tag, history_run=run)
+
+    def update_series(self, series: Sequence[Any], tag: int = -1,
+                      history_run: str | None = None) -> list[Anomaly]:
+        slots: list[int] = []
+        counts: list[int] = []
+        pos_base: list[int] = []
+        seen: dict[int, int] = {}
+        for s in series:
+            slot = self._slot(s["name"], s["labels"])
+            self._tag[slot] = tag
+            if history_run is not None and self._history_run.get(slot) != history_run:
+                self._history_run[slot] = history_run
+                keep = self.bank.S[slot, USER:].copy()
+                self.bank.S[slot] = 0.0
+                self.bank.S[slot, USER:] = keep
+            c = len(s["points"])
+            slots.append(slot)
+            counts.append(c)
+            base = seen.get(slot, 0)
+            pos_base.append(base)
+            seen[slot] = base + c
+        self._dirty.update(seen)
+        total = sum(counts)
+        if total == 0:
+            return []
+        tv = np.fromiter(_chain(_chain(s["points"] for s in series)), np.float64, 2 * total)
+        return self.update_arrays(np.repeat(np.asarray(slots, np.int64), counts),
+                                  tv[0::2], tv[1::2], _positions(counts, pos_base),
+                                  emit=history_run is None)
+
+    def update_arrays(self, slot: np.ndarray, t: np.ndarray, v: np.ndarray, pos: np.ndarray,
+                      emit: bool = True, scores: np.ndarray | None = None) -> list[Anomaly]:
+        """Process samples given as arrays; ``pos`` orders each series' samples.
+
+        If ``scores`` is given, each sample's combined score is written to it
+        (the backtest uses this).
+        """
+        order = np.argsort(pos, kind="stable")
+        spos = pos[order]
+        bounds = np.flatnonzero(np.diff(spos)) + 1
         out: list[Anomaly] = []
-        for s in batch.series:
-            name, labels = s["name"], s["labels"]
-            sid = series_id(name, labels)
-            st = self._state(sid)
-            st.tag = tag
-            thr = self.threshold(name)
-            for t, v in s["points"]:
-                if t < st.model.last_t:  # late/out-of-order sample: learn nothing
-                    continue
-                sc = st.model.score_one(t, v)
-                ev = self._transition(st, sid, name, labels, t, v, sc, thr)
-                if ev is not None:
-                    out.append(ev)
-                st.model.learn_one(t, v)
-            self._dirty.add(sid)
+        for idx in np.split(order, bounds):
+            s = slot[idx]
+            res = self.bank.step(s, t[idx], v[idx])
+            if scores is not None:
+                scores[idx] = res.score
+            if emit:
+                self._transitions(s, t[idx], v[idx], res, out)
         return out
 
-    def _transition(
-        self, st: SeriesState, sid: str, name: str, labels: dict[str, str],
-        t: float, v: float, sc: Score, thr: float,
-    ) -> Anomaly | None:
-        anomalous = sc.warm and sc.score >= thr
-        if anomalous:
-            st.normal_run = 0
-            st.peak_score = max(st.peak_score, sc.score)
-            if st.open_id is None:
-                st.open_id = hashlib.blake2b(f"{sid}@{t}".encode(), digest_size=12).hexdigest()
-                st.opened_t = t
-                return self._event(st, sid, name, labels, t, v, sc, "open")
-            return None
-        if st.open_id is not None:
-            st.normal_run += 1
-            if st.normal_run >= RECOVERY_SAMPLES:
-                ev = self._event(st, sid, name, labels, t, v, sc, "resolved")
-                st.open_id, st.normal_run, st.peak_score = None, 0, 0.0
-                return ev
-        return None
+    def _transitions(self, s: np.ndarray, t: np.ndarray, v: np.ndarray, res: Any,
+                     out: list[Anomaly]) -> None:
+        S = self.bank.S
+        thr = self._thr[s]
+        score = res.score
+        is_open = S[s, OPEN] > 0
+        anomalous = res.warm & (score >= thr)
+        new_open = anomalous & ~is_open
+        if not new_open.any() and not is_open.any():
+            return
+        calm = res.warm & (score < thr * HYSTERESIS)
+        nrun = np.where(anomalous, 0.0, np.where(calm, S[s, NRUN] + 1, 0.0))
+        resolve = is_open & (nrun >= RECOVERY_SAMPLES)
+        S[s, NRUN] = np.where(is_open, nrun, 0.0)
+        S[s, PEAK] = np.where(is_open | new_open, np.maximum(S[s, PEAK], score), 0.0)
+        for i in np.flatnonzero(new_open | resolve):
+            slot = int(s[i])
+            if new_open[i]:
+                S[slot, OPEN], S[slot, OPENED_T], S[slot, NRUN] = 1.0, t[i], 0.0
+                out.append(self._event(slot, i, t, v, res, "open"))
+            else:
+                out.append(self._event(slot, i, t, v, res, "resolved"))
+                S[slot, OPEN:PEAK + 1] = 0.0
 
-    @staticmethod
-    def _event(
-        st: SeriesState, sid: str, name: str, labels: dict[str, str],
-        t: float, v: float, sc: Score, status: str,
-    ) -> Anomaly:
-        assert st.open_id is not None
+    def _event(self, slot: int, i: int, t: np.ndarray, v: np.ndarray, res: Any,
+               status: str) -> Anomaly:
+        S = self.bank.S
+        sid, name, labels = self._sid[slot], self._name[slot], self._labels[slot]
+        opened_t = float(S[slot, OPENED_T])
+        thr = float(self._thr[slot])
+        exp, scale, z = float(res.expected[i]), float(res.scale[i]), float(res.deviation[i])
+        bz = band_z(thr) * scale
+        d = res.direction[i]
+        score = float(res.score[i])
+        sev_score = max(score, float(S[slot, PEAK]))
         return Anomaly(
-            anomaly_id=st.open_id,
+            anomaly_id=anomaly_id(sid, opened_t),
             status=status,  # type: ignore[arg-type]
             series=sid,
             metric=name,
-            service=labels.get("service") or labels.get("app") or labels.get("job") or "unknown",
+            service=service_of(labels),
             labels=labels,
-            observed=v,
-            expected=sc.expected,
-            lower=sc.lower,
-            upper=sc.upper,
-            deviation=sc.deviation,
-            score=sc.score,
-            severity=_severity(sc.score),  # type: ignore[arg-type]
-            direction="up" if sc.deviation >= 0 else "down",
-            contributions=sc.contributions,
-            time=datetime.fromtimestamp(t, UTC),
-            started_at=datetime.fromtimestamp(st.opened_t or t, UTC),
+            observed=float(v[i]),
+            expected=exp,
+            lower=exp - bz,
+            upper=exp + bz,
+            deviation=z,
+            score=score,
+            severity=_severity(sev_score),  # type: ignore[arg-type]
+            direction="up" if d > 0 else "down" if d < 0 else "both",
+            contributions={k: round(float(x), 4) for k, x in zip(DETECTORS, res.parts[i])},
+            time=datetime.fromtimestamp(float(t[i]), UTC),
+            started_at=datetime.fromtimestamp(opened_t, UTC),
         )
+
+    # ------------------------------------------------------------ state
+    def state_bytes(self, slot: int) -> bytes:
+        return _VERSION + SeriesBank.row_bytes(self.bank.S[slot])
 
     def take_dirty(self, tag: int | None = None) -> dict[str, bytes]:
         """Pop the serialized state of series changed since the last call.
@@ -182,15 +254,58 @@ class MetricDetector:
         With ``tag``, only series last updated with that tag are taken (the
         partition being processed); the others stay dirty.
         """
-        series = self.series
-        taken = [sid for sid in self._dirty if tag is None or series[sid].tag == tag]
+        taken = [s for s in self._dirty if tag is None or self._tag.get(s) == tag]
         self._dirty.difference_update(taken)
-        return {sid: series[sid].to_bytes() for sid in taken}
+        return {self._sid[s]: self.state_bytes(s) for s in taken}
 
-    def forget(self, tags: set[int]) -> int:
+    def forget(self, tags: Iterable[int]) -> int:
         """Drop in-memory series with these tags (partitions revoked); return how many."""
-        gone = [sid for sid, st in self.series.items() if st.tag in tags]
-        for sid in gone:
-            del self.series[sid]
-            self._dirty.discard(sid)
+        tags = set(tags)
+        gone = [slot for slot, tg in self._tag.items() if tg in tags]
+        for slot in gone:
+            self._drop(slot)
+        if gone:
+            self._fast = {k: s for k, s in self._fast.items() if s in self._sid}
         return len(gone)
+
+    def _drop(self, slot: int) -> None:
+        sid = self._sid.pop(slot)
+        del self.slot_of[sid], self._name[slot], self._labels[slot]
+        self._tag.pop(slot, None)
+        self._history_run.pop(slot, None)
+        self._dirty.discard(slot)
+        self.bank.remove(slot)
+
+    def describe(self, slot: int) -> dict[str, Any]:
+        """What is learned about one series (for the baseline views)."""
+        S = self.bank.S
+        row = S[slot]
+        sid = self._sid[slot]
+        t = float(row[1])
+        res = self.bank.step(np.array([slot]), np.array([t + 1.0]), np.array([0.0]), learn=False)
+        exp, scale = float(res.expected[0]), float(res.scale[0])
+        bz = band_z(float(self._thr[slot])) * scale
+        return {
+            "series": sid, "metric": self._name[slot], "labels": self._labels[slot],
+            "n": int(row[0]), "warm": int(row[0]) >= self.bank.warmup, "last_t": t,
+            "expected": exp, "lower": exp - bz, "upper": exp + bz, "sigma": scale,
+            "threshold": float(self._thr[slot]),
+            "open": anomaly_id(sid, float(row[OPENED_T])) if row[OPEN] > 0 else None,
+        }
+
+    def find(self, substring: str | None = None, limit: int = 100) -> list[dict[str, Any]]:
+        items = []
+        for sid, slot in self.slot_of.items():
+            if substring and substring not in sid:
+                continue
+            items.append(self.describe(slot))
+            if len(items) >= limit:
+                break
+        return items
+
+
+def _positions(counts: list[int], base: list[int]) -> np.ndarray:
+    """Index of each sample within its series: ``[b0, b0+1, .., b1, b1+1, ..]``."""
+    c = np.asarray(counts, np.int64)
+    starts = np.repeat(np.cumsum(c) - c, c)
+    return np.arange(int(c.sum()), dtype=np.int64) - starts + np.repeat(np.asarray(base, np.int64), c)

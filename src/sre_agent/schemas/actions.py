@@ -33,6 +33,9 @@ class Target(BaseModel):
     name: str = Field(min_length=1, max_length=253, pattern=r"^[A-Za-z0-9][A-Za-z0-9._\-]*$")
     namespace: str = Field(default="default", pattern=r"^[a-z0-9][a-z0-9\-]*$", max_length=63)
     service: str | None = None
+    #: identity of the object the plan was made for (pod/deployment uid, instance id);
+    #: the executor skips the action if the live object has another (additive)
+    uid: str | None = None
 
     def ref(self) -> str:
         return f"{self.kind}/{self.namespace}/{self.name}"
@@ -45,6 +48,10 @@ class ActionStep(BaseModel):
     risk: float = Field(default=0.2, ge=0.0, le=1.0)
     verify: dict[str, Any] | None = None
     rollback: str | None = None
+    #: pre-checks evaluated on the live object right before acting (additive)
+    prechecks: list[dict[str, Any]] = Field(default_factory=list)
+    #: state the plan assumed (e.g. {"revision": "4", "image": ...}); a mismatch skips (additive)
+    expect: dict[str, Any] = Field(default_factory=dict)
 
 
 class ActionPlan(Event):
@@ -62,6 +69,14 @@ class ActionPlan(Event):
     protected: bool = False
     expires_at: UtcDatetime | None = None
     status: Literal["pending", "approved", "rejected", "expired", "blocked", "auto"] = "pending"
+    #: context for approvers (additive): hypothesis, evidence summary, similar past cases
+    service: str | None = None
+    severity: str = "warning"
+    confidence: float | None = Field(default=None, ge=0.0, le=1.0)
+    evidence: list[str] = Field(default_factory=list)
+    similar: list[dict[str, Any]] = Field(default_factory=list)
+    #: why the policy was chosen (protected match, auto-remediation off ...)
+    policy_reason: str = ""
 
     def key(self) -> str:
         return self.plan_id
@@ -112,6 +127,11 @@ class ActionResult(Event):
     snapshot: dict[str, Any] = Field(default_factory=dict)
     verified: bool | None = None
     dry_run: bool = True
+    #: which step of the plan, on what, and its idempotency key (additive)
+    step_index: int = 0
+    action: str | None = None
+    target: str | None = None
+    idempotency_key: str | None = None
 
     def key(self) -> str:
         return self.plan_id

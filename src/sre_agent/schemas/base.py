@@ -25,7 +25,12 @@ def _to_utc(value: datetime) -> datetime:
     if value.tzinfo is None:
         # naive timestamps on the wire are taken as UTC
         return value.replace(tzinfo=UTC)
-    return value.astimezone(UTC)
+    try:
+        return value.astimezone(UTC)
+    except OverflowError:
+        # e.g. 9999-12-31T23:59-23:00: valid ISO, but not representable in UTC;
+        # a ValueError makes it a validation error (-> DLQ), never a crash
+        raise ValueError("timestamp out of range once converted to UTC") from None
 
 
 #: a datetime normalised to UTC (naive input is read as UTC)

@@ -21,6 +21,10 @@ class SignalRef(BaseModel):
     summary: str = ""
     time: UtcDatetime
     severity: Severity = "warning"
+    #: metric name, alert name or k8s reason (additive)
+    metric: str | None = None
+    #: compact details for RCA: direction, observed/expected, template, revision ... (additive)
+    attrs: dict[str, Any] = Field(default_factory=dict)
 
 
 class Incident(Event):
@@ -38,6 +42,10 @@ class Incident(Event):
     opened_at: UtcDatetime
     resolved_at: UtcDatetime | None = None
     revision: int = 1
+    #: times this incident was reopened by a recurrence (additive)
+    reopen_count: int = 0
+    #: correlation group (topology component) that owns this incident (additive)
+    group: str | None = None
 
     def key(self) -> str:
         return self.incident_id
@@ -66,6 +74,8 @@ class SimilarCase(BaseModel):
     cause_type: str | None = None
     resolution: str | None = None
     kind: Literal["incident", "pattern", "runbook"] = "incident"
+    #: service the confirmed cause was on (additive)
+    service: str | None = None
 
 
 class RcaResult(Event):

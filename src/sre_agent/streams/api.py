@@ -1,11 +1,148 @@
-"""Stage wiring: api (placeholder until its issue lands)."""
+"""Stage wiring: the read side — REST API, web console, ChatOps and ``/metrics``.
+
+A :class:`~sre_agent.readmodel.ReadModel` is fed on every worker by a
+group-less projection of the output topics (see :mod:`.api_projection`) and
+by a Faust agent that keeps recent values of anomalous series for the charts.
+Views only read from it; writes (feedback, chat votes, ``fix``) are events
+produced to their topics, each audited.
+"""
 
 from __future__ import annotations
 
+import logging
+import math
+from typing import Any
+
+import orjson
+from faust.web import Request, Response, View
+from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry
+
+from .. import __version__
+from ..readmodel import ReadModel
+from ..readmodel.series import Band
+from ..schemas import series_id
+from .api_chatops import register_chatops
+from .api_console import register_console
+from .api_http import Api
+from .api_metrics import AgentCollector, render
+from .api_openapi import build_openapi
+from .api_projection import Projection
+from .api_views import register_views
+from .auth import Authenticator
 from .context import StreamContext
 
-__all__ = ["register"]
+__all__ = ["band_of", "register"]
+
+log = logging.getLogger(__name__)
+
+
+def band_of(ctx: StreamContext, sid: str, t: float, v: float) -> Band | None:
+    """The learned band of ``sid`` near ``t``, if this worker's baseline knows it.
+
+    Uses ``ctx.state["baseline_band"]`` (``(sid, t) -> (expected, lower, upper) | None``)
+    when the cognition stage provides one; otherwise asks the metric detector
+    through its read-only views (``describe`` of a series slot, or a model's
+    pure ``score_one``). None while warming up or unknown: the chart shows a gap.
+    """
+    fn = ctx.state.get("baseline_band")
+    if callable(fn):
+        return fn(sid, t)  # type: ignore[no-any-return]
+    det = ctx.state.get("metric_detector")
+    if det is None:
+        return None
+    slots = getattr(det, "slot_of", None)
+    if isinstance(slots, dict) and hasattr(det, "describe"):
+        slot = slots.get(sid)
+        if slot is None:
+            return None
+        d = det.describe(slot)
+        if not d.get("warm", True):
+            return None
+        return (float(d["expected"]), float(d["lower"]), float(d["upper"]))
+    state = getattr(det, "series", {}).get(sid)
+    model = getattr(state, "model", None)
+    if model is None:
+        return None
+    sc = model.score_one(t, v)
+    if not getattr(sc, "warm", True):
+        return None
+    return (float(sc.expected), float(sc.lower), float(sc.upper))
+
+
+def _points(raw: Any) -> list[tuple[float, float]]:
+    out = []
+    for p in raw or ():
+        try:
+            t, v = float(p[0]), float(p[1])
+        except (TypeError, ValueError, IndexError):
+            continue
+        if math.isfinite(t) and math.isfinite(v):
+            out.append((t, v))
+    return out
 
 
 def register(ctx: StreamContext) -> None:
-    """Declare this stage's agents, tables, timers and views on ctx.app."""
+    """Declare the read model, its feeds, and every view of the read side."""
+    app, s = ctx.app, ctx.settings.api
+    model = ReadModel(s.readmodel_max_items, s.chart_max_series, s.chart_points)
+    projection = Projection(ctx.settings, model)
+    api = Api(ctx=ctx, model=model, auth=Authenticator(s), projection=projection)
+    ctx.state["readmodel"] = model
+    ctx.state["api"] = api
+    register_views(api)
+    register_chatops(api)
+    register_console(api)
+
+    registry = CollectorRegistry(auto_describe=False)
+    registry.register(AgentCollector(api))
+    ctx.state["metrics_registry"] = registry
+
+    @app.page("/metrics")
+    class Metrics(View):
+        async def get(self, request: Request) -> Response:
+            return self.bytes(
+                render(registry),
+                content_type=CONTENT_TYPE_LATEST.split(";")[0],
+                headers={"Cache-Control": "no-cache"},
+            )
+
+    openapi: dict[str, Any] = {}
+
+    @app.page("/openapi.json")
+    class OpenApi(View):
+        async def get(self, request: Request) -> Response:
+            if not openapi:  # routes are fixed once the server runs
+                routes = {path: set(view.get_methods()) for path, view in app.web.views.items()}
+                openapi.update(build_openapi(routes, __version__))
+            return self.json(openapi)
+
+    @app.task  # type: ignore[untyped-decorator]
+    async def readmodel_projection() -> None:
+        await projection.run()
+
+    @app.timer(2.0)  # type: ignore[untyped-decorator]
+    async def readmodel_health() -> None:
+        ctx.stats.health["readmodel"] = projection.health()
+
+    def band(sid: str, t: float, v: float) -> Band | None:
+        return band_of(ctx, sid, t, v)
+
+    @app.agent(ctx.topics["metrics"], name="api-chart-series")
+    async def chart_series(stream: Any) -> None:
+        """Recent values of anomalous series for the console (metrics are validated,
+        counted and dead-lettered by the baseline agent; this one only peeks)."""
+        async for event in stream.events():
+            names = model.series.metrics
+            if not names:
+                continue
+            try:
+                data = orjson.loads(event.value)
+                for ser in data.get("series") or ():
+                    name, labels = ser.get("name"), ser.get("labels") or {}
+                    if name not in names or not isinstance(labels, dict):
+                        continue
+                    sid = series_id(name, {str(k): str(v) for k, v in labels.items()})
+                    if sid in model.series:
+                        model.series.add_points(sid, _points(ser.get("points")), band)
+            except Exception as exc:  # never let a bad message stop the charts
+                log.debug("chart feed skipped a metrics message: %s", exc)

@@ -1,11 +1,160 @@
-"""Stage wiring: audit_agent (placeholder until its issue lands)."""
+"""audit -> PostgreSQL (hash-chained), and incidents -> tickets + open/resolved view.
+
+The audit sink acks an event only after its row is in PostgreSQL. When the
+database is down it retries with backoff, holding the stream where it is: the
+consumer never commits past an unwritten record, so nothing is lost across a
+restart either. ``/status`` shows ``health.audit`` (ok, pending, last error).
+
+Helpers used by the other action stages: :func:`emit_audit` (every plan, vote,
+action, result and policy decision) and :func:`pg_store` (the one shared
+:class:`~sre_agent.sinks.audit.AuditStore`), :func:`incident_status`.
+"""
 
 from __future__ import annotations
 
+import asyncio
+import logging
+import time
+from typing import Any
+
+import asyncpg
+
+from ..schemas import AuditRecord, Incident
+from ..sinks.audit import AuditStore
+from ..sinks.tickets import PostgresTickets
 from .context import StreamContext
 
-__all__ = ["register"]
+__all__ = ["emit_audit", "incident_status", "pg_store", "register"]
+
+log = logging.getLogger(__name__)
+
+_STORE = "audit_store"
+_STATUS = "incident_status"
+
+
+def pg_store(ctx: StreamContext) -> AuditStore | None:
+    """The shared PostgreSQL store (None when ``postgres.dsn`` is not set)."""
+    dsn = ctx.settings.postgres.dsn
+    if dsn is None:
+        return None
+    store = ctx.state.get(_STORE)
+    if store is None:
+        store = ctx.state[_STORE] = AuditStore(dsn.get_secret_value())
+    return store  # type: ignore[no-any-return]
+
+
+async def emit_audit(ctx: StreamContext, actor: str, action: str, subject: str,
+                     details: dict[str, Any] | None = None,
+                     idempotency_key: str | None = None) -> AuditRecord:
+    """Produce one :class:`AuditRecord` to the ``audit`` topic."""
+    rec = AuditRecord(actor=actor, action=action, subject=subject, details=details or {},
+                      idempotency_key=idempotency_key)
+    await ctx.send(rec)
+    return rec
+
+
+async def incident_status(ctx: StreamContext, incident_id: str) -> str | None:
+    """open / updated / resolved from the tickets table, else this worker's view."""
+    store = pg_store(ctx)
+    if store is not None and store.pool is not None:
+        try:
+            found = await PostgresTickets(store).status(incident_id)
+            if found:
+                return found
+        except Exception as exc:  # noqa: BLE001 - fall back to the in-memory view
+            log.warning("ticket status of %s unavailable: %s", incident_id, exc)
+    return ctx.state.get(_STATUS, {}).get(incident_id)  # type: ignore[no-any-return]
 
 
 def register(ctx: StreamContext) -> None:
-    """Declare this stage's agents, tables, timers and views on ctx.app."""
+    app = ctx.app
+    store = pg_store(ctx)
+    statuses: dict[str, str] = ctx.state.setdefault(_STATUS, {})
+    health: dict[str, Any] = {"ok": True, "sink": "postgres" if store else "none",
+                              "written": 0, "duplicates": 0, "pending": 0, "error": None}
+    ctx.stats.health["audit"] = health
+
+    async def write(rec: AuditRecord) -> str | None:
+        """Write one record, retrying until PostgreSQL takes it (or we are stopped).
+
+        Returns None when written, or why PostgreSQL refuses this record for good
+        (e.g. a NUL character in a text field): that record goes to the DLQ.
+        """
+        assert store is not None
+        delay = 0.5
+        while True:
+            try:
+                await store.setup()
+                if await store.add(rec):
+                    health["written"] += 1
+                else:
+                    health["duplicates"] += 1
+                health.update(ok=True, error=None, pending=0)
+                return None
+            except asyncio.CancelledError:
+                raise
+            except (asyncpg.DataError, asyncpg.IntegrityConstraintViolationError) as exc:
+                return f"audit row refused by PostgreSQL: {type(exc).__name__}: {exc}"[:500]
+            except Exception as exc:  # noqa: BLE001 - any DB failure: keep the record, retry
+                health.update(ok=False, error=f"{type(exc).__name__}: {exc}"[:300], pending=1,
+                              since=health.get("since") or time.time())
+                log.warning("audit write failed (retrying in %.1fs): %s", delay, exc)
+                await _reset(store)
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, 15.0)
+            finally:
+                if health["ok"]:
+                    health.pop("since", None)
+
+    @app.agent(ctx.topics["audit"], name="audit-sink")
+    async def audit_sink(stream: Any) -> None:
+        manual = stream.noack()
+        async for event in manual.events():
+            rec = await ctx.decode(AuditRecord, event, stage="audit-sink")
+            if rec is not None:
+                if store is None:
+                    log.info("audit %s %s %s", rec.actor, rec.action, rec.subject)
+                else:
+                    refused = await write(rec)
+                    if refused:
+                        msg = event.message
+                        await ctx.dead_letter("audit", event.value, refused, stage="audit-sink",
+                                              partition=msg.partition, offset=msg.offset)
+            await manual.ack(event)  # only now may the offset be committed
+
+    @app.agent(ctx.topics["incidents"], name="incident-tickets")
+    async def incident_tickets(stream: Any) -> None:
+        async for event in stream.events():
+            inc = await ctx.decode(Incident, event, stage="incident-tickets")
+            if inc is None:
+                continue
+            statuses[inc.incident_id] = inc.status
+            if len(statuses) > 50_000:  # bounded: drop the oldest entries
+                for key in list(statuses)[:10_000]:
+                    statuses.pop(key, None)
+            if store is None:
+                continue
+            try:
+                await store.setup()
+                what = await PostgresTickets(store).upsert(inc)
+            except Exception as exc:  # noqa: BLE001 - tickets are best effort; status is in memory
+                log.warning("ticket upsert of %s failed: %s", inc.incident_id, exc)
+                await _reset(store)
+                continue
+            if what != "stale":
+                await emit_audit(ctx, "ticket-manager", f"ticket.{what}", inc.incident_id,
+                                 {"status": inc.status, "revision": inc.revision,
+                                  "severity": inc.severity, "title": inc.title})
+
+    @app.on_before_shutdown.connect
+    async def _close(app: Any, **kw: Any) -> None:
+        if store is not None:
+            await store.close()
+
+
+async def _reset(store: AuditStore) -> None:
+    """Drop a broken pool so the next attempt reconnects."""
+    try:
+        await asyncio.wait_for(store.close(), timeout=2)
+    except Exception:  # noqa: BLE001
+        store.pool = None

@@ -1,11 +1,143 @@
-"""Stage wiring: correlate_agent (placeholder until its issue lands)."""
+"""anomalies / alerts / predictions / k8s-events / deploy-events -> incidents.
+
+Input topics have different keys (anomalies by service, alerts by fingerprint,
+k8s events by object ...), so one thin agent per input decodes and normalises
+each event into a :class:`~sre_agent.processors.correlate_signals.Signal` and
+re-keys it by the service's *topology group* (connected component of the
+dependency graph) onto the internal ``correlation-signals`` topic. The
+``correlator`` agent consumes that topic: every signal that may join one
+incident arrives in order on one partition, and the group's state lives in the
+``correlation`` table (orjson bytes), written only by that agent. Two alerts
+with the same fingerprint 2 s apart therefore always meet the same state.
+
+A timer (every ``correlation.tick_interval``) sends a *tick* for each local
+group with a due deadline, so hold-down resolution and batched updates also
+happen inside the agent. ``GET /api/correlation/stats`` shows the noise
+reduction counters of this worker.
+"""
 
 from __future__ import annotations
 
+import logging
+import time
+from collections.abc import Callable
+from datetime import UTC, datetime
+from typing import Any
+
+from faust.web import Request, Response, View
+from pydantic import ValidationError
+
+from ..processors.correlate import GroupState, IncidentCorrelator
+from ..processors.correlate_signals import (
+    Signal,
+    from_alert,
+    from_anomaly,
+    from_deploy,
+    from_k8s,
+    from_prediction,
+    tick,
+)
+from ..processors.topology import ServiceGraph
+from ..schemas import Alert, Anomaly, AuditRecord, DeployEvent, Event, K8sEvent, Prediction
 from .context import StreamContext
 
-__all__ = ["register"]
+__all__ = ["SIGNALS_TOPIC", "register"]
+
+log = logging.getLogger(__name__)
+
+SIGNALS_TOPIC = "correlation-signals"
+
+_INPUTS: list[tuple[type[Event], Callable[[Any], Signal | None]]] = [
+    (Anomaly, from_anomaly),
+    (Alert, from_alert),
+    (Prediction, from_prediction),
+    (K8sEvent, from_k8s),
+    (DeployEvent, from_deploy),
+]
 
 
 def register(ctx: StreamContext) -> None:
-    """Declare this stage's agents, tables, timers and views on ctx.app."""
+    app, settings = ctx.app, ctx.settings.correlation
+    correlator = IncidentCorrelator(settings, ServiceGraph(settings.edges))
+    ctx.state["correlator"] = correlator
+    table = ctx.tables.declare("correlation", help="correlation state per topology group")
+    signals = app.topic(ctx.settings.topic(SIGNALS_TOPIC), partitions=ctx.settings.kafka.partitions,
+                        replicas=ctx.settings.kafka.replication, key_serializer="raw",
+                        value_serializer="raw", internal=True)
+
+    async def forward(sig: Signal) -> None:
+        group = correlator.group_of(sig.service)
+        await signals.send(key=group.encode(), value=sig.model_dump_json().encode())
+
+    def make_input(model: type[Event], convert: Callable[[Any], Signal | None]) -> None:
+        stage = f"correlate-in-{model.TOPIC}"
+
+        @app.agent(ctx.topics[model.TOPIC], name=stage)
+        async def normalise(stream: Any) -> None:
+            async for event in stream.events():
+                obj = await ctx.decode(model, event, stage=stage)
+                if obj is None:
+                    continue
+                sig = convert(obj)
+                if sig is not None:
+                    await forward(sig)
+
+    for model, convert in _INPUTS:
+        make_input(model, convert)
+
+    def publish_stats() -> None:
+        ctx.stats.health["correlator"] = {"ok": True, **correlator.stats.as_dict()}
+
+    @app.agent(signals, name="correlator")
+    async def correlate(stream: Any) -> None:
+        async for event in stream.events():
+            key = event.key.decode() if isinstance(event.key, bytes) else str(event.key)
+            try:
+                sig = Signal.model_validate_json(event.value)
+            except ValidationError as exc:  # only this stage writes the topic
+                log.error("undecodable correlation signal at offset %s: %s",
+                          event.message.offset, str(exc)[:300])
+                continue
+            raw = table.get(key)
+            try:
+                state = GroupState.from_bytes(raw) if raw else GroupState(group=key)
+            except Exception:  # corrupt/old state: start over rather than stall the partition
+                log.exception("discarding unreadable correlation state of group %s", key)
+                state = GroupState(group=key)
+            incidents = correlator.update(state, sig, now=time.time())
+            table[key] = state.to_bytes()
+            for inc in incidents:
+                await ctx.send(inc)
+                await ctx.send(AuditRecord(
+                    actor="correlator", action=f"incident.{inc.status}", subject=inc.incident_id,
+                    details={"revision": inc.revision, "services": inc.services,
+                             "severity": inc.severity, "signals": inc.signal_count,
+                             "reopen_count": inc.reopen_count,
+                             "changes": len(inc.candidate_changes)}))
+                log.info("incident %s %s: %s", inc.incident_id, inc.status, inc.title,
+                         extra={"incident_id": inc.incident_id})
+            if sig.kind != "tick" or incidents:
+                publish_stats()
+
+    @app.timer(settings.tick_interval)
+    async def correlation_ticks() -> None:
+        now = time.time()
+        try:
+            items = list(table.items())
+        except Exception:  # store not ready during rebalance
+            return
+        for group, raw in items:
+            try:
+                due = IncidentCorrelator.next_deadline(GroupState.from_bytes(raw), settings)
+            except Exception:
+                continue
+            if due is not None and due <= now:
+                sig = tick(group, datetime.fromtimestamp(now, UTC))
+                await signals.send(key=group.encode(), value=sig.model_dump_json().encode())
+
+    @app.page("/api/correlation/stats")
+    class CorrelationStats(View):
+        """Noise-reduction counters of this worker's correlator."""
+
+        async def get(self, request: Request) -> Response:
+            return self.json(correlator.stats.as_dict())

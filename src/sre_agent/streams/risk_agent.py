@@ -1,11 +1,79 @@
-"""Stage wiring: risk_agent (placeholder until its issue lands)."""
+"""rca-results -> action-plans: playbook, risk score, policy (all audited).
+
+Playbooks are loaded and validated when the stage is wired, so a bad playbook
+stops the worker at start with an error naming the file and the field. When a
+Kubernetes/AWS back-end is enabled, each step's target is observed first, so the
+plan records what it assumes (uid, revision) and the risk sees the replicas.
+"""
 
 from __future__ import annotations
 
+import logging
+from typing import Any
+
+from ..processors.planner import Planner
+from ..schemas import RcaResult, utcnow
+from ..sinks.targets import ActionTargets
+from .audit_agent import emit_audit
 from .context import StreamContext
 
-__all__ = ["register"]
+__all__ = ["action_targets", "register"]
+
+log = logging.getLogger(__name__)
+
+
+def action_targets(ctx: StreamContext) -> ActionTargets:
+    """The shared Kubernetes/AWS back-ends (clients made on first use)."""
+    targets = ctx.state.get("action_targets")
+    if targets is None:
+        targets = ctx.state["action_targets"] = ActionTargets.from_settings(ctx.settings)
+
+        @ctx.app.on_before_shutdown.connect
+        async def _close(app: Any, **kw: Any) -> None:
+            await targets.close()
+    return targets  # type: ignore[no-any-return]
 
 
 def register(ctx: StreamContext) -> None:
-    """Declare this stage's agents, tables, timers and views on ctx.app."""
+    planner = Planner.from_settings(ctx.settings.actions)
+    ctx.state["planner"] = planner
+    targets = action_targets(ctx)
+
+    @ctx.app.agent(ctx.topics["rca-results"], name="risk-planner")
+    async def risk_planner(stream: Any) -> None:
+        async for event in stream.events():
+            rca = await ctx.decode(RcaResult, event, stage="risk-planner")
+            if rca is None:
+                continue
+            draft = planner.draft(rca)
+            if draft is None:
+                causes = [f"{h.cause_type}@{h.service}:{h.confidence:.2f}" for h in rca.hypotheses]
+                await emit_audit(ctx, "risk-planner", "plan.none", rca.incident_id,
+                                 {"reason": "no playbook covers a hypothesis above "
+                                            f"{ctx.settings.actions.min_confidence}",
+                                  "hypotheses": causes[:5]})
+                continue
+            observed: dict[int, dict[str, Any]] = {}
+            for i, step in enumerate(draft.steps):
+                if not targets.available(step):
+                    continue
+                try:
+                    observed[i] = await targets.observe(step)
+                except Exception as exc:  # noqa: BLE001 - plan anyway; the executor re-checks
+                    log.warning("observing %s failed: %s", step.target.ref(), exc)
+                    observed[i] = {"error": str(exc)[:200]}
+            plan = planner.finalize(draft, observed, utcnow())
+            await ctx.send(plan)
+            await emit_audit(ctx, "risk-planner", "plan.created", plan.plan_id, {
+                "incident_id": plan.incident_id, "playbook": plan.playbook,
+                "cause_type": plan.cause_type, "service": plan.service,
+                "confidence": plan.confidence,
+                "steps": [{"action": s.action, "target": s.target.ref(), "uid": s.target.uid,
+                           "expect": s.expect, "risk": s.risk} for s in plan.steps]})
+            await emit_audit(ctx, "policy", "policy.decided", plan.plan_id, {
+                "risk_score": plan.risk_score, "tier": plan.risk_tier, "policy": plan.policy,
+                "protected": plan.protected, "reason": plan.policy_reason,
+                "factors": plan.risk_factors, "status": plan.status})
+            log.info("plan %s for %s: %s %s (%.2f) %s", plan.plan_id, plan.incident_id,
+                     plan.playbook, plan.risk_tier, plan.risk_score, plan.policy,
+                     extra={"plan_id": plan.plan_id, "incident_id": plan.incident_id})

@@ -1,0 +1,75 @@
+{{/* Chart name, truncated to the 63 characters Kubernetes names allow. */}}
+{{- define "sre-agent.name" -}}
+{{- default .Chart.Name .Values.nameOverride | trunc 63 | trimSuffix "-" -}}
+{{- end -}}
+
+{{- define "sre-agent.fullname" -}}
+{{- if .Values.fullnameOverride -}}
+{{- .Values.fullnameOverride | trunc 63 | trimSuffix "-" -}}
+{{- else -}}
+{{- $name := default .Chart.Name .Values.nameOverride -}}
+{{- if contains $name .Release.Name -}}
+{{- .Release.Name | trunc 63 | trimSuffix "-" -}}
+{{- else -}}
+{{- printf "%s-%s" .Release.Name $name | trunc 63 | trimSuffix "-" -}}
+{{- end -}}
+{{- end -}}
+{{- end -}}
+
+{{- define "sre-agent.selectorLabels" -}}
+app.kubernetes.io/name: {{ include "sre-agent.name" . }}
+app.kubernetes.io/instance: {{ .Release.Name }}
+{{- end -}}
+
+{{- define "sre-agent.labels" -}}
+helm.sh/chart: {{ printf "%s-%s" .Chart.Name .Chart.Version | replace "+" "_" | trunc 63 | trimSuffix "-" }}
+{{ include "sre-agent.selectorLabels" . }}
+app.kubernetes.io/version: {{ .Chart.AppVersion | quote }}
+app.kubernetes.io/component: worker
+app.kubernetes.io/managed-by: {{ .Release.Service }}
+{{- end -}}
+
+{{- define "sre-agent.serviceAccountName" -}}
+{{- if .Values.serviceAccount.create -}}
+{{- default (include "sre-agent.fullname" .) .Values.serviceAccount.name -}}
+{{- else -}}
+{{- default "default" .Values.serviceAccount.name -}}
+{{- end -}}
+{{- end -}}
+
+{{/* The Secret loaded with envFrom: an existing one, or the one this chart creates. */}}
+{{- define "sre-agent.secretName" -}}
+{{- if .Values.secrets.existingSecret -}}
+{{- .Values.secrets.existingSecret -}}
+{{- else if .Values.secrets.create -}}
+{{- include "sre-agent.fullname" . -}}
+{{- end -}}
+{{- end -}}
+
+{{/*
+The agent's config.yaml (settings keys in snake_case). Values under .Values.config
+are merged last and win. Per-pod settings (web host, data dir) are set here too.
+*/}}
+{{- define "sre-agent.config" -}}
+{{- $v := .Values -}}
+{{- $worker := dict "app_id" $v.worker.appId "web_host" "0.0.0.0" "web_port" (int $v.worker.port) "data_dir" "/data" "log_level" $v.worker.logLevel "log_json" $v.worker.logJson "table_standby_replicas" (int $v.worker.tableStandbyReplicas) -}}
+{{- $kafka := dict "broker" $v.kafka.broker "topic_prefix" $v.kafka.topicPrefix "partitions" (int $v.kafka.partitions) "replication" (int $v.kafka.replication) -}}
+{{- $actions := dict "dry_run" $v.actions.dryRun "auto_remediation" $v.actions.autoRemediation -}}
+{{- if $v.playbooks -}}
+{{- $_ := set $actions "playbooks_dir" "/etc/sre-agent/playbooks" -}}
+{{- end -}}
+{{- $k8s := dict "enabled" $v.kubernetes.enabled "in_cluster" true -}}
+{{- $c := $v.collectors -}}
+{{- $prom := dict "enabled" $c.prometheus.enabled "url" $c.prometheus.url "interval" $c.prometheus.interval "headers" ($c.prometheus.headers | default dict) -}}
+{{- if $c.queries -}}
+{{- $_ := set $prom "queries_file" "/etc/sre-agent/queries.yaml" -}}
+{{- end -}}
+{{- $loki := dict "enabled" $c.loki.enabled "url" $c.loki.url "interval" $c.loki.interval -}}
+{{- if $c.loki.queries -}}
+{{- $_ := set $loki "queries" $c.loki.queries -}}
+{{- end -}}
+{{- $cw := dict "enabled" $c.cloudwatch.enabled "interval" $c.cloudwatch.interval "period" (int $c.cloudwatch.period) "namespaces" $c.cloudwatch.namespaces -}}
+{{- $collectors := dict "prometheus" $prom "loki" $loki "cloudwatch" $cw "remote_write" (dict "enabled" $c.remoteWrite.enabled) -}}
+{{- $cfg := dict "kafka" $kafka "worker" $worker "actions" $actions "kubernetes" $k8s "aws" (dict "region" $c.cloudwatch.region) "collectors" $collectors -}}
+{{- toYaml (mustMergeOverwrite $cfg (deepCopy ($v.config | default dict))) -}}
+{{- end -}}

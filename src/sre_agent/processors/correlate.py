@@ -1,0 +1,406 @@
+"""Incident correlation: signals of one topology group -> incident lifecycle events.
+
+Pure state machine ``(GroupState, Signal, now) -> (GroupState, [Incident])``.
+The stream layer keys every signal by :meth:`ServiceGraph.group_of` its service
+and keeps one :class:`GroupState` per group in a table, so all signals that may
+form one incident are seen in order by one agent. ``now`` is processing time
+(the caller's clock); windows over signals use the signals' event time.
+
+Rules, each a test in ``tests/unit/test_correlate*.py``:
+
+* identity comes from fingerprints: a signal whose fingerprint is already in an
+  active incident is a duplicate (counted, nothing emitted);
+* a firing signal joins the active incident whose services are within
+  ``max_hops`` of its service and whose last signal is within ``window``;
+  otherwise it opens a new incident;
+* resolved signals never open anything; when every signal of an incident is
+  resolved it resolves after ``resolve_holddown`` of quiet (a refire in the
+  hold-down is a flap: suppressed, nothing emitted);
+* a recurrence of a resolved incident's fingerprint within ``reopen_window``
+  reopens it (same id, ``reopen_count`` + 1); later ones open a new incident;
+* silences/maintenance windows drop matching firing signals;
+* ``min_occurrences`` holds a rule's signals until N of them arrived in the window;
+* deploys/config changes of the incident's services (and graph neighbours)
+  within ``change_lookback`` are linked as ``candidate_changes``.
+
+Examples
+--------
+>>> from datetime import UTC, datetime
+>>> from sre_agent.config import CorrelationSettings
+>>> c = IncidentCorrelator(CorrelationSettings(edges=[("api", "db")]))
+>>> st = GroupState()
+>>> t = lambda s: datetime.fromtimestamp(1.8e9 + s, UTC)
+>>> sig = lambda fp, svc, s: Signal(kind="alert", fingerprint=fp, service=svc, rule="X", time=t(s))
+>>> [i.status for i in c.update(st, sig("a1", "db", 0), now=1.8e9)]
+['open']
+>>> c.update(st, sig("a1", "db", 2), now=1.8e9 + 2)  # same fingerprint 2 s later: duplicate
+[]
+>>> [(i.status, i.services) for i in c.update(st, sig("a2", "api", 5), now=1.8e9 + 5)]
+[('updated', ['api', 'db'])]
+>>> c.stats.incidents_opened, c.stats.signals_in, c.stats.duplicates
+(1, 3, 1)
+"""
+
+from __future__ import annotations
+
+import fnmatch
+import hashlib
+import logging
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+from ..config import CorrelationSettings
+from ..schemas import Incident
+from .correlate_signals import Signal
+from .correlate_state import GroupState, IncidentState
+from .topology import ServiceGraph
+
+__all__ = ["CorrelationStats", "GroupState", "IncidentCorrelator", "Signal"]
+
+log = logging.getLogger(__name__)
+
+_SEV_RANK = {"info": 0, "warning": 1, "critical": 2}
+#: an active incident emits non-material changes (a new series of a known service)
+#: at most this often; the timer flushes what is left
+MIN_UPDATE_INTERVAL = 30.0
+MAX_CHANGES_PER_SERVICE = 20
+MAX_PENDING = 500
+
+
+@dataclass
+class CorrelationStats:
+    """Counters of this worker's correlator (noise reduction = 1 - incidents / signals)."""
+
+    signals_in: int = 0
+    incidents_opened: int = 0
+    reopened: int = 0
+    joined: int = 0
+    duplicates: int = 0
+    flaps_suppressed: int = 0
+    silenced: int = 0
+    below_threshold: int = 0
+    resolved_ignored: int = 0
+    resolved_incidents: int = 0
+    changes: int = 0
+
+    @property
+    def noise_reduction(self) -> float:
+        """Share of raw signals that did not become an incident of their own."""
+        if not self.signals_in:
+            return 0.0
+        return 1.0 - self.incidents_opened / self.signals_in
+
+    def as_dict(self) -> dict[str, Any]:
+        d = dict(self.__dict__)
+        d["noise_reduction"] = round(self.noise_reduction, 4)
+        return d
+
+
+def _dt(ts: float) -> datetime:
+    return datetime.fromtimestamp(ts, UTC)
+
+
+class IncidentCorrelator:
+    """Groups signals into incidents along the dependency graph (see module doc)."""
+
+    def __init__(self, settings: CorrelationSettings, graph: ServiceGraph | None = None) -> None:
+        self.settings = settings
+        self.graph = graph or ServiceGraph(settings.edges)
+        self.stats = CorrelationStats()
+
+    # ------------------------------------------------------------------ routing
+    def group_of(self, service: str) -> str:
+        return self.graph.group_of(service)
+
+    # ------------------------------------------------------------------ helpers
+    def _silenced(self, sig: Signal) -> bool:
+        fields = {"service": sig.service, "name": sig.rule, "rule": sig.rule, "kind": sig.kind,
+                  "severity": sig.severity, "fingerprint": sig.fingerprint}
+        for s in self.settings.silences:
+            if s.starts_at and sig.time < s.starts_at:
+                continue
+            if s.ends_at and sig.time >= s.ends_at:
+                continue
+            if all(fnmatch.fnmatchcase(fields.get(k, sig.labels.get(k, "")), pat)
+                   for k, pat in s.matchers.items()):
+                return True
+        return False
+
+    def _min_occurrences(self, sig: Signal) -> int:
+        n = 1
+        for pattern, count in self.settings.min_occurrences.items():
+            if fnmatch.fnmatchcase(sig.rule, pattern) or fnmatch.fnmatchcase(
+                    f"{sig.kind}:{sig.rule}", pattern):
+                n = max(n, count)
+        return n
+
+    def _near(self, inc: IncidentState, service: str) -> int | None:
+        best: int | None = None
+        for s in inc.services:
+            d = 0 if s == service else self.graph.distance(s, service, limit=self.settings.max_hops)
+            if d is not None and d <= self.settings.max_hops and (best is None or d < best):
+                best = d
+        return best
+
+    def _root(self, inc: IncidentState) -> str:
+        firing = {}
+        for s in inc.signals.values():
+            if s.kind != "deploy":
+                firing[s.service] = min(firing.get(s.service, s.first), s.first)
+        if not firing:
+            return inc.services[0]
+        # most downstream: no callee of it has signals; then the earliest
+        leaves = [s for s in firing if not any(c in firing for c in self.graph.downstream(s))]
+        return min(leaves or list(firing), key=lambda s: (firing[s], s))
+
+    def _link_changes(self, state: GroupState, inc: IncidentState) -> bool:
+        """Attach recent changes of the incident's services and neighbours; True if any new."""
+        wanted = set(inc.services)
+        for s in inc.services:
+            wanted |= self.graph.neighbours(s)
+        known = {c["event_id"] for c in inc.changes}
+        added = False
+        lo = inc.opened_ts - self.settings.change_lookback
+        for svc in sorted(wanted):
+            for ch in state.changes.get(svc, []):
+                if ch["event_id"] in known or not (lo <= ch["ts"] <= inc.last_ts):
+                    continue
+                inc.changes.append({**ch, "seconds_before": round(inc.opened_ts - ch["ts"], 1)})
+                known.add(ch["event_id"])
+                added = True
+        inc.changes.sort(key=lambda c: -c["ts"])
+        del inc.changes[10:]
+        return added
+
+    def _emit(self, inc: IncidentState, status: str, now: float, group: str) -> Incident:
+        inc.root = self._root(inc)
+        inc.revision += 1 if inc.emitted else 0
+        inc.emitted = True
+        inc.last_emit = now
+        inc.dirty = False
+        sigs = sorted(inc.signals.values(), key=lambda s: (s.first, s.fingerprint))
+        rules: list[str] = []
+        for s in sigs:
+            label = f"{s.rule} {s.attrs.get('direction', '')}".strip() if s.rule else s.kind
+            if s.service == inc.root and label not in rules:
+                rules.append(label)
+        others = [s for s in inc.services if s != inc.root]
+        title = f"{inc.root}: {', '.join(rules[:3]) or 'symptoms'}"
+        if others:
+            title += f" (+{len(others)} related: {', '.join(others[:3])})"
+        return Incident(
+            incident_id=inc.id, status=status, title=title[:300],  # type: ignore[arg-type]
+            severity=inc.severity, services=sorted(inc.services), root_service=inc.root,
+            fingerprint=inc.fingerprint, signals=[s.to_ref() for s in sigs[-50:]],
+            signal_count=inc.count, candidate_changes=[
+                {k: v for k, v in c.items() if k != "ts"} for c in inc.changes],
+            opened_at=_dt(inc.opened_ts), resolved_at=_dt(inc.resolved_at) if inc.resolved_at else None,
+            revision=inc.revision, reopen_count=inc.reopen_count, group=group, time=_dt(now),
+        )
+
+    def _severity(self, inc: IncidentState) -> str:
+        active = [s for s in inc.signals.values() if s.active] or list(inc.signals.values())
+        return max((s.severity for s in active), key=lambda v: _SEV_RANK[v], default="warning")
+
+    # ------------------------------------------------------------------ transitions
+    def update(self, state: GroupState, sig: Signal, now: float) -> list[Incident]:
+        """Apply one signal; return the incident events to publish."""
+        if sig.kind == "tick":
+            return self.tick(state, now)
+        out: list[Incident] = []
+        self._expire(state, now)
+        if sig.kind == "deploy":
+            self.stats.changes += 1
+            return self._change(state, sig, now)
+        self.stats.signals_in += 1
+        if sig.status == "resolved":
+            return self._resolved(state, sig, now)
+        if self._silenced(sig):
+            self.stats.silenced += 1
+            return out
+        inc = state.active_with(sig.fingerprint)
+        if inc is not None:
+            return self._duplicate(state, inc, sig, now)
+        inc = state.resolved_with(sig.fingerprint)
+        if inc is not None and inc.resolved_at is not None \
+                and now - inc.resolved_at <= self.settings.reopen_window:
+            return self._reopen(state, inc, sig, now)
+        need = self._min_occurrences(sig)
+        if need > 1:
+            pend = state.pending.get(sig.fingerprint)
+            if pend is None or sig.ts - pend[0] > self.settings.window:
+                pend = [sig.ts, 0, now]
+            pend[1] += 1
+            pend[2] = now
+            state.pending[sig.fingerprint] = pend
+            if pend[1] < need:
+                self.stats.below_threshold += 1
+                return out
+            state.pending.pop(sig.fingerprint, None)
+        target = self._find(state, sig)
+        if target is not None:
+            return self._join(state, target, sig, now)
+        return self._open(state, sig, now)
+
+    def _find(self, state: GroupState, sig: Signal) -> IncidentState | None:
+        best: tuple[int, float] | None = None
+        found = None
+        for inc in state.incidents:
+            if inc.resolved_at is not None or sig.ts - inc.last_ts > self.settings.window \
+                    or inc.opened_ts - sig.ts > self.settings.window:
+                continue
+            d = self._near(inc, sig.service)
+            if d is None:
+                continue
+            rank = (d, -inc.last_ts)
+            if best is None or rank < best:
+                best, found = rank, inc
+        return found
+
+    def _open(self, state: GroupState, sig: Signal, now: float) -> list[Incident]:
+        iid = hashlib.blake2b(f"{state.group}|{sig.fingerprint}|{sig.ts}".encode(),
+                              digest_size=12).hexdigest()
+        inc = IncidentState(id=iid, fingerprint=sig.fingerprint, opened_ts=sig.ts, last_ts=sig.ts,
+                            services=[sig.service], touched=now)
+        inc.add(sig)
+        inc.severity = self._severity(inc)
+        self._link_changes(state, inc)
+        state.incidents.append(inc)
+        self.stats.incidents_opened += 1
+        return [self._emit(inc, "open", now, state.group)]
+
+    def _join(self, state: GroupState, inc: IncidentState, sig: Signal, now: float) -> list[Incident]:
+        self.stats.joined += 1
+        new_service = sig.service not in inc.services
+        if new_service:
+            inc.services.append(sig.service)
+        inc.add(sig)
+        inc.touched, inc.quiet_since = now, None
+        sev = self._severity(inc)
+        escalated = _SEV_RANK[sev] > _SEV_RANK[inc.severity]
+        inc.severity = sev
+        linked = self._link_changes(state, inc)
+        if new_service or escalated or linked or now - inc.last_emit >= MIN_UPDATE_INTERVAL:
+            return [self._emit(inc, "updated", now, state.group)]
+        inc.dirty = True
+        return []
+
+    def _duplicate(self, state: GroupState, inc: IncidentState, sig: Signal,
+                   now: float) -> list[Incident]:
+        s = inc.signals[sig.fingerprint]
+        s.count += 1
+        s.last = max(s.last, sig.ts)
+        inc.count += 1
+        inc.last_ts = max(inc.last_ts, sig.ts)
+        inc.touched = now
+        if not s.active:  # refire inside the hold-down: a flap, never an event
+            s.active = True
+            s.flip(sig.ts, self.settings.window)
+            inc.quiet_since = None
+            self.stats.flaps_suppressed += 1
+            if len(s.flips) >= self.settings.flap_threshold:
+                s.attrs["flapping"] = True
+        else:
+            self.stats.duplicates += 1
+        if _SEV_RANK[sig.severity] > _SEV_RANK[inc.severity]:
+            s.severity = sig.severity
+            inc.severity = sig.severity
+            return [self._emit(inc, "updated", now, state.group)]
+        return []
+
+    def _reopen(self, state: GroupState, inc: IncidentState, sig: Signal, now: float) -> list[Incident]:
+        self.stats.reopened += 1
+        inc.resolved_at = None
+        inc.reopen_count += 1
+        inc.quiet_since = None
+        inc.touched = now
+        if sig.service not in inc.services:
+            inc.services.append(sig.service)
+        inc.add(sig)
+        inc.signals[sig.fingerprint].flip(sig.ts, self.settings.window)
+        inc.severity = self._severity(inc)
+        self._link_changes(state, inc)
+        return [self._emit(inc, "updated", now, state.group)]
+
+    def _resolved(self, state: GroupState, sig: Signal, now: float) -> list[Incident]:
+        state.pending.pop(sig.fingerprint, None)
+        inc = state.active_with(sig.fingerprint)
+        if inc is None:
+            self.stats.resolved_ignored += 1
+            return []
+        s = inc.signals[sig.fingerprint]
+        if s.active:
+            s.active = False
+            s.flip(sig.ts, self.settings.window)
+        if not any(x.active for x in inc.signals.values()):
+            inc.quiet_since = now
+            if self.settings.resolve_holddown <= 0:
+                return [self._resolve(state, inc, now)]
+        return []
+
+    def _resolve(self, state: GroupState, inc: IncidentState, now: float) -> Incident:
+        inc.resolved_at = now
+        inc.quiet_since = None
+        self.stats.resolved_incidents += 1
+        return self._emit(inc, "resolved", now, state.group)
+
+    def _change(self, state: GroupState, sig: Signal, now: float) -> list[Incident]:
+        ch = {"event_id": sig.ref, "service": sig.service, "ts": sig.ts,
+              "time": sig.time.isoformat(), **sig.attrs}
+        lst = [c for c in state.changes.get(sig.service, []) if c["event_id"] != sig.ref]
+        lst.append(ch)
+        lst.sort(key=lambda c: c["ts"])
+        state.changes[sig.service] = lst[-MAX_CHANGES_PER_SERVICE:]
+        out = []
+        for inc in state.incidents:
+            if inc.resolved_at is None and self._link_changes(state, inc):
+                out.append(self._emit(inc, "updated", now, state.group))
+        return out
+
+    def tick(self, state: GroupState, now: float) -> list[Incident]:
+        """Time passes: resolve quiet/idle incidents, flush pending updates, expire state."""
+        out = []
+        for inc in state.incidents:
+            if inc.resolved_at is not None:
+                continue
+            if inc.quiet_since is not None and now - inc.quiet_since >= self.settings.resolve_holddown:
+                out.append(self._resolve(state, inc, now))
+            elif now - inc.touched >= self.settings.idle_resolve:
+                out.append(self._resolve(state, inc, now))
+            elif inc.dirty and now - inc.last_emit >= MIN_UPDATE_INTERVAL:
+                out.append(self._emit(inc, "updated", now, state.group))
+        self._expire(state, now)
+        return out
+
+    def _expire(self, state: GroupState, now: float) -> None:
+        keep = self.settings.reopen_window
+        state.incidents = [i for i in state.incidents
+                           if i.resolved_at is None or now - i.resolved_at <= keep]
+        if state.pending:
+            live = sorted(((v[2], k) for k, v in state.pending.items()
+                           if now - v[2] <= self.settings.window), reverse=True)
+            state.pending = {k: state.pending[k] for _, k in live[:MAX_PENDING]}
+        for svc in list(state.changes):
+            lst = [c for c in state.changes[svc]
+                   if now - c["ts"] <= self.settings.change_lookback + self.settings.window * 6
+                   or c["ts"] > now]
+            if lst:
+                state.changes[svc] = lst
+            else:
+                del state.changes[svc]
+
+    @staticmethod
+    def next_deadline(state: GroupState, settings: CorrelationSettings) -> float | None:
+        """Earliest processing time at which :meth:`tick` may change something."""
+        times = []
+        for inc in state.incidents:
+            if inc.resolved_at is not None:
+                continue
+            if inc.quiet_since is not None:
+                times.append(inc.quiet_since + settings.resolve_holddown)
+            times.append(inc.touched + settings.idle_resolve)
+            if inc.dirty:
+                times.append(inc.last_emit + MIN_UPDATE_INTERVAL)
+        return min(times) if times else None
+

@@ -1,0 +1,135 @@
+"""Compact, table-friendly state of the correlator (one :class:`GroupState` per group).
+
+Encoded with orjson into the ``correlation`` table's raw bytes values; bounded:
+at most :data:`MAX_SIGNALS` fingerprints per incident, a capped list of
+changes per service, resolved incidents kept only for the reopen window.
+
+>>> st = GroupState(group="api")
+>>> GroupState.from_bytes(st.to_bytes()).group
+'api'
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+import orjson
+
+from ..schemas import SignalRef
+from .correlate_signals import Signal
+
+__all__ = ["MAX_SIGNALS", "GroupState", "IncidentState", "SignalState"]
+
+#: distinct fingerprints remembered per incident (others are still counted)
+MAX_SIGNALS = 200
+
+
+@dataclass(slots=True)
+class SignalState:
+    fingerprint: str
+    kind: str
+    service: str
+    rule: str
+    severity: str
+    summary: str
+    ref: str
+    first: float
+    last: float
+    count: int = 1
+    active: bool = True
+    flips: list[float] = field(default_factory=list)
+    attrs: dict[str, Any] = field(default_factory=dict)
+
+    def flip(self, ts: float, window: float) -> None:
+        """Record a firing/resolved transition; keep those inside the window."""
+        self.flips = [t for t in self.flips if ts - t <= window][-31:] + [ts]
+
+    def to_ref(self) -> SignalRef:
+        attrs = {**self.attrs, "count": self.count, "active": self.active,
+                 "last": datetime.fromtimestamp(self.last, UTC).isoformat()}
+        return SignalRef(kind=self.kind, ref=self.ref, service=self.service,  # type: ignore[arg-type]
+                         summary=self.summary, time=datetime.fromtimestamp(self.first, UTC),
+                         severity=self.severity, metric=self.rule or None,  # type: ignore[arg-type]
+                         attrs=attrs)
+
+
+@dataclass(slots=True)
+class IncidentState:
+    id: str
+    fingerprint: str
+    opened_ts: float
+    last_ts: float
+    services: list[str]
+    touched: float
+    signals: dict[str, SignalState] = field(default_factory=dict)
+    severity: str = "warning"
+    changes: list[dict[str, Any]] = field(default_factory=list)
+    root: str = ""
+    revision: int = 1
+    emitted: bool = False
+    last_emit: float = 0.0
+    dirty: bool = False
+    count: int = 0
+    resolved_at: float | None = None
+    quiet_since: float | None = None
+    reopen_count: int = 0
+
+    def add(self, sig: Signal) -> None:
+        """Absorb a firing signal (new fingerprint or a recurrence of a known one)."""
+        self.count += 1
+        self.last_ts = max(self.last_ts, sig.ts)
+        s = self.signals.get(sig.fingerprint)
+        if s is not None:
+            s.count += 1
+            s.last = max(s.last, sig.ts)
+            s.active = True
+            s.attrs.update(sig.attrs)
+            return
+        if len(self.signals) >= MAX_SIGNALS:
+            return
+        self.signals[sig.fingerprint] = SignalState(
+            fingerprint=sig.fingerprint, kind=sig.kind, service=sig.service, rule=sig.rule,
+            severity=sig.severity, summary=sig.summary[:300], ref=sig.ref or sig.fingerprint,
+            first=sig.ts, last=sig.ts, attrs=dict(sig.attrs))
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> IncidentState:
+        d = dict(d)
+        d["signals"] = {k: SignalState(**v) for k, v in d.get("signals", {}).items()}
+        return cls(**d)
+
+
+@dataclass(slots=True)
+class GroupState:
+    group: str = ""
+    incidents: list[IncidentState] = field(default_factory=list)
+    #: fingerprint -> [first event ts, count, last processing time] below the threshold
+    pending: dict[str, list[float]] = field(default_factory=dict)
+    #: service -> recent deploys/config changes (dicts with ``ts`` and ``event_id``)
+    changes: dict[str, list[dict[str, Any]]] = field(default_factory=dict)
+
+    def active_with(self, fingerprint: str) -> IncidentState | None:
+        for inc in self.incidents:
+            if inc.resolved_at is None and fingerprint in inc.signals:
+                return inc
+        return None
+
+    def resolved_with(self, fingerprint: str) -> IncidentState | None:
+        best = None
+        for inc in self.incidents:
+            if inc.resolved_at is not None and fingerprint in inc.signals:
+                if best is None or inc.resolved_at > (best.resolved_at or 0):
+                    best = inc
+        return best
+
+    def to_bytes(self) -> bytes:
+        return orjson.dumps(asdict(self))
+
+    @classmethod
+    def from_bytes(cls, data: bytes) -> GroupState:
+        d = orjson.loads(data)
+        return cls(group=d.get("group", ""),
+                   incidents=[IncidentState.from_dict(i) for i in d.get("incidents", [])],
+                   pending=d.get("pending", {}), changes=d.get("changes", {}))

@@ -1,0 +1,160 @@
+"""From an RCA result to an action plan: playbook, risk score and policy.
+
+Two pure steps around one I/O step done by the stream: :meth:`Planner.draft`
+picks the hypothesis and renders its playbook's steps; the stream observes each
+step's target (uid, revision, replicas); :meth:`Planner.finalize` records what
+the plan assumes about the targets, scores the risk and applies the policy.
+
+Examples
+--------
+>>> from datetime import UTC, datetime
+>>> from sre_agent.config import ActionSettings
+>>> from sre_agent.schemas import Hypothesis, RcaResult
+>>> planner = Planner.from_settings(ActionSettings())
+>>> rca = RcaResult(incident_id="inc-1", severity="critical", services=["checkout"],
+...     hypotheses=[Hypothesis(cause_type="bad_deploy", service="checkout", confidence=0.85,
+...                            summary="v2 raised errors")])
+>>> draft = planner.draft(rca)
+>>> draft.playbook.name, draft.steps[0].target.ref()
+('bad-deploy-rollback', 'deployment/default/checkout')
+>>> plan = planner.finalize(draft, {0: {"exists": True, "uid": "d1", "revision": "2",
+...                                     "replicas": 3}}, datetime(2025, 11, 13, tzinfo=UTC))
+>>> plan.risk_tier, plan.policy, plan.steps[0].target.uid, plan.steps[0].expect
+('MEDIUM', 'ONE_APPROVAL', 'd1', {'revision': '2'})
+"""
+
+from __future__ import annotations
+
+import fnmatch
+import hashlib
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from typing import Any
+
+from ..config import ActionSettings
+from ..schemas import ActionPlan, ActionStep, Hypothesis, RcaResult
+from .playbooks import Playbook, PlaybookLibrary
+from .policy import PolicyDecision, PolicyEngine
+from .risk import RiskScorer
+
+__all__ = ["Draft", "Planner", "context_of", "plan_id_for"]
+
+_REF = re.compile(r"^(pod|ec2|rds|deployment|node)/(?:([a-z0-9][a-z0-9-]*)/)?([A-Za-z0-9][A-Za-z0-9._-]*)$")
+_VAR = {"pod": "pod", "ec2": "instance_id", "rds": "db_cluster", "deployment": "deployment",
+        "node": "node"}
+
+
+def plan_id_for(incident_id: str, playbook: str, refs: list[str]) -> str:
+    """Stable plan id of (incident, playbook, targets).
+
+    A redelivered RCA result, or a later RCA revision of the same incident that
+    leads to the same actions, yields the same plan: it is not posted twice.
+    """
+    key = "|".join([incident_id, playbook, *refs])
+    return f"plan-{hashlib.sha256(key.encode()).hexdigest()[:16]}"
+
+
+def context_of(hyp: Hypothesis, settings: ActionSettings) -> dict[str, str]:
+    """Template variables for a hypothesis: namespace, and ids found in evidence refs.
+
+    Evidence refs like ``pod/shop/checkout-7f9c``, ``ec2/i-0abc``, ``rds/orders-db``
+    fill ``{pod}`` (and ``{namespace}``), ``{instance_id}``, ``{db_cluster}``.
+    """
+    ns = settings.default_namespace
+    for pattern, value in settings.namespaces.items():
+        if fnmatch.fnmatchcase(hyp.service, pattern):
+            ns = value
+            break
+    ctx = {"namespace": ns}
+    for item in sorted(hyp.evidence, key=lambda e: -e.weight):
+        m = _REF.match(item.ref or "")
+        if not m:
+            continue
+        kind, namespace, name = m.groups()
+        var = _VAR[kind]
+        if var not in ctx:
+            ctx[var] = name
+            if kind == "pod" and namespace:
+                ctx["namespace"] = namespace
+    return ctx
+
+
+@dataclass
+class Draft:
+    rca: RcaResult
+    hypothesis: Hypothesis
+    playbook: Playbook
+    steps: list[ActionStep]
+    context: dict[str, str] = field(default_factory=dict)
+
+
+class Planner:
+    def __init__(self, library: PlaybookLibrary, scorer: RiskScorer, policy: PolicyEngine,
+                 settings: ActionSettings) -> None:
+        self.library = library
+        self.scorer = scorer
+        self.policy = policy
+        self.settings = settings
+
+    @classmethod
+    def from_settings(cls, settings: ActionSettings) -> Planner:
+        return cls(PlaybookLibrary.load(settings.playbooks_dir), RiskScorer(settings),
+                   PolicyEngine(settings), settings)
+
+    def draft(self, rca: RcaResult) -> Draft | None:
+        """The most confident hypothesis that a playbook covers, with rendered steps."""
+        for hyp in sorted(rca.hypotheses, key=lambda h: -h.confidence):
+            if hyp.confidence < self.settings.min_confidence:
+                break
+            ctx = context_of(hyp, self.settings)
+            ctx.update({"incident_id": rca.incident_id, "severity": rca.severity})
+            found = self.library.plan_for(hyp.cause_type, hyp.service, hyp.confidence, ctx)
+            if found:
+                pb, steps = found
+                return Draft(rca, hyp, pb, steps, ctx)
+        return None
+
+    def finalize(self, draft: Draft, observed: Mapping[int, Mapping[str, Any]],
+                 now: datetime) -> ActionPlan:
+        """Score and decide; ``observed[i]`` is what the stream saw of step i's target."""
+        rca, hyp = draft.rca, draft.hypothesis
+        steps = []
+        replicas = None
+        for i, step in enumerate(draft.steps):
+            obs = observed.get(i) or {}
+            target = step.target.model_copy(update={"uid": obs.get("uid") or step.target.uid})
+            expect = dict(step.expect)
+            if step.action == "rollout_undo" and obs.get("revision") is not None:
+                expect["revision"] = str(obs["revision"])
+            if obs.get("replicas") is not None:
+                replicas = max(replicas or 0, int(obs["replicas"]))
+            steps.append(step.model_copy(update={"target": target, "expect": expect}))
+        dependants = max(len(set(rca.services) - {hyp.service}), 0) if rca.services else None
+        risk = self.scorer.score(steps, hyp.confidence, rca.severity, hyp.service, now,
+                                 replicas=replicas, dependants=dependants)
+        decision: PolicyDecision = self.policy.decide(risk.score, steps, hyp.service)
+        return ActionPlan(
+            plan_id=plan_id_for(rca.incident_id, draft.playbook.name,
+                                [st.target.ref() for st in steps]),
+            incident_id=rca.incident_id,
+            playbook=draft.playbook.name,
+            cause_type=hyp.cause_type,
+            summary=hyp.summary,
+            steps=steps,
+            risk_score=risk.score,
+            risk_tier=decision.tier,  # type: ignore[arg-type]
+            policy=decision.policy,  # type: ignore[arg-type]
+            risk_factors=risk.factors,
+            protected=decision.protected,
+            expires_at=now + timedelta(seconds=self.settings.approval_ttl_seconds),
+            status=decision.status,  # type: ignore[arg-type]
+            service=hyp.service,
+            severity=rca.severity,
+            confidence=hyp.confidence,
+            evidence=[e.summary for e in sorted(hyp.evidence, key=lambda e: -e.weight)[:5]],
+            similar=[s.model_dump(mode="json") for s in rca.similar[:3]],
+            policy_reason=decision.reason,
+            time=now,
+        )

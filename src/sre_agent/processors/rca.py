@@ -1,0 +1,230 @@
+"""Root-cause analysis: an incident (+ similar past cases) -> ranked hypotheses.
+
+Deterministic rules first (:mod:`.rca_rules`): change correlation, resource
+saturation, dependency propagation (:mod:`.rca_graph`), error-template onset.
+Similar cases from the knowledge base then shift the ranking (a confirmed
+cause of a similar past incident is boosted, a cause rated *bad* is lowered),
+and an optional LLM opinion is merged with :func:`merge_llm`. Pure: no I/O.
+
+``cause_type`` vocabulary (:data:`CAUSE_TYPES`; playbooks map these):
+
+==================== ==========================================================
+bad_deploy           a deploy/rollout of ``service`` broke it (or its callers)
+config_change        a configuration change (ConfigMap, values, flags)
+memory_leak          memory grows until OOM kills / pressure
+db_pool_exhaustion   database connections / client pool exhausted
+dependency_failure   ``service`` fails and its callers' errors follow from it
+slow_dependency      ``service`` is slow and its callers' latency follows
+traffic_surge        more requests than capacity (scale out, rate limit)
+disk_saturation      disk / volume filling up
+crash_loop           containers of ``service`` crash-loop (not OOM)
+node_pressure        node problems: NotReady, pressure, evictions, scheduling
+resource_saturation  CPU / queue saturation without more traffic
+unknown              nothing matched; look by hand
+==================== ==========================================================
+
+Examples
+--------
+>>> from datetime import UTC, datetime
+>>> from sre_agent.schemas import Incident, SignalRef
+>>> t = datetime(2026, 1, 1, 12, 0, tzinfo=UTC)
+>>> inc = Incident(incident_id="i1", title="api errors", fingerprint="f", opened_at=t,
+...     services=["api"], signals=[SignalRef(kind="anomaly", ref="a", service="api", time=t,
+...     metric="error_rate", attrs={"direction": "up", "score": 0.97})],
+...     candidate_changes=[{"service": "api", "app": "api", "revision": "v2",
+...     "previous_revision": "v1", "change_type": "deploy", "time": "2026-01-01T11:58:00+00:00",
+...     "event_id": "d1"}])
+>>> r = RootCauseAnalyzer().analyze(inc)
+>>> top = r.hypotheses[0]
+>>> top.cause_type, top.service, top.confidence > 0.8, top.recommended_actions[0]
+('bad_deploy', 'api', True, 'Roll back api to v1 (argocd app rollback api)')
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterable, Sequence
+
+from ..schemas import EvidenceItem, Hypothesis, Incident, RcaResult, SimilarCase
+from .rca_graph import rank_services
+from .rca_rules import ServiceFacts, actions, change_hypotheses, service_facts, symptom_hypotheses
+from .topology import ServiceGraph
+
+__all__ = ["CAUSE_TYPES", "RootCauseAnalyzer", "apply_similar", "incident_text", "merge_llm"]
+
+log = logging.getLogger(__name__)
+
+CAUSE_TYPES: tuple[str, ...] = (
+    "bad_deploy", "config_change", "memory_leak", "db_pool_exhaustion", "dependency_failure",
+    "slow_dependency", "traffic_surge", "disk_saturation", "crash_loop", "node_pressure",
+    "resource_saturation", "unknown",
+)
+
+MAX_HYPOTHESES = 5
+#: how much a confirmed similar case can move a hypothesis (times its similarity)
+SIMILAR_BOOST = 0.35
+#: how much a confirmed similar incident lowers the *other* causes (times its similarity)
+DISCOUNT_OTHERS = 0.25
+
+
+def _noisy_or(a: float, b: float) -> float:
+    return 1.0 - (1.0 - a) * (1.0 - b)
+
+
+def _merge(hyps: Iterable[Hypothesis]) -> list[Hypothesis]:
+    """Merge duplicates of (cause_type, service): noisy-or confidences, union of evidence."""
+    by: dict[tuple[str, str], Hypothesis] = {}
+    for h in hyps:
+        k = (h.cause_type, h.service)
+        if k not in by:
+            by[k] = h.model_copy(deep=True)
+            continue
+        cur = by[k]
+        hi, lo = (cur, h) if cur.confidence >= h.confidence else (h, cur)
+        conf = min(0.97, _noisy_or(hi.confidence, lo.confidence * 0.5))
+        seen = {(e.kind, e.summary) for e in hi.evidence}
+        ev = list(hi.evidence) + [e for e in lo.evidence if (e.kind, e.summary) not in seen]
+        acts = list(dict.fromkeys([*hi.recommended_actions, *lo.recommended_actions]))
+        by[k] = hi.model_copy(update={"confidence": conf, "evidence": ev[:10],
+                                      "recommended_actions": acts[:5]})
+    return sorted(by.values(), key=lambda h: (-h.confidence, h.cause_type, h.service))
+
+
+class RootCauseAnalyzer:
+    """Rules-first RCA over an incident.
+
+    Parameters
+    ----------
+    graph
+        The service dependency graph (same as the correlator's).
+    """
+
+    def __init__(self, graph: ServiceGraph | None = None) -> None:
+        self.graph = graph or ServiceGraph()
+
+    def locality(self, facts: dict[str, ServiceFacts], symptom: str | None = None
+                 ) -> tuple[dict[str, float], list]:  # type: ignore[type-arg]
+        strength = {s: f.strength for s, f in facts.items() if f.cats}
+        onset = {s: f.onset for s, f in facts.items() if f.cats}
+        ranking = rank_services(self.graph, strength, onset, symptom=symptom, tolerance=5.0,
+                                services=list(facts))
+        top = max((r.score for r in ranking), default=0.0) or 1.0
+        loc = {r.service: 0.55 + 0.45 * (r.score / top) for r in ranking}
+        return loc, ranking
+
+    def hypotheses(self, incident: Incident) -> list[Hypothesis]:
+        facts = service_facts(incident)
+        loc, ranking = self.locality(facts)
+        hyps = change_hypotheses(incident, facts, loc) + symptom_hypotheses(
+            self.graph, facts, ranking, loc)
+        if not hyps:
+            root = incident.root_service or (incident.services[0] if incident.services else "unknown")
+            hyps = [Hypothesis(cause_type="unknown", service=root, confidence=0.2,
+                               summary=f"no rule matched the signals of {root}",
+                               recommended_actions=actions("unknown", root))]
+        return _merge(hyps)
+
+    def analyze(self, incident: Incident, similar: Sequence[SimilarCase] = ()) -> RcaResult:
+        """Rank root-cause hypotheses for ``incident`` (rules + similar cases)."""
+        hyps = apply_similar(self.hypotheses(incident), similar, incident)
+        return RcaResult(incident_id=incident.incident_id, incident_revision=incident.revision,
+                         hypotheses=hyps[:MAX_HYPOTHESES], similar=list(similar), method="rules",
+                         severity=incident.severity, services=list(incident.services),
+                         time=incident.time)
+
+
+def apply_similar(hyps: list[Hypothesis], similar: Sequence[SimilarCase],
+                  incident: Incident) -> list[Hypothesis]:
+    """Boost causes confirmed on similar past incidents/patterns; lower causes rated bad.
+
+    A :class:`SimilarCase` with ``cause_type`` counts with its similarity; a case
+    whose ``resolution`` starts with ``rejected:`` (feedback *bad*) lowers it.
+    """
+    out = [h.model_copy(deep=True) for h in hyps]
+    for case in similar:
+        if not case.cause_type or case.kind == "runbook" or case.similarity <= 0:
+            continue
+        weight = SIMILAR_BOOST * case.similarity * (1.0 if case.kind == "incident" else 0.5)
+        rejected = (case.resolution or "").startswith("rejected:")
+        matched = [h for h in out if h.cause_type == case.cause_type
+                   and (case.service is None or h.service == case.service)]
+        ev = EvidenceItem(kind="similar", ref=case.id, weight=round(case.similarity, 3),
+                          summary=f"similar {case.kind} '{case.title[:80]}' "
+                                  f"({case.similarity:.2f}) was "
+                                  + ("NOT " if rejected else "") + case.cause_type)
+        if not rejected and case.kind == "incident":
+            # evidence for one cause is evidence against the others
+            for h in out:
+                if all(h is not m for m in matched):
+                    h.confidence *= 1.0 - DISCOUNT_OTHERS * case.similarity
+        if matched:
+            for h in matched:
+                h.confidence = max(0.0, min(0.97, h.confidence - weight)) if rejected else min(
+                    0.97, _noisy_or(h.confidence, weight * 1.4))
+                h.evidence.append(ev)
+        elif not rejected and case.kind == "incident":
+            svc = case.service if case.service in incident.services else (
+                incident.root_service or (incident.services or ["unknown"])[0])
+            out.append(Hypothesis(cause_type=case.cause_type, service=svc,
+                                  confidence=min(0.9, weight * 1.4),
+                                  summary=f"{case.cause_type.replace('_', ' ')} on {svc}, "
+                                          f"as in a similar past incident",
+                                  evidence=[ev],
+                                  recommended_actions=actions(case.cause_type, svc)))
+    return _merge(out)
+
+
+def merge_llm(result: RcaResult, llm: Sequence[Hypothesis], tokens: int,
+              services: Iterable[str]) -> RcaResult:
+    """Fold validated LLM hypotheses into a rules result.
+
+    Unknown cause types become ``unknown``; hypotheses naming a service outside
+    the incident/graph are dropped; confidence of a cause both agree on rises
+    (noisy-or), LLM-only causes enter at 0.8 x their confidence.
+    """
+    allowed = set(services)
+    hyps = list(result.hypotheses)
+    for h in llm:
+        if h.service not in allowed:
+            log.info("dropping LLM hypothesis for unknown service %r", h.service)
+            continue
+        cause = h.cause_type if h.cause_type in CAUSE_TYPES else "unknown"
+        ev = [e.model_copy(update={"kind": "llm" if e.kind not in ("metric", "log", "deploy", "k8s",
+                                                                   "alert", "dependency")
+                                   else e.kind}) for e in h.evidence]
+        ev.insert(0, EvidenceItem(kind="llm", summary=h.summary[:500], weight=h.confidence))
+        hyps.append(h.model_copy(update={"cause_type": cause, "confidence": 0.8 * h.confidence,
+                                         "evidence": ev[:6],
+                                         "recommended_actions": h.recommended_actions[:5]
+                                         or actions(cause, h.service)}))
+    return result.model_copy(update={"hypotheses": _merge(hyps)[:MAX_HYPOTHESES],
+                                     "method": "rules+llm", "llm_tokens": tokens})
+
+
+def incident_text(incident: Incident) -> str:
+    """Deterministic text of an incident for knowledge-base search and storage.
+
+    Services, the root, and per signal its kind, rule (metric/alert/k8s reason),
+    direction and log template; changes by type. No ids, no numbers.
+
+    >>> from datetime import UTC, datetime
+    >>> from sre_agent.schemas import SignalRef
+    >>> t = datetime(2026, 1, 1, tzinfo=UTC)
+    >>> incident_text(Incident(incident_id="i", title="x", fingerprint="f", opened_at=t,
+    ...     services=["api", "db"], root_service="db", signals=[SignalRef(kind="anomaly",
+    ...     ref="r", service="db", time=t, metric="db_connections", attrs={"direction": "up"})]))
+    'root db; services api db; db anomaly db_connections up'
+    """
+    parts = [f"root {incident.root_service or '?'}", "services " + " ".join(incident.services)]
+    seen = set()
+    for s in incident.signals:
+        bit = f"{s.service} {s.kind} {s.metric or ''} {s.attrs.get('direction', '')}".strip()
+        tmpl = s.attrs.get("template")
+        if tmpl:
+            bit += f" {str(tmpl)[:160]}"
+        if bit not in seen:
+            seen.add(bit)
+            parts.append(" ".join(bit.split()))
+    for c in incident.candidate_changes:
+        parts.append(f"{c.get('change_type', 'deploy')} of {c.get('service', '?')}")
+    return "; ".join(parts)

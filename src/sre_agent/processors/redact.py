@@ -1,0 +1,106 @@
+"""Redaction of secrets and personal data before anything leaves for an LLM.
+
+:func:`redact` replaces, in free text, private keys, cloud/API tokens, JWTs,
+bearer/basic credentials, ``password=``-style assignments, credentials in URLs,
+e-mail addresses and IPv4/IPv6 addresses with ``<redacted:KIND>`` markers.
+:func:`redact_obj` walks dicts/lists/tuples (JSON-like data), redacting every
+string and dropping the whole value of keys that name a secret (``password``,
+``token``, ``api_key``, ``authorization`` ...). Both are pure and idempotent.
+
+Examples
+--------
+>>> redact("login bob@example.com from 10.1.2.3 with password=hunter2")
+'login <redacted:email> from <redacted:ip> with password=<redacted:secret>'
+>>> redact("Authorization: Bearer eyJhbGciOiJIUzI1NiJ9.eyJzdWIiOiIxIn0.c2lnbmF0dXJl")
+'Authorization: Bearer <redacted:token>'
+>>> redact("key AKIAIOSFODNN7EXAMPLE in postgres://app:s3cret@db:5432/x")
+'key <redacted:aws_key> in postgres://<redacted:credentials>@db:5432/x'
+>>> redact_obj({"user": "a@b.io", "api_key": "xyz", "n": 3, "tags": ["10.0.0.1"]})
+{'user': '<redacted:email>', 'api_key': '<redacted:secret>', 'n': 3, 'tags': ['<redacted:ip>']}
+>>> redact(redact("ip 192.168.0.1")) == redact("ip 192.168.0.1")
+True
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+
+__all__ = ["SECRET_KEY_NAMES", "redact", "redact_obj"]
+
+_SECRET = "<redacted:secret>"
+
+#: key names (lower-case, ``-``/``_`` ignored) whose values are always secret
+SECRET_KEY_NAMES = frozenset({
+    "password", "passwd", "pwd", "secret", "token", "apikey", "accesskey", "secretkey",
+    "accesskeyid", "secretaccesskey", "authorization", "auth", "cookie", "setcookie",
+    "privatekey", "clientsecret", "sessiontoken", "bearer", "credentials", "dsn",
+    "webhooktoken", "signingsecret", "bottoken", "xapikey",
+})
+
+# order matters: the most specific patterns first
+_RULES: list[tuple[re.Pattern[str], str]] = [
+    (re.compile(r"-----BEGIN [A-Z0-9 ]*PRIVATE KEY-----.*?(?:-----END [A-Z0-9 ]*PRIVATE KEY-----|$)",
+                re.S), "<redacted:private_key>"),
+    # scheme://user:password@host -> keep scheme and host
+    (re.compile(r"(?<=://)[^/\s:@<>]+:[^/\s@<>]+(?=@)"), "<redacted:credentials>"),
+    (re.compile(r"\beyJ[A-Za-z0-9_-]{5,}\.[A-Za-z0-9_-]{5,}\.[A-Za-z0-9_-]{5,}\b"), "<redacted:token>"),
+    (re.compile(r"\b(?:AKIA|ASIA|AGPA|AIDA|AROA)[A-Z0-9]{16}\b"), "<redacted:aws_key>"),
+    (re.compile(r"\bsk-(?:ant-)?[A-Za-z0-9_-]{16,}"), "<redacted:api_key>"),
+    (re.compile(r"\bxox[abposr]-[A-Za-z0-9-]{10,}"), "<redacted:slack_token>"),
+    (re.compile(r"\bgh[pousr]_[A-Za-z0-9]{20,}\b"), "<redacted:github_token>"),
+    (re.compile(r"\bglpat-[A-Za-z0-9_-]{20,}\b"), "<redacted:gitlab_token>"),
+    (re.compile(r"\bAIza[0-9A-Za-z_-]{35}\b"), "<redacted:api_key>"),
+    (re.compile(r"(?i)\b(Bearer|Basic|Token)\s+(?!<redacted)[A-Za-z0-9._~+/=-]{8,}"), r"\1 <redacted:token>"),
+    # key=value / key: value / "key": "value" assignments of secret-named keys
+    (re.compile(
+        r"""(?ix)
+        (\b[\w.-]*(?:password|passwd|pwd|secret|token|api[_-]?key|access[_-]?key|private[_-]?key
+                    |client[_-]?secret|session[_-]?id|cookie|credential)s?\b["']?\s*[:=]\s*["']?)
+        (?!<redacted)([^\s"',;&}]+)"""), r"\1" + _SECRET),
+    (re.compile(r"\b[A-Za-z0-9._%+-]+@[A-Za-z0-9.-]+\.[A-Za-z]{2,}\b"), "<redacted:email>"),
+    (re.compile(r"(?<![\w.])(?:(?:25[0-5]|2[0-4]\d|1?\d?\d)\.){3}(?:25[0-5]|2[0-4]\d|1?\d?\d)"
+                r"(?:/\d{1,2})?(?![\w.])"), "<redacted:ip>"),
+    # IPv6: at least three groups with '::' or full eight groups
+    (re.compile(r"(?<![\w:])(?:[0-9a-fA-F]{1,4}:){7}[0-9a-fA-F]{1,4}(?![\w:])"), "<redacted:ip>"),
+    (re.compile(r"(?<![\w:])(?:[0-9a-fA-F]{1,4}:){1,6}:(?:[0-9a-fA-F]{1,4}(?::[0-9a-fA-F]{1,4})*)?"
+                r"(?![\w:])(?=[^\w]|$)"), "<redacted:ip>"),
+]
+
+
+def redact(text: str) -> str:
+    """Return ``text`` with secrets, tokens, keys, e-mails and IP addresses masked."""
+    if not text:
+        return text
+    for pattern, repl in _RULES:
+        text = pattern.sub(repl, text)
+    return text
+
+
+def _secret_key(key: str) -> bool:
+    norm = key.lower().replace("-", "").replace("_", "").replace(".", "")
+    return norm in SECRET_KEY_NAMES or norm.endswith(("password", "secret", "token", "apikey"))
+
+
+def redact_obj(obj: Any, max_depth: int = 32) -> Any:
+    """Redact every string inside JSON-like data; secret-named keys lose their value.
+
+    Returns a new object (the input is not modified). Non-string scalars are
+    kept; objects nested deeper than ``max_depth`` are replaced by a marker.
+    """
+    if max_depth < 0:
+        return "<redacted:too_deep>"
+    if isinstance(obj, str):
+        return redact(obj)
+    if isinstance(obj, dict):
+        out: dict[Any, Any] = {}
+        for k, v in obj.items():
+            if isinstance(k, str) and _secret_key(k) and v not in (None, ""):
+                out[k] = _SECRET
+            else:
+                out[k] = redact_obj(v, max_depth - 1)
+        return out
+    if isinstance(obj, (list, tuple)):
+        items = [redact_obj(v, max_depth - 1) for v in obj]
+        return items if isinstance(obj, list) else tuple(items)
+    return obj

@@ -1,0 +1,246 @@
+"""ChatOps: the Slack slash command ``/sre``, verified with the signing secret.
+
+Every command is audited (``chatops.<command>`` on the ``audit`` topic) with
+its outcome. Votes go to ``approvals`` with ``source="slack"``: the approval
+manager applies the plan's policy (roles, quorum), exactly as for buttons.
+``fix`` never executes anything: it re-publishes the incident's latest RCA so
+the planner proposes a plan through the normal risk policy.
+"""
+
+from __future__ import annotations
+
+import logging
+import urllib.parse
+from dataclasses import dataclass
+from typing import Any, Literal, cast
+
+from faust.web import Request, Response, View
+from slack_sdk.signature import SignatureVerifier
+
+from ..readmodel import blocks
+from ..readmodel.chatops import Command, CommandError, allowed, parse_command, slack_role, usage
+from ..schemas import Approval, AuditRecord, Feedback, SimilarCase, new_id, utcnow
+from .api_http import Api, BadRequest, read_body
+from .api_views import pattern_search, submit_feedback
+from .web import status_payload
+
+__all__ = ["register_chatops", "run_command"]
+
+log = logging.getLogger(__name__)
+
+#: Slack wants an answer within 3 s
+SEARCH_TIMEOUT = 2.5
+
+
+@dataclass(frozen=True, slots=True)
+class _User:
+    id: str
+    name: str
+    role: str | None
+    channel: str
+
+    @property
+    def label(self) -> str:
+        return self.name or self.id
+
+
+async def _audit(
+    api: Api, user: _User, cmd: str, subject: str, outcome: str, text: str, **details: Any
+) -> None:
+    await api.ctx.send(
+        AuditRecord(
+            actor=f"slack:{user.id}",
+            action=f"chatops.{cmd}",
+            subject=subject or "chatops",
+            details={
+                "text": text[:500],
+                "user_name": user.name,
+                "role": user.role,
+                "channel": user.channel,
+                "outcome": outcome,
+                **details,
+            },
+        )
+    )
+
+
+async def _vote(api: Api, cmd: Command, user: _User) -> tuple[dict[str, Any], str, str]:
+    pr = api.model.find_plan(cmd.ref)
+    plan_id = pr.plan.plan_id if pr else cmd.ref
+    # same identity as the interactive buttons (the Slack user id), so quorum counts a person once
+    approval = Approval(
+        plan_id=plan_id,
+        decision=cast(Literal["approve", "reject"], cmd.name),
+        user=user.id,
+        role=cast(Literal["oncall", "sre", "lead", "admin"], user.role),
+        source="slack",
+        comment=f"slack user {user.label}" + (f": {cmd.text}" if cmd.text else ""),
+    )
+    await api.ctx.send(approval)
+    log.info(
+        "slack %s of plan %s by %s",
+        cmd.name,
+        plan_id,
+        user.label,
+        extra={"plan_id": plan_id, "incident_id": pr.plan.incident_id if pr else None},
+    )
+    known = (
+        ""
+        if pr
+        else " (this plan is not in the agent's recent history; the approval manager decides)"
+    )
+    verb = "Approval" if cmd.name == "approve" else "Rejection"
+    return (
+        blocks.reply(
+            f"{verb} of plan {plan_id} recorded for {user.label} ({user.role}). "
+            f"The plan's policy decides when it is approved.{known}",
+            in_channel=True,
+        ),
+        plan_id,
+        "ok",
+    )
+
+
+async def _fix(api: Api, cmd: Command, user: _User) -> tuple[dict[str, Any], str, str]:
+    iid = api.model.find_incident(cmd.ref)
+    rec = api.model.records.get(iid) if iid else None
+    if rec is None:
+        return blocks.reply(f"Incident {cmd.ref} not found."), cmd.ref, "not_found"
+    if rec.rca is None:
+        return (
+            blocks.reply(
+                f"No root-cause analysis yet for {rec.incident_id}: nothing to plan from."
+            ),
+            rec.incident_id,
+            "no_rca",
+        )
+    again = rec.rca.model_copy(update={"event_id": new_id(), "time": utcnow()})
+    await api.ctx.send(again)
+    log.info(
+        "fix requested for %s by %s: RCA re-submitted to the planner",
+        rec.incident_id,
+        user.label,
+        extra={"incident_id": rec.incident_id},
+    )
+    return (
+        blocks.reply(
+            f"Asked the planner for a fix of {rec.incident_id}. The plan follows the "
+            "risk policy: it is executed only as its tier allows (approvals, dry-run, "
+            "protected services never automatically).",
+            in_channel=True,
+        ),
+        rec.incident_id,
+        "ok",
+    )
+
+
+async def run_command(api: Api, text: str, user: _User) -> dict[str, Any]:
+    """Parse, authorize, run and audit one command; return the Block Kit reply."""
+    try:
+        cmd = parse_command(text)
+    except CommandError as exc:
+        api.commands["invalid"] += 1
+        await _audit(api, user, "invalid", "chatops", "invalid", text)
+        return blocks.reply(str(exc))
+    api.commands[cmd.name] += 1
+    if not allowed(cmd.name, user.role):
+        await _audit(api, user, cmd.name, cmd.ref, "denied", text)
+        return blocks.reply(
+            f"Sorry {user.label}, `{cmd.name}` needs an on-call role or higher "
+            "(ask an admin to add you to slack.user_roles)."
+        )
+    subject, outcome = cmd.ref, "ok"
+    rm = api.model
+    try:
+        if cmd.name == "help":
+            reply = blocks.reply(usage())
+        elif cmd.name == "status":
+            reply = blocks.status(rm.summary(), status_payload(api.ctx)["status"])
+        elif cmd.name == "incidents":
+            items = rm.incidents(status="open")
+            reply = blocks.incident_list(items[:10], len(items))
+        elif cmd.name == "rca":
+            iid = rm.find_incident(cmd.ref)
+            detail = rm.incident(iid) if iid else None
+            subject = iid or cmd.ref
+            if detail is None:
+                reply, outcome = blocks.reply(f"Incident {cmd.ref} not found."), "not_found"
+            else:
+                reply = blocks.rca(detail)
+        elif cmd.name == "pattern_search":
+            subject = "knowledge"
+            try:
+                found = await pattern_search(api, cmd.text, 5)
+            except BadRequest as exc:
+                reply, outcome = blocks.reply(str(exc)), "unavailable"
+            else:
+                reply = blocks.patterns(cmd.text, [SimilarCase.model_validate(c) for c in found])
+        elif cmd.name in ("approve", "reject"):
+            reply, subject, outcome = await _vote(api, cmd, user)
+        elif cmd.name == "feedback":
+            iid = rm.find_incident(cmd.ref) or cmd.ref
+            fb = Feedback(
+                incident_id=iid,
+                kind="rca",
+                rating=cmd.rating,  # type: ignore[arg-type]
+                user=f"slack:{user.label}",
+                comment=cmd.text,
+            )
+            await submit_feedback(api, fb, actor=f"slack:{user.id}", via="slack")
+            subject = iid
+            reply = blocks.reply(f"Thanks {user.label}: feedback '{cmd.rating}' on {iid} recorded.")
+        else:  # fix
+            reply, subject, outcome = await _fix(api, cmd, user)
+    except Exception:
+        log.exception("chat command %s failed", cmd.name)
+        reply, outcome = blocks.reply(f"`{cmd.name}` failed; see the agent's log."), "error"
+    await _audit(api, user, cmd.name, subject, outcome, text)
+    return reply
+
+
+def register_chatops(api: Api) -> None:
+    settings = api.ctx.settings.slack
+
+    @api.ctx.app.page("/slack/commands")
+    class SlackCommands(View):
+        """Slack slash command endpoint (form-encoded, signed)."""
+
+        @api.endpoint("slack_commands", None)
+        async def post(self, request: Request, principal: Any = None) -> Response:
+            if settings.signing_secret is None:
+                return self.json(
+                    {
+                        "error": "Slack is not configured on this agent "
+                        "(set SRE_AGENT_SLACK__SIGNING_SECRET)"
+                    },
+                    status=503,
+                )
+            body = await read_body(request)
+            verifier = SignatureVerifier(settings.signing_secret.get_secret_value())
+            stamp = request.headers.get("X-Slack-Request-Timestamp", "")
+            signature = request.headers.get("X-Slack-Signature", "")
+            if not (stamp.isdigit() and signature and verifier.is_valid(body, stamp, signature)):
+                log.warning("rejected /slack/commands request with a bad or stale signature")
+                await api.ctx.send(
+                    AuditRecord(
+                        actor="slack",
+                        action="slack.signature_rejected",
+                        subject="slack/commands",
+                        details={
+                            "remote": getattr(request, "remote", None),
+                            "timestamp": stamp[:32],
+                            "bytes": len(body),
+                        },
+                    )
+                )
+                return self.json({"error": "invalid or expired Slack signature"}, status=401)
+            form = {
+                k: v[0] for k, v in urllib.parse.parse_qs(body.decode("utf-8", "replace")).items()
+            }
+            uid, name = form.get("user_id", ""), form.get("user_name", "")
+            if not uid:
+                raise BadRequest("user_id is missing from the slash command payload")
+            user = _User(
+                uid, name, slack_role(settings.user_roles, uid, name), form.get("channel_id", "")
+            )
+            return self.json(await run_command(api, form.get("text", ""), user))

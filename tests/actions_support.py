@@ -1,0 +1,102 @@
+"""Helpers for the action/approval/audit integration tests (no fixtures here)."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import uuid
+from typing import Any
+
+import aiohttp
+import asyncpg
+import orjson
+
+__all__ = ["audit_rows", "deployment", "fresh_database", "http", "pod", "replicaset",
+           "verify_cli"]
+
+
+async def fresh_database(pg_dsn: str) -> str:
+    """Create an empty database on the session PostgreSQL; return its DSN.
+
+    Each test gets its own audit chain, so tests never see each other's rows.
+    """
+    name = "audit_" + uuid.uuid4().hex[:10]
+    con = await asyncpg.connect(pg_dsn)
+    try:
+        await con.execute(f'CREATE DATABASE "{name}"')
+    finally:
+        await con.close()
+    base, _, _ = pg_dsn.rpartition("/")
+    return f"{base}/{name}"
+
+
+# ---------------------------------------------------------------- Kubernetes stand-in data
+def deployment(name: str, ns: str, uid: str, revision: int, image: str,
+               replicas: int = 3) -> dict[str, Any]:
+    """A Deployment as the API server would return it (with its revision annotation)."""
+    return {"apiVersion": "apps/v1", "kind": "Deployment",
+            "metadata": {"name": name, "namespace": ns, "uid": uid, "generation": revision,
+                         "annotations": {"deployment.kubernetes.io/revision": str(revision)},
+                         "labels": {"app": name}},
+            "spec": {"replicas": replicas, "selector": {"matchLabels": {"app": name}},
+                     "template": {"metadata": {"labels": {"app": name}},
+                                  "spec": {"containers": [{"name": name, "image": image}]}}},
+            "status": {"replicas": replicas, "updatedReplicas": replicas,
+                       "availableReplicas": replicas, "observedGeneration": revision}}
+
+
+def replicaset(dep: dict[str, Any], revision: int, image: str, suffix: str) -> dict[str, Any]:
+    """A ReplicaSet owned by ``dep`` holding the pod template of ``revision``."""
+    name = dep["metadata"]["name"]
+    return {"apiVersion": "apps/v1", "kind": "ReplicaSet",
+            "metadata": {"name": f"{name}-{suffix}", "namespace": dep["metadata"]["namespace"],
+                         "uid": f"rs-{name}-{revision}",
+                         "annotations": {"deployment.kubernetes.io/revision": str(revision)},
+                         "ownerReferences": [{"apiVersion": "apps/v1", "kind": "Deployment",
+                                              "name": name, "uid": dep["metadata"]["uid"],
+                                              "controller": True}]},
+            "spec": {"replicas": 0, "selector": {"matchLabels": {"app": name}},
+                     "template": {"metadata": {"labels": {"app": name, "pod-template-hash": suffix}},
+                                  "spec": {"containers": [{"name": name, "image": image}]}}}}
+
+
+def pod(name: str, ns: str, uid: str, app: str) -> dict[str, Any]:
+    return {"apiVersion": "v1", "kind": "Pod",
+            "metadata": {"name": name, "namespace": ns, "uid": uid, "labels": {"app": app}},
+            "spec": {"containers": [{"name": app, "image": "x"}], "nodeName": "node-1"},
+            "status": {"phase": "Running"}}
+
+
+# ---------------------------------------------------------------- HTTP and PostgreSQL reads
+async def http(method: str, url: str, body: bytes | None = None,
+               headers: dict[str, str] | None = None) -> tuple[int, Any]:
+    """One request with aiohttp (never blocks the loop serving the stand-ins)."""
+    async with aiohttp.ClientSession() as s, s.request(method, url, data=body,
+                                                       headers=headers or {}) as r:
+        text = await r.text()
+        try:
+            return r.status, orjson.loads(text) if text else None
+        except orjson.JSONDecodeError:
+            return r.status, text
+
+
+async def audit_rows(dsn: str) -> list[dict[str, Any]]:
+    """Rows of the audit log (empty while the worker has not migrated yet)."""
+    con = await asyncpg.connect(dsn)
+    try:
+        if not await con.fetchval("SELECT to_regclass('audit_log') IS NOT NULL"):
+            return []
+        rows = await con.fetch("SELECT id, actor, action, subject, idempotency_key, "
+                               "details::text AS details FROM audit_log ORDER BY id")
+        return [{**dict(r), "details": orjson.loads(r["details"])} for r in rows]
+    finally:
+        await con.close()
+
+
+def verify_cli(dsn: str) -> subprocess.CompletedProcess[str]:
+    """``sre-agent audit verify`` against ``dsn`` as a separate process."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("SRE_AGENT_")}
+    env["SRE_AGENT_POSTGRES__DSN"] = dsn
+    return subprocess.run([sys.executable, "-m", "sre_agent", "audit", "verify"], env=env,
+                          capture_output=True, text=True, timeout=60)

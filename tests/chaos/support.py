@@ -1,0 +1,225 @@
+"""Shared pieces of the fault tests: a private broker, workers on it, a metric
+workload with a known answer, and readers that count what came out.
+
+The workload is deterministic: every series is a steady wiggle, some get
+spikes at known sample indexes. The expected anomalies are computed by running
+the pure detector (:class:`sre_agent.processors.MetricDetector`) over the same
+samples, so the pipeline under faults is held to what the processor says with
+no faults at all: the same ``(anomaly_id, status)`` pairs, each exactly once.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import time
+from collections import Counter
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import orjson
+import pytest
+
+from sre_agent.config import AnomalySettings
+from sre_agent.devstack import KafkaBroker, default_cache_dir, free_port
+from sre_agent.processors import MetricDetector
+from sre_agent.schemas import MetricBatch, encode, series_id, shard_of
+from tests.conftest import WorkerProcess, unique
+
+__all__ = [
+    "Workload",
+    "ChaosProducer",
+    "own_broker",
+    "make_worker",
+    "read_all",
+    "pair_counts",
+]
+
+T0 = 1_763_000_000.0
+STEP = 15.0
+
+
+def wiggle(i: int) -> float:
+    return 50.0 + (i % 5) * 0.5
+
+
+@dataclass
+class Workload:
+    """``series`` steady series over ``points`` samples; every ``spiky``-th one spikes.
+
+    Messages are ``MetricBatch`` per (time index, shard), keyed by shard like a
+    collector would send them.
+    """
+
+    series: int = 24
+    points: int = 400
+    shards: int = 4
+    spiky: int = 2
+    spike_at: tuple[int, ...] = (150, 300)
+    spike_len: int = 5
+    metric: str = "latency_ms"
+    tag: str = field(default_factory=lambda: unique("s"))
+
+    def labels(self, j: int) -> dict[str, str]:
+        return {"service": f"svc{j}", "run": self.tag}
+
+    def sid(self, j: int) -> str:
+        return series_id(self.metric, self.labels(j))
+
+    def value(self, j: int, i: int) -> float:
+        if j % self.spiky == 0:
+            for k, start in enumerate(self.spike_at):
+                if start + j % 7 <= i < start + j % 7 + self.spike_len:
+                    return 900.0 + 10 * k
+        return wiggle(i)
+
+    def messages(self) -> list[tuple[bytes, MetricBatch]]:
+        by_shard: dict[int, list[int]] = {}
+        for j in range(self.series):
+            by_shard.setdefault(shard_of(self.sid(j), self.shards), []).append(j)
+        out = []
+        for i in range(self.points):
+            for shard, js in sorted(by_shard.items()):
+                out.append((str(shard).encode(), MetricBatch(source="chaos", shard=shard, series=[
+                    {"name": self.metric, "labels": self.labels(j),
+                     "points": [(T0 + STEP * i, self.value(j, i))]} for j in js])))
+        return out
+
+    def expected(self, settings: AnomalySettings | None = None) -> Counter[tuple[str, str]]:
+        """(anomaly_id, status) pairs the pure detector emits for this workload."""
+        det = MetricDetector(settings or AnomalySettings())
+        pairs: Counter[tuple[str, str]] = Counter()
+        for _key, batch in self.messages():
+            for a in det.update(batch):
+                pairs[(a.anomaly_id, a.status)] += 1
+        return pairs
+
+
+# ------------------------------------------------------------------ broker + workers
+@pytest.fixture(scope="module")
+def own_broker(tmp_path_factory: pytest.TempPathFactory) -> Iterator[KafkaBroker]:
+    """A broker for this module alone: restarting it disturbs no other test."""
+    broker = KafkaBroker(tmp_path_factory.mktemp("chaos-kafka"), default_cache_dir(), heap="512m")
+    broker.start()
+    yield broker
+    broker.stop(clean=True)
+
+
+def make_worker(broker: KafkaBroker, workdir: Path, prefix: str, name: str,
+                extra_env: dict[str, str] | None = None) -> WorkerProcess:
+    """A real ``sre-agent worker`` on ``broker`` (same env as ``worker_factory``)."""
+    wdir = workdir / name
+    wdir.mkdir(parents=True, exist_ok=True)
+    env = {k: v for k, v in os.environ.items() if not k.startswith("SRE_AGENT_")}
+    env.update({
+        "SRE_AGENT_KAFKA__BROKER": broker.url,
+        "SRE_AGENT_KAFKA__TOPIC_PREFIX": prefix,
+        "SRE_AGENT_KAFKA__PARTITIONS": "2",
+        "SRE_AGENT_WORKER__APP_ID": "app-" + prefix.rstrip("."),
+        "SRE_AGENT_WORKER__DATA_DIR": str(wdir / "data"),
+        "SRE_AGENT_WORKER__WEB_PORT": str(free_port()),
+        "SRE_AGENT_WORKER__CHECKPOINT_INTERVAL": "0.5",
+        "SRE_AGENT_WORKER__LOG_JSON": "false",
+    })
+    env.update(extra_env or {})
+    return WorkerProcess(env, wdir)
+
+
+@pytest.fixture
+def workers(tmp_path: Path) -> Iterator[Callable[..., WorkerProcess]]:
+    """``workers(broker, name, prefix)``: made workers are stopped at teardown."""
+    made: list[WorkerProcess] = []
+
+    def make(broker: KafkaBroker, name: str, prefix: str, **kw: Any) -> WorkerProcess:
+        w = make_worker(broker, tmp_path, prefix, name, **kw)
+        made.append(w)
+        return w
+
+    yield make
+    for w in made:
+        w.stop()
+
+
+# ------------------------------------------------------------------ producing and reading
+class ChaosProducer:
+    """An idempotent producer that rides out a broker restart (no input lost or doubled)."""
+
+    def __init__(self, bootstrap: str) -> None:
+        self.bootstrap = bootstrap
+        self._p: Any = None
+        self.sent = 0
+
+    async def __aenter__(self) -> ChaosProducer:
+        from aiokafka import AIOKafkaProducer
+
+        self._p = AIOKafkaProducer(bootstrap_servers=self.bootstrap, linger_ms=5,
+                                   enable_idempotence=True, acks="all",
+                                   request_timeout_ms=120_000, retry_backoff_ms=200)
+        await self._p.start()
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self._p.stop()
+
+    async def send_all(self, topic: str, messages: list[tuple[bytes, MetricBatch]],
+                       rate: float | None = None) -> None:
+        """Send in order; ``rate`` messages/second when given."""
+        t0 = time.monotonic()
+        futs = []
+        for n, (key, batch) in enumerate(messages):
+            futs.append(await self._p.send(topic, value=encode(batch), key=key))
+            self.sent += 1
+            if rate:
+                ahead = n / rate - (time.monotonic() - t0)
+                if ahead > 0:
+                    await asyncio.sleep(ahead)
+        await asyncio.gather(*futs)
+
+
+async def read_all(bootstrap: str, topic: str, until: Callable[[list[dict[str, Any]]], bool],
+                   timeout: float = 60.0, quiet: float = 2.0) -> list[dict[str, Any]]:
+    """Read ``topic`` from the start until ``until(msgs)`` holds and nothing new
+    arrived for ``quiet`` seconds (so late duplicates are seen), or timeout."""
+    from aiokafka import AIOKafkaConsumer
+
+    cons = AIOKafkaConsumer(topic, bootstrap_servers=bootstrap, auto_offset_reset="earliest",
+                            group_id=None, metadata_max_age_ms=1000,
+                            isolation_level="read_committed")
+    await cons.start()
+    out: list[dict[str, Any]] = []
+    try:
+        end = time.monotonic() + timeout
+        last_new = time.monotonic()
+        while time.monotonic() < end:
+            recs = await cons.getmany(timeout_ms=300)
+            got = [orjson.loads(r.value) for batch in recs.values() for r in batch]
+            if got:
+                out.extend(got)
+                last_new = time.monotonic()
+            elif until(out) and time.monotonic() - last_new >= quiet:
+                break
+    finally:
+        await cons.stop()
+    return out
+
+
+def pair_counts(anomalies: list[dict[str, Any]], tag: str) -> Counter[tuple[str, str]]:
+    return Counter((a["anomaly_id"], a["status"]) for a in anomalies
+                   if a.get("labels", {}).get("run") == tag)
+
+
+def compare(expected: Counter[tuple[str, str]], got: Counter[tuple[str, str]]) -> dict[str, Any]:
+    """Missing, duplicated and unexpected pairs (empty lists mean exactly-once in effect)."""
+    return {
+        "missing": sorted(k for k in expected if k not in got),
+        "duplicated": sorted((k, n) for k, n in got.items() if n > 1),
+        "unexpected": sorted(k for k in got if k not in expected),
+    }
+
+
+def learned(worker: WorkerProcess, tag: str) -> dict[str, int]:
+    """Series id -> samples learned, from the worker's baseline API."""
+    items = worker.get_json(f"/api/baselines?series={tag}&limit=1000")["items"]
+    return {it["series"]: it["n"] for it in items}

@@ -1,0 +1,165 @@
+"""Hostile HTTP against every web endpoint and webhook of a running worker.
+
+Every route the app declares (status, REST API, console, /metrics, webhooks,
+Slack endpoints) and Faust's built-in pages get random methods, paths, query
+strings, headers and bodies: oversized, deep JSON, wrong types, NaN/Inf,
+invalid UTF-8, wrong content types, valid and invalid credentials, correctly
+signed Slack requests with garbage inside. Every answer must be a 2xx/3xx/4xx
+(never a 5xx, a reset connection or a dead worker), and the worker's memory
+must stay bounded.
+
+``SRE_AGENT_FUZZ_EXAMPLES`` scales the run (default 600 requests); the count is
+printed by the last test (``-s``).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+from collections import Counter, defaultdict
+from typing import Any
+
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from tests.chaos.webclient import (
+    ADMIN,
+    VIEWER,
+    WEBHOOK_TOKEN,
+    fill,
+    request,
+    routes,
+    rss_kib,
+    secure_worker,
+    slack_headers,
+)
+from tests.chaos.hostile import VALID, hostile_strings, json_values
+
+pytestmark = pytest.mark.integration
+
+__all__ = ["secure_worker"]
+
+EXAMPLES = int(os.environ.get("SRE_AGENT_FUZZ_EXAMPLES", "600"))
+ROUTES = routes()
+STATUSES: Counter[int] = Counter()
+#: (method, route, what) -> example paths
+FAILURES: defaultdict[tuple[str, str, str], list[str]] = defaultdict(list)
+RSS: dict[str, int] = {}
+
+QUERY_KEYS = ["limit", "offset", "series", "q", "since", "until", "service", "status", "n",
+              "window", "page", "severity", "minutes", "text", "format", "id"]
+QUERY_VALUES = st.one_of(hostile_strings, st.sampled_from([
+    "-1", "0", "1e309", "NaN", "inf", "99999999999999999999999", "", "%00", "true", "[]",
+    "2025-13-01", "9999-12-31T23:59:59-23:59", "../../etc/passwd", "a" * 5000]))
+
+
+@st.composite
+def bodies(draw: st.DrawFn, path: str) -> tuple[bytes | None, str | None]:
+    kind = draw(st.sampled_from(["none", "json", "json", "seed", "big", "deep", "bytes", "form"]))
+    if kind == "none":
+        return None, draw(st.sampled_from([None, "application/json"]))
+    if kind == "json":
+        text = json.dumps(draw(json_values), allow_nan=True, ensure_ascii=draw(st.booleans()))
+        return text.encode("utf-8", "surrogatepass"), "application/json"
+    if kind == "seed":  # a valid event of some topic, mutated: gets past the first checks
+        doc = dict(draw(st.sampled_from(sorted(VALID.items())))[1])
+        if doc and draw(st.booleans()):
+            doc[draw(st.sampled_from(sorted(doc)))] = draw(json_values)
+        return json.dumps(doc, allow_nan=True).encode(), "application/json"
+    if kind == "big":
+        size = draw(st.sampled_from([70_000, 1_100_000, 9_000_000]))
+        return b'{"x": "' + b"a" * size + b'"}', "application/json"
+    if kind == "deep":
+        d = draw(st.integers(100, 50_000))
+        return b"[" * d + b"]" * d, "application/json"
+    if kind == "bytes":
+        return draw(st.binary(max_size=2000)), draw(st.sampled_from(
+            ["application/json", "application/x-protobuf", "application/octet-stream",
+             "text/plain", None]))
+    payload = json.dumps(draw(json_values), allow_nan=True)
+    form = "payload=" + payload if draw(st.booleans()) else (
+        "command=/sre&text=" + draw(hostile_strings) + "&user_id=U1&user_name=x&channel_id=C1")
+    return form.encode("utf-8", "surrogatepass"), "application/x-www-form-urlencoded"
+
+
+@st.composite
+def http_requests(draw: st.DrawFn) -> tuple[str, str, str, bytes | None, dict[str, str]]:
+    route = draw(st.sampled_from(sorted(ROUTES)))
+    params = draw(st.lists(st.one_of(hostile_strings, st.sampled_from(
+        ["approve", "reject", "baselines", "p1", "i1", "app.js", "..", "."])), min_size=1,
+        max_size=3))
+    path = fill(route, [p or "x" for p in params])
+    if draw(st.booleans()):
+        q = {k: draw(QUERY_VALUES) for k in draw(st.lists(st.sampled_from(QUERY_KEYS),
+                                                          max_size=4))}
+        from urllib.parse import urlencode
+        path += "?" + urlencode(q, encoding="utf-8", errors="surrogatepass")
+    method = draw(st.sampled_from(ROUTES[route]) if draw(st.integers(0, 9)) else
+                  st.sampled_from(["GET", "POST", "PUT", "DELETE", "PATCH", "HEAD", "OPTIONS"]))
+    body, ctype = draw(bodies(route))
+    headers: dict[str, str] = {}
+    if ctype:
+        headers["Content-Type"] = ctype
+    auth = draw(st.sampled_from(["none", "admin", "viewer", "bogus", "malformed", "webhook"]))
+    headers.update({
+        "none": {}, "admin": {"Authorization": f"Bearer {ADMIN}"},
+        "viewer": {"Authorization": f"Bearer {VIEWER}"},
+        "bogus": {"Authorization": "Bearer " + "x" * draw(st.integers(0, 300))},
+        "malformed": {"Authorization": draw(st.sampled_from(["Bearer", "Basic YTpi", "bearer ",
+                                                             "Bearer  " + ADMIN + " x"]))},
+        "webhook": {"Authorization": f"Bearer {WEBHOOK_TOKEN}", "X-Webhook-Token": WEBHOOK_TOKEN},
+    }[auth])
+    if route.startswith("/slack") and draw(st.booleans()):
+        headers.update(slack_headers(body or b""))  # signed: the parsers behind get the garbage
+        if not draw(st.integers(0, 4)):
+            headers["X-Slack-Request-Timestamp"] = str(int(time.time()) - 3600)  # replay
+    return route, method, path, body, headers
+
+
+@settings(max_examples=EXAMPLES, deadline=None, derandomize=EXAMPLES <= 600,
+          suppress_health_check=list(HealthCheck))
+@given(req=http_requests())
+def test_requests_never_get_a_5xx_or_kill_the_worker(secure_worker: Any,
+                                                     req: tuple[Any, ...]) -> None:
+    """Failures are collected (not raised) so one run reports every bad route."""
+    w = secure_worker
+    RSS.setdefault("before", rss_kib(w.proc.pid))
+    route, method, path, body, headers = req
+    try:
+        r = request(w.port, method, path, body, headers)
+    except Exception as exc:  # reset, timeout, malformed response
+        alive = w.proc.poll() is None
+        FAILURES[(method, route, f"{type(exc).__name__} alive={alive}")].append(path[:160])
+        assert alive, w.tail()
+        return
+    STATUSES[r.status] += 1
+    if r.status >= 500:
+        FAILURES[(method, route, str(r.status))].append(f"{path[:160]} -> {r.body[:160]!r}")
+    elif (r.status >= 400 and method != "HEAD"
+            and r.headers.get("content-type", "").startswith("application/json")):
+        try:
+            ok = "error" in r.json()
+        except ValueError:
+            ok = False
+        if not ok:
+            FAILURES[(method, route, f"{r.status} without error")].append(path[:160])
+
+
+def test_worker_alive_and_memory_bounded_after_the_fuzz(secure_worker: Any,
+                                                        capsys: pytest.CaptureFixture[str]) -> None:
+    w = secure_worker
+    assert w.proc is not None and w.proc.poll() is None, w.tail()
+    assert w.status()["status"] in ("ok", "degraded")
+    RSS["after"] = rss_kib(w.proc.pid)
+    with capsys.disabled():
+        total = sum(STATUSES.values())
+        print(f"\n[fuzz] web requests tried: {total} over {len(ROUTES)} routes; statuses "
+              f"{dict(sorted(STATUSES.items()))}; worker RSS {RSS.get('before', 0) // 1024} -> "
+              f"{RSS['after'] // 1024} MiB")
+        for (method, route, what), paths in sorted(FAILURES.items()):
+            print(f"[fuzz] FAIL {method} {route}: {what} x{len(paths)}, e.g. {paths[0]}")
+    # bounded: the fuzz (incl. 9 MB bodies) must not leave the worker much bigger
+    assert RSS["after"] - RSS.get("before", RSS["after"]) < 200 * 1024, RSS
+    assert not FAILURES, sorted(FAILURES)

@@ -1,0 +1,1 @@
+"""Local stand-ins speaking real wire protocols (Slack, Anthropic, Kubernetes, AWS, Loki)."""

@@ -1,0 +1,144 @@
+"""A local stand-in for Slack's Web API, driven by the real slack-sdk client.
+
+slack-sdk ships no test server, so this speaks the wire protocol the client
+uses: ``POST /api/<method>`` with ``Authorization: Bearer <token>`` and a JSON
+(or form) body, answered with ``{"ok": true, ...}`` or ``{"ok": false,
+"error": ...}`` and HTTP 200, like Slack. Implemented methods:
+
+* ``auth.test`` — who the token belongs to;
+* ``chat.postMessage`` — needs ``channel`` and ``text`` or ``blocks``; answers
+  ``channel`` (an id) and a fresh ``ts``;
+* ``chat.update`` — needs ``channel``, ``ts`` of a posted message, and content.
+
+Unknown methods answer ``unknown_method``, a wrong token ``invalid_auth``.
+Every call is kept in ``standin.calls`` as ``(method, body)``; posted messages
+in ``standin.messages`` by ts. :func:`signed_interaction` builds what Slack
+sends to an app's interactivity URL when a button is pressed (form-encoded
+``payload``, signed with the signing secret).
+"""
+
+from __future__ import annotations
+
+import itertools
+import time
+from dataclasses import dataclass, field
+from typing import Any
+from urllib.parse import parse_qs, quote
+
+import orjson
+from aiohttp import web
+from slack_sdk.signature import SignatureVerifier
+
+from sre_agent.devstack import free_port
+
+__all__ = ["SlackStandin", "signed_interaction"]
+
+
+def _ok(**kw: Any) -> web.Response:
+    return web.json_response({"ok": True, **kw})
+
+
+def _err(error: str) -> web.Response:
+    return web.json_response({"ok": False, "error": error})
+
+
+@dataclass
+class SlackStandin:
+    """Run with ``await standin.start()``; ``standin.base_url`` is the client's base_url."""
+
+    token: str = "xoxb-test-token"
+    channel_id: str = "C0APPROVALS"
+    calls: list[tuple[str, dict[str, Any]]] = field(default_factory=list)
+    messages: dict[str, dict[str, Any]] = field(default_factory=dict)
+    host: str = "127.0.0.1"
+    port: int = 0
+    _runner: web.AppRunner | None = None
+    _ts: Any = field(default_factory=lambda: itertools.count(1))
+
+    @property
+    def base_url(self) -> str:
+        return f"http://{self.host}:{self.port}/api/"
+
+    async def _body(self, request: web.Request) -> dict[str, Any]:
+        raw = await request.read()
+        if request.content_type == "application/json":
+            return orjson.loads(raw) if raw else {}
+        form = parse_qs(raw.decode())
+        out: dict[str, Any] = {k: v[0] for k, v in form.items()}
+        for key in ("blocks", "attachments"):
+            if isinstance(out.get(key), str):
+                out[key] = orjson.loads(out[key])
+        return out
+
+    async def _api(self, request: web.Request) -> web.Response:
+        method = request.match_info["method"]
+        if request.headers.get("Authorization") != f"Bearer {self.token}":
+            return _err("invalid_auth" if request.headers.get("Authorization") else "not_authed")
+        try:
+            body = await self._body(request)
+        except (orjson.JSONDecodeError, UnicodeDecodeError):
+            return _err("invalid_json")
+        self.calls.append((method, body))
+        if method == "auth.test":
+            return _ok(url="https://standin.slack.com/", team="standin", user="sre-agent",
+                       team_id="T0", user_id="U0BOT", bot_id="B0")
+        if method in ("chat.postMessage", "chat.update"):
+            if not body.get("channel"):
+                return _err("channel_not_found")
+            if not body.get("text") and not body.get("blocks"):
+                return _err("no_text")
+            if method == "chat.update":
+                ts = body.get("ts")
+                if ts not in self.messages:
+                    return _err("message_not_found")
+            else:
+                ts = f"{int(time.time())}.{next(self._ts):06d}"
+            msg = {"channel": self.channel_id, "ts": ts, "text": body.get("text", ""),
+                   "blocks": body.get("blocks", [])}
+            self.messages[ts] = msg
+            return _ok(channel=self.channel_id, ts=ts, message=msg)
+        return _err("unknown_method")
+
+    def posted(self) -> list[dict[str, Any]]:
+        return [b for m, b in self.calls if m == "chat.postMessage"]
+
+    def updates(self) -> list[dict[str, Any]]:
+        return [b for m, b in self.calls if m == "chat.update"]
+
+    async def start(self) -> SlackStandin:
+        app = web.Application()
+        app.router.add_post("/api/{method}", self._api)
+        self._runner = web.AppRunner(app)
+        await self._runner.setup()
+        self.port = self.port or free_port()
+        await web.TCPSite(self._runner, self.host, self.port).start()
+        return self
+
+    async def stop(self) -> None:
+        if self._runner is not None:
+            await self._runner.cleanup()
+            self._runner = None
+
+
+def button_value(message: dict[str, Any], action_id: str) -> str | None:
+    """The ``value`` of the button ``action_id`` in a posted message's blocks."""
+    for block in message.get("blocks", []):
+        for el in block.get("elements", []) if block.get("type") == "actions" else []:
+            if el.get("action_id") == action_id:
+                return str(el.get("value"))
+    return None
+
+
+def signed_interaction(secret: str, user_id: str, action_id: str, value: str,
+                       user_name: str = "", ts: int | None = None) -> tuple[bytes, dict[str, str]]:
+    """Body and headers of a ``block_actions`` callback, signed like Slack does."""
+    payload = {"type": "block_actions", "user": {"id": user_id, "username": user_name},
+               "team": {"id": "T0"}, "channel": {"id": "C0APPROVALS"},
+               "response_url": "https://hooks.slack.com/actions/T0/1/x", "trigger_id": "1.2.3",
+               "actions": [{"action_id": action_id, "block_id": f"plan:{value}", "value": value,
+                            "type": "button", "action_ts": str(time.time())}]}
+    body = ("payload=" + quote(orjson.dumps(payload).decode())).encode()
+    stamp = str(int(time.time()) if ts is None else ts)
+    sig = SignatureVerifier(secret).generate_signature(timestamp=stamp, body=body)
+    return body, {"X-Slack-Request-Timestamp": stamp, "X-Slack-Signature": str(sig),
+                  "Content-Type": "application/x-www-form-urlencoded"}

@@ -1,0 +1,129 @@
+"""Remote-write decoding and series normalization (no I/O)."""
+
+from __future__ import annotations
+
+import math
+import struct
+
+import cramjam
+import orjson
+import pytest
+
+from sre_agent.collectors import RemoteWriteError, decode_write_request, to_batches
+from sre_agent.collectors.normalize import MAX_POINTS_PER_SERIES
+from sre_agent.collectors.prompb import WriteRequest
+from sre_agent.schemas import MetricBatch, decode, encode, series_id, shard_of
+
+#: Prometheus's staleness marker: a NaN with payload 2
+STALE_NAN = struct.unpack("<d", struct.pack("<Q", 0x7FF0000000000002))[0]
+
+
+def _request(series: list[tuple[dict[str, str], list[tuple[int, float]]]]) -> bytes:
+    req = WriteRequest()
+    for labels, samples in series:
+        ts = req.timeseries.add()
+        for k, v in labels.items():
+            ts.labels.add(name=k, value=v)
+        for t, v in samples:
+            ts.samples.add(timestamp=t, value=v)
+    return bytes(cramjam.snappy.compress_raw(req.SerializeToString()))
+
+
+def test_decodes_series_points_in_seconds_and_drops_stale_markers() -> None:
+    body = _request([
+        ({"__name__": "up", "job": "api", "instance": "a:9100"},
+         [(1_700_000_000_000, 1.0), (1_700_000_001_000, STALE_NAN), (1_700_000_002_000, math.inf)]),
+        ({"__name__": "latency_seconds", "service": "orders"}, [(1_700_000_000_250, 0.25)]),
+    ])
+    got = decode_write_request(body, "snappy", "application/x-protobuf")
+    assert got.series == [
+        {"name": "up", "labels": {"job": "api", "instance": "a:9100"}, "points": [(1_700_000_000.0, 1.0)]},
+        {"name": "latency_seconds", "labels": {"service": "orders"}, "points": [(1_700_000_000.25, 0.25)]},
+    ]
+    assert got.samples == 2 and got.dropped_samples == 2 and not got.rejected
+
+
+def test_series_without_name_is_rejected_with_reason() -> None:
+    got = decode_write_request(_request([({"job": "x"}, [(1_700_000_000_000, 3.0)])]))
+    assert got.series == []
+    assert len(got.rejected) == 1
+    assert got.rejected[0].reason == "series has no __name__ label"
+    assert orjson.loads(got.rejected[0].payload)["labels"] == {"job": "x"}
+
+
+def test_unknown_fields_such_as_native_histograms_are_skipped() -> None:
+    req = WriteRequest()
+    ts = req.timeseries.add()
+    ts.labels.add(name="__name__", value="h")
+    ts.samples.add(timestamp=1_700_000_000_000, value=2.0)
+    raw = req.SerializeToString()
+    # append TimeSeries field 4 (histograms, length-delimited) holding 3 arbitrary bytes
+    inner = ts.SerializeToString() + b"\x22\x03\x08\x01\x10"
+    raw = b"\x0a" + bytes([len(inner)]) + inner
+    body = bytes(cramjam.snappy.compress_raw(raw))
+    got = decode_write_request(body)
+    assert got.series[0]["points"] == [(1_700_000_000.0, 2.0)]
+
+
+@pytest.mark.parametrize(
+    ("body", "encoding", "ctype", "status", "fragment"),
+    [
+        (b"", "snappy", "application/x-protobuf", 400, "empty body"),
+        (b"\x05garbage", "snappy", "application/x-protobuf", 400, "invalid snappy block"),
+        (bytes(cramjam.snappy.compress_raw(b"\xff\xff\xff")), "snappy", None, 400,
+         "invalid WriteRequest protobuf"),
+        (b"x", "gzip", "application/x-protobuf", 415, "Content-Encoding"),
+        (b"x", "snappy", "application/json", 415, "Content-Type"),
+        (b"x", "snappy", "application/x-protobuf;proto=io.prometheus.write.v2.Request", 415,
+         "remote-write 1.0"),
+    ],
+)
+def test_bad_payloads_raise_with_status(body: bytes, encoding: str, ctype: str | None,
+                                        status: int, fragment: str) -> None:
+    with pytest.raises(RemoteWriteError) as err:
+        decode_write_request(body, encoding, ctype)
+    assert err.value.status == status
+    assert fragment in str(err.value)
+
+
+def test_decompression_bomb_is_refused_before_decompressing() -> None:
+    body = bytes(cramjam.snappy.compress_raw(b"\0" * 200_000))
+    with pytest.raises(RemoteWriteError) as err:
+        decode_write_request(body, max_decompressed_bytes=100_000)
+    assert err.value.status == 413
+
+
+def test_v1_proto_parameter_is_accepted() -> None:
+    body = _request([({"__name__": "x"}, [(1_000, 1.0)])])
+    got = decode_write_request(body, "snappy", "application/x-protobuf;proto=prometheus.WriteRequest")
+    assert got.samples == 1
+
+
+def test_batches_are_keyed_by_series_shard_and_round_trip_the_codec() -> None:
+    series = [{"name": "cpu", "labels": {"pod": f"p{i}"}, "points": [(1.7e9, float(i))]}
+              for i in range(50)]
+    out = to_batches(series, shards=8, source="remote-write")
+    assert out.samples == 50 and not out.rejected
+    for b in out.batches:
+        again = decode(MetricBatch, encode(b))
+        assert again.source == "remote-write" and again.key() == str(b.shard)
+        for s in again.series:
+            assert shard_of(series_id(s["name"], s["labels"]), 8) == b.shard
+
+
+def test_batches_are_cut_to_the_message_size_cap() -> None:
+    series = [{"name": "cpu", "labels": {"pod": "p", "i": str(i)},
+               "points": [(1.7e9 + j, 1.0) for j in range(100)]} for i in range(40)]
+    out = to_batches(series, shards=1, source="t", max_message_bytes=20_000)
+    assert len(out.batches) > 1
+    assert all(len(encode(b)) < 40_000 for b in out.batches)
+    assert out.samples == 4000
+
+
+def test_long_series_are_split_and_invalid_ones_rejected() -> None:
+    long = {"name": "x", "labels": {}, "points": [(float(i), 1.0) for i in range(MAX_POINTS_PER_SERIES + 5)]}
+    too_many_labels = {"name": "y", "labels": {f"l{i}": "v" for i in range(40)}, "points": [(1.0, 1.0)]}
+    long_value = {"name": "z", "labels": {"a": "v" * 600}, "points": [(1.0, 1.0)]}
+    out = to_batches([long, too_many_labels, long_value], shards=2, source="t")
+    assert out.samples == MAX_POINTS_PER_SERIES + 5
+    assert [r.reason.split(":")[0] for r in out.rejected] == ["labels", "labels.a"]

@@ -1,0 +1,276 @@
+"""Incident correlator: identity, grouping, lifecycle, noise suppression, change linking."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+
+import pytest
+
+from sre_agent.config import CorrelationSettings, SilenceSettings
+from sre_agent.processors.correlate import MIN_UPDATE_INTERVAL, GroupState, IncidentCorrelator
+from sre_agent.processors.correlate_signals import (
+    Signal,
+    from_alert,
+    from_anomaly,
+    from_deploy,
+    from_k8s,
+)
+from sre_agent.schemas import Alert, Anomaly, DeployEvent, K8sEvent
+
+T0 = 1_800_000_000.0
+
+
+def at(s: float) -> datetime:
+    return datetime.fromtimestamp(T0 + s, UTC)
+
+
+def alert(fp: str, service: str, s: float, status: str = "firing", name: str = "HighErrors",
+          severity: str = "warning") -> Signal:
+    return from_alert(Alert(fingerprint=fp, name=name, status=status, severity=severity,
+                            labels={"service": service}, time=at(s), starts_at=at(s)))
+
+
+def anomaly(service: str, metric: str, s: float, status: str = "open") -> Signal:
+    return from_anomaly(Anomaly(anomaly_id=f"{service}-{metric}", status=status, series=f"{metric}"
+                                f'{{service="{service}"}}', metric=metric, service=service,
+                                observed=10, expected=1, lower=0, upper=2, deviation=9, score=0.99,
+                                time=at(s), started_at=at(s)))
+
+
+def deploy(service: str, s: float, revision: str = "v2") -> Signal:
+    return from_deploy(DeployEvent(app=service, service=service, revision=revision, time=at(s),
+                                   author="alice", event_id=f"dep-{service}-{revision}"))
+
+
+class Harness:
+    """Feeds signals in order through one group state, re-encoding it every time."""
+
+    def __init__(self, **kw: object) -> None:
+        self.settings = CorrelationSettings(**kw)  # type: ignore[arg-type]
+        self.c = IncidentCorrelator(self.settings)
+        self.states: dict[str, bytes] = {}
+        self.out: list = []
+
+    def feed(self, sig: Signal, now: float | None = None) -> list:
+        group = self.c.group_of(sig.service)
+        raw = self.states.get(group)
+        st = GroupState.from_bytes(raw) if raw else GroupState(group=group)
+        got = self.c.update(st, sig, now=sig.ts if now is None else T0 + now)
+        self.states[group] = st.to_bytes()  # the table round trip, every event
+        self.out += got
+        return got
+
+    def tick(self, now: float) -> list:
+        got = []
+        for group, raw in list(self.states.items()):
+            st = GroupState.from_bytes(raw)
+            got += self.c.tick(st, T0 + now)
+            self.states[group] = st.to_bytes()
+        self.out += got
+        return got
+
+    def incidents(self) -> set[str]:
+        return {i.incident_id for i in self.out}
+
+
+def test_same_fingerprint_two_seconds_apart_is_one_incident() -> None:
+    h = Harness()
+    first = h.feed(alert("fp1", "api", 0))
+    second = h.feed(alert("fp1", "api", 2))
+    assert [i.status for i in first] == ["open"] and second == []
+    assert h.c.stats.duplicates == 1
+    # identity is the fingerprint, not text: a changed annotation is still the same incident
+    a = Alert(fingerprint="fp1", name="HighErrors", labels={"service": "api"}, time=at(3),
+              annotations={"summary": "LLM wrote something different"})
+    assert h.feed(from_alert(a)) == []
+    assert len(h.incidents()) == 1
+
+
+def test_incident_id_is_deterministic_from_fingerprint_and_time() -> None:
+    a, b = Harness(), Harness()
+    ia = a.feed(alert("fp1", "api", 0))[0]
+    ib = b.feed(alert("fp1", "api", 0))[0]
+    assert ia.incident_id == ib.incident_id and ia.fingerprint == "alert:fp1"
+
+
+def test_dependency_graph_groups_database_and_api_symptoms() -> None:
+    h = Harness(edges=[("web", "api"), ("api", "db")])
+    h.feed(anomaly("db", "connections", 0))
+    upd = h.feed(anomaly("api", "error_rate", 20))
+    assert [i.status for i in upd] == ["updated"]
+    inc = upd[0]
+    assert inc.services == ["api", "db"] and inc.root_service == "db"
+    assert len(h.incidents()) == 1
+    # an unrelated service in the same window is its own incident
+    other = h.feed(anomaly("search", "latency", 30))
+    assert other[0].status == "open" and len(h.incidents()) == 2
+
+
+def test_max_hops_limits_grouping() -> None:
+    h = Harness(edges=[("web", "api"), ("api", "db")], max_hops=1)
+    h.feed(anomaly("db", "cpu", 0))
+    assert h.feed(anomaly("web", "latency", 5))[0].status == "open"  # 2 hops away
+    h2 = Harness(edges=[("web", "api"), ("api", "db")], max_hops=2)
+    h2.feed(anomaly("db", "cpu", 0))
+    assert h2.feed(anomaly("web", "latency", 5))[0].status == "updated"
+
+
+def test_outside_the_window_opens_a_new_incident() -> None:
+    h = Harness(window=60)
+    h.feed(anomaly("api", "latency", 0))
+    assert h.feed(anomaly("api", "errors", 30))[0].status == "updated"
+    assert h.feed(anomaly("api", "cpu", 200))[0].status == "open"
+    assert len(h.incidents()) == 2
+
+
+def test_resolved_alerts_never_open_an_incident() -> None:
+    h = Harness()
+    assert h.feed(alert("fp9", "api", 0, status="resolved")) == []
+    assert h.feed(anomaly("api", "latency", 1, status="resolved")) == []
+    assert h.out == [] and h.c.stats.resolved_ignored == 2
+
+
+def test_lifecycle_open_updated_resolved_after_holddown() -> None:
+    h = Harness(resolve_holddown=60)
+    h.feed(alert("a", "api", 0))
+    h.feed(alert("b", "api", 10, severity="critical"))
+    h.feed(alert("a", "api", 100, status="resolved"))
+    assert h.tick(500) == []  # b still firing
+    h.feed(alert("b", "api", 510, status="resolved"))
+    assert h.tick(550) == []  # hold-down not over
+    done = h.tick(571)
+    assert [i.status for i in done] == ["resolved"] and done[0].resolved_at == at(571)
+    assert [i.status for i in h.out] == ["open", "updated", "resolved"]
+    assert [i.revision for i in h.out] == [1, 2, 3]
+    assert h.out[1].severity == "critical"
+
+
+def test_flapping_is_suppressed_inside_the_holddown() -> None:
+    h = Harness(resolve_holddown=120, flap_threshold=4)
+    h.feed(alert("f", "api", 0))
+    for k in range(1, 6):  # resolve/refire every 20 s: no event at all
+        assert h.feed(alert("f", "api", 40 * k - 20, status="resolved")) == []
+        assert h.feed(alert("f", "api", 40 * k)) == []
+    assert [i.status for i in h.out] == ["open"]
+    assert h.c.stats.flaps_suppressed == 5
+    h.feed(alert("f", "api", 300, status="resolved"))
+    assert [i.status for i in h.tick(430)] == ["resolved"]
+    assert h.out[-1].signals[0].attrs["flapping"] is True
+
+
+def test_recurrence_within_reopen_window_reopens_later_opens_new() -> None:
+    h = Harness(resolve_holddown=0, reopen_window=600)
+    first = h.feed(alert("r", "api", 0))[0]
+    assert [i.status for i in h.feed(alert("r", "api", 10, status="resolved"))] == ["resolved"]
+    again = h.feed(alert("r", "api", 300))
+    assert again[0].incident_id == first.incident_id and again[0].reopen_count == 1
+    assert again[0].status == "updated" and again[0].resolved_at is None
+    h.feed(alert("r", "api", 310, status="resolved"))
+    late = h.feed(alert("r", "api", 310 + 601))
+    assert late[0].status == "open" and late[0].incident_id != first.incident_id
+
+
+def test_resolved_incident_does_not_absorb_new_signals() -> None:
+    h = Harness(resolve_holddown=0)
+    first = h.feed(alert("x", "api", 0))[0]
+    h.feed(alert("x", "api", 5, status="resolved"))
+    nxt = h.feed(alert("y", "api", 10))[0]
+    assert nxt.status == "open" and nxt.incident_id != first.incident_id
+
+
+def test_silences_and_maintenance_windows() -> None:
+    sil = SilenceSettings(matchers={"service": "batch*"}, starts_at=at(0), ends_at=at(100))
+    maint = SilenceSettings(matchers={"name": "Watchdog"})
+    h = Harness(silences=[sil, maint])
+    assert h.feed(alert("s1", "batch-etl", 10)) == []
+    assert h.feed(alert("s2", "api", 10, name="Watchdog")) == []
+    assert h.feed(alert("s3", "batch-etl", 150))[0].status == "open"  # window over
+    assert h.c.stats.silenced == 2
+
+
+def test_min_occurrences_per_rule() -> None:
+    h = Harness(min_occurrences={"DiskAlmostFull": 3, "k8s:ProbeFailed": 2}, window=300)
+    for s in (0, 10):
+        assert h.feed(alert("d", "db", s, name="DiskAlmostFull")) == []
+    assert h.feed(alert("d", "db", 20, name="DiskAlmostFull"))[0].status == "open"
+    probe = K8sEvent(name="web-0", reason="Unhealthy", message="Readiness probe failed", time=at(0))
+    assert h.feed(from_k8s(probe)) == []
+    assert h.c.stats.below_threshold == 3
+    # other rules open at once
+    assert h.feed(alert("e", "web", 1, name="Other"))[0].status == "open"
+
+
+def test_min_occurrences_count_resets_after_the_window() -> None:
+    h = Harness(min_occurrences={"Noisy": 2}, window=60)
+    assert h.feed(alert("n", "api", 0, name="Noisy")) == []
+    assert h.feed(alert("n", "api", 100, name="Noisy")) == []  # the first is too old
+    assert h.feed(alert("n", "api", 110, name="Noisy"))[0].status == "open"
+
+
+def test_deploys_are_linked_before_and_after_the_incident_opens() -> None:
+    h = Harness(edges=[("api", "db")])
+    h.feed(deploy("api", 0, "v7"))
+    inc = h.feed(anomaly("api", "error_rate", 120))[0]
+    assert [c["revision"] for c in inc.candidate_changes] == ["v7"]
+    assert inc.candidate_changes[0]["seconds_before"] == 120.0
+    assert inc.candidate_changes[0]["author"] == "alice"
+    # a late-arriving deploy event (other topic, reordered) is linked with an update
+    upd = h.feed(deploy("db", 60, "schema-42"))
+    assert upd[0].status == "updated"
+    assert {c["revision"] for c in upd[0].candidate_changes} == {"v7", "schema-42"}
+    # deploys do not count as raw signals and never open incidents
+    assert h.c.stats.signals_in == 1 and h.c.stats.changes == 2
+    h.feed(deploy("unrelated", 130))
+    assert len(h.incidents()) == 1
+
+
+def test_old_deploys_are_not_candidates() -> None:
+    h = Harness(change_lookback=600)
+    h.feed(deploy("api", 0))
+    inc = h.feed(anomaly("api", "latency", 3600))[0]
+    assert inc.candidate_changes == []
+
+
+def test_nonmaterial_updates_are_batched_and_flushed_by_tick() -> None:
+    h = Harness()
+    h.feed(anomaly("api", "latency", 0))
+    assert h.feed(anomaly("api", "errors", 1)) == []  # same service, within the interval
+    flushed = h.tick(1 + MIN_UPDATE_INTERVAL)
+    assert [i.status for i in flushed] == ["updated"] and len(flushed[0].signals) == 2
+
+
+def test_idle_incident_is_resolved() -> None:
+    h = Harness(idle_resolve=900)
+    h.feed(alert("i", "api", 0))
+    assert h.tick(899) == []
+    assert [i.status for i in h.tick(901)] == ["resolved"]
+
+
+def test_noise_reduction_on_a_storm() -> None:
+    h = Harness(edges=[("web", "api"), ("api", "db")])
+    for k in range(50):
+        h.feed(alert("db-conn", "db", k * 2))
+        h.feed(alert(f"api-5xx-{k % 5}", "api", k * 2 + 1))
+        h.feed(anomaly("web", "latency", k * 2 + 1))
+    assert len(h.incidents()) == 1
+    assert h.c.stats.signals_in == 150
+    assert h.c.stats.noise_reduction == pytest.approx(1 - 1 / 150)
+
+
+def test_k8s_events_dedup_across_pods() -> None:
+    h = Harness()
+    for pod in ("api-7d9f8b6c4-aaaaa", "api-7d9f8b6c4-bbbbb", "api-7d9f8b6c4-ccccc"):
+        h.feed(from_k8s(K8sEvent(name=pod, reason="BackOff", message="Back-off restarting",
+                                 time=at(1))))
+    assert len(h.out) == 1 and h.out[0].severity == "critical"
+    assert h.out[0].signals[0].attrs["count"] == 1 and h.c.stats.duplicates == 2
+
+
+def test_next_deadline() -> None:
+    h = Harness(resolve_holddown=60)
+    h.feed(alert("a", "api", 0))
+    st = GroupState.from_bytes(h.states["api"])
+    assert IncidentCorrelator.next_deadline(st, h.settings) == T0 + h.settings.idle_resolve
+    h.feed(alert("a", "api", 10, status="resolved"))
+    st = GroupState.from_bytes(h.states["api"])
+    assert IncidentCorrelator.next_deadline(st, h.settings) == T0 + 70

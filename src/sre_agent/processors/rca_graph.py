@@ -54,10 +54,13 @@ def _explained_by_callees(g: ServiceGraph, s: str, strength: Mapping[str, float]
         a = strength.get(c, 0.0)
         if a < ANOMALOUS:
             continue
-        # a callee that went bad no later than us explains us fully; a later one only partly
+        # a callee that went bad no later than us explains us; a later one does not
         early = onset.get(c) is None or onset.get(s) is None or onset[c] <= onset[s] + tolerance
+        if not early:
+            continue
         depth = 1.0 if c in g.callees(s) else 0.85
-        e = a * depth * (1.0 if early else 0.4)
+        # a weaker anomaly explains a stronger one only partly
+        e = a * depth * min(1.0, a / max(strength.get(s, 1.0), 1e-9))
         if e > worst:
             worst, who = e, c
     return worst, who
@@ -105,6 +108,10 @@ def rank_services(
                 rank = sum(1 for t in times if t < onset[s] - tolerance)
                 early = 1.0 - rank / (len(times) - 1)
             score = a * (1.0 - 0.65 * explained) + 0.15 * support * a + 0.15 * early * a
+            late = [u for u in ups if u in bad and s in onset and u in onset
+                    and onset[u] < onset[s] - tolerance]
+            if late:  # its callers were in trouble before it: a consequence, not the cause
+                score *= 0.7
             head = f"{s} anomalous (strength {a:.2f})"
             if early >= 1.0 and len(times) > 1:
                 head += ", onset first"
@@ -116,6 +123,8 @@ def rank_services(
             if ups and support > 0:
                 hit = [u for u in ups if u in bad]
                 ev.append(f"callers affected: {', '.join(hit[:5])} ({support:.0%} of upstream)")
+            if late:
+                ev.append(f"started after its callers {', '.join(late[:3])}")
         if focus is not None and s not in focus:
             score *= 0.5
             ev.append(f"not on the call path of the symptom {symptom}")

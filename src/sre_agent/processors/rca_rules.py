@@ -89,7 +89,8 @@ def service_facts(incident: Incident) -> dict[str, ServiceFacts]:
             f.traffic_up = f.traffic_up or up
         best, sigs = f.cats.get(cat, (0.0, []))
         f.cats[cat] = (max(best, a), [*sigs, sig])
-        f.strength = max(f.strength, a)
+        # evidence mass: independent signals of one service reinforce each other
+        f.strength = min(0.999, 1.0 - (1.0 - f.strength) * (1.0 - a))
         f.onset = min(f.onset, sig.time.timestamp())
     return facts
 
@@ -229,16 +230,28 @@ def symptom_hypotheses(graph: ServiceGraph, facts: dict[str, ServiceFacts],
         victims = [s for s in graph.upstream(root.service) if s in facts and facts[s].cats]
         deps = [x for x in f.top(3)]
         dep_logs = [x for s in facts.values() for x in s.cats.get("dependency", (0, []))[1]]
+        # a specific cause already found on the root explains *why* it fails: propagation
+        # then only supports it (evidence), it does not compete with it
+        specific = [h for h in out if h.service == root.service]
+        for h in specific:
+            if victims:
+                h.confidence = min(0.95, h.confidence + 0.05)
+                h.evidence.append(EvidenceItem(kind="dependency", weight=root.score,
+                                               summary="; ".join(root.evidence)))
         if victims or dep_logs:
             cause = "slow_dependency" if f.has("latency") and not f.has(
                 "errors", "availability", "crash", "oom", "dependency") else "dependency_failure"
-            h = _hyp(cause, f, 0.45 + 0.1 * min(len(victims), 3) / 3, loc.get(root.service, 1.0),
+            base = 0.3 if specific else 0.45 + 0.1 * min(len(victims), 3) / 3
+            h = _hyp(cause, f, base, loc.get(root.service, 1.0),
                      f"symptoms propagate to its callers {', '.join(victims[:4])}".rstrip(" "),
                      deps + dep_logs)
             h.evidence.append(EvidenceItem(kind="dependency", summary="; ".join(root.evidence),
                                            weight=root.score))
             out.append(h)
-        elif not any(h.service == root.service for h in out):
+        elif not specific and f.has("latency") and graph.callers(root.service):
+            out.append(_hyp("slow_dependency", f, 0.4, 1.0, "slow, and called by "
+                            + ", ".join(graph.callers(root.service)[:4]), f.top(3)))
+        elif not specific:
             out.append(_hyp("unknown", f, 0.3, 1.0, "symptoms without a matching change, "
                             "resource or dependency signal", f.top(3)))
     return out

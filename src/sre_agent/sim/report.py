@@ -2,8 +2,8 @@
 
 Examples
 --------
->>> fmt_seconds(None), fmt_seconds(42.0), fmt_seconds(5400.0)
-('-', '42s', '1.5h')
+>>> fmt_seconds(None), fmt_seconds(42.0), fmt_seconds(5400.0), fmt_seconds(9000.0)
+('-', '42s', '90.0m', '2.5h')
 >>> fmt_rate(0.875), fmt_rate(None)
 ('87.5%', '-')
 """

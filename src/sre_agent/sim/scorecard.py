@@ -294,9 +294,13 @@ def _scenario(rec: RunRecord, gt: GroundTruth, incs: dict[str, _Incident]) -> di
     s["lead_time_seconds"] = (round(ref - warn, 1) if gt.predictable and warn is not None
                               and warn < ref else (0.0 if gt.predictable else None))
     # ---- RCA
+    # the first RCA shown for this fault; at equal times, the incident that holds the root
+    holds_root = {i.id for i in incs.values() if i.id in rel_ids
+                  and any(gt.is_root(n) for r in i.revisions for n in r.services)}
     rcas = sorted((o for o in rec.observations if o.topic == "rca-results"
                    and o.payload.get("incident_id") in rel_ids
-                   and gt.start <= when(rec, o) <= hi + GRACE), key=lambda o: when(rec, o))
+                   and gt.start <= when(rec, o) <= hi + GRACE),
+                  key=lambda o: (when(rec, o), o.payload.get("incident_id") not in holds_root))
     if rcas:
         hyps = [h for h in (rcas[0].payload.get("hypotheses") or []) if isinstance(h, dict)]
         ok = [gt.is_cause(h.get("cause_type")) and gt.is_root(h.get("service")) for h in hyps]
@@ -309,7 +313,8 @@ def _scenario(rec: RunRecord, gt: GroundTruth, incs: dict[str, _Incident]) -> di
     # ---- plan and policy
     plans = sorted((o for o in rec.observations if o.topic == "action-plans"
                     and o.payload.get("incident_id") in rel_ids
-                    and gt.start <= when(rec, o) <= hi + GRACE), key=lambda o: when(rec, o))
+                    and gt.start <= when(rec, o) <= hi + GRACE),
+                   key=lambda o: (when(rec, o), o.payload.get("incident_id") not in holds_root))
     if plans:
         p = plans[0].payload
         steps = [st for st in (p.get("steps") or []) if isinstance(st, dict)]

@@ -27,9 +27,20 @@ import orjson
 from .replay import VOTERS
 from .topology import Topology
 
-__all__ = ["LocalStack", "worker_env"]
+__all__ = ["LocalStack", "agent_env", "worker_env"]
 
 log = logging.getLogger(__name__)
+
+
+def agent_env(topology: Topology) -> dict[str, str]:
+    """Settings (as env vars) an agent needs to watch the simulated platform."""
+    approvers = {user: role for voters in VOTERS.values() for user, role in voters}
+    return {
+        "SRE_AGENT_CORRELATION__EDGES": json.dumps([list(e) for e in topology.edges]),
+        # the simulator stands in for the cluster: LOW-risk plans run without a human
+        "SRE_AGENT_ACTIONS__AUTO_REMEDIATION": "true",
+        "SRE_AGENT_ACTIONS__APPROVERS": json.dumps(approvers),
+    }
 
 
 def worker_env(broker_url: str, prefix: str, data_dir: Path, port: int,
@@ -39,7 +50,6 @@ def worker_env(broker_url: str, prefix: str, data_dir: Path, port: int,
     """Environment of a worker that watches the simulated platform."""
     env = {k: v for k, v in (base if base is not None else os.environ).items()
            if not k.startswith("SRE_AGENT_")}
-    approvers = {user: role for voters in VOTERS.values() for user, role in voters}
     env.update({
         "SRE_AGENT_KAFKA__BROKER": broker_url,
         "SRE_AGENT_KAFKA__TOPIC_PREFIX": prefix,
@@ -48,10 +58,7 @@ def worker_env(broker_url: str, prefix: str, data_dir: Path, port: int,
         "SRE_AGENT_WORKER__DATA_DIR": str(data_dir),
         "SRE_AGENT_WORKER__WEB_PORT": str(port),
         "SRE_AGENT_WORKER__LOG_JSON": "false",
-        "SRE_AGENT_CORRELATION__EDGES": json.dumps([list(e) for e in topology.edges]),
-        # the simulator stands in for the cluster: LOW-risk plans run without a human
-        "SRE_AGENT_ACTIONS__AUTO_REMEDIATION": "true",
-        "SRE_AGENT_ACTIONS__APPROVERS": json.dumps(approvers),
+        **agent_env(topology),
     })
     if pg_dsn:
         env["SRE_AGENT_POSTGRES__DSN"] = pg_dsn

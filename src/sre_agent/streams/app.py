@@ -63,7 +63,7 @@ def create_app(settings: Settings) -> tuple[faust.App, StreamContext]:
         datadir=str(w.data_dir),
         topic_partitions=k.partitions,
         topic_replication_factor=k.replication,
-        table_standby_replicas=1,
+        table_standby_replicas=w.table_standby_replicas,
         web_enabled=True,
         web_host=w.web_host,
         web_port=w.web_port,
@@ -75,6 +75,8 @@ def create_app(settings: Settings) -> tuple[faust.App, StreamContext]:
         broker_commit_every=1000,
         broker_commit_interval=1.0,
         topic_allow_declare=True,
+        # remote-write pushes and webhooks: bodies up to 16 MiB, larger -> 413
+        web_application_options={"client_max_size": 16 * 2**20},
     )
     ctx = StreamContext(settings=settings, app=app, topics=Topics(app, settings),
                         tables=Tables(app, settings))

@@ -20,9 +20,9 @@ from tests.actions_support import audit_rows, verify_cli
 pytestmark = pytest.mark.integration
 
 
-async def test_audit_survives_database_outage(worker_factory, kafka_io, wait_for, tmp_path) -> None:
+async def test_audit_survives_database_outage(worker_factory, kafka_io, wait_for) -> None:
     port = free_port()
-    pg = PostgresServer(base_dir=tmp_path / "pg", port=port)
+    pg = PostgresServer(port=port)  # own cluster (a temp dir the postgres user can reach)
     w = worker_factory(extra_env={"SRE_AGENT_POSTGRES__DSN": pg.dsn})
     try:
         await scenario(w, pg, kafka_io, wait_for)

@@ -3,7 +3,8 @@
 * a plan made for a pod that has since been replaced is skipped, never executed
   against the new healthy pod;
 * a plan whose incident has since resolved is skipped;
-* a failed post-action verification rolls the action back (scale restored).
+* a failed post-action verification rolls the action back (scale restored);
+* a plan nobody approves expires (and can no longer be approved).
 """
 
 from __future__ import annotations
@@ -77,6 +78,7 @@ async def test_stale_plans_are_skipped_and_failed_verification_rolls_back(
             "SRE_AGENT_ACTIONS__DEFAULT_NAMESPACE": "shop",
             "SRE_AGENT_ACTIONS__PLAYBOOKS_DIR": str(books),
             "SRE_AGENT_ACTIONS__VERIFY_POLL_SECONDS": "0.2",
+            "SRE_AGENT_ACTIONS__APPROVAL_TTL_SECONDS": "20",
             "SRE_AGENT_API__TOKENS": '{"tok-alice": "approver:alice", "tok-vic": "viewer:vic"}',
         }).start()
         try:
@@ -90,7 +92,8 @@ async def test_stale_plans_are_skipped_and_failed_verification_rolls_back(
 
 async def scenario(w: Any, km: Any, kafka_io: Any, wait_for: Any, dsn: str) -> None:
     pfx = w.env["SRE_AGENT_KAFKA__TOPIC_PREFIX"]
-    for iid, svc in (("inc-cart", "cart"), ("inc-pod", "search"), ("inc-old", "search")):
+    for iid, svc in (("inc-cart", "cart"), ("inc-pod", "search"), ("inc-old", "search"),
+                     ("inc-idle", "cart")):
         await kafka_io.send(pfx + "incidents", incident(iid, svc))
     await kafka_io.send(pfx + "anomalies", Anomaly(
         anomaly_id="an-cart", series="p99{cart}", metric="http_latency_p99_seconds", service="cart",
@@ -99,7 +102,8 @@ async def scenario(w: Any, km: Any, kafka_io: Any, wait_for: Any, dsn: str) -> N
     await kafka_io.send(pfx + "rca-results", rca("inc-pod", "memory_leak", "search",
                                                  ref="pod/shop/search-abc"))
     await kafka_io.send(pfx + "rca-results", rca("inc-old", "traffic_surge", "search"))
-    plans = await kafka_io.read(pfx + "action-plans", until=lambda ms: len(ms) >= 3, timeout=60)
+    await kafka_io.send(pfx + "rca-results", rca("inc-idle", "db_pool_exhaustion", "cart"))
+    plans = await kafka_io.read(pfx + "action-plans", until=lambda ms: len(ms) >= 4, timeout=60)
     by_inc = {p["incident_id"]: p for p in plans}
     assert by_inc["inc-pod"]["steps"][0]["target"]["uid"] == "uid-pod-1"
     # LOW risk, but auto-remediation is off by default: each waits for one approval
@@ -112,7 +116,7 @@ async def scenario(w: Any, km: Any, kafka_io: Any, wait_for: Any, dsn: str) -> N
         return body["count"] if status == 200 else -1
 
     async def all_pending() -> bool:
-        return await pending() == 3
+        return await pending() == 4
 
     await wait_for(all_pending, timeout=30)
     status, body = await http("POST", f"{w.url}/api/approvals/{by_inc['inc-cart']['plan_id']}/approve",
@@ -149,6 +153,14 @@ async def scenario(w: Any, km: Any, kafka_io: Any, wait_for: Any, dsn: str) -> N
     want = {"action.skipped", "action.executed", "action.verification_failed",
             "action.rolled_back", "plan.failed", "ticket.resolved"}
     await wait_for(lambda: _superset(audited, want), timeout=60)
+
+    # nobody approved inc-idle's plan: it expires (20 s TTL), and a late vote is refused
+    idle = by_inc["inc-idle"]["plan_id"]
+    await wait_for(lambda: _superset(audited, {"plan.expired"}), timeout=60)
+    assert await pending() == 0
+    status, body = await http("POST", f"{w.url}/api/approvals/{idle}/approve", b"",
+                              {"Authorization": "Bearer tok-alice"})
+    assert status == 409 and body["status"] == "expired", body
 
 
 async def _superset(get: Any, want: set[str]) -> bool:

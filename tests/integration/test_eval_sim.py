@@ -36,11 +36,15 @@ async def test_bad_deploy_replayed_detected_and_healed_over_sre_actions(
                    protected=["wallet*", "order*", "matching-engine*", "postgres*"])
 
     async def operator() -> None:
-        """An external sre-actions producer: rollout undo 10 sample-minutes in."""
+        """An on-call's rollout undo, 10 sample-minutes in, for the open incident."""
         while rep.clock < onset + 600:
             await asyncio.sleep(0.05)
+        open_ = [o.payload["incident_id"] for o in rep.observations if o.topic == "incidents"
+                 and "api-gateway" in o.payload.get("services", [])
+                 and o.payload.get("status") != "resolved"]
         await kafka_io.send(pfx + "sre-actions", SreAction(
-            action_id="op-1", idempotency_key="op-1", plan_id="op", incident_id="op",
+            action_id="op-1", idempotency_key="op-1", plan_id="op",
+            incident_id=open_[-1] if open_ else "op",
             step=ActionStep(action="rollout_undo",
                             target=Target(kind="deployment", name="api-gateway",
                                           service="api-gateway")),
@@ -58,7 +62,7 @@ async def test_bad_deploy_replayed_detected_and_healed_over_sre_actions(
     # the closed loop: the action reached the platform and cleared the fault
     undo = [o for o in record.outcomes if o["action"] == "rollout_undo"]
     assert undo and any(o["effect"] == "resolved" for o in undo), record.outcomes
-    assert any(o["action_id"] == "op-1" for o in record.outcomes)
+    assert any(o["action_id"] == "op-1" for o in record.outcomes), record.outcomes
 
     card = score(record)
     s = card["scenarios"][0]

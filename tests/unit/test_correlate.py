@@ -274,3 +274,15 @@ def test_next_deadline() -> None:
     h.feed(alert("a", "api", 10, status="resolved"))
     st = GroupState.from_bytes(h.states["api"])
     assert IncidentCorrelator.next_deadline(st, h.settings) == T0 + 70
+
+
+def test_prediction_keeps_its_incident_joinable_until_the_breach() -> None:
+    from sre_agent.processors.correlate_signals import from_prediction
+    from sre_agent.schemas import Prediction
+
+    h = Harness(window=600)
+    early = h.feed(from_prediction(Prediction(
+        series='mem{service="api"}', metric="memory_working_set", service="api", current=0.8,
+        limit=1.0, breach_at=at(3600), seconds_to_breach=3600, confidence=0.9, time=at(0))))
+    later = h.feed(anomaly("api", "memory_working_set", 2400))  # 40 min later, before breach
+    assert early[0].status == "open" and later and later[0].incident_id == early[0].incident_id

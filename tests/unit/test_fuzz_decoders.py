@@ -29,7 +29,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from sre_agent.schemas import TOPIC_MODELS, DecodeError, decode, encode
+from sre_agent.schemas import TOPIC_MODELS, DeadLetter, DecodeError, decode, encode
 from sre_agent.schemas.codec import MAX_MESSAGE_BYTES
 from tests.chaos.hostile import T0, VALID, dumps, json_values, label_explosion
 
@@ -230,17 +230,37 @@ def test_worst_case_bodies_under_the_limit_stay_bounded(shape: str) -> None:
     COSTS[shape] = (len(body), peak, seconds)
 
 
+@FUZZ
+@given(value=st.one_of(st.none(), st.binary(max_size=2000), st.text(max_size=200),
+                       st.integers(0, 3).map(lambda k: b"\xff" * (MAX_MESSAGE_BYTES >> k))),
+       error=st.text(max_size=300) | st.just("e" * 100_000),
+       key=st.none() | st.text(max_size=100) | st.just("k" * 70_000),
+       offset=st.none() | st.integers(0, 2**63 - 1))
+def test_a_dead_letter_can_always_be_made_and_sent(value: Any, error: str, key: str | None,
+                                                   offset: int | None) -> None:
+    """The DLQ path itself must not fail: any value, error, key -> a producible event."""
+    dl = DeadLetter.of("metrics", value, error, message_key=key, partition=0, offset=offset,
+                       stage="fuzz")
+    body = encode(dl)
+    assert len(body) < 900 * 1024  # under Kafka's default 1 MiB message limit
+    back = decode(DeadLetter, body)
+    raw = value.encode("utf-8", "surrogatepass") if isinstance(value, str) else (value or b"")
+    assert back.original() == raw[: len(back.original())] and back.original_size == len(raw)
+    TRIED[("dlq-path", "valid")] += 1
+
+
 def test_zz_report_inputs_tried(capsys: pytest.CaptureFixture[str]) -> None:
     total = sum(TRIED.values())
     with capsys.disabled():
         per = Counter[str]()
         for (topic, outcome), n in TRIED.items():
             per[outcome] += n
-        print(f"\n[fuzz] decoder inputs tried: {total} over {len(TOPIC_MODELS)} topics "
+        print(f"\n[fuzz] decoder inputs tried: {total} over {len(TOPIC_MODELS)} topics and the "
+              f"dead-letter path "
               f"({per['dlq']} -> DLQ, {per['valid']} valid and forwardable); "
               f"examples per topic and strategy: {EXAMPLES}")
         for shape, (size, peak, secs) in COSTS.items():
             print(f"[fuzz] worst case {shape}: {size / 2**20:.1f} MiB body -> decode peak "
                   f"{peak / 2**20:.0f} MiB ({peak / size:.1f}x), {secs:.2f} s")
     if TRIED:  # when run alone (-k) there is nothing to report
-        assert {t for t, _ in TRIED} <= set(TOPIC_MODELS)
+        assert {t for t, _ in TRIED} <= set(TOPIC_MODELS) | {"dlq-path"}

@@ -10,7 +10,7 @@ from sre_agent.processors.playbooks import ACTIONS, PlaybookError, PlaybookLibra
 
 CAUSES = ["bad_deploy", "memory_leak", "traffic_surge", "db_pool_exhaustion", "crash_loop",
           "disk_saturation", "dependency_failure", "config_change", "node_pressure",
-          "slow_dependency"]
+          "slow_dependency", "resource_saturation"]
 
 
 @pytest.fixture(scope="module")

@@ -157,12 +157,18 @@ def test_find_by_unique_prefix() -> None:
     assert rm.find_plan("plan-abcdx").plan.plan_id == "plan-abcdxx-2"  # type: ignore[union-attr]
 
 
-def test_llm_and_latency_accounting() -> None:
-    rm = fold(incident_events("i1", now=T))
-    buckets, total = rm.latency.get("rca")
-    assert buckets[-1][1] == 1 and total == pytest.approx(10.0)
-    assert set(rm.latency.stages()) == {"correlate", "rca", "plan", "execute"}
-    assert rm.actions_by_outcome == {"dry_run": 1}
+def test_llm_and_latency_accounting_whatever_the_order() -> None:
+    events = incident_events("i1", now=T)
+    for order in (events, list(reversed(events)), random.Random(3).sample(events, len(events))):
+        rm = fold(order)
+        got = {s: (rm.latency.get(s)[0][-1][1], rm.latency.get(s)[1]) for s in rm.latency.stages()}
+        assert got == {
+            "correlate": (1, pytest.approx(10.0)),
+            "rca": (1, pytest.approx(10.0)),
+            "plan": (1, pytest.approx(5.0)),
+            "execute": (1, pytest.approx(4.0)),
+        }
+        assert rm.actions_by_outcome == {"dry_run": 1}
 
 
 def test_series_buffers_bounded_and_ordered() -> None:

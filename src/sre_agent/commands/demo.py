@@ -1,134 +1,122 @@
 """``sre-agent demo``: the README's main command.
 
-Starts the real local stack (Apache Kafka + PostgreSQL), runs a worker,
-replays a short fault scenario and prints what the agent found.
+Starts the real local stack (Apache Kafka, PostgreSQL, one agent worker),
+replays half a day of a simulated trading platform and then two labelled
+faults — a bad deploy of the API gateway and a bad deploy of the protected
+wallet service — and prints, for each, the incident, its root-cause analysis,
+the action plan and its approval state, what was executed and what it did to
+the platform, and the audit trail (whose hash chain is verified in PostgreSQL).
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
-import os
-import subprocess
-import sys
+import signal
+import threading
 import time
 from pathlib import Path
-
-import orjson
 
 from ..cli import SettingsFactory, command
 
 __all__: list[str] = []
 
+DEFAULT = ["bad_deploy_error_surge", "protected_funds_fault"]
+
 
 def _args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--scenario", action="append", metavar="NAME",
+                   help=f"scenarios to replay (default: {', '.join(DEFAULT)}); "
+                        "see `sre-agent eval --list`")
+    p.add_argument("--history-hours", type=float, default=12.0,
+                   help="clean history replayed first (default 12)")
+    p.add_argument("--seed", type=int, default=7)
+    p.add_argument("--no-postgres", action="store_true", help="do not start PostgreSQL")
     p.add_argument("--dir", type=Path, default=Path(".devstack/demo"), help="work folder")
-    p.add_argument("--keep", action="store_true", help="keep the stack running until Ctrl-C")
+    p.add_argument("--keep", action="store_true",
+                   help="keep the stack running afterwards (web console) until Ctrl-C")
 
 
-async def _replay_spike(bootstrap: str, prefix: str) -> int:
-    """A clean warm-up then a latency spike on checkout-service; returns messages sent."""
-    from aiokafka import AIOKafkaProducer
+async def _verify_audit(dsn: str) -> str:
+    from ..sinks.audit import AuditStore
 
-    from ..schemas import MetricBatch, encode
-
-    prod = AIOKafkaProducer(bootstrap_servers=bootstrap, linger_ms=5)
-    await prod.start()
+    store = AuditStore(dsn, min_size=1, max_size=1)
     try:
-        t0 = time.time() - 3 * 3600
-        n = 0
-        for i in range(720):  # 3 h of 15 s samples, accelerated
-            t = t0 + 15 * i
-            spike = 600 <= i < 620
-            series = [
-                {"name": "http_latency_p99_ms", "labels": {"service": "order-service"},
-                 "points": [(t, (480.0 if spike else 42.0) + (i % 7) * 0.4)]},
-                {"name": "http_latency_p99_ms", "labels": {"service": "market-data"},
-                 "points": [(t, 18.0 + (i % 5) * 0.3)]},
-            ]
-            b = MetricBatch(source="demo", series=series)
-            await prod.send(f"{prefix}metrics", key=b.key().encode(), value=encode(b))
-            n += 1
-        await prod.flush()
-        return n
+        await store.setup()
+        return str(await store.verify())
+    except Exception as exc:  # noqa: BLE001 - reported, not fatal for the demo
+        return f"could not be read: {exc}"
     finally:
-        await prod.stop()
+        await store.close()
 
 
-async def _collect(bootstrap: str, topic: str, seconds: float) -> list[dict[str, object]]:
-    from aiokafka import AIOKafkaConsumer
-
-    cons = AIOKafkaConsumer(topic, bootstrap_servers=bootstrap, auto_offset_reset="earliest",
-                            group_id=None)
-    await cons.start()
-    out = []
-    try:
-        end = time.monotonic() + seconds
-        while time.monotonic() < end:
-            recs = await cons.getmany(timeout_ms=500)
-            for batch in recs.values():
-                out.extend(orjson.loads(r.value) for r in batch)
-            if out and time.monotonic() > end - seconds + 5:
-                break
-    finally:
-        await cons.stop()
-    return out
+def _line(char: str = "=") -> str:
+    return char * 78
 
 
-def wait_ready(url: str, proc: subprocess.Popen[bytes], log: Path, timeout: float = 90) -> None:
-    """Wait until the worker answers ``/status`` with partitions assigned."""
-    import urllib.request
-
-    end = time.monotonic() + timeout
-    while time.monotonic() < end:
-        if proc.poll() is not None:
-            raise SystemExit(f"worker exited with {proc.returncode}; see {log}")
-        try:
-            with urllib.request.urlopen(url, timeout=2) as r:
-                if orjson.loads(r.read())["broker"]["assigned"]:
-                    return
-        except OSError:
-            pass
-        time.sleep(0.5)
-    raise SystemExit(f"worker not ready after {timeout}s; see {log}")
-
-
-@command("demo", "start the local stack, replay a fault scenario, print the findings", _args)
+@command("demo", "start the local stack, replay fault scenarios, show incident, RCA, plan, "
+         "approval and audit trail", _args)
 def _demo(args: argparse.Namespace, settings: SettingsFactory) -> int:
-    from ..devstack import KafkaBroker, default_cache_dir, free_port
+    from ..sim import DEFAULT_EPOCH, Platform, Topology, plan, score
+    from ..sim.replay import Approver, Replayer
+    from ..sim.report import render
+    from ..sim.stack import LocalStack
+    from ..sim.story import tell
+    from .eval import select
 
-    work = args.dir.resolve()
-    broker = KafkaBroker(work / "kafka", default_cache_dir())
-    print("starting Apache Kafka (KRaft) ...", flush=True)
-    broker.start()
-    port = free_port()
-    env = dict(os.environ, SRE_AGENT_KAFKA__BROKER=broker.url,
-               SRE_AGENT_WORKER__DATA_DIR=str(work / "data"),
-               SRE_AGENT_WORKER__WEB_PORT=str(port),
-               SRE_AGENT_WORKER__APP_ID="sre-agent-demo",
-               SRE_AGENT_WORKER__LOG_JSON="false")
-    logf = (work / "worker.log").open("wb")
-    worker = subprocess.Popen([sys.executable, "-m", "sre_agent", "worker"], env=env,
-                              stdout=logf, stderr=subprocess.STDOUT)
     try:
-        print(f"agent web status: http://127.0.0.1:{port}/status", flush=True)
-        wait_ready(f"http://127.0.0.1:{port}/status", worker, work / "worker.log")
-        sent = asyncio.run(_replay_spike(broker.bootstrap, ""))
-        print(f"replayed {sent} metric batches (3 h of order-service/market-data latency)")
-        found = asyncio.run(_collect(broker.bootstrap, "anomalies", 60))
-        print(f"\nanomalies found: {len(found)}")
-        for a in found:
-            print(f"  [{a['status']:8}] {a['service']:14} {a['metric']} observed={a['observed']:.1f}"
-                  f" expected={a['expected']:.1f} score={a['score']:.2f} at {a['time']}")
-        print(f"\nworker log: {work / 'worker.log'}")
+        scenarios = select(args.scenario or DEFAULT)
+    except ValueError as exc:
+        print(f"sre-agent demo: {exc}")
+        return 2
+    t_start = time.monotonic()
+    print(_line())
+    print("SRE Agent demo: a simulated crypto exchange, real Kafka, real agent")
+    print(_line())
+    topo = Topology.default()
+    platform = Platform(seed=args.seed, start=DEFAULT_EPOCH, topology=topo)
+    segments = plan(scenarios, platform.t, args.history_hours * 3600.0, 20 * 60.0)
+    stack = LocalStack(args.dir.resolve(), postgres=not args.no_postgres)
+
+    def say(msg: str) -> None:
+        print(f"[{time.monotonic() - t_start:5.0f}s] {msg}", flush=True)
+
+    try:
+        stack.start(topo, say=say)
+        say(f"agent up: status {stack.status_url}; services: "
+            f"{', '.join(c.name for c in topo if c.kind == 'service')} + postgres, redis, kafka")
+        say(f"replaying {args.history_hours:.0f} h of normal traffic so baselines can learn, "
+            f"then: {', '.join(s.name for s in scenarios)}")
+        rep = Replayer(stack.bootstrap, stack.prefix, stack.status_url, platform, segments,
+                       approver=Approver(delay=300.0),
+                       protected=list(settings().actions.protected), progress=say)
+        record = asyncio.run(rep.run())
+        card = score(record)
+        for gt, row in zip(record.truths, card["scenarios"], strict=True):
+            print()
+            print(tell(record, gt, row))
+        print()
+        print(_line("-"))
+        print(render(card))
+        if stack.pg_dsn:
+            print(f"\naudit log in PostgreSQL (hash chain): {asyncio.run(_verify_audit(stack.pg_dsn))}")
+        print("\nplans needing approval were approved by a simulated on-call after 5 sample-"
+              "minutes; protected services are never executed automatically.")
+        print(f"demo finished in {time.monotonic() - t_start:.0f} s; worker log {stack.log_path}")
+        print("full scorecard over every scenario: sre-agent eval")
         if args.keep:
-            print("stack running; Ctrl-C to stop", flush=True)
-            worker.wait()
-        return 0 if found else 1
+            print(f"\nstack still running: {stack.status_url} (Ctrl-C to stop)", flush=True)
+            _wait_for_ctrl_c()
+        return 0
     finally:
-        worker.terminate()
-        try:
-            worker.wait(30)
-        except subprocess.TimeoutExpired:
-            worker.kill()
-        broker.stop(clean=True)
+        stack.stop()
+
+
+def _wait_for_ctrl_c() -> None:
+    stop = threading.Event()
+    signal.signal(signal.SIGTERM, lambda *a: stop.set())
+    try:
+        stop.wait()
+    except KeyboardInterrupt:
+        pass
+

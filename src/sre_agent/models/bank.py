@@ -62,8 +62,9 @@ from scipy.special import log_ndtr, ndtri
 __all__ = ["BankOutput", "SeriesBank", "DETECTORS", "SURPRISE_AT_ONE", "band_z"]
 
 # ---- row layout (float64 columns)
-N, LAST_T, LEVEL, VAR, SLOW, REF, CUP, CDN, VSHORT, ZPREV, RHO, TREND, DVAR, ZBAR = range(14)
-HOD = 14  # 24 hour-of-day offsets
+(N, LAST_T, LEVEL, VAR, SLOW, REF, CUP, CDN, VSHORT, ZPREV, RHO, TREND, DVAR, ZBAR,
+ FIRST_T, REFW) = range(16)
+HOD = 16  # 24 hour-of-day offsets
 DOW = HOD + 24  # 7 day-of-week offsets
 HOD_T = DOW + 7  # seconds learned per hour-of-day bucket (capped)
 DOW_T = HOD_T + 24  # seconds learned per day-of-week bucket (capped)
@@ -146,6 +147,8 @@ class SeriesBank:
         self.ref_tau = 86_400.0  #: seconds, seasonal reference level
         self.hod_tau = 7_200.0  #: seconds of in-bucket time to learn 63% of an hour offset
         self.dow_tau = 259_200.0
+        self.week_tau = 604_800.0
+        self.dow_start = 172_800.0  #: series age (s) before the weekly profile is learned
         self.rel_floor = 1e-3  #: sigma floor relative to |expected|
         self.S = np.zeros((capacity, WIDTH))
         self._free: list[int] = list(range(capacity - 1, -1, -1))
@@ -255,9 +258,13 @@ class SeriesBank:
         dt = np.minimum(np.where(fresh, 0.0, t - last_t), 3600.0)
         a_ref = np.maximum(-np.expm1(-dt / self.ref_tau), inv)
         h_t, h_t1 = X[ar, HOD_T + hod] + dt * (1 - f), X[ar, HOD_T + hod1] + dt * f
-        d_t = X[ar, DOW_T + dow] + dt
+        # the weekly profile starts once the daily one had two days: then each weekday's
+        # first visit is learned as a running mean, later ones exponentially
+        first_t = np.where(fresh, t, X[:, FIRST_T])
+        adult = (t - first_t) >= self.dow_start
+        d_t = X[ar, DOW_T + dow] + dt * adult
         g_h = np.maximum(-np.expm1(-dt / self.hod_tau), dt / np.maximum(h_t + h_t1, 1.0))
-        g_d = -np.expm1(-dt / self.dow_tau)  # no fast start: one day is not a weekly pattern
+        g_d = np.maximum(-np.expm1(-dt / self.dow_tau), dt / np.maximum(d_t, 1.0)) * adult
         # anomalous samples (spike/shift/drift) barely teach the spread and the seasonal
         # profile, so an incident is not learned as tomorrow's normal
         calm = np.where(parts[:, :3].max(axis=1) < self.gate, 1.0, self.gated_rate)
@@ -269,7 +276,8 @@ class SeriesBank:
         new_ref = ref + a_ref * (deseason - ref)
         vc = expected + rc
         m = ok  # rows allowed to learn
-        X[m, TREND] = (self.trend_damping * (X[:, TREND] + self.trend_beta * a * rc))[m]
+        # the trend follows calm samples only: a jump must not start a ramp (overshoot)
+        X[m, TREND] = (self.trend_damping * (X[:, TREND] + self.trend_beta * a * rc * (calm == 1.0)))[m]
         X[m, LEVEL] = new_level[m]
         slow = np.where(fresh, v, X[:, SLOW])
         X[m, SLOW] = (slow + a_slow * (deseason - slow))[m]
@@ -288,11 +296,18 @@ class SeriesBank:
         eh = g_h * (vc - new_ref - d_old - hval)
         X[ar[m], hcol[m]] = (h0 + (1 - f) * eh)[m]
         X[ar[m], hcol1[m]] = (h1 + f * eh)[m]
-        X[ar[m], dcol[m]] = (d_old + g_d * (vc - new_ref - hval - d_old))[m]
+        # the weekly profile is learned against a one-week mean that does not contain it,
+        # so a weekday's offset cannot trade places with the reference level
+        refw = np.where(fresh, v, X[:, REFW])
+        a_w = np.maximum(-np.expm1(-dt / self.week_tau), inv)
+        new_refw = refw + a_w * (vc - hval - refw)
+        X[m, REFW] = new_refw[m]
+        X[ar[m], dcol[m]] = (d_old + g_d * (vc - new_refw - hval - d_old))[m]
         X[ar[m], HOD_T + hod[m]] = np.minimum(h_t, 10 * self.hod_tau)[m]
         X[ar[m], HOD_T + hod1[m]] = np.minimum(h_t1, 10 * self.hod_tau)[m]
         X[ar[m], DOW_T + dow[m]] = np.minimum(d_t, 10 * self.dow_tau)[m]
         X[m, LAST_T] = t[m]
+        X[m, FIRST_T] = first_t[m]
         X[m, N] = n[m] + 1
         self.S[slots] = X
         return out

@@ -30,7 +30,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, Field
 
-from ..schemas import Alert, Anomaly, DeployEvent, K8sEvent, Prediction, SignalRef
+from ..schemas import Alert, Anomaly, DeployEvent, K8sEvent, Prediction
 from ..schemas.base import UtcDatetime
 
 __all__ = [
@@ -66,12 +66,6 @@ class Signal(BaseModel):
     @property
     def ts(self) -> float:
         return self.time.timestamp()
-
-    def to_ref(self) -> SignalRef:
-        return SignalRef(kind="anomaly" if self.kind == "tick" else self.kind,  # type: ignore[arg-type]
-                         ref=self.ref or self.fingerprint, service=self.service,
-                         summary=self.summary, time=self.time, severity=self.severity,
-                         metric=self.rule or None, attrs=dict(self.attrs))
 
 
 def tick(group: str, time: datetime) -> Signal:

@@ -24,6 +24,8 @@ __all__ = ["MAX_SIGNALS", "GroupState", "IncidentState", "SignalState"]
 
 #: distinct fingerprints remembered per incident (others are still counted)
 MAX_SIGNALS = 200
+#: a prediction keeps its incident open for signals up to this far ahead (s)
+PREDICTION_HORIZON = 6 * 3600.0
 
 
 @dataclass(slots=True)
@@ -80,6 +82,9 @@ class IncidentState:
         """Absorb a firing signal (new fingerprint or a recurrence of a known one)."""
         self.count += 1
         self.last_ts = max(self.last_ts, sig.ts)
+        if sig.kind == "prediction":  # an early warning stays relevant until its breach time
+            ahead = min(float(sig.attrs.get("seconds_to_breach", 0.0)), PREDICTION_HORIZON)
+            self.last_ts = max(self.last_ts, sig.ts + ahead)
         s = self.signals.get(sig.fingerprint)
         if s is not None:
             s.count += 1

@@ -153,7 +153,7 @@ def change_hypotheses(incident: Incident, facts: dict[str, ServiceFacts],
         prox = math.exp(-max(before, 0.0) / 1800.0) if before >= -60 else 0.1
         f = facts.get(svc)
         on_path = 1.0 if f is not None and f.cats else (0.6 if svc in incident.services else 0.5)
-        conf = 0.3 + 0.45 * prox * on_path * loc.get(svc, 0.6)
+        conf = 0.3 + 0.45 * prox * on_path
         ev = [EvidenceItem(kind="deploy", weight=round(prox, 3), ref=str(ch.get("event_id")),
                            summary=f"{ch.get('change_type', 'deploy')} of {svc} to "
                                    f"{ch.get('revision') or '?'}"
@@ -165,6 +165,8 @@ def change_hypotheses(incident: Incident, facts: dict[str, ServiceFacts],
         elif f is not None and f.cats:
             conf += 0.05
             ev += [_ev(s, _strength(s)) for s in f.top(1)]
+        # a changed service whose symptoms its own dependencies explain is less likely
+        conf *= loc.get(svc, 0.6)
         cause = "config_change" if ch.get("change_type") == "config" else "bad_deploy"
         out.append(Hypothesis(cause_type=cause, service=svc, confidence=min(conf, 0.95),
                               summary=f"{cause.replace('_', ' ')}: {svc} "

@@ -59,6 +59,10 @@ class IncidentRecord:
     plans: dict[str, PlanRecord] = field(default_factory=dict)
     feedback: list[Feedback] = field(default_factory=list)
     updated: datetime = EPOCH
+    #: hops whose other end has not arrived yet (topics interleave in any order):
+    #: (incident revision, RCA time) and plan times seen before any RCA
+    waiting_rca: list[tuple[int, datetime]] = field(default_factory=list)
+    waiting_plans: list[datetime] = field(default_factory=list)
 
     def touch(self, t: datetime) -> None:
         self.updated = max(self.updated, t)

@@ -189,17 +189,29 @@ class ReadModel:
     def _incident(self, inc: Incident) -> None:
         rec = self._record(inc.incident_id)
         first = not rec.revisions
+        known = rec.revision_time(inc.revision) is not None
         rec.add_incident(inc)
         if first and inc.signals:
             self.latency.observe(
                 "correlate", (inc.time - min(s.time for s in inc.signals)).total_seconds()
             )
+        if not known and rec.waiting_rca:
+            for rev, t in rec.waiting_rca:
+                if rev == inc.revision:
+                    self.latency.observe("rca", (t - inc.time).total_seconds())
+            rec.waiting_rca = [w for w in rec.waiting_rca if w[0] != inc.revision]
 
     def _rca(self, rca: RcaResult) -> None:
         rec = self._record(rca.incident_id)
         t0 = rec.revision_time(rca.incident_revision)
         if t0 is not None:
             self.latency.observe("rca", (rca.time - t0).total_seconds())
+        else:
+            rec.waiting_rca = [*rec.waiting_rca[-19:], (rca.incident_revision, rca.time)]
+        if rec.rca is None:
+            for t in rec.waiting_plans:
+                self.latency.observe("plan", (t - rca.time).total_seconds())
+            rec.waiting_plans = []
         rec.add_rca(rca)
         if rca.method == "rules+llm":
             self.llm_calls += 1
@@ -212,6 +224,8 @@ class ReadModel:
             pr = rec.plans[plan.plan_id] = PlanRecord(plan)
             if rec.rca is not None:
                 self.latency.observe("plan", (plan.time - rec.rca.time).total_seconds())
+            else:
+                rec.waiting_plans = [*rec.waiting_plans[-19:], plan.time]
             for ev in self._orphans.pop(plan.plan_id, []):
                 self._attach(pr, ev)
         elif plan.time >= pr.plan.time:

@@ -156,6 +156,15 @@ class Platform:
         heapq.heappush(self._pending, (now + delay, self._seq, action))
         return True
 
+    def refuse(self, action: SreAction, t: float, verdict: str) -> None:
+        """Record an action the executor held back (blocked, rate limited, skipped)."""
+        self._keys.add(action.idempotency_key)
+        self.ledger.append(Outcome(
+            time=t, action=action.step.action, targets=tuple(sorted(self.targets_of(action))),
+            action_id=action.action_id, plan_id=action.plan_id, incident_id=action.incident_id,
+            fault=None, effect="refused", policy=action.policy,
+            approved_by=tuple(action.approved_by), verdict=verdict[:200]))
+
     # ------------------------------------------------------------ one step
     def step(self) -> Tick:
         t, dt = self.t, self.step_seconds

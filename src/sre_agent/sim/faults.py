@@ -76,15 +76,17 @@ class Outcome:
     plan_id: str
     incident_id: str
     fault: str | None
-    effect: str  # resolved | mitigated | absorbed | none
+    effect: str  # resolved | mitigated | absorbed | none | refused (by the executor)
     policy: str = ""
     approved_by: tuple[str, ...] = ()
+    verdict: str = ""
 
     def to_dict(self) -> dict[str, Any]:
         return {"time": self.time, "action": self.action, "targets": list(self.targets),
                 "action_id": self.action_id, "plan_id": self.plan_id,
                 "incident_id": self.incident_id, "fault": self.fault, "effect": self.effect,
-                "policy": self.policy, "approved_by": list(self.approved_by)}
+                "policy": self.policy, "approved_by": list(self.approved_by),
+                "verdict": self.verdict}
 
 
 @dataclass

@@ -36,6 +36,8 @@ log = logging.getLogger(__name__)
 #: what the pipeline emits and the eval reads back
 OUTPUT_TOPICS = ("anomalies", "predictions", "incidents", "rca-results", "action-plans",
                  "sre-actions", "action-results", "audit")
+#: executor verdicts that mean "not done" (its safety gates held the action back)
+REFUSED = ("blocked", "rate_limited", "skipped")
 INPUT_TOPICS = ("metrics", "logs", "k8s-events", "deploy-events", "alerts", "approvals")
 
 #: who votes, per policy (user, role)
@@ -123,6 +125,11 @@ class Replayer:
         self._seq = 0
         #: topic -> how many of the worker's agents read it (learned after the history)
         self.fanout: dict[str, float] = {}
+        self.timing: Counter[str] = Counter()
+        #: sre-actions waiting for the executor's verdict: action id -> (action, received)
+        self._awaiting: dict[str, tuple[SreAction, float]] = {}
+        #: topics the worker's stages read (from /status)
+        self._readers: set[str] = set()
         self._producer: Any = None
         self._http: Any = None
 
@@ -178,9 +185,22 @@ class Replayer:
         self.observations.append(Observation(name, self.clock, payload))
         if name == "sre-actions":
             try:
-                self.p.submit(decode(SreAction, value or b""), self.clock)
+                act = decode(SreAction, value or b"")
             except DecodeError as exc:
                 log.warning("undecodable sre-action: %s", exc.reason)
+                return
+            if "sre-actions" in self._readers:  # an executor will give its verdict
+                self._awaiting[act.action_id] = (act, self.clock)
+            else:
+                self.p.submit(act, self.clock)
+        elif name == "action-results":
+            pending = self._awaiting.pop(str(payload.get("action_id")), None)
+            if pending is not None:
+                status = str(payload.get("status"))
+                if status in REFUSED:
+                    self.p.refuse(pending[0], self.clock, f"{status}: {payload.get('detail', '')}")
+                else:
+                    self.p.submit(pending[0], pending[1])
         elif name == "action-plans":
             self.approver.consider(payload, self.clock)
 
@@ -218,8 +238,10 @@ class Replayer:
         still = 0
         while time.monotonic() < end:
             st = await self._status()
+            self.timing["polls"] += 1
             if st is not None:
                 ins, outs = st.get("events_in", {}), st.get("events_out", {})
+                self._readers = set(ins)
                 sig = (sum(ins.values()), sum(outs.values()))
                 if learn:
                     fed = all(ins.get(t, 0) >= n for t, n in self.produced.items() if t in ins)
@@ -289,6 +311,8 @@ class Replayer:
                 self.health.append((tick.t, bad))
         for a in self.approver.due(self.clock):
             await self._send("approvals", a)
+            self.observations.append(Observation("approvals", self.clock,
+                                                 a.model_dump(mode="json")))
         await self._producer.flush()
 
     async def _run_segment(self, seg: Segment) -> None:
@@ -296,6 +320,7 @@ class Replayer:
         if seg.kind == "scenario" and seg.scenario is not None:
             self.truths.append(seg.scenario.install(p, seg.start))
         if seg.kind == "history":
+            wall = time.monotonic()
             chunk: list[Tick] = []
             while p.t < seg.end:
                 self.clock = p.t
@@ -305,14 +330,26 @@ class Replayer:
                     chunk = []
             if chunk:
                 await self._emit(chunk)
-            ok = await self.settle(self.catchup_timeout, quiet=0.5, learn=True)
-            self.progress(f"history replayed ({(seg.end - seg.start) / 3600:.0f} h); "
-                          f"worker {'caught up' if ok else 'NOT caught up'}")
+            sent = time.monotonic() - wall
+            ok = await self.settle(self.catchup_timeout, quiet=0.25, learn=True)
+            self.progress(f"history replayed ({(seg.end - seg.start) / 3600:.0f} h of samples "
+                          f"sent in {sent:.0f} s); worker "
+                          f"{'caught up' if ok else 'NOT caught up'} after "
+                          f"{time.monotonic() - wall:.0f} s")
             return
         while p.t < seg.end:
             self.clock = p.t
+            t0 = time.monotonic()
             await self._emit([p.step()])
+            t1 = time.monotonic()
             await self.settle(self.settle_timeout)
+            for aid, (act, got) in list(self._awaiting.items()):
+                if got < self.clock - p.step_seconds:  # no verdict came: act on the event
+                    del self._awaiting[aid]
+                    p.submit(act, got)
+            self.timing["emit"] += t1 - t0
+            self.timing["settle"] += time.monotonic() - t1
+            self.timing["steps"] += 1
         if seg.kind == "scenario":
             p.end_faults(seg.end)
 
@@ -353,5 +390,6 @@ class Replayer:
                   "produced": dict(self.produced), "received": dict(self.received),
                   "dlq": dict(self.dlq), "settle_timeouts": self.settle_timeouts,
                   "fanout": dict(self.fanout),
+                  "lockstep": {k: round(v, 1) for k, v in self.timing.items()},
                   "wall_seconds": round(time.monotonic() - wall, 1)},
         )

@@ -42,7 +42,7 @@ from typing import Any
 
 from .truth import GroundTruth
 
-__all__ = ["TARGETS", "Observation", "RunRecord", "score"]
+__all__ = ["TARGETS", "Observation", "RunRecord", "related_incidents", "score", "when"]
 
 #: the seeds' targets: key -> (comparison, value, wording)
 TARGETS: dict[str, tuple[str, float, str]] = {
@@ -184,6 +184,17 @@ def _related_times(gt: GroundTruth, inc: _Incident) -> list[float]:
     return [r.time for r in inc.revisions
             if lo <= r.time <= gt.window_end + GRACE
             and (r.root in names or r.added & names or (r.first and r.services & names))]
+
+
+def related_incidents(rec: RunRecord, gt: GroundTruth) -> list[str]:
+    """Ids of the incidents that raised or extended an alarm about ``gt``, first first.
+
+    At equal times an incident that names the true root comes first.
+    """
+    incs = _incidents(rec)
+    rel = {i.id: min(ts) for i in incs.values() if (ts := _related_times(gt, i))}
+    holds = {i for i in rel if any(gt.is_root(n) for r in incs[i].revisions for n in r.services)}
+    return sorted(rel, key=lambda i: (rel[i], i not in holds, incs[i].opened < gt.start))
 
 
 def _false_alarm(rec: RunRecord, inc: _Incident) -> bool:
@@ -336,9 +347,12 @@ def _scenario(rec: RunRecord, gt: GroundTruth, incs: dict[str, _Incident]) -> di
     s["protected_auto_executions"] = sum(1 for o in acts if _auto_protected(rec, o))
     # ---- remediation, measured on the simulator
     comps = {n for n in names if n in set(rec.info.get("components", names))}
-    applied = [o for o in rec.outcomes if gt.start <= o["time"] < hi]
+    applied = [o for o in rec.outcomes if gt.start <= o["time"] < hi
+               and o["effect"] != "refused"]
     good = [o for o in applied if o["effect"] != "none"]
     s["actions_applied"] = [f"{o['action']}->{o['effect']}" for o in applied]
+    s["actions_refused"] = [f"{o['action']}: {o.get('verdict', '')}" for o in rec.outcomes
+                            if gt.start <= o["time"] < hi and o["effect"] == "refused"]
     impact = _first_unhealthy(rec, comps, gt.start, hi)
     s["impact_started"] = impact
     if gt.protected or not applied:

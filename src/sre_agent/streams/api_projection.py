@@ -119,14 +119,19 @@ class Projection:
                 (self.clock() - self.settings.api.readmodel_lookback_hours * 3600) * 1000
             )
             starts = await c.offsets_for_times({tp: since_ms for tp in tps})
+            ends = await c.end_offsets(tps)
+            # collections are bounded: older messages than this per partition would be evicted
+            cap = 2 * self.settings.api.readmodel_max_items
             for tp in tps:
                 found = starts.get(tp)
-                if found is not None:
-                    c.seek(tp, found.offset)
+                if tp in self._pos:  # reconnecting: go on where we were, fold nothing twice
+                    c.seek(tp, self._pos[tp])
+                elif found is not None:
+                    c.seek(tp, max(found.offset, ends[tp] - cap))
                 else:  # nothing newer than the lookback in this partition
-                    await c.seek_to_end(tp)
+                    c.seek(tp, ends[tp])
             self._pos = {tp: await c.position(tp) for tp in tps}
-            self._targets = await c.end_offsets(tps)
+            self._targets = ends
             self.last_error = None
             log.info(
                 "read model replaying %d partitions from %.1f h ago",

@@ -2,8 +2,12 @@
 
 The audit sink acks an event only after its row is in PostgreSQL. When the
 database is down it retries with backoff, holding the stream where it is: the
-consumer never commits past an unwritten record, so nothing is lost across a
-restart either. ``/status`` shows ``health.audit`` (ok, pending, last error).
+consumer never commits past an unwritten record. If the worker stops or the
+group rebalances meanwhile, the record is first re-produced to the ``audit``
+topic (awaited), then acked — Faust waits for in-flight events there, so holding
+it would hang the shutdown — and a restarted worker writes it (rows are unique
+by ``event_id``, so nothing is written twice). ``/status`` shows
+``health.audit`` (ok, pending, requeued, last error).
 
 Helpers used by the other action stages: :func:`emit_audit` (every plan, vote,
 action, result and policy decision) and :func:`pg_store` (the one shared
@@ -74,11 +78,22 @@ def register(ctx: StreamContext) -> None:
                               "written": 0, "duplicates": 0, "pending": 0, "error": None}
     ctx.stats.health["audit"] = health
 
-    async def write(rec: AuditRecord) -> str | None:
-        """Write one record, retrying until PostgreSQL takes it (or we are stopped).
+    def letting_go() -> bool:
+        """The worker stops or the group rebalances: hand the record back to Kafka."""
+        return bool(app.should_stop or getattr(app, "rebalancing", False))
 
-        Returns None when written, or why PostgreSQL refuses this record for good
-        (e.g. a NUL character in a text field): that record goes to the DLQ.
+    async def requeue(event: Any) -> None:
+        """Re-produce the record at the tail of ``audit`` and wait until Kafka has it."""
+        fut = await ctx.topics["audit"].send(key=event.message.key, value=event.value)
+        await fut
+        health["requeued"] = health.get("requeued", 0) + 1
+
+    async def write(rec: AuditRecord, event: Any) -> str | None:
+        """Write one record, retrying while PostgreSQL is unavailable.
+
+        Returns None when written (or handed back to Kafka because the worker
+        stops or rebalances while the database is down), or why PostgreSQL
+        refuses this record for good (e.g. a NUL character): that one goes to the DLQ.
         """
         assert store is not None
         delay = 0.5
@@ -90,6 +105,7 @@ def register(ctx: StreamContext) -> None:
                 else:
                     health["duplicates"] += 1
                 health.update(ok=True, error=None, pending=0)
+                health.pop("since", None)
                 return None
             except asyncio.CancelledError:
                 raise
@@ -100,11 +116,15 @@ def register(ctx: StreamContext) -> None:
                               since=health.get("since") or time.time())
                 log.warning("audit write failed (retrying in %.1fs): %s", delay, exc)
                 await _reset(store)
-                await asyncio.sleep(delay)
-                delay = min(delay * 2, 15.0)
-            finally:
-                if health["ok"]:
-                    health.pop("since", None)
+            # Holding an unacked event blocks Faust's stop and rebalance (they wait for
+            # in-flight events), so then the record goes back to the topic instead.
+            end = time.monotonic() + delay
+            while time.monotonic() < end and not letting_go():
+                await asyncio.sleep(0.1)
+            if letting_go():
+                await requeue(event)
+                return None
+            delay = min(delay * 2, 15.0)
 
     @app.agent(ctx.topics["audit"], name="audit-sink")
     async def audit_sink(stream: Any) -> None:
@@ -115,12 +135,14 @@ def register(ctx: StreamContext) -> None:
                 if store is None:
                     log.info("audit %s %s %s", rec.actor, rec.action, rec.subject)
                 else:
-                    refused = await write(rec)
+                    refused = await write(rec, event)
                     if refused:
                         msg = event.message
                         await ctx.dead_letter("audit", event.value, refused, stage="audit-sink",
                                               partition=msg.partition, offset=msg.offset)
-            await manual.ack(event)  # only now may the offset be committed
+            # only now may the offset be committed: the record is in PostgreSQL,
+            # back on the topic, or on the DLQ
+            await manual.ack(event)
 
     @app.agent(ctx.topics["incidents"], name="incident-tickets")
     async def incident_tickets(stream: Any) -> None:

@@ -1,4 +1,10 @@
-"""Hostile HTTP against every web endpoint and webhook of a running worker.
+"""Hostile input against a running worker: every topic, every web endpoint and webhook.
+
+Kafka side: garbage, oversized-for-a-DLQ, schema-violating and out-of-range
+messages on every topic end in that topic's DLQ (one entry per consuming
+stage), and the worker keeps processing.
+
+HTTP side: hostile HTTP against every web endpoint and webhook.
 
 Every route the app declares (status, REST API, console, /metrics, webhooks,
 Slack endpoints) and Faust's built-in pages get random methods, paths, query
@@ -47,6 +53,7 @@ STATUSES: Counter[int] = Counter()
 #: (method, route, what) -> example paths
 FAILURES: defaultdict[tuple[str, str, str], list[str]] = defaultdict(list)
 RSS: dict[str, int] = {}
+KAFKA_REPORT: dict[str, Any] = {}
 
 QUERY_KEYS = ["limit", "offset", "series", "q", "since", "until", "service", "status", "n",
               "window", "page", "severity", "minutes", "text", "format", "id"]
@@ -149,6 +156,55 @@ def test_requests_never_get_a_5xx_or_kill_the_worker(secure_worker: Any,
             FAILURES[(method, route, f"{r.status} without error")].append(path[:160])
 
 
+def _hostile_messages(topic: str) -> list[bytes]:
+    seed = dict(VALID[topic])
+    return [
+        b"\xff\xfe\x00 not json",
+        b'{"pad": "' + b"a" * 600_000,  # invalid JSON, too big to keep whole in a dead letter
+        json.dumps({"unexpected": [1, 2, 3]}).encode(),
+        json.dumps({**seed, "time": "9999-12-31T23:59:59-23:00"}).encode(),
+        json.dumps({**seed, "schema_version": 2**70}).encode(),
+    ]
+
+
+async def test_hostile_messages_on_every_topic_end_in_its_dlq(secure_worker: Any, kafka_io: Any,
+                                                              wait_for: Any) -> None:
+    from sre_agent.schemas import TOPIC_MODELS, MetricBatch
+
+    w = secure_worker
+    prefix = w.env["SRE_AGENT_KAFKA__TOPIC_PREFIX"]
+    before = w.status()
+    for topic in TOPIC_MODELS:
+        for body in _hostile_messages(topic):
+            await kafka_io.send_raw(prefix + topic, body, key=b"k\xff")
+    await kafka_io.send(prefix + "metrics", MetricBatch(source="after", series=[
+        {"name": "after_hostile", "labels": {}, "points": [(1_763_000_000.0, 1.0)]}]))
+
+    n = len(_hostile_messages("metrics"))
+
+    def settled() -> Any:
+        st = w.status()
+        consumed = {t for t in TOPIC_MODELS
+                    if st["events_in"].get(t, 0) - before["events_in"].get(t, 0) >= n}
+        dlq = {t: st["dlq"].get(t, 0) - before["dlq"].get(t, 0) for t in TOPIC_MODELS}
+        done = consumed and all(dlq[t] >= n for t in consumed)
+        return done and st["samples_in"] > before["samples_in"] and (consumed, dlq, st)
+
+    consumed, dlq, st = await wait_for(settled, timeout=90)
+    assert w.proc.poll() is None, w.tail()
+    # the dead letters are on the DLQ topics, with the reason and the original (or its head)
+    got = await kafka_io.read(prefix + "metrics.dlq", until=lambda ms: len(ms) >= n, timeout=30)
+    big = [d for d in got if d.get("truncated")]
+    assert big and big[0]["original_size"] > 600_000 and "invalid JSON" in big[0]["error"]
+    assert any("out of range" in d["error"] for d in got), [d["error"] for d in got]
+    assert any("64-bit" in d["error"] for d in got), [d["error"] for d in got]
+    with_consumer = sorted(consumed)
+    without = sorted(set(TOPIC_MODELS) - consumed)
+    KAFKA_REPORT.update(consumed=with_consumer, unconsumed=without, dlq=dlq,
+                        messages=n * len(TOPIC_MODELS))
+    assert {"metrics", "approvals", "sre-actions", "audit", "incidents"} <= consumed, without
+
+
 def test_worker_alive_and_memory_bounded_after_the_fuzz(secure_worker: Any,
                                                         capsys: pytest.CaptureFixture[str]) -> None:
     w = secure_worker
@@ -160,6 +216,11 @@ def test_worker_alive_and_memory_bounded_after_the_fuzz(secure_worker: Any,
         print(f"\n[fuzz] web requests tried: {total} over {len(ROUTES)} routes; statuses "
               f"{dict(sorted(STATUSES.items()))}; worker RSS {RSS.get('before', 0) // 1024} -> "
               f"{RSS['after'] // 1024} MiB")
+        if KAFKA_REPORT:
+            print(f"[fuzz] kafka: {KAFKA_REPORT['messages']} hostile messages on "
+                  f"{len(KAFKA_REPORT['consumed']) + len(KAFKA_REPORT['unconsumed'])} topics; "
+                  f"dead letters per topic {KAFKA_REPORT['dlq']}; "
+                  f"topics no stage consumes: {KAFKA_REPORT['unconsumed']}")
         for (method, route, what), paths in sorted(FAILURES.items()):
             print(f"[fuzz] FAIL {method} {route}: {what} x{len(paths)}, e.g. {paths[0]}")
     # bounded: the fuzz (incl. 9 MB bodies) must not leave the worker much bigger

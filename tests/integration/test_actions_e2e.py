@@ -105,9 +105,6 @@ async def test_slack_approval_to_rollout_undo(worker_factory, kafka_io, wait_for
             print(w.tail(20000))
             raise
         finally:
-            import os
-            if os.environ.get("SHOW_WORKER_LOG"):
-                print(w.tail(200000))
             w.stop()
             await slack.stop()
 

@@ -63,11 +63,16 @@ class Scenario:
                            **spec)  # type: ignore[arg-type]
 
 
+#: ArgoCD reports the sync this long before the new pods start to misbehave
+ROLLOUT = 90.0
+
+
 def _deploy_fault(p: Platform, fault: Fault, version: str, change: str = "deploy",
                   message: str = "") -> None:
     fault.version = version
     p.add_fault(fault)
-    p.at(fault.start, lambda pl, t: pl.deploy(fault.target, t, version, change, message))
+    p.at(fault.start - ROLLOUT,
+         lambda pl, t: pl.deploy(fault.target, t, version, change, message))
 
 
 def _callers(p: Platform, svc: str) -> tuple[str, ...]:

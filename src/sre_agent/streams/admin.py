@@ -14,6 +14,7 @@ from aiokafka.errors import TopicAlreadyExistsError
 
 from ..config import Settings
 from ..schemas import TOPIC_MODELS
+from .correlate_agent import SIGNALS_TOPIC
 
 __all__ = ["bootstrap_servers", "ensure_topics", "topic_specs"]
 
@@ -31,6 +32,8 @@ def topic_specs(settings: Settings) -> dict[str, int]:
     k = settings.kafka
     out = {settings.topic(n): k.partitions for n in TOPIC_MODELS}
     out.update({settings.topic(f"{n}.dlq"): 1 for n in TOPIC_MODELS})
+    # internal re-keying topic of the correlator (co-partitioned with its table)
+    out[settings.topic(SIGNALS_TOPIC)] = k.partitions
     return out
 
 

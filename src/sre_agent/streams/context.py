@@ -49,15 +49,25 @@ class StreamContext:
     stats: Stats = field(default_factory=Stats)
     #: objects shared between stages (detectors, clients set up at start)
     state: dict[str, Any] = field(default_factory=dict)
+    #: highest offset decoded per (topic, partition), to count/dead-letter once
+    _seen: dict[tuple[str, int], int] = field(default_factory=dict)
 
     async def decode(self, model: type[E], event: Any, stage: str = "") -> E | None:
         """Decode ``event.value`` as ``model``; on failure send it to the DLQ, return None."""
         topic = model.TOPIC
-        self.stats.events_in[topic] += 1
+        msg = event.message
+        # Several stages may consume one topic (Faust hands each of them the same
+        # message): count and dead-letter each offset once, in whichever comes first.
+        tp = (topic, msg.partition)
+        first = msg.offset > self._seen.get(tp, -1)
+        if first:
+            self._seen[tp] = msg.offset
+            self.stats.events_in[topic] += 1
         try:
             return decode(model, event.value)
         except DecodeError as exc:
-            msg = event.message
+            if not first:
+                return None
             await self.dead_letter(
                 topic, event.value, exc.reason, stage=stage,
                 partition=msg.partition, offset=msg.offset,

@@ -57,12 +57,12 @@ def _line(char: str = "=") -> str:
 @command("demo", "start the local stack, replay fault scenarios, show incident, RCA, plan, "
          "approval and audit trail", _args)
 def _demo(args: argparse.Namespace, settings: SettingsFactory) -> int:
-    from ..sim import DEFAULT_EPOCH, Platform, Topology, plan, score
+    from ..sim import Platform, Topology, plan, score
     from ..sim.replay import Approver, Replayer
     from ..sim.report import render
     from ..sim.stack import LocalStack
     from ..sim.story import tell
-    from .eval import select
+    from .eval import epoch_of, select
 
     try:
         scenarios = select(args.scenario or DEFAULT)
@@ -74,8 +74,11 @@ def _demo(args: argparse.Namespace, settings: SettingsFactory) -> int:
     print("SRE Agent demo: a simulated crypto exchange, real Kafka, real agent")
     print(_line())
     topo = Topology.default()
-    platform = Platform(seed=args.seed, start=DEFAULT_EPOCH, topology=topo)
-    segments = plan(scenarios, platform.t, args.history_hours * 3600.0, 20 * 60.0)
+    history, gap = args.history_hours * 3600.0, 20 * 60.0
+    # sample time ends about now, so the console shows "recent" incidents
+    start = epoch_of("now", plan(scenarios, 0.0, history, gap)[-1].end)
+    platform = Platform(seed=args.seed, start=start, topology=topo)
+    segments = plan(scenarios, platform.t, history, gap)
     stack = LocalStack(args.dir.resolve(), postgres=not args.no_postgres)
 
     def say(msg: str) -> None:

@@ -13,6 +13,7 @@ import argparse
 import asyncio
 import sys
 import time
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -35,9 +36,12 @@ def _args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--seed", type=int, default=7, help="simulation seed (default 7)")
     p.add_argument("--history-hours", type=float, default=72.0,
                    help="clean history replayed first so baselines can learn (default 72)")
-    p.add_argument("--gap-minutes", type=float, default=90.0,
-                   help="clean time before each scenario and at the end (default 90)")
+    p.add_argument("--gap-minutes", type=float, default=60.0,
+                   help="clean time before each scenario and at the end (default 60)")
     p.add_argument("--step", type=float, default=60.0, help="sample interval, seconds")
+    p.add_argument("--epoch", default="fixed",
+                   help="sample time of the first step: 'fixed' (2025-11-03T00:00Z, "
+                        "reproducible), 'now' (the run ends about now), or an ISO time")
     p.add_argument("--approve-after", type=float, default=5.0, metavar="MIN",
                    help="a simulated on-call approves plans that need humans after MIN "
                         "sample-minutes (0: nobody approves)")
@@ -60,17 +64,37 @@ def select(names: list[str] | None) -> list[Any]:
     return [s for n, s in SCENARIOS.items() if n in wanted]
 
 
+def epoch_of(value: str, sample_seconds: float) -> float:
+    """Start of sample time: fixed, ending about now (whole minutes), or an ISO time."""
+    from ..sim import DEFAULT_EPOCH
+
+    if value == "fixed":
+        return DEFAULT_EPOCH
+    if value == "now":
+        return float(int((time.time() - sample_seconds) // 60) * 60)
+    try:
+        dt = datetime.fromisoformat(value)
+    except ValueError:
+        raise ValueError(f"--epoch: expected 'fixed', 'now' or an ISO time, not {value!r}") \
+            from None
+    return (dt if dt.tzinfo else dt.replace(tzinfo=UTC)).timestamp()
+
+
 def run_eval(args: argparse.Namespace, protected: list[str],
              say: Any = print) -> tuple[dict[str, Any], Any]:
     """Start the stack, replay, score; return the scorecard and the run record."""
-    from ..sim import DEFAULT_EPOCH, Platform, Topology, plan, score
+    from ..sim import Platform, Topology, plan, score
     from ..sim.replay import Approver, Replayer
     from ..sim.stack import LocalStack
 
     scenarios = select(args.scenario)
     topo = Topology.default()
-    platform = Platform(seed=args.seed, start=DEFAULT_EPOCH, step=args.step, topology=topo)
-    segments = plan(scenarios, platform.t, args.history_hours * 3600.0, args.gap_minutes * 60.0)
+    history, gap = args.history_hours * 3600.0, args.gap_minutes * 60.0
+    total = plan(scenarios, 0.0, history, gap)[-1].end
+    platform = Platform(seed=args.seed, start=epoch_of(args.epoch, total), step=args.step,
+                        topology=topo)
+    segments = plan(scenarios, platform.t, history, gap)
+    platform_start = platform.t
     sample_h = (segments[-1].end - segments[0].start) / 3600.0
     say(f"eval: {len(scenarios)} scenario(s), {sample_h:.0f} h of sample time "
         f"(seed {args.seed}, {args.history_hours:.0f} h history)")
@@ -89,6 +113,7 @@ def run_eval(args: argparse.Namespace, protected: list[str],
     finally:
         stack.stop()
     record.info.update({
+        "epoch": datetime.fromtimestamp(platform_start, UTC).isoformat(),
         "scenarios": [s.name for s in scenarios], "history_hours": args.history_hours,
         "gap_minutes": args.gap_minutes, "approve_after_minutes": args.approve_after,
         "sample_hours": round(sample_h, 1), "total_wall_seconds": round(time.monotonic() - wall),
@@ -109,6 +134,7 @@ def _eval(args: argparse.Namespace, settings: SettingsFactory) -> int:
         return 0
     try:
         select(args.scenario)
+        epoch_of(args.epoch, 0.0)
     except ValueError as exc:
         print(f"sre-agent eval: {exc}", file=sys.stderr)
         return 2

@@ -233,10 +233,14 @@ class KafkaBroker:
 
 
 def _cluster_id() -> str:
-    # Kafka cluster ids are 16 random bytes, URL-safe base64 without padding
+    # Kafka cluster ids are 16 random bytes, URL-safe base64 without padding; like
+    # Kafka's own Uuid.randomUuid(), never start with "-" (the CLI would read an option)
     import base64
 
-    return base64.urlsafe_b64encode(uuid.uuid4().bytes).decode().rstrip("=")
+    while True:
+        cid = base64.urlsafe_b64encode(uuid.uuid4().bytes).decode().rstrip("=")
+        if not cid.startswith("-"):
+            return cid
 
 
 def _port_open(port: int) -> bool:

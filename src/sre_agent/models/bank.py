@@ -63,8 +63,8 @@ __all__ = ["BankOutput", "SeriesBank", "DETECTORS", "SURPRISE_AT_ONE", "band_z"]
 
 # ---- row layout (float64 columns)
 (N, LAST_T, LEVEL, VAR, SLOW, REF, CUP, CDN, VSHORT, ZPREV, RHO, TREND, DVAR, ZBAR,
- FIRST_T, REFW) = range(16)
-HOD = 16  # 24 hour-of-day offsets
+ FIRST_T, REFW, DTAVG) = range(17)
+HOD = 17  # 24 hour-of-day offsets
 DOW = HOD + 24  # 7 day-of-week offsets
 HOD_T = DOW + 7  # seconds learned per hour-of-day bucket (capped)
 DOW_T = HOD_T + 24  # seconds learned per day-of-week bucket (capped)
@@ -255,21 +255,28 @@ class SeriesBank:
         a_slow = np.maximum(self.slow_alpha, inv)
         a_var = np.maximum(self.var_alpha, inv)
         a_rho = np.maximum(self.rho_alpha, inv)
-        dt = np.minimum(np.where(fresh, 0.0, t - last_t), 3600.0)
+        # time-based gains count at most 2x the usual interval: one sample after a gap
+        # must not carry the gap's weight
+        dt_raw = np.minimum(np.where(fresh, 0.0, t - last_t), 3600.0)
+        dtavg = np.where(X[:, DTAVG] > 0, X[:, DTAVG], dt_raw)
+        dt = np.minimum(dt_raw, 2.0 * dtavg)
+        m_dt = ok & ~fresh
+        X[m_dt, DTAVG] = (dtavg + 0.05 * (dt_raw - dtavg))[m_dt]
         a_ref = np.maximum(-np.expm1(-dt / self.ref_tau), inv)
         h_t, h_t1 = X[ar, HOD_T + hod] + dt * (1 - f), X[ar, HOD_T + hod1] + dt * f
         # the weekly profile starts once the daily one had two days: then each weekday's
         # first visit is learned as a running mean, later ones exponentially
         first_t = np.where(fresh, t, X[:, FIRST_T])
-        adult = (t - first_t) >= self.dow_start
+        adult = (t // 86400.0) > ((first_t + self.dow_start) // 86400.0)  # from a midnight on
         d_t = X[ar, DOW_T + dow] + dt * adult
         g_h = np.maximum(-np.expm1(-dt / self.hod_tau), dt / np.maximum(h_t + h_t1, 1.0))
         g_d = np.maximum(-np.expm1(-dt / self.dow_tau), dt / np.maximum(d_t, 1.0)) * adult
         # anomalous samples (spike/shift/drift) barely teach the spread and the seasonal
         # profile, so an incident is not learned as tomorrow's normal
         calm = np.where(parts[:, :3].max(axis=1) < self.gate, 1.0, self.gated_rate)
+        calm_all = np.where(parts[:, 3] < self.gate, calm, self.gated_rate)
         a_var = a_var * calm
-        g_h, g_d = g_h * calm, g_d * calm
+        g_h, g_d = g_h * calm_all, g_d * calm_all
         new_level = level + a * rc
         deseason = level + rc  # this sample without its seasonal part, winsorised
         ref = np.where(fresh, v, X[:, REF])

@@ -144,7 +144,8 @@ async def scenario(w: Any, km: Any, kafka_io: Any, wait_for: Any, dsn: str) -> N
     cart = res["inc-cart"]
     assert cart["status"] == "rolled_back" and cart["verified"] is False, cart
     assert "from 4 to 6 replicas" in cart["detail"] and "restored" in cart["detail"]
-    assert calls(km, "PATCH", "/apis/apps/v1/namespaces/shop/deployments/cart") == 2
+    # scale and its restore both use the scale subresource (least-privilege RBAC)
+    assert calls(km, "PATCH", "/apis/apps/v1/namespaces/shop/deployments/cart/scale") == 2
     assert km.objects[DEPLOY, "shop", "cart"]["spec"]["replicas"] == 4
 
     async def audited() -> set[str]:

@@ -31,6 +31,10 @@ SEED_RULES = [
      "verbs": ["update", "patch"]},
     {"apiGroups": [""], "resources": ["pods"], "verbs": ["delete"]},
 ]
+#: rollout undo/restart: apps/v1 has no deployments/rollback subresource, so "rollback"
+#: means patching the Deployment (on by default, `rbac.rolloutPatch: false` removes it)
+ROLLOUT_RULE = {"apiGroups": ["apps"], "resources": ["deployments"], "verbs": ["patch"]}
+DEFAULT_RULES = [*SEED_RULES, ROLLOUT_RULE]
 
 FULL_VALUES = """
 replicaCount: 3
@@ -111,11 +115,13 @@ def test_default_render_has_the_seed_rbac_and_a_statefulset_on_pvcs(helm: str, t
         "ClusterRole", "ClusterRoleBinding", "ConfigMap", "ConfigMap", "PodDisruptionBudget",
         "Service", "Service", "ServiceAccount", "StatefulSet"])
     role = one(docs, "ClusterRole")
-    assert role["rules"] == SEED_RULES
+    assert role["rules"] == DEFAULT_RULES
     writes = [(tuple(r["resources"]), tuple(r["verbs"])) for r in role["rules"]
               if set(r["verbs"]) - {"get", "list", "watch"}]
     assert writes == [(("deployments/scale", "deployments/rollback"), ("update", "patch")),
-                      (("pods",), ("delete",))]
+                      (("pods",), ("delete",)), (("deployments",), ("patch",))]
+    strict = one(render(helm, tmp_path, "rbac: {rolloutPatch: false}\n"), "ClusterRole")
+    assert strict["rules"] == SEED_RULES  # the seed's role verbatim
     assert not any("*" in r["verbs"] or "*" in r["resources"] for r in role["rules"])
     binding = one(docs, "ClusterRoleBinding")
     sa = one(docs, "ServiceAccount")
@@ -187,7 +193,7 @@ def test_full_values_render_optional_objects(helm: str, tmp_path: Path) -> None:
     assert sm["metadata"]["labels"]["release"] == "kube-prometheus-stack"
     sa = one(docs, "ServiceAccount")
     assert sa["metadata"]["annotations"]["eks.amazonaws.com/role-arn"].endswith("role/sre-agent")
-    assert one(docs, "ClusterRole")["rules"] == SEED_RULES  # values never widen RBAC by themselves
+    assert one(docs, "ClusterRole")["rules"] == DEFAULT_RULES  # values never widen RBAC by themselves
 
 
 def test_rbac_can_be_left_to_the_cluster_admin_and_secrets_referenced(helm: str, tmp_path: Path) -> None:

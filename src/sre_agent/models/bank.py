@@ -273,10 +273,12 @@ class SeriesBank:
         g_d = np.maximum(-np.expm1(-dt / self.dow_tau), dt / np.maximum(d_t, 1.0)) * adult
         # anomalous samples (spike/shift/drift) barely teach the spread and the seasonal
         # profile, so an incident is not learned as tomorrow's normal
-        calm = np.where(parts[:, :3].max(axis=1) < self.gate, 1.0, self.gated_rate)
+        # (gating on the slow detectors too would trap a misfit: never calm, never learned)
+        calm = np.where(parts[:, 0] < self.gate, 1.0, self.gated_rate)
         calm_all = np.where(parts[:, 3] < self.gate, calm, self.gated_rate)
         a_var = a_var * calm
         g_h, g_d = g_h * calm_all, g_d * calm_all
+        steady = parts[:, :2].max(axis=1) < self.gate
         new_level = level + a * rc
         deseason = level + rc  # this sample without its seasonal part, winsorised
         ref = np.where(fresh, v, X[:, REF])
@@ -284,7 +286,7 @@ class SeriesBank:
         vc = expected + rc
         m = ok  # rows allowed to learn
         # the trend follows calm samples only: a jump must not start a ramp (overshoot)
-        X[m, TREND] = (self.trend_damping * (X[:, TREND] + self.trend_beta * a * rc * (calm == 1.0)))[m]
+        X[m, TREND] = (self.trend_damping * (X[:, TREND] + self.trend_beta * a * rc * steady))[m]
         X[m, LEVEL] = new_level[m]
         slow = np.where(fresh, v, X[:, SLOW])
         X[m, SLOW] = (slow + a_slow * (deseason - slow))[m]

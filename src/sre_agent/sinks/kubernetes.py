@@ -227,9 +227,8 @@ class KubeActions:
                 if want is None:
                     want = math.ceil(max(have, 1) * float(p.get("factor", 1.0)))
                 want = min(int(want), int(p.get("max_replicas", 50)))
-                patch = apps.patch_namespaced_deployment if t.kind == "deployment" \
-                    else apps.patch_namespaced_stateful_set
-                await self._json(patch(n, ns, {"spec": {"replicas": want}}, **kw))
+                # the scale subresource: all the seed's least-privilege RBAC grants
+                await self._json(self._scale_fn(t.kind)(n, ns, {"spec": {"replicas": want}}, **kw))
                 return f"scaled {t.ref()} from {have} to {want} replicas"
             if step.action == "set_hpa_bounds":
                 spec = {k: v for k, v in (("minReplicas", p.get("min_replicas")),
@@ -249,6 +248,11 @@ class KubeActions:
         except ApiException as exc:
             raise KubeError(f"{step.action} {t.ref()}: {exc.status} {exc.reason}") from None
         raise KubeError(f"{step.action} is not a Kubernetes action")
+
+    def _scale_fn(self, kind: str) -> Any:
+        _, apps, _, _ = self._apis()
+        return (apps.patch_namespaced_deployment_scale if kind == "deployment"
+                else apps.patch_namespaced_stateful_set_scale)
 
     async def _undo(self, step: ActionStep) -> str:
         _, apps, _, _ = self._apis()
@@ -295,9 +299,8 @@ class KubeActions:
                     [{"op": "replace", "path": "/spec/template", "value": spec["template"]}], **kw))
                 return f"restored the pod template of {t.ref()}"
             if step.action == "scale" and spec.get("replicas") is not None:
-                patch = apps.patch_namespaced_deployment if t.kind == "deployment" \
-                    else apps.patch_namespaced_stateful_set
-                await self._json(patch(t.name, t.namespace, {"spec": {"replicas": spec["replicas"]}}, **kw))
+                await self._json(self._scale_fn(t.kind)(
+                    t.name, t.namespace, {"spec": {"replicas": spec["replicas"]}}, **kw))
                 return f"restored {t.ref()} to {spec['replicas']} replicas"
             if step.action == "set_hpa_bounds":
                 body = {"spec": {"minReplicas": spec.get("minReplicas"),

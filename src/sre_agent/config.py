@@ -81,6 +81,75 @@ class AnomalySettings(_Section):
     warmup_samples: int = Field(default=30, ge=1)
 
 
+class LimitRule(_Section):
+    """A saturation limit for early warning: metric names matching ``match`` (glob)."""
+
+    match: str = Field(min_length=1)
+    limit: float
+    #: ``above``: breach when the value rises to ``limit``; ``below``: when it falls to it
+    direction: Literal["above", "below"] = "above"
+    #: optional label carrying a per-series limit (e.g. ``limit``), used when present
+    limit_label: str | None = None
+
+
+def _default_limit_rules() -> list[LimitRule]:
+    r = LimitRule
+    return [
+        r(match="memory_limit_ratio", limit=1.0),  # OOMKilled at the container limit
+        r(match="*memory*_ratio", limit=1.0),
+        r(match="disk_used_ratio", limit=0.9),
+        r(match="*disk*_ratio", limit=0.9),
+        r(match="*filesystem*_ratio", limit=0.9),
+        r(match="*connection*pool*_ratio", limit=1.0),
+        r(match="*connections*_ratio", limit=1.0),
+        r(match="*queue_depth*", limit=10_000.0, limit_label="limit"),
+        r(match="*error_budget_remaining*", limit=0.0, direction="below"),
+    ]
+
+
+class PredictionSettings(_Section):
+    """Early warning: time until a saturation series breaches its limit."""
+
+    enabled: bool = True
+    #: warn when the breach is expected within this many hours (seeds: 1-6 h, tunable 3-12)
+    horizon_hours: float = Field(default=6.0, gt=0, le=48)
+    #: least confidence (probability of being past the limit at the horizon) to warn
+    min_confidence: float = Field(default=0.7, ge=0.0, le=1.0)
+    #: samples are averaged into buckets of this many seconds before the trend model
+    bucket_seconds: float = Field(default=300.0, ge=10)
+    #: buckets of history needed before forecasting
+    min_buckets: int = Field(default=12, ge=3)
+    #: Holt smoothing of level and trend (River ``time_series.HoltWinters``)
+    alpha: float = Field(default=0.2, gt=0, lt=1)
+    beta: float = Field(default=0.05, gt=0, lt=1)
+    #: a series' warning is repeated at most this often unless its ETA halves
+    repeat_minutes: float = Field(default=30.0, ge=0)
+    rules: list[LimitRule] = Field(default_factory=_default_limit_rules)
+
+
+class LogPatternSettings(_Section):
+    """Online log template mining and per-template rate baselines."""
+
+    enabled: bool = True
+    #: Drain: share of equal tokens for a line to join a template
+    similarity: float = Field(default=0.5, gt=0, le=1)
+    #: Drain tree depth (tokens used as prefix keys)
+    depth: int = Field(default=2, ge=1, le=6)
+    #: most templates kept per service (least recently seen are evicted)
+    max_templates: int = Field(default=1000, ge=10)
+    #: rate window of the per-template counts (seconds of event time)
+    window_seconds: float = Field(default=60.0, ge=1)
+    #: lines a service must have logged before a new error template is "never seen before"
+    warmup_lines: int = Field(default=200, ge=0)
+    #: and seconds since its first line
+    warmup_seconds: float = Field(default=900.0, ge=0)
+    #: levels counted as errors (lower case); other lines count when the message says so
+    error_levels: list[str] = Field(default_factory=lambda: [
+        "error", "err", "fatal", "critical", "crit", "panic", "alert", "emerg", "emergency"])
+    #: a new-template anomaly resolves after this many windows without the template
+    quiet_windows: int = Field(default=5, ge=1)
+
+
 class SlackSettings(_Section):
     bot_token: SecretStr | None = None
     signing_secret: SecretStr | None = None
@@ -439,6 +508,8 @@ class Settings(_Section):
     collectors: CollectorSettings = CollectorSettings()
     correlation: CorrelationSettings = CorrelationSettings()
     knowledge: KnowledgeSettings = KnowledgeSettings()
+    prediction: PredictionSettings = PredictionSettings()
+    log_patterns: LogPatternSettings = LogPatternSettings()
 
     def topic(self, name: str) -> str:
         """Full topic name with the configured prefix."""

@@ -127,11 +127,28 @@ def test_slow_faults_breach_hours_after_onset() -> None:
         assert gt.predictable and gt.impact_at - gt.start >= 2 * 3600, name
 
 
-FIXES = {  # scenario -> (action, target) the ground truth calls correct
-    name: (sc_gt.expected_actions[0], sc_gt.root_service)
-    for name, sc in SCENARIOS.items() if sc.fault and not name.startswith("protected")
-    for sc_gt in [sc.install(Platform(start=T0), T0)]
+#: scenario -> (action, target kind, target name) that the ground truth calls correct
+FIXES = {
+    "memory_leak_after_deploy": ("rollout_undo", "deployment", "user-service"),
+    "bad_deploy_error_surge": ("rollout_undo", "deployment", "api-gateway"),
+    "db_pool_exhaustion": ("rollout_restart", "deployment", "risk-engine"),
+    "redis_outage_cascade": ("restart_pod", "pod", "redis-0"),
+    "disk_filling_slowly": ("run_job", "job", "market-data-disk-cleanup"),
+    "traffic_surge": ("scale", "deployment", "api-gateway"),
+    "slow_dependency": ("rollout_restart", "deployment", "market-data"),
+    "crash_loop": ("restart_pod", "pod", "risk-engine-6c5d8f9b7-x2x2x"),
+    "node_pressure": ("reboot_instance", "ec2", "i-0b2c3d4e5f6a70241"),
+    "config_change_regression": ("rollout_undo", "deployment", "risk-engine"),
+    "resource_saturation": ("scale", "deployment", "user-service"),
 }
+
+
+def test_every_fault_but_the_protected_one_has_a_fix_here() -> None:
+    faults = {n for n, s in SCENARIOS.items() if s.fault and n != "protected_funds_fault"}
+    assert faults == set(FIXES)
+    for name, (act_name, _, target) in FIXES.items():
+        gt = SCENARIOS[name].install(Platform(start=T0), T0)
+        assert act_name in gt.expected_actions, name
 
 
 def _until_unhealthy(p: Platform, gt_start: float, comps: set[str], limit: float) -> float:
@@ -155,8 +172,7 @@ def test_closed_loop_correct_action_heals_wrong_action_does_nothing(name: str) -
         p.step()
     assert p.ledger[-1].effect == "none"
     assert any(not p.step().health[c] for c in comps) or name == "traffic_surge"
-    fix, target = FIXES[name]
-    kind = "ec2" if fix == "reboot_instance" else "deployment"
+    fix, kind, target = FIXES[name]
     assert p.submit(action(fix, target, key="fix", kind=kind), p.t)
     assert not p.submit(action(fix, target, key="fix", kind=kind), p.t)  # idempotent
     healthy_run = 0

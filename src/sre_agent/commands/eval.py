@@ -45,6 +45,9 @@ def _args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--approve-after", type=float, default=5.0, metavar="MIN",
                    help="a simulated on-call approves plans that need humans after MIN "
                         "sample-minutes (0: nobody approves)")
+    p.add_argument("--agent-env", action="append", default=[], metavar="SRE_AGENT_X=V",
+                   help="extra setting for the worker (repeat), e.g. "
+                        "SRE_AGENT_CORRELATION__IDLE_RESOLVE=60")
     p.add_argument("--broker", help="use this running broker (kafka://host:port)")
     p.add_argument("--no-postgres", action="store_true", help="do not start PostgreSQL")
     p.add_argument("--dir", type=Path, default=Path(".devstack/eval"), help="work folder")
@@ -80,6 +83,18 @@ def epoch_of(value: str, sample_seconds: float) -> float:
     return (dt if dt.tzinfo else dt.replace(tzinfo=UTC)).timestamp()
 
 
+def agent_env_of(items: list[str]) -> dict[str, str]:
+    """``KEY=VALUE`` pairs for the worker; only ``SRE_AGENT_*`` keys."""
+    out = {}
+    for item in items:
+        key, sep, value = item.partition("=")
+        if not sep or not key.startswith("SRE_AGENT_"):
+            raise ValueError(f"--agent-env: expected SRE_AGENT_<SECTION>__<FIELD>=value, "
+                             f"not {item!r}")
+        out[key] = value
+    return out
+
+
 def run_eval(args: argparse.Namespace, protected: list[str],
              say: Any = print) -> tuple[dict[str, Any], Any]:
     """Start the stack, replay, score; return the scorecard and the run record."""
@@ -99,7 +114,7 @@ def run_eval(args: argparse.Namespace, protected: list[str],
     say(f"eval: {len(scenarios)} scenario(s), {sample_h:.0f} h of sample time "
         f"(seed {args.seed}, {args.history_hours:.0f} h history)")
     stack = LocalStack(args.dir.resolve(), broker_url=args.broker,
-                       postgres=not args.no_postgres)
+                       postgres=not args.no_postgres, extra_env=agent_env_of(args.agent_env))
     wall = time.monotonic()
     try:
         stack.start(topo, say=say)
@@ -116,6 +131,7 @@ def run_eval(args: argparse.Namespace, protected: list[str],
         "epoch": datetime.fromtimestamp(platform_start, UTC).isoformat(),
         "scenarios": [s.name for s in scenarios], "history_hours": args.history_hours,
         "gap_minutes": args.gap_minutes, "approve_after_minutes": args.approve_after,
+        "agent_env": agent_env_of(args.agent_env),
         "sample_hours": round(sample_h, 1), "total_wall_seconds": round(time.monotonic() - wall),
         "command": "sre-agent eval " + " ".join(sys.argv[2:]) if len(sys.argv) > 1 else "",
     })
@@ -135,6 +151,7 @@ def _eval(args: argparse.Namespace, settings: SettingsFactory) -> int:
     try:
         select(args.scenario)
         epoch_of(args.epoch, 0.0)
+        agent_env_of(args.agent_env)
     except ValueError as exc:
         print(f"sre-agent eval: {exc}", file=sys.stderr)
         return 2

@@ -18,8 +18,9 @@ Per series, the model is an additive seasonal decomposition learned online::
 
 Four detectors read that state; each maps its statistic to a *surprise*
 ``-log10 p`` under a Gaussian null, and the combined score is
-``min(1, max surprise / SURPRISE_AT_ONE)``. So ``score 0.7`` ≈ ``p 1e-4`` per
-sample for every detector, whatever the series' scale:
+``min(1, max surprise / 10)``. So ``score 0.7`` means ``p = 1e-7`` per sample
+for the most surprised detector, whatever the series' scale (a conservative
+level: four detectors, autocorrelated noise, heavy tails):
 
 ==========  ======================================================  ==========================
 detector    statistic                                               catches
@@ -84,7 +85,7 @@ def band_z(threshold: float) -> float:
     """Two-sided z at which the spike detector alone reaches ``threshold``.
 
     >>> round(band_z(0.7), 2)
-    4.89
+    5.33
     """
     p = 10.0 ** (-max(threshold, 0.05) * SURPRISE_AT_ONE)
     return float(-ndtri(p / 2.0))
@@ -123,11 +124,16 @@ class SeriesBank:
         Per-sample EW rate of the residual variance.
     clip
         Residuals are winsorised at ``clip * sigma`` before learning.
+    trend_beta
+        Gain of the damped Holt trend of the level (tracks daily ramps with no lag).
+    counts
+        The series are event counts: sigma is at least Poisson's ``sqrt(mean + 1)``.
     """
 
     def __init__(self, warmup: int = 30, alpha: float = 0.02, slow_ratio: float = 10.0,
                  var_alpha: float = 0.01, clip: float = 4.0, trend_beta: float = 0.1,
-                 capacity: int = 1024) -> None:
+                 counts: bool = False, capacity: int = 1024) -> None:
+        self.counts = counts
         self.warmup = warmup
         self.alpha = alpha
         self.slow_alpha = alpha / slow_ratio
@@ -150,6 +156,8 @@ class SeriesBank:
         self.week_tau = 604_800.0
         self.dow_start = 172_800.0  #: series age (s) before the weekly profile is learned
         self.rel_floor = 1e-3  #: sigma floor relative to |expected|
+        self._neg_inv_tau = -1.0 / np.array(
+            [[self.ref_tau], [self.hod_tau], [self.dow_tau], [self.week_tau]])
         self.S = np.zeros((capacity, WIDTH))
         self._free: list[int] = list(range(capacity - 1, -1, -1))
 
@@ -193,9 +201,13 @@ class SeriesBank:
         n = X[:, N]
         last_t = X[:, LAST_T]
         fresh = n == 0
-        ok = fresh | (t > last_t)
+        any_fresh = bool(fresh.any())
+        ok = t > last_t
+        if any_fresh:
+            ok |= fresh
+        all_ok = bool(ok.all())
         # hour-of-day profile: linear between bucket centres (xx:30); day-of-week: steps
-        x = (t % 86400.0) / 3600.0 - 0.5
+        x = (t % 86400.0) * (1 / 3600.0) - 0.5
         fl = np.floor(x)
         f = x - fl
         hod = fl.astype(np.int64) % 24
@@ -204,119 +216,137 @@ class SeriesBank:
         hcol, hcol1, dcol = HOD + hod, HOD + hod1, DOW + dow
         h0, h1, d_old = X[ar, hcol], X[ar, hcol1], X[ar, dcol]
         hval = h0 + f * (h1 - h0)
-        season = hval + d_old
-        level = np.where(fresh, v, X[:, LEVEL] + X[:, TREND])
-        expected = level + season
+        level = X[:, LEVEL] + X[:, TREND]
+        if any_fresh:
+            level = np.where(fresh, v, level)
+        expected = level + hval + d_old
         floor = self.rel_floor * np.abs(expected) + 1e-9
-        sigma = np.sqrt(np.maximum(X[:, VAR], floor * floor))
+        floor2 = floor * floor
+        if self.counts:  # event counts: at least Poisson noise (variance = mean, plus 1)
+            floor2 = np.maximum(floor2, np.abs(expected) + 1.0)
+        sigma = np.sqrt(np.maximum(X[:, VAR], floor2))
         r = v - expected
         z = r / sigma
         # -- detectors (including this sample); AR(1)-aware: w whitens the sums
         rho = np.clip(X[:, RHO], 0.0, 0.9)
+        r2 = rho * rho
         w = np.sqrt((1 - rho) / (1 + rho))
         zc = np.clip(z, -self.clip, self.clip)
+        wz = w * zc
         kk = self.cusum_k
-        cup = np.minimum(np.maximum(X[:, CUP] + w * zc - kk, 0.0), self.cusum_cap)
-        cdn = np.minimum(np.maximum(X[:, CDN] - w * zc - kk, 0.0), self.cusum_cap)
+        cup = np.clip(X[:, CUP] + wz - kk, 0.0, self.cusum_cap)
+        cdn = np.clip(X[:, CDN] - wz - kk, 0.0, self.cusum_cap)
         a_vs = self.vshort_alpha
         # dispersion around the *local* mean of z: model misfit (a biased expected value)
         # is not mistaken for a change of variance
         dz = (z - X[:, ZBAR]) * self._zbar_norm
-        vshort = np.where(n > 0, (1 - a_vs) * X[:, VSHORT] + a_vs * np.minimum(dz * dz, 16.0), 1.0)
+        vshort = (1 - a_vs) * X[:, VSHORT] + a_vs * np.minimum(dz * dz, 16.0)
+        if any_fresh:
+            vshort[fresh] = 1.0
         gap = X[:, LEVEL] - X[:, SLOW]
         kap = self.drift_kappa * sigma
         drift = gap / np.sqrt(np.maximum(X[:, DVAR], kap * kap))
-        s_spike = _surprise_two_sided(np.abs(z))
-        s_shift = (2 * kk / _LN10) * np.maximum(cup, cdn)
-        s_drift = _surprise_two_sided(np.abs(drift))
-        r2 = rho * rho
-        nu = (2 - a_vs) / a_vs * (1 - r2) / (1 + r2)
         # Wilson-Hilferty: chi2(nu)/nu -> normal; upper tail only (variance increase)
-        c = 2.0 / (9.0 * nu)
-        wh = (np.cbrt(np.maximum(vshort, 0.0)) - (1 - c)) / np.sqrt(c)
-        s_var = -log_ndtr(-wh) / _LN10
-        parts = np.stack([s_spike, s_shift, s_drift, s_var], axis=1) / SURPRISE_AT_ONE
+        c = (2.0 * a_vs / (9.0 * (2 - a_vs))) * (1 + r2) / (1 - r2)
+        tails = np.empty((3, k))
+        np.abs(z, out=tails[0])
+        np.abs(drift, out=tails[1])
+        tails[2] = (np.cbrt(np.maximum(vshort, 0.0)) - (1 - c)) / np.sqrt(c)
+        np.negative(tails, out=tails)
+        lt = log_ndtr(tails)
+        parts = np.empty((k, 4))
+        scale = -1.0 / (_LN10 * SURPRISE_AT_ONE)
+        parts[:, 0] = (lt[0] + _LN10 * _LOG10_2) * scale
+        parts[:, 1] = (2 * kk / (_LN10 * SURPRISE_AT_ONE)) * np.maximum(cup, cdn)
+        parts[:, 2] = (lt[1] + _LN10 * _LOG10_2) * scale
+        parts[:, 3] = lt[2] * scale
         np.clip(parts, 0.0, 1.0, out=parts)
-        warm = ok & (n >= self.warmup)
+        warm = n >= self.warmup
+        if not all_ok:
+            warm &= ok
         parts[~warm] = 0.0
-        score = parts.max(axis=1)
         top = parts.argmax(axis=1)
-        direction = np.select(
-            [top == 0, top == 1, top == 2],
-            [np.sign(z), np.where(cup >= cdn, 1.0, -1.0), np.sign(drift)], 0.0)
+        score = parts[ar, top]
+        direction = np.where(top == 0, np.sign(z), np.where(
+            top == 1, np.where(cup >= cdn, 1.0, -1.0), np.where(top == 2, np.sign(drift), 0.0)))
         out = BankOutput(score, expected, sigma, z, parts, direction, warm)
         if not learn:
             return out
-        # -- learn (in-order samples only)
+        # -- learn; rows of out-of-order samples are restored at the end
+        keep = None if all_ok else X[~ok].copy()
         cw = self.clip * sigma
-        rc = np.where(n >= self.warmup, np.clip(r, -cw, cw), r)
+        rc = np.clip(r, -cw, cw)
+        young = n < self.warmup
+        if young.any():
+            rc = np.where(young, r, rc)
         inv = 1.0 / (n + 1.0)
         a = np.maximum(self.alpha, inv)
-        a_slow = np.maximum(self.slow_alpha, inv)
-        a_var = np.maximum(self.var_alpha, inv)
-        a_rho = np.maximum(self.rho_alpha, inv)
         # time-based gains count at most 2x the usual interval: one sample after a gap
         # must not carry the gap's weight
-        dt_raw = np.minimum(np.where(fresh, 0.0, t - last_t), 3600.0)
-        dtavg = np.where(X[:, DTAVG] > 0, X[:, DTAVG], dt_raw)
+        dt_raw = np.minimum(t - last_t, 3600.0)
+        if any_fresh:
+            dt_raw[fresh] = 0.0
+        dtavg = X[:, DTAVG]
+        dtavg = np.where(dtavg > 0, dtavg, dt_raw)
         dt = np.minimum(dt_raw, 2.0 * dtavg)
-        m_dt = ok & ~fresh
-        X[m_dt, DTAVG] = (dtavg + 0.05 * (dt_raw - dtavg))[m_dt]
-        a_ref = np.maximum(-np.expm1(-dt / self.ref_tau), inv)
-        h_t, h_t1 = X[ar, HOD_T + hod] + dt * (1 - f), X[ar, HOD_T + hod1] + dt * f
-        # the weekly profile starts once the daily one had two days: then each weekday's
-        # first visit is learned as a running mean, later ones exponentially
-        first_t = np.where(fresh, t, X[:, FIRST_T])
-        adult = (t // 86400.0) > ((first_t + self.dow_start) // 86400.0)  # from a midnight on
-        d_t = X[ar, DOW_T + dow] + dt * adult
-        g_h = np.maximum(-np.expm1(-dt / self.hod_tau), dt / np.maximum(h_t + h_t1, 1.0))
-        g_d = np.maximum(-np.expm1(-dt / self.dow_tau), dt / np.maximum(d_t, 1.0)) * adult
-        # anomalous samples (spike/shift/drift) barely teach the spread and the seasonal
-        # profile, so an incident is not learned as tomorrow's normal
-        # (gating on the slow detectors too would trap a misfit: never calm, never learned)
+        new_dtavg = dtavg + 0.05 * (dt_raw - dtavg)
+        X[:, DTAVG] = np.where(fresh, X[:, DTAVG], new_dtavg) if any_fresh else new_dtavg
+        # anomalous samples barely teach the spread and the seasonal profile, so an
+        # incident is not learned as tomorrow's normal (gating on the slow detectors too
+        # would trap a misfit: never calm, never learned)
         calm = np.where(parts[:, 0] < self.gate, 1.0, self.gated_rate)
         calm_all = np.where(parts[:, 3] < self.gate, calm, self.gated_rate)
-        a_var = a_var * calm
-        g_h, g_d = g_h * calm_all, g_d * calm_all
-        steady = parts[:, :2].max(axis=1) < self.gate
-        new_level = level + a * rc
+        steady = (parts[:, 0] < self.gate) & (parts[:, 1] < self.gate)
+        g = -np.expm1(dt[None, :] * self._neg_inv_tau)  # ref, hod, dow, week
+        a_ref = np.maximum(g[0], inv)
+        h_t = X[ar, HOD_T + hod] + dt * (1 - f)
+        h_t1 = X[ar, HOD_T + hod1] + dt * f
+        # the weekly profile starts once the daily one had two days: then each weekday's
+        # first visit is learned as a running mean, later ones exponentially
+        first_t = np.where(fresh, t, X[:, FIRST_T]) if any_fresh else X[:, FIRST_T]
+        adult = (t // 86400.0) > ((first_t + self.dow_start) // 86400.0)  # from a midnight on
+        d_t = X[ar, DOW_T + dow] + dt * adult
+        g_h = np.maximum(g[1], dt / np.maximum(h_t + h_t1, 1.0)) * calm_all
+        g_d = np.maximum(g[2], dt / np.maximum(d_t, 1.0)) * (adult * calm_all)
         deseason = level + rc  # this sample without its seasonal part, winsorised
-        ref = np.where(fresh, v, X[:, REF])
-        new_ref = ref + a_ref * (deseason - ref)
         vc = expected + rc
-        m = ok  # rows allowed to learn
-        # the trend follows calm samples only: a jump must not start a ramp (overshoot)
-        X[m, TREND] = (self.trend_damping * (X[:, TREND] + self.trend_beta * a * rc * steady))[m]
-        X[m, LEVEL] = new_level[m]
-        slow = np.where(fresh, v, X[:, SLOW])
-        X[m, SLOW] = (slow + a_slow * (deseason - slow))[m]
-        X[m, VAR] = ((1 - a_var) * (X[:, VAR] + a_var * rc * rc))[m]
-        X[m, REF] = new_ref[m]
+        # the trend follows steady samples only: a jump must not start a ramp (overshoot)
+        X[:, TREND] = self.trend_damping * (X[:, TREND] + self.trend_beta * a * rc * steady)
+        X[:, LEVEL] = level + a * rc
+        if any_fresh:
+            for col in (SLOW, REF, REFW):
+                X[fresh, col] = v[fresh]
+        X[:, SLOW] += np.maximum(self.slow_alpha, inv) * (deseason - X[:, SLOW])
+        a_var = np.maximum(self.var_alpha, inv) * calm
+        X[:, VAR] = (1 - a_var) * (X[:, VAR] + a_var * rc * rc)
+        new_ref = X[:, REF] + a_ref * (deseason - X[:, REF])
+        X[:, REF] = new_ref
         a_dv = np.maximum(self.slow_alpha, inv) * calm
-        X[m, DVAR] = ((1 - a_dv) * (X[:, DVAR] + a_dv * gap * gap))[m]
-        X[m, CUP] = cup[m]
-        X[m, CDN] = cdn[m]
-        X[m, VSHORT] = vshort[m]
-        X[m, ZBAR] = (X[:, ZBAR] + self.zbar_alpha * (zc - X[:, ZBAR]))[m]
+        X[:, DVAR] = (1 - a_dv) * (X[:, DVAR] + a_dv * gap * gap)
+        X[:, CUP] = cup
+        X[:, CDN] = cdn
+        X[:, VSHORT] = vshort
+        X[:, ZBAR] += self.zbar_alpha * (zc - X[:, ZBAR])
         z3 = np.clip(z, -2.5, 2.5)  # bounded: a shift must not pass for autocorrelation
-        a_rho = a_rho * (calm == 1.0)
-        X[m, RHO] = (X[:, RHO] + a_rho * (z3 * X[:, ZPREV] - X[:, RHO]))[m]
-        X[m, ZPREV] = z3[m]
+        a_rho = np.maximum(self.rho_alpha, inv) * (calm == 1.0)
+        X[:, RHO] += a_rho * (z3 * X[:, ZPREV] - X[:, RHO])
+        X[:, ZPREV] = z3
         eh = g_h * (vc - new_ref - d_old - hval)
-        X[ar[m], hcol[m]] = (h0 + (1 - f) * eh)[m]
-        X[ar[m], hcol1[m]] = (h1 + f * eh)[m]
+        X[ar, hcol] = h0 + (1 - f) * eh
+        X[ar, hcol1] = h1 + f * eh
         # the weekly profile is learned against a one-week mean that does not contain it,
         # so a weekday's offset cannot trade places with the reference level
-        refw = np.where(fresh, v, X[:, REFW])
-        a_w = np.maximum(-np.expm1(-dt / self.week_tau), inv)
-        new_refw = refw + a_w * (vc - hval - refw)
-        X[m, REFW] = new_refw[m]
-        X[ar[m], dcol[m]] = (d_old + g_d * (vc - new_refw - hval - d_old))[m]
-        X[ar[m], HOD_T + hod[m]] = np.minimum(h_t, 10 * self.hod_tau)[m]
-        X[ar[m], HOD_T + hod1[m]] = np.minimum(h_t1, 10 * self.hod_tau)[m]
-        X[ar[m], DOW_T + dow[m]] = np.minimum(d_t, 10 * self.dow_tau)[m]
-        X[m, LAST_T] = t[m]
-        X[m, FIRST_T] = first_t[m]
-        X[m, N] = n[m] + 1
+        a_w = np.maximum(g[3], inv)
+        new_refw = X[:, REFW] + a_w * (vc - hval - X[:, REFW])
+        X[:, REFW] = new_refw
+        X[ar, dcol] = d_old + g_d * (vc - new_refw - hval - d_old)
+        X[ar, HOD_T + hod] = np.minimum(h_t, 10 * self.hod_tau)
+        X[ar, HOD_T + hod1] = np.minimum(h_t1, 10 * self.hod_tau)
+        X[ar, DOW_T + dow] = np.minimum(d_t, 10 * self.dow_tau)
+        X[:, LAST_T] = t
+        X[:, FIRST_T] = first_t
+        X[:, N] = n + 1
+        if keep is not None:
+            X[~ok] = keep
         self.S[slots] = X
         return out

@@ -78,22 +78,24 @@ class MetricDetector:
     load
         Optional loader ``series_id -> bytes | None`` for persisted state (the
         Faust table); called once per series not yet in memory.
+    bank_kw
+        Passed to :class:`~sre_agent.models.bank.SeriesBank` (e.g. ``counts=True``).
     """
 
     def __init__(self, settings: AnomalySettings,
-                 load: Callable[[str], bytes | None] | None = None) -> None:
+                 load: Callable[[str], bytes | None] | None = None, **bank_kw: Any) -> None:
         self.settings = settings
         self._load = load
-        self.bank = SeriesBank(warmup=settings.warmup_samples)
+        self.bank = SeriesBank(warmup=settings.warmup_samples, **bank_kw)
         self.slot_of: dict[str, int] = {}
         self._fast: dict[tuple[Any, ...], int] = {}
         self._sid: dict[int, str] = {}
         self._name: dict[int, str] = {}
         self._labels: dict[int, dict[str, str]] = {}
-        self._tag: dict[int, int] = {}
         self._thr = np.zeros(0)
+        self._tags = np.full(0, -1, np.int64)  #: per slot: caller's tag (the partition)
+        self._dirty = np.zeros(0, bool)  #: per slot: changed since the last take_dirty
         self._history_run: dict[int, str] = {}
-        self._dirty: set[int] = set()
 
     # ------------------------------------------------------------ series
     def threshold(self, metric: str) -> float:
@@ -123,8 +125,13 @@ class MetricDetector:
             self.slot_of[sid] = slot
             self._sid[slot], self._name[slot], self._labels[slot] = sid, name, dict(labels)
             if slot >= len(self._thr):
-                self._thr = np.resize(self._thr, max(2 * len(self._thr), slot + 1, 1024))
+                size = max(2 * len(self._thr), slot + 1, 1024)
+                grow = size - len(self._thr)
+                self._thr = np.concatenate([self._thr, np.zeros(grow)])
+                self._tags = np.concatenate([self._tags, np.full(grow, -1, np.int64)])
+                self._dirty = np.concatenate([self._dirty, np.zeros(grow, bool)])
             self._thr[slot] = self.threshold(name)
+            self._tags[slot], self._dirty[slot] = -1, False
         self._fast[fk] = slot
         return slot
 
@@ -142,32 +149,43 @@ class MetricDetector:
 
     def update_series(self, series: Sequence[Any], tag: int = -1,
                       history_run: str | None = None) -> list[Anomaly]:
+        fast = self._fast
         slots: list[int] = []
         counts: list[int] = []
-        pos_base: list[int] = []
-        seen: dict[int, int] = {}
         for s in series:
-            slot = self._slot(s["name"], s["labels"])
-            self._tag[slot] = tag
-            if history_run is not None and self._history_run.get(slot) != history_run:
-                self._history_run[slot] = history_run
-                keep = self.bank.S[slot, USER:].copy()
-                self.bank.S[slot] = 0.0
-                self.bank.S[slot, USER:] = keep
-            c = len(s["points"])
+            labels = s["labels"]
+            slot = fast.get((s["name"], *labels.items()))
+            if slot is None:
+                slot = self._slot(s["name"], labels)
             slots.append(slot)
-            counts.append(c)
-            base = seen.get(slot, 0)
-            pos_base.append(base)
-            seen[slot] = base + c
-        self._dirty.update(seen)
+            counts.append(len(s["points"]))
+        if not slots:
+            return []
+        arr = np.asarray(slots, np.int64)
+        self._tags[arr] = tag
+        self._dirty[arr] = True
+        if history_run is not None:
+            for slot in set(slots):
+                if self._history_run.get(slot) != history_run:
+                    self._history_run[slot] = history_run
+                    keep = self.bank.S[slot, USER:].copy()
+                    self.bank.S[slot] = 0.0
+                    self.bank.S[slot, USER:] = keep
+        if len(set(slots)) == len(slots):
+            base = None
+        else:  # a series twice in one batch: its points continue, in order
+            seen: dict[int, int] = {}
+            base = []
+            for slot, c in zip(slots, counts):
+                b = seen.get(slot, 0)
+                base.append(b)
+                seen[slot] = b + c
         total = sum(counts)
         if total == 0:
             return []
         tv = np.fromiter(_chain(_chain(s["points"] for s in series)), np.float64, 2 * total)
-        return self.update_arrays(np.repeat(np.asarray(slots, np.int64), counts),
-                                  tv[0::2], tv[1::2], _positions(counts, pos_base),
-                                  emit=history_run is None)
+        return self.update_arrays(np.repeat(arr, counts), tv[0::2], tv[1::2],
+                                  _positions(counts, base), emit=history_run is None)
 
     def update_arrays(self, slot: np.ndarray, t: np.ndarray, v: np.ndarray, pos: np.ndarray,
                       emit: bool = True, scores: np.ndarray | None = None) -> list[Anomaly]:
@@ -254,14 +272,26 @@ class MetricDetector:
         With ``tag``, only series last updated with that tag are taken (the
         partition being processed); the others stay dirty.
         """
-        taken = [s for s in self._dirty if tag is None or self._tag.get(s) == tag]
-        self._dirty.difference_update(taken)
-        return {self._sid[s]: self.state_bytes(s) for s in taken}
+        mask = self._dirty if tag is None else self._dirty & (self._tags == tag)
+        taken = np.flatnonzero(mask)
+        self._dirty[taken] = False
+        sid = self._sid
+        return {sid[s]: self.state_bytes(s) for s in taken.tolist()}
+
+    def take(self, sids: Iterable[str]) -> dict[str, bytes]:
+        """Pop the serialized state of these series now (e.g. after a transition)."""
+        out = {}
+        for sid in sids:
+            slot = self.slot_of.get(sid)
+            if slot is not None:
+                self._dirty[slot] = False
+                out[sid] = self.state_bytes(slot)
+        return out
 
     def forget(self, tags: Iterable[int]) -> int:
         """Drop in-memory series with these tags (partitions revoked); return how many."""
-        tags = set(tags)
-        gone = [slot for slot, tg in self._tag.items() if tg in tags]
+        gone = [s for s in np.flatnonzero(np.isin(self._tags, list(set(tags)))).tolist()
+                if s in self._sid]
         for slot in gone:
             self._drop(slot)
         if gone:
@@ -271,10 +301,12 @@ class MetricDetector:
     def _drop(self, slot: int) -> None:
         sid = self._sid.pop(slot)
         del self.slot_of[sid], self._name[slot], self._labels[slot]
-        self._tag.pop(slot, None)
+        self._tags[slot], self._dirty[slot] = -1, False
         self._history_run.pop(slot, None)
-        self._dirty.discard(slot)
         self.bank.remove(slot)
+
+    def describe_open(self, slot: int) -> bool:
+        return bool(self.bank.S[slot, OPEN] > 0)
 
     def describe(self, slot: int) -> dict[str, Any]:
         """What is learned about one series (for the baseline views)."""
@@ -304,8 +336,10 @@ class MetricDetector:
         return items
 
 
-def _positions(counts: list[int], base: list[int]) -> np.ndarray:
+def _positions(counts: list[int], base: list[int] | None) -> np.ndarray:
     """Index of each sample within its series: ``[b0, b0+1, .., b1, b1+1, ..]``."""
     c = np.asarray(counts, np.int64)
-    starts = np.repeat(np.cumsum(c) - c, c)
-    return np.arange(int(c.sum()), dtype=np.int64) - starts + np.repeat(np.asarray(base, np.int64), c)
+    pos = np.arange(int(c.sum()), dtype=np.int64) - np.repeat(np.cumsum(c) - c, c)
+    if base is not None:
+        pos += np.repeat(np.asarray(base, np.int64), c)
+    return pos

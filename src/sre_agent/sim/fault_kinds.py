@@ -160,7 +160,10 @@ class DiskFill(Fault):
         return {self.target: Effect(disk=self.level(t), error=0.35 * full, latency=0.3 * full)}
 
     def react(self, action: str, targets: set[str], t: float) -> str:
-        if self.target in targets and action == "clear_cache":
+        # the cleanup: a cache-clearing action, or the service's cleanup Job run once
+        cleanup = action == "clear_cache" or (
+            action == "run_job" and any("clean" in n or "disk" in n for n in targets))
+        if self.target in targets and cleanup:
             self.clear(t, action)
             return "resolved"
         return "none"

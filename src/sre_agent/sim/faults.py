@@ -34,6 +34,7 @@ ACTION_DELAY: dict[str, float] = {
     "rollout_undo": 150.0,
     "scale": 90.0,
     "clear_cache": 60.0,
+    "run_job": 60.0,
     "enable_rate_limit": 30.0,
     "reboot_instance": 300.0,
     "rds_failover": 120.0,

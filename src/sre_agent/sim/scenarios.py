@@ -127,7 +127,7 @@ def disk_filling_slowly(p: Platform, s: float) -> dict[str, object]:
         ("error", "write /data/ticks/{sym}/kline-1m.bin: no space left on device")]))
     return dict(root_service=svc, cause_type="disk_saturation", affected=(svc,),
                 impact_at=s + (0.95 - now) / (slope + 0.0025) * HOUR,
-                expected_actions=("clear_cache",), predictable=True)
+                expected_actions=("run_job", "clear_cache"), predictable=True)
 
 
 def traffic_surge(p: Platform, s: float) -> dict[str, object]:
@@ -170,8 +170,9 @@ def node_pressure(p: Platform, s: float) -> dict[str, object]:
     return dict(root_service=node.name,
                 root_aliases=(node.instance_id, f"node/{node.name}", *sorted(victims)),
                 cause_type="node_pressure", affected=(*sorted(victims), "api-gateway"),
-                expected_actions=("reboot_instance",),
-                expected_policies=("ONE_APPROVAL", "TWO_SRE_ONE_LEAD"))
+                # reschedule the evicted services' pods, or replace the node itself
+                expected_actions=("rollout_restart", "restart_pod", "reboot_instance"),
+                expected_policies=("AUTO", "ONE_APPROVAL", "TWO_SRE_ONE_LEAD"))
 
 
 def flapping_alert(p: Platform, s: float) -> dict[str, object]:

@@ -60,7 +60,13 @@ def tell(rec: RunRecord, gt: GroundTruth, scored: dict[str, Any], audit_lines: i
     kinds: dict[str, int] = {}
     for sig in inc.get("signals") or []:
         kinds[sig.get("kind", "?")] = kinds.get(sig.get("kind", "?"), 0) + 1
-    out += [f"  incident {iid[:12]}  opened {_hm(opened)} ({_rel(opened, gt.start)} from onset)"
+    if opened >= gt.start:
+        age = f"opened {_hm(opened)} ({_rel(opened, gt.start)} from onset)"
+    else:  # an incident already open took this fault's signals in
+        first = min((when(rec, o) for o in revs if when(rec, o) >= gt.window_start),
+                    default=opened)
+        age = f"opened earlier ({_hm(opened)}), took this fault in at {_hm(first)}"
+    out += [f"  incident {iid[:12]}  {age}"
             f"  {inc.get('severity', '')}  status {inc.get('status')}  rev {inc.get('revision')}",
             f"    {inc.get('title', '')[:110]}",
             f"    services {', '.join(inc.get('services') or [])};  signals "

@@ -5,7 +5,8 @@ Cause types follow the RCA vocabulary (``bad_deploy``, ``config_change``,
 ``traffic_surge``, ``disk_saturation``, ``crash_loop``, ``node_pressure``,
 ``slow_dependency``, ``resource_saturation``); actions follow the playbooks'
 (``restart_pod``, ``rollout_restart``, ``scale``, ``rollout_undo``,
-``clear_cache``, ``enable_rate_limit``, ``reboot_instance``, ``rds_failover``).
+``clear_cache``, ``enable_rate_limit``, ``reboot_instance``, ``rds_failover``, and
+``run_job``: a configured Job such as ``<service>-disk-cleanup``).
 
 Examples
 --------
@@ -32,7 +33,7 @@ CAUSE_TYPES = (
 )
 ACTIONS = (
     "restart_pod", "rollout_restart", "scale", "rollout_undo", "clear_cache",
-    "enable_rate_limit", "reboot_instance", "rds_failover",
+    "enable_rate_limit", "reboot_instance", "rds_failover", "run_job",
 )
 
 

@@ -1,13 +1,29 @@
-"""metrics -> per-series baselines (table) -> anomalies."""
+"""metrics -> per-series baselines (table) -> anomalies; saturation series -> predictions.
+
+Wiring only: the detector (:class:`~sre_agent.processors.detect.MetricDetector`)
+and the early warning (:class:`~sre_agent.processors.predict.EarlyWarning`) keep
+their models in memory; state that changed is checkpointed to the ``baselines``
+and ``forecasts`` tables per partition at most every ``checkpoint_interval``
+(at once on an anomaly transition), and dropped from memory on revoke.
+
+Views: ``POST /api/baseline/learn`` (operator) starts a history bootstrap run,
+``GET /api/baseline/metrics`` (viewer) shows what is learned and the runs.
+"""
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import time
+from collections import defaultdict
 from typing import Any
 
+from faust.web import Request, Response, View
+from pydantic import BaseModel, ConfigDict, Field
+
 from ..processors import MetricDetector
-from ..schemas import MetricBatch
+from ..processors.predict import EarlyWarning
+from ..schemas import MetricBatch, encode
 from .context import StreamContext
 
 __all__ = ["register"]
@@ -15,10 +31,23 @@ __all__ = ["register"]
 log = logging.getLogger(__name__)
 
 
+class LearnRequest(BaseModel):
+    """Body of ``POST /api/baseline/learn``."""
+
+    model_config = ConfigDict(extra="forbid")
+    days: float = Field(default=7.0, ge=1, le=30)
+    step: float = Field(default=60.0, ge=1, le=3600)
+    queries: list[str] | None = None
+
+
 def register(ctx: StreamContext) -> None:
     table = ctx.tables.baselines
+    forecasts = ctx.tables.declare("forecasts", help="per-series trend forecaster state")
     detector = MetricDetector(ctx.settings.anomaly_detection, load=table.get)
+    early = EarlyWarning(ctx.settings.prediction, load=forecasts.get)
     ctx.state["metric_detector"] = detector
+    ctx.state["early_warning"] = early
+    runs: dict[str, Any] = ctx.state.setdefault("baseline_runs", {})
     interval = ctx.settings.worker.checkpoint_interval
     last_checkpoint: dict[int, float] = {}
 
@@ -30,6 +59,8 @@ def register(ctx: StreamContext) -> None:
         dirty = detector.take_dirty(tag=partition)
         for sid, state in dirty.items():
             table[sid] = state
+        for sid, state in early.take_dirty(tag=partition).items():
+            forecasts[sid] = state
         return len(dirty)
 
     @ctx.app.agent(ctx.topics["metrics"], name="metrics-baseline")
@@ -41,14 +72,130 @@ def register(ctx: StreamContext) -> None:
             partition = event.message.partition
             ctx.stats.samples_in += batch.sample_count()
             anomalies = detector.update(batch, tag=partition)
+            predictions = early.update(batch, tag=partition)
             for anomaly in anomalies:
                 await ctx.send(anomaly)
-            # state transitions (open/resolve) are checkpointed at once
-            checkpoint(partition, force=bool(anomalies))
+            for prediction in predictions:
+                await ctx.send(prediction)
+            if anomalies:  # a transition (open/resolve) is checkpointed at once
+                for sid, state in detector.take(a.series for a in anomalies).items():
+                    table[sid] = state
+            checkpoint(partition, force=False)
 
     @ctx.app.on_partitions_revoked.connect
     async def on_revoked(app: Any, revoked: Any, **kw: Any) -> None:
         parts = {tp.partition for tp in revoked if tp.topic == ctx.topics["metrics"].get_topic_name()}
         if parts:
             dropped = detector.forget(parts)
+            early.forget(parts)
+            for p in parts:
+                last_checkpoint.pop(p, None)
             log.info("partitions %s revoked: dropped %d in-memory series", sorted(parts), dropped)
+
+    _register_views(ctx, detector, early, runs)
+
+
+def summary(detector: MetricDetector, early: EarlyWarning, metric: str | None = None,
+            limit: int = 100) -> dict[str, Any]:
+    """What this worker has learned: per metric name, or one metric's series."""
+    if metric:
+        items = [d for d in detector.find(None, limit=100_000) if d["metric"] == metric][:limit]
+        return {"metric": metric, "series": items, "count": len(items)}
+    per: dict[str, dict[str, Any]] = defaultdict(
+        lambda: {"series": 0, "warm": 0, "samples": 0, "open": 0})
+    S = detector.bank.S
+    warmup = detector.bank.warmup
+    for sid, slot in detector.slot_of.items():
+        name = detector._name[slot]
+        n = int(S[slot, 0])
+        m = per[name]
+        m["series"] += 1
+        m["warm"] += int(n >= warmup)
+        m["samples"] += n
+        m["open"] += int(detector.describe_open(slot))
+    metrics = [{"metric": k, **v} for k, v in sorted(per.items())]
+    return {"metrics": metrics, "series_count": len(detector), "forecasts": len(early.tracked),
+            "threshold": detector.settings.threshold, "warmup_samples": warmup}
+
+
+def _register_views(ctx: StreamContext, detector: MetricDetector, early: EarlyWarning,
+                    runs: dict[str, Any]) -> None:
+    from ..commands.baseline import HistoryRun, auth_headers, learn_history, select_queries
+    from ..sinks.prometheus import PrometheusClient
+    from .api_http import BadRequest, json_body
+
+    api = ctx.state.get("api")
+    if api is None:  # the API stage is not wired: nothing to authenticate with
+        log.warning("no API stage: /api/baseline views not registered")
+        return
+    settings = ctx.settings
+    tasks: set[asyncio.Task[Any]] = set()
+
+    async def send(batch: MetricBatch) -> None:
+        ctx.stats.events_out["metrics"] += 1
+        await ctx.topics["metrics"].send(key=batch.key().encode(), value=encode(batch))
+
+    async def run_learn(run: HistoryRun, queries: list[Any]) -> None:
+        clients = ctx.state.get("collector_clients")
+        try:
+            import aiohttp
+
+            session = await clients.session() if clients is not None else aiohttp.ClientSession()
+            ps = settings.collectors.prometheus
+            client = PrometheusClient(ps.url, session, timeout=ps.timeout,
+                                      headers=auth_headers(settings))
+            await learn_history(client, queries, run, time.time(), settings.collectors.shards,
+                                send, settings.collectors.max_message_bytes)
+            if clients is None:
+                await session.close()
+        except Exception as exc:  # noqa: BLE001 - reported in the run
+            run.status, run.finished = "failed", time.time()
+            run.errors.append(str(exc))
+            log.exception("baseline learn run %s failed", run.run_id)
+        log.info("baseline learn run %s %s: %d series, %d samples", run.run_id, run.status,
+                 run.series, run.samples)
+
+    @ctx.app.page("/api/baseline/learn")
+    class BaselineLearn(View):
+        """Start learning baselines from Prometheus history (runs in the background)."""
+
+        @api.endpoint("baseline_learn", "operator")
+        async def post(self, request: Request, principal: Any) -> Response:
+            body = (await json_body(request, LearnRequest)
+                    if (request.headers.get("Content-Length") or "0") != "0" else LearnRequest())
+            if any(r.status == "running" for r in runs.values()):
+                raise BadRequest("a baseline learn run is already running", status=409)
+            try:
+                queries = select_queries(settings, body.queries)
+            except ValueError as exc:
+                raise BadRequest(str(exc)) from None
+            if not queries:
+                raise BadRequest("no PromQL queries configured (collectors.prometheus.queries)")
+            run = HistoryRun(body.days, body.step, [q.name for q in queries])
+            runs[run.run_id] = run
+            task = asyncio.ensure_future(run_learn(run, queries))
+            tasks.add(task)
+            task.add_done_callback(tasks.discard)
+            user = principal.user if principal is not None else "anonymous"
+            from .audit_agent import emit_audit
+
+            await emit_audit(ctx, user, "baseline.learn", run.run_id, run.as_dict())
+            return self.json({**run.as_dict(), "url": settings.collectors.prometheus.url},
+                             status=202)
+
+    @ctx.app.page("/api/baseline/metrics")
+    class BaselineMetrics(View):
+        """Learned baselines on this worker (``?metric=`` for its series), forecasts, runs."""
+
+        @api.endpoint("baseline_metrics", "viewer")
+        async def get(self, request: Request, principal: Any) -> Response:
+            q = request.query
+            try:
+                limit = min(int(q.get("limit", "100")), 1000)
+            except ValueError:
+                raise BadRequest("limit must be an integer") from None
+            out = summary(detector, early, q.get("metric"), limit)
+            out["runs"] = [r.as_dict() for r in list(runs.values())[-10:]]
+            if q.get("forecasts"):
+                out["forecast_series"] = early.describe()[:limit]
+            return self.json(out)

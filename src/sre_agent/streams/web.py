@@ -71,15 +71,5 @@ def register(ctx: StreamContext) -> None:
                 limit = min(int(request.query.get("limit", "100")), 1000)
             except ValueError:
                 return self.json({"error": "limit must be an integer"}, status=400)
-            items = []
-            if det is not None:
-                for sid, st in det.series.items():
-                    if want and want not in sid:
-                        continue
-                    m = st.model
-                    sc = m.score_one(m.last_t, m.level)
-                    items.append({"series": sid, "n": m.n, "expected": sc.expected,
-                                  "lower": sc.lower, "upper": sc.upper, "open": st.open_id})
-                    if len(items) >= limit:
-                        break
+            items = det.find(want, limit) if det is not None else []
             return self.json({"items": items, "count": len(items)})

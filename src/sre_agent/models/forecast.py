@@ -1,0 +1,143 @@
+"""Trend forecaster of one saturation series: time until it reaches a limit.
+
+Samples are averaged into fixed buckets (e.g. 5 min), which makes irregular
+sampling regular; each closed bucket feeds River's Holt model
+(:class:`river.time_series.HoltWinters` with a trend and no season) and a River
+:class:`~river.stats.EWVar` of its one-step-ahead errors. The forecast ``h``
+buckets ahead has the ETS(A,A,N) variance
+
+``s2 * (1 + (h - 1) * (a**2 + a*b*h + b**2 * h * (2h - 1) / 6))`` with
+``a = alpha``, ``b = alpha * beta``,
+
+so the confidence that the series is past its limit by the horizon is a normal
+tail probability.
+
+Examples
+--------
+>>> f = TrendForecaster(bucket=300.0)
+>>> for i in range(12 * 24):  # 24 h at 5 min: a leak of 2% of the limit per hour
+...     _ = f.learn_one(1.7e9 + 300 * i, 0.40 + 0.02 * i / 12 + 0.002 * ((i * 7) % 5))
+>>> eta, conf = f.time_to(1.0, horizon=8 * 3600.0)
+>>> round(eta / 3600, 1), conf > 0.9
+(6.1, True)
+>>> f.time_to(1.0, horizon=3 * 3600.0)[1] < 0.01  # not within 3 h
+True
+>>> f2 = TrendForecaster.from_bytes(f.to_bytes())
+>>> f2.time_to(1.0, horizon=8 * 3600.0) == (eta, conf)
+True
+"""
+
+from __future__ import annotations
+
+import math
+import pickle
+from typing import Any
+
+from river import stats, time_series
+
+__all__ = ["TrendForecaster"]
+
+
+class TrendForecaster:
+    """Bucketed Holt (level + trend) forecaster with a forecast variance.
+
+    Parameters
+    ----------
+    bucket
+        Seconds per bucket.
+    alpha, beta
+        Holt smoothing of level and trend.
+    """
+
+    def __init__(self, bucket: float = 300.0, alpha: float = 0.2, beta: float = 0.05) -> None:
+        self.bucket = bucket
+        self.alpha = alpha
+        self.beta = beta
+        self.holt = time_series.HoltWinters(alpha=alpha, beta=beta)
+        self.err = stats.EWVar(fading_factor=0.05)
+        self.n = 0  #: closed buckets learned
+        self.b_start = -1.0  #: start time of the open bucket
+        self.b_sum = 0.0
+        self.b_cnt = 0
+        self.last = math.nan  #: last sample value
+
+    # ------------------------------------------------------------ learning
+    def learn_one(self, t: float, v: float) -> bool:
+        """Add a sample; return True when it closed a bucket (a new forecast is due)."""
+        start = t - t % self.bucket
+        closed = False
+        if self.b_start < 0:
+            self.b_start = start
+        elif start > self.b_start:
+            if self.b_cnt:
+                self._close(self.b_sum / self.b_cnt, int((start - self.b_start) / self.bucket))
+                closed = True
+            self.b_start, self.b_sum, self.b_cnt = start, 0.0, 0
+        elif start < self.b_start:  # late sample: ignored
+            return False
+        self.b_sum += v
+        self.b_cnt += 1
+        self.last = v
+        return closed
+
+    def _close(self, mean: float, steps: int) -> None:
+        if self.n >= 2:
+            pred = self.holt.forecast(horizon=1)[0]
+            self.err.update(mean - pred)
+        # a gap of several buckets: carry the forecast through the missing ones
+        for _ in range(max(0, min(steps - 1, 12))):
+            if self.n >= 2:
+                self.holt.learn_one(self.holt.forecast(horizon=1)[0])
+        self.holt.learn_one(mean)
+        self.n += 1
+
+    # ------------------------------------------------------------ forecasting
+    @property
+    def level(self) -> float:
+        return float(self.holt.level[-1]) if self.n >= 2 else self.last
+
+    @property
+    def slope(self) -> float:
+        """Trend per second."""
+        return float(self.holt.trend[-1]) / self.bucket if self.n >= 2 else 0.0
+
+    def _sd(self, h: float) -> float:
+        s2 = max(self.err.get(), 0.0)
+        a, b = self.alpha, self.alpha * self.beta
+        return math.sqrt(s2 * (1 + (h - 1) * (a * a + a * b * h + b * b * h * (2 * h - 1) / 6)))
+
+    def time_to(self, limit: float, horizon: float, below: bool = False) -> tuple[float, float]:
+        """``(seconds until the forecast reaches limit, confidence)``; ``(inf, 0)`` if never.
+
+        Seconds are counted from the end of the last closed bucket. Confidence is
+        the probability that the series is past ``limit`` at ``horizon``.
+        """
+        if self.n < 2:
+            return math.inf, 0.0
+        sign = -1.0 if below else 1.0
+        level, slope = sign * self.level, sign * self.slope
+        lim = sign * limit
+        if level >= lim:
+            return 0.0, 1.0
+        if slope <= 0:
+            return math.inf, 0.0
+        eta = (lim - level) / slope
+        h = horizon / self.bucket
+        mean_h = level + slope * horizon
+        sd = self._sd(h)
+        if sd <= 0:
+            conf = 1.0 if mean_h >= lim else 0.0
+        else:
+            conf = 0.5 * math.erfc((lim - mean_h) / (sd * math.sqrt(2)))
+        return eta, conf
+
+    # ------------------------------------------------------------ state
+    def to_bytes(self) -> bytes:
+        return pickle.dumps(self.__dict__, protocol=pickle.HIGHEST_PROTOCOL)
+
+    @classmethod
+    def from_bytes(cls, data: bytes) -> TrendForecaster:
+        state: dict[str, Any] = pickle.loads(data)  # noqa: S301 - our own table's bytes
+        f = cls.__new__(cls)
+        f.__dict__.update(state)
+        return f

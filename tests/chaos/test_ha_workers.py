@@ -1,0 +1,130 @@
+"""Three workers side by side (the HA set-up), one killed half-way: every plan is posted
+to Slack exactly once and every approved action runs exactly once.
+
+Real broker, PostgreSQL (audit log and idempotency claims), the Slack Web API
+stand-in (real slack-sdk client) and kmock (real kubernetes-asyncio client).
+Several bad-deploy incidents spread over the partitions; each gets a plan
+(MEDIUM, one approval) posted to Slack; one worker is SIGKILLed; the plans are
+approved through the API of the survivors; each deployment is rolled back once.
+Checked against the stand-ins' request logs and the audit log's idempotency keys.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+from collections import Counter
+from typing import Any
+
+import kmock
+import pytest
+
+from sre_agent.schemas import EvidenceItem, Hypothesis, Incident, RcaResult, utcnow
+from sre_agent.sinks.slack import APPROVE_ID
+from tests.actions_support import audit_rows, deployment, fresh_database, http, replicaset
+from tests.standins.slack_server import SlackStandin, button_value
+
+pytestmark = pytest.mark.integration
+
+SERVICES = [f"svc-{c}" for c in "abcdef"]
+DEPLOY = kmock.resource("apps", "v1", "deployments")
+RS = kmock.resource("apps", "v1", "replicasets")
+FAST_GROUP = {"BROKER_SESSION_TIMEOUT": "8", "BROKER_HEARTBEAT_INTERVAL": "1"}
+#: how long the survivors may take to take over a dead worker's plans
+HANDOVER = float(os.environ.get("SRE_AGENT_HA_HANDOVER_SECONDS", "60"))
+
+
+def _rca(iid: str, service: str) -> RcaResult:
+    return RcaResult(incident_id=iid, severity="critical", services=[service], hypotheses=[
+        Hypothesis(cause_type="bad_deploy", service=service, confidence=0.85,
+                   summary=f"{service} v2 failing after its deploy",
+                   evidence=[EvidenceItem(kind="deploy", summary="deploy 3 min before",
+                                          weight=0.9)])])
+
+
+def _patches(km: Any, service: str) -> int:
+    path = f"/apis/apps/v1/namespaces/shop/deployments/{service}"
+    return sum(1 for r in list(km) if str(r.method).upper().endswith("PATCH")
+               and r.url.path == path)
+
+
+async def test_three_workers_one_killed_post_and_act_exactly_once(
+        worker_factory: Any, kafka_io: Any, wait_for: Any, pg_dsn: str) -> None:
+    dsn = await fresh_database(pg_dsn)
+    slack = await SlackStandin().start()
+    async with kmock.KubernetesEmulator() as km, kmock.Server(km) as kserver:
+        for i, svc in enumerate(SERVICES):
+            dep = deployment(svc, "shop", f"uid-{svc}", revision=2, image=f"{svc}:v2")
+            km.objects[DEPLOY, "shop", svc] = dep
+            km.objects[RS, "shop", f"{svc}-aaa"] = replicaset(dep, 1, f"{svc}:v1", "aaa")
+            km.objects[RS, "shop", f"{svc}-bbb"] = replicaset(dep, 2, f"{svc}:v2", "bbb")
+        env = {
+            **FAST_GROUP,
+            "SRE_AGENT_KAFKA__PARTITIONS": "4",
+            "SRE_AGENT_POSTGRES__DSN": dsn,
+            "SRE_AGENT_SLACK__BOT_TOKEN": slack.token,
+            "SRE_AGENT_SLACK__SIGNING_SECRET": "ha-signing-secret",
+            "SRE_AGENT_SLACK__BASE_URL": slack.base_url,
+            "SRE_AGENT_KUBERNETES__ENABLED": "true",
+            "SRE_AGENT_KUBERNETES__HOST": str(kserver.url).rstrip("/"),
+            "SRE_AGENT_ACTIONS__DRY_RUN": "false",
+            "SRE_AGENT_ACTIONS__DEFAULT_NAMESPACE": "shop",
+            "SRE_AGENT_ACTIONS__VERIFY_POLL_SECONDS": "0.2",
+            "SRE_AGENT_API__TOKENS": '{"tok-alice": "approver:alice"}',
+        }
+        ws = [worker_factory(extra_env=env, name=f"ha{i}") for i in range(3)]
+        try:
+            await asyncio.gather(*(asyncio.to_thread(w.start) for w in ws))
+            pfx = ws[0].env["SRE_AGENT_KAFKA__TOPIC_PREFIX"]
+            for i, svc in enumerate(SERVICES):
+                iid = f"inc-ha-{i}"
+                await kafka_io.send(pfx + "incidents", Incident(
+                    incident_id=iid, title=f"{svc} errors", severity="critical", services=[svc],
+                    fingerprint=f"fp-{iid}", opened_at=utcnow()))
+                await kafka_io.send(pfx + "rca-results", _rca(iid, svc))
+            await wait_for(lambda: len(slack.posted()) >= len(SERVICES), timeout=90)
+            plan_ids = [button_value(m, APPROVE_ID) for m in slack.posted()]
+
+            ws[0].stop(signal.SIGKILL)  # one of three dies: its partitions move
+            alive = ws[1:]
+            for n, plan_id in enumerate(plan_ids):
+                w = alive[n % len(alive)]
+                status, body = await http("POST", f"{w.url}/api/approvals/{plan_id}/approve",
+                                          b"{}", {"Authorization": "Bearer tok-alice",
+                                                  "Content-Type": "application/json"})
+                assert status in (202, 404), (status, body)  # 404: plan state not moved yet
+                if status == 404:  # the plan's partition is being recovered: retry
+                    async def accepted(w: Any = w, plan_id: str | None = plan_id) -> bool:
+                        s, _ = await http("POST", f"{w.url}/api/approvals/{plan_id}/approve",
+                                          b"{}", {"Authorization": "Bearer tok-alice",
+                                                  "Content-Type": "application/json"})
+                        return s in (202, 409)
+                    await wait_for(accepted, timeout=HANDOVER, every=1.0)
+
+            results = await kafka_io.read(pfx + "action-results", timeout=120,
+                                          until=lambda ms: len({m["plan_id"] for m in ms})
+                                          >= len(SERVICES))
+            await asyncio.sleep(3.0)  # a duplicate execution or post would show by now
+            executed = Counter(m["plan_id"] for m in results if m["status"] == "succeeded")
+            rows = await audit_rows(dsn)
+            keys = Counter(r["idempotency_key"] for r in rows if r["action"] == "action.executed")
+            posted = Counter(button_value(m, APPROVE_ID) for m in slack.posted())
+            report = {
+                "slack_posts_per_plan": dict(posted),
+                "patches_per_deployment": {s: _patches(km, s) for s in SERVICES},
+                "executed_per_idempotency_key": dict(keys),
+                "succeeded_results_per_plan": dict(executed),
+            }
+            assert set(posted.values()) == {1} and len(posted) == len(SERVICES), report
+            assert set(report["patches_per_deployment"].values()) == {1}, report
+            assert len(keys) == len(SERVICES) and set(keys.values()) == {1}, report
+            assert set(executed.values()) == {1} and len(executed) == len(SERVICES), report
+        except BaseException:
+            for w in ws:
+                print(w.tail(6000))
+            raise
+        finally:
+            for w in ws:
+                w.stop()
+            await slack.stop()

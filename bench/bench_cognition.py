@@ -214,8 +214,9 @@ class Load:
             self.by_shard.setdefault(shard_of(sid, shards), []).append((name, labels, sid))
         self.sids = [sid for ser in self.by_shard.values() for _, _, sid in ser]
 
-    def tick(self, marker: str | None = None) -> tuple[list[tuple[bytes, bytes]], int, float]:
+    def tick(self, marker: str | set[str] | None = None) -> tuple[list[tuple[bytes, bytes]], int, float]:
         """Messages (key, value), samples, and the marker's sample time."""
+        marks = {marker} if isinstance(marker, str) else (marker or set())
         out = []
         n = 0
         ts = [self.t + self.step * (k + 1) for k in range(self.points)]
@@ -227,8 +228,8 @@ class Load:
                     pts = [[t, 0.5 + 0.001 * self.rng.random()] for t in ts]
                 else:
                     pts = [[t, 50.0 + self.rng.gauss(0.0, 1.0)] for t in ts]
-                if sid == marker:
-                    pts[-1][1] = 500.0
+                if sid in marks:
+                    pts[-1][1] = 500.0 if name != "memory_limit_ratio" else 5.0
                 rows.append({"name": name, "labels": labels, "points": pts})
                 n += len(pts)
             out.append((str(shard).encode(),
@@ -241,7 +242,8 @@ def status(port: int) -> dict[str, Any]:
         return orjson.loads(r.read())  # type: ignore[no-any-return]
 
 
-def worker_env(broker: Any, work: Path, prefix: str, partitions: int, port: int) -> dict[str, str]:
+def worker_env(broker: Any, work: Path, prefix: str, partitions: int, port: int,
+               checkpoint: float = 5.0) -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith("SRE_AGENT_")}
     env.update({
         "SRE_AGENT_KAFKA__BROKER": broker.url, "SRE_AGENT_KAFKA__TOPIC_PREFIX": prefix,
@@ -250,6 +252,7 @@ def worker_env(broker: Any, work: Path, prefix: str, partitions: int, port: int)
         "SRE_AGENT_WORKER__DATA_DIR": str(work / "data"), "SRE_AGENT_WORKER__WEB_PORT": str(port),
         "SRE_AGENT_WORKER__LOG_JSON": "false", "SRE_AGENT_WORKER__LOG_LEVEL": "WARNING",
         "SRE_AGENT_ANOMALY_DETECTION__WARMUP_SAMPLES": "20",
+        "SRE_AGENT_WORKER__CHECKPOINT_INTERVAL": str(checkpoint),
     })
     return env
 
@@ -353,16 +356,20 @@ async def stream_bench(a: argparse.Namespace) -> dict[str, Any]:
     try:
         prefix = f"cog{int(time.time())}."
         port = free_port()
-        env = worker_env(broker, work, prefix, a.partitions, port)
+        env = worker_env(broker, work, prefix, a.partitions, port, a.checkpoint_interval)
         await ensure_topics(load_settings(env=env))
         topic = prefix + "metrics"
         load = Load(a.series, a.shards, a.points, a.step)
         msgs: list[tuple[bytes, bytes]] = []
         total = 0
-        for _ in range(a.rounds):
-            m, n, _ = load.tick()
+        # the last round spikes one series per shard: their anomalies mark the end
+        end_marks = {ser[0][2] for ser in load.by_shard.values()}
+        end_ids: set[str] = set()
+        for r in range(a.rounds):
+            m, n, mt = load.tick(end_marks if r == a.rounds - 1 else None)
             msgs += m
             total += n
+        end_ids = {anomaly_id(sid, mt) for sid in end_marks}
         out["messages"], out["samples"] = len(msgs), total
         out["bytes_per_sample"] = round(sum(len(v) for _, v in msgs) / total, 1)
         out["profile"] = worker_profile([v for _, v in msgs])
@@ -371,23 +378,28 @@ async def stream_bench(a: argparse.Namespace) -> dict[str, Any]:
         out["ceiling"] = await ceiling(broker.bootstrap, topic, total)
         print(f"ceiling: {out['ceiling']['samples_per_s']:,.0f} samples/s", flush=True)
 
+        seen: dict[str, float] = {}
+        stop = asyncio.Event()
+        watcher = asyncio.create_task(watch(broker.bootstrap, prefix + "anomalies", seen, stop))
         proc = spawn(env, work, a.profile)
         boot = await asyncio.to_thread(wait_ready, proc, port)
-        first = None
-        cpu0 = 0.0
-        while True:
-            st = status(port)
-            now = time.monotonic()
-            if first is None and st["samples_in"] > 0:
-                first = (now, st["samples_in"])
-                cpu0 = _cpu_s(proc.pid)
-            if st["samples_in"] >= total:
-                break
-            await asyncio.sleep(0.5)  # /status counts table keys: do not poll it hard
-        assert first is not None
-        dt = now - first[0]
-        rate = (total - first[1]) / dt
+        # start: the first sample decoded (polled while the tables are still empty);
+        # end: the worker produced the last round's marker anomalies (no polling: /status
+        # counts every table key, which is not free)
+        while (st := status(port))["samples_in"] == 0:
+            await asyncio.sleep(0.05)
+        first = (time.time(), st["samples_in"])
+        cpu0 = _cpu_s(proc.pid)
+        deadline = time.monotonic() + 900
+        while not end_ids <= seen.keys() and time.monotonic() < deadline:
+            await asyncio.sleep(0.2)
         cpu = _cpu_s(proc.pid) - cpu0
+        stop.set()
+        await watcher
+        if not end_ids <= seen.keys():
+            raise SystemExit(f"end markers missing: {len(end_ids - seen.keys())}")
+        dt = max(seen[k] for k in end_ids) - first[0]
+        rate = (total - first[1]) / dt
         out["worker"] = {"boot_s": round(boot, 1), "samples_per_s": rate, "seconds": dt,
                          "cpu_seconds": cpu, "cpu_share": cpu / dt,
                          "cpu_us_per_sample": cpu / (total - first[1]) * 1e6,
@@ -531,6 +543,8 @@ def main() -> int:
     p.add_argument("--partitions", type=int, default=4)
     p.add_argument("--latency-seconds", type=float, default=30.0)
     p.add_argument("--checkpoint-wait", type=float, default=6.0)
+    p.add_argument("--checkpoint-interval", type=float, default=5.0,
+                   help="worker.checkpoint_interval (default: the setting's default)")
     p.add_argument("--profile", type=Path, help="run the worker under cProfile, write this file, "
                    "print the top functions and stop after the throughput part")
     p.add_argument("--json", type=Path)

@@ -32,7 +32,7 @@ DEPLOY = kmock.resource("apps", "v1", "deployments")
 RS = kmock.resource("apps", "v1", "replicasets")
 FAST_GROUP = {"BROKER_SESSION_TIMEOUT": "8", "BROKER_HEARTBEAT_INTERVAL": "1"}
 #: how long the survivors may take to take over a dead worker's plans
-HANDOVER = float(os.environ.get("SRE_AGENT_HA_HANDOVER_SECONDS", "60"))
+HANDOVER = float(os.environ.get("SRE_AGENT_HA_HANDOVER_SECONDS", "90"))
 
 
 def _rca(iid: str, service: str) -> RcaResult:
@@ -49,6 +49,10 @@ def _patches(km: Any, service: str) -> int:
                and r.url.path == path)
 
 
+# KNOWN-FAILING (lead: streams/tables.py; Faust recovery): raw tables' changelogs are
+# created with the 'json' key serializer, so a worker taking over a partition cannot
+# replay them ("Error in recovery ... expected a JSON value"); with that fixed, the
+# survivors still sat in changelog recovery for > 7 min after the kill in our runs.
 async def test_three_workers_one_killed_post_and_act_exactly_once(
         worker_factory: Any, kafka_io: Any, wait_for: Any, pg_dsn: str) -> None:
     dsn = await fresh_database(pg_dsn)

@@ -69,6 +69,8 @@ async def test_sigkill_mid_batch_then_restart(worker_factory: Any, kafka_broker:
     assert len(n) == wl.series and set(n.values()) == {wl.points}, n
 
 
+# KNOWN-FAILING (lead: streams/tables.py): the new worker cannot replay the raw tables'
+# changelogs (key serializer 'json'), so it never finishes recovery and processes nothing
 async def test_second_worker_joins_then_first_is_killed(worker_factory: Any, kafka_broker: Any,
                                                         wait_for: Any) -> None:
     w1 = worker_factory(extra_env=FAST_GROUP, name="w1").start()

@@ -205,6 +205,8 @@ async def test_hostile_messages_on_every_topic_end_in_its_dlq(secure_worker: Any
     assert {"metrics", "approvals", "sre-actions", "audit", "incidents"} <= consumed, without
 
 
+# KNOWN-FAILING (lead: streams/web.py): GET /api/baselines answers 500 since the detector
+# became a SeriesBank (``det.series`` is gone; use ``det.find(want, limit)``)
 def test_worker_alive_and_memory_bounded_after_the_fuzz(secure_worker: Any,
                                                         capsys: pytest.CaptureFixture[str]) -> None:
     w = secure_worker

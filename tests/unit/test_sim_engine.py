@@ -60,8 +60,7 @@ def test_every_event_is_a_valid_wire_event() -> None:
             model = TOPIC_MODELS[ev.TOPIC]
             assert decode(model, encode(ev)) == ev
             seen[ev.TOPIC] += 1
-    assert {"logs", "k8s-events", "deploy-events", "alerts"} <= set(seen) or seen["logs"] > 0
-    assert seen["alerts"] >= 1 and seen["k8s-events"] >= 1
+    assert seen["logs"] > 100 and seen["alerts"] >= 1 and seen["k8s-events"] >= 1
 
 
 def test_samples_make_valid_metric_batches() -> None:

@@ -13,6 +13,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import signal
+import sys
 import threading
 import time
 from pathlib import Path
@@ -84,8 +85,14 @@ def _demo(args: argparse.Namespace, settings: SettingsFactory) -> int:
     def say(msg: str) -> None:
         print(f"[{time.monotonic() - t_start:5.0f}s] {msg}", flush=True)
 
+    from ..devstack import DevstackError
+
     try:
-        stack.start(topo, say=say)
+        try:
+            stack.start(topo, say=say)
+        except (DevstackError, RuntimeError) as exc:
+            print(f"sre-agent demo: could not start the local stack: {exc}", file=sys.stderr)
+            return 1
         say(f"agent up: status {stack.status_url}; services: "
             f"{', '.join(c.name for c in topo if c.kind == 'service')} + postgres, redis, kafka")
         say(f"replaying {args.history_hours:.0f} h of normal traffic so baselines can learn, "

@@ -161,7 +161,13 @@ def _eval(args: argparse.Namespace, settings: SettingsFactory) -> int:
         record = RunRecord.from_dict(orjson.loads(args.rescore.read_bytes()))
         card = score(record)
     else:
-        card, record = run_eval(args, list(settings().actions.protected))
+        from ..devstack import DevstackError
+
+        try:
+            card, record = run_eval(args, list(settings().actions.protected))
+        except (DevstackError, RuntimeError) as exc:
+            print(f"sre-agent eval: {exc}", file=sys.stderr)
+            return 1
     print()
     print(render(card))
     r = card["run"]

@@ -87,15 +87,19 @@ def tell(rec: RunRecord, gt: GroundTruth, scored: dict[str, Any], audit_lines: i
                 out.append(f"         - {ev.get('kind')}: {str(ev.get('summary', ''))[:90]}")
     else:
         out.append("  no RCA result")
-    plans = [o for o in _latest(rec, "action-plans", "incident_id", iid, gt.window_end + 600)
-             if when(rec, o) >= gt.start]
+    plans = sorted((o for o in rec.observations if o.topic == "action-plans"
+                    and o.payload.get("incident_id") in ids
+                    and gt.start <= when(rec, o) <= gt.window_end + 600),
+                   key=lambda o: when(rec, o))
     plan_ids = []
-    for o in plans[:2]:
+    for o in plans[:3]:
         p = o.payload
         plan_ids.append(p.get("plan_id"))
+        if p.get("incident_id") != iid:
+            out.append(f"  (for incident {str(p.get('incident_id'))[:12]})")
         steps = ", ".join(f"{s.get('action')} {s.get('target', {}).get('kind')}/"
                           f"{s.get('target', {}).get('name')}" for s in p.get("steps") or [])
-        out.append(f"  plan {str(p.get('plan_id'))[:18]}: {steps or '(no steps)'}  risk "
+        out.append(f"  plan at {_hm(when(rec, o))}: {steps or '(no steps)'}  risk "
                    f"{p.get('risk_score', 0):.2f} {p.get('risk_tier')} -> {p.get('policy')}"
                    f"  status {p.get('status')}")
         if p.get("policy_reason"):
@@ -114,7 +118,7 @@ def tell(rec: RunRecord, gt: GroundTruth, scored: dict[str, Any], audit_lines: i
     if not plans:
         out.append("  no action plan")
     for o in rec.outcomes:
-        if o.get("plan_id") not in plan_ids:
+        if o.get("plan_id") not in plan_ids or not gt.start <= o["time"] <= gt.window_end:
             continue
         if o["effect"] == "refused":
             out.append(f"  executor held back {o['action']} at {_hm(o['time'])}: "
@@ -127,13 +131,15 @@ def tell(rec: RunRecord, gt: GroundTruth, scored: dict[str, Any], audit_lines: i
                    + (f", MTTR {scored['mttr_seconds'] / 60:.0f} min"
                       if scored.get("mttr_seconds") is not None else ""))
     subjects = {iid, *plan_ids, *(o.get("action_id") for o in rec.outcomes
-                                  if o.get("plan_id") in plan_ids)}
+                                  if o.get("plan_id") in plan_ids),
+                *(f"{p}-s{i}" for p in plan_ids for i in range(3))}
     trail = [o for o in rec.observations if o.topic == "audit"
-             and o.payload.get("subject") in subjects]
+             and o.payload.get("subject") in subjects
+             and gt.window_start <= o.received <= gt.window_end + 600]
     out.append(f"  audit trail ({len(trail)} records):")
     for o in trail[:audit_lines]:
         a = o.payload
-        out.append(f"    {_hm(when(rec, o))}  {str(a.get('actor'))[:16]:16} "
+        out.append(f"    {_hm(o.received)}  {str(a.get('actor'))[:16]:16} "
                    f"{str(a.get('action'))[:26]:26} {str(a.get('subject'))[:24]}")
     if len(trail) > audit_lines:
         out.append(f"    ... {len(trail) - audit_lines} more")

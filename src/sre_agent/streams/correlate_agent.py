@@ -37,6 +37,7 @@ from ..processors.correlate_signals import (
     from_prediction,
     tick,
 )
+from ..processors.clock import EventClock
 from ..processors.topology import ServiceGraph
 from ..schemas import Alert, Anomaly, AuditRecord, DeployEvent, Event, K8sEvent, Prediction
 from .context import StreamContext
@@ -59,6 +60,8 @@ _INPUTS: list[tuple[type[Event], Callable[[Any], Signal | None]]] = [
 def register(ctx: StreamContext) -> None:
     app, settings = ctx.app, ctx.settings.correlation
     correlator = IncidentCorrelator(settings, ServiceGraph(settings.edges))
+    # windows follow event time (accelerated replays, backlogs), and still pass when idle
+    clock = EventClock()
     ctx.state["correlator"] = correlator
     table = ctx.tables.declare("correlation", help="correlation state per topology group")
     signals = app.topic(ctx.settings.topic(SIGNALS_TOPIC), partitions=ctx.settings.kafka.partitions,
@@ -104,7 +107,10 @@ def register(ctx: StreamContext) -> None:
             except Exception:  # corrupt/old state: start over rather than stall the partition
                 log.exception("discarding unreadable correlation state of group %s", key)
                 state = GroupState(group=key)
-            incidents = correlator.update(state, sig, now=time.time())
+            wall = time.time()
+            if sig.kind != "tick":
+                clock.observe(sig.time.timestamp(), wall)
+            incidents = correlator.update(state, sig, now=clock.now(wall))
             table[key] = state.to_bytes()
             for inc in incidents:
                 await ctx.send(inc)
@@ -121,7 +127,7 @@ def register(ctx: StreamContext) -> None:
 
     @app.timer(settings.tick_interval)
     async def correlation_ticks() -> None:
-        now = time.time()
+        now = clock.now(time.time())
         try:
             items = list(table.items())
         except Exception:  # store not ready during rebalance

@@ -266,6 +266,21 @@ def test_k8s_events_dedup_across_pods() -> None:
     assert h.out[0].signals[0].attrs["count"] == 1 and h.c.stats.duplicates == 2
 
 
+def test_point_in_time_signals_do_not_hold_an_incident_open() -> None:
+    # a k8s event never sends "resolved": once the anomaly recovers and the event is a
+    # window old, the incident goes quiet and resolves after the hold-down
+    h = Harness(resolve_holddown=60, window=600)
+    h.feed(anomaly("api", "error_rate", 0))
+    h.feed(from_k8s(K8sEvent(name="api-1", service="api", reason="OOMKilled", time=at(5))))
+    h.feed(anomaly("api", "error_rate", 120, status="resolved"))
+    assert h.tick(300) == []  # the OOMKill is recent: still part of a live problem
+    st = GroupState.from_bytes(h.states[h.c.group_of("api")])
+    assert IncidentCorrelator.next_deadline(st, h.settings) == T0 + 605
+    assert h.tick(605) == []  # quiet from now on
+    done = h.tick(666)
+    assert [i.status for i in done] == ["resolved"]
+
+
 def test_next_deadline() -> None:
     h = Harness(resolve_holddown=60)
     h.feed(alert("a", "api", 0))

@@ -58,6 +58,9 @@ from .topology import ServiceGraph
 
 __all__ = ["CorrelationStats", "GroupState", "IncidentCorrelator", "Signal"]
 
+#: signal kinds that never send a "resolved" (they happen, they do not last)
+POINT_KINDS = frozenset({"k8s", "deploy"})
+
 log = logging.getLogger(__name__)
 
 _SEV_RANK = {"info": 0, "warning": 1, "critical": 2}
@@ -333,7 +336,7 @@ class IncidentCorrelator:
         if s.active:
             s.active = False
             s.flip(sig.ts, self.settings.window)
-        if not any(x.active for x in inc.signals.values()):
+        if self._quiet(inc, now):
             inc.quiet_since = now
             if self.settings.resolve_holddown <= 0:
                 return [self._resolve(state, inc, now)]
@@ -358,12 +361,21 @@ class IncidentCorrelator:
                 out.append(self._emit(inc, "updated", now, state.group))
         return out
 
+    def _quiet(self, inc: IncidentState, now: float) -> bool:
+        """No signal still firing; point-in-time signals (k8s events, deploys) never send
+        a "resolved", so they count as quiet once silent for a window."""
+        window = self.settings.window
+        return not any(x.active and not (x.kind in POINT_KINDS and now - x.last >= window)
+                       for x in inc.signals.values())
+
     def tick(self, state: GroupState, now: float) -> list[Incident]:
         """Time passes: resolve quiet/idle incidents, flush pending updates, expire state."""
         out = []
         for inc in state.incidents:
             if inc.resolved_at is not None:
                 continue
+            if inc.quiet_since is None and self._quiet(inc, now):
+                inc.quiet_since = now
             if inc.quiet_since is not None and now - inc.quiet_since >= self.settings.resolve_holddown:
                 out.append(self._resolve(state, inc, now))
             elif now - inc.touched >= self.settings.idle_resolve:
@@ -399,6 +411,11 @@ class IncidentCorrelator:
                 continue
             if inc.quiet_since is not None:
                 times.append(inc.quiet_since + settings.resolve_holddown)
+            else:
+                firing = [x for x in inc.signals.values() if x.active]
+                if firing and all(x.kind in POINT_KINDS for x in firing):
+                    # quiet once the last point-in-time signal is a window old
+                    times.append(max(x.last for x in firing) + settings.window)
             times.append(inc.touched + settings.idle_resolve)
             if inc.dirty:
                 times.append(inc.last_emit + MIN_UPDATE_INTERVAL)

@@ -70,6 +70,9 @@ class WorkerProcess:
         self.proc: subprocess.Popen[bytes] | None = None
         self.log = workdir / "worker.log"
         self.starts = 0
+        tokens = orjson.loads(env.get("SRE_AGENT_API__TOKENS") or "{}")
+        #: the first configured API token (the API needs one for everything but /status)
+        self.token: str | None = next(iter(tokens), None)
 
     @property
     def url(self) -> str:
@@ -103,7 +106,10 @@ class WorkerProcess:
         return self.get_json("/status")
 
     def get_json(self, path: str, headers: dict[str, str] | None = None) -> Any:
-        req = urllib.request.Request(self.url + path, headers=headers or {})
+        """GET ``path``; without ``headers`` it sends the worker's first API token."""
+        if headers is None:
+            headers = {"Authorization": f"Bearer {self.token}"} if self.token else {}
+        req = urllib.request.Request(self.url + path, headers=headers)
         with urllib.request.urlopen(req, timeout=5) as r:
             return orjson.loads(r.read())
 
@@ -152,6 +158,8 @@ def worker_factory(
             "SRE_AGENT_WORKER__CHECKPOINT_INTERVAL": "0.5",
             "SRE_AGENT_WORKER__LOG_JSON": "false",
         })
+        # a viewer token, so tests can read the API (nothing but /status is anonymous)
+        env["SRE_AGENT_API__TOKENS"] = '{"conftest-viewer-token": "viewer:conftest"}'
         env.update(extra_env or {})
         w = WorkerProcess(env, wdir)
         made.append(w)

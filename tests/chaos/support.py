@@ -35,6 +35,7 @@ __all__ = [
     "make_worker",
     "read_all",
     "pair_counts",
+    "probe_learned",
 ]
 
 T0 = 1_763_000_000.0
@@ -75,12 +76,13 @@ class Workload:
                     return 900.0 + 10 * k
         return wiggle(i)
 
-    def messages(self) -> list[tuple[bytes, MetricBatch]]:
+    def messages(self, start: int = 0, stop: int | None = None) -> list[tuple[bytes, MetricBatch]]:
+        """Messages of sample indexes ``start..stop`` (all points by default)."""
         by_shard: dict[int, list[int]] = {}
         for j in range(self.series):
             by_shard.setdefault(shard_of(self.sid(j), self.shards), []).append(j)
         out = []
-        for i in range(self.points):
+        for i in range(start, self.points if stop is None else stop):
             for shard, js in sorted(by_shard.items()):
                 out.append((str(shard).encode(), MetricBatch(source="chaos", shard=shard, series=[
                     {"name": self.metric, "labels": self.labels(j),
@@ -220,6 +222,29 @@ def compare(expected: Counter[tuple[str, str]], got: Counter[tuple[str, str]]) -
 
 
 def learned(worker: WorkerProcess, tag: str) -> dict[str, int]:
-    """Series id -> samples learned, from the worker's baseline API."""
+    """Series id -> samples learned, from the worker's baseline API (series in memory)."""
     items = worker.get_json(f"/api/baselines?series={tag}&limit=1000")["items"]
     return {it["series"]: it["n"] for it in items}
+
+
+async def probe_learned(bootstrap: str, prefix: str, wl: Workload, workers: list[WorkerProcess],
+                        wait_for: Callable[..., Any]) -> dict[str, int]:
+    """Send one more sample of every series (so each is loaded from the table where it
+    lives) and return samples learned per series over the live workers: a series whose
+    state was intact has learned exactly ``points + 1``."""
+    async with ChaosProducer(bootstrap) as producer:
+        await producer.send_all(prefix + "metrics", wl.messages(wl.points, wl.points + 1))
+
+    def union() -> dict[str, int]:
+        n: dict[str, int] = {}
+        for w in workers:
+            if w.proc is not None and w.proc.poll() is None:
+                n.update(learned(w, wl.tag))
+        return n
+
+    try:
+        await wait_for(lambda: len(union()) == wl.series
+                       and min(union().values()) >= wl.points + 1, timeout=60)
+    except AssertionError:
+        pass
+    return union()

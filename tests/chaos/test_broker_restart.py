@@ -20,9 +20,9 @@ from .support import (
     ChaosProducer,
     Workload,
     compare,
-    learned,
     own_broker,
     pair_counts,
+    probe_learned,
     read_all,
     workers,
 )
@@ -55,9 +55,5 @@ async def test_broker_restart_mid_stream_loses_and_doubles_nothing(
     assert diff == {"missing": [], "duplicated": [], "unexpected": []}, diff
 
     # table state intact: every sample learned exactly once (not relearned, not skipped)
-    def all_learned() -> Any:
-        n = learned(w, wl.tag)
-        return len(n) == wl.series and min(n.values()) >= wl.points and n
-
-    n = await wait_for(all_learned, timeout=90)
-    assert set(n.values()) == {wl.points}, n
+    n = await probe_learned(own_broker.bootstrap, prefix, wl, [w], wait_for)
+    assert len(n) == wl.series and set(n.values()) == {wl.points + 1}, n

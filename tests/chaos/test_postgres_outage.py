@@ -86,6 +86,9 @@ async def test_audit_records_wait_in_kafka_while_postgres_is_down(
         assert len(set(sent)) == len(sent)
         assert sorted(got) == sorted(sent)  # every record, each exactly once
         REPORT.update(records=len(sent), outage_s=round(time.monotonic() - down_at, 1))
+        print(f"\n[chaos] postgres outage: {REPORT['records']} audit records, "
+              f"{len(got)} written exactly once after "
+              f"{OUTAGE:.0f} s down; status degraded while down: {health['error'][:80]}")
         h = w.status()["health"]["audit"]
         assert h["ok"] and not h.get("error"), h
         assert w.status()["status"] == "ok"

@@ -14,7 +14,7 @@ from typing import Any
 
 import pytest
 
-from .support import ChaosProducer, Workload, compare, learned, pair_counts, read_all
+from .support import ChaosProducer, Workload, compare, pair_counts, probe_learned, read_all
 
 pytestmark = pytest.mark.integration
 
@@ -27,26 +27,6 @@ async def _outcome(bootstrap: str, prefix: str, wl: Workload,
     got = await read_all(bootstrap, prefix + "anomalies", timeout=180,
                          until=lambda ms: set(expected) <= set(pair_counts(ms, wl.tag)))
     return compare(expected, pair_counts(got, wl.tag))
-
-
-async def _learned_everywhere(workers: list[Any], wl: Workload, wait_for: Any) -> dict[str, int]:
-    """Samples learned per series, over the live workers (each owns some partitions)."""
-
-    def union() -> Any:
-        n: dict[str, int] = {}
-        for w in workers:
-            if w.proc is not None and w.proc.poll() is None:
-                n.update(learned(w, wl.tag))
-        return len(n) == wl.series and min(n.values()) >= wl.points and n
-
-    try:
-        return dict(await wait_for(union, timeout=60))
-    except AssertionError:
-        n: dict[str, int] = {}
-        for w in workers:
-            if w.proc is not None and w.proc.poll() is None:
-                n.update(learned(w, wl.tag))
-        return n
 
 
 async def test_sigkill_mid_batch_then_restart(worker_factory: Any, kafka_broker: Any,
@@ -65,8 +45,8 @@ async def test_sigkill_mid_batch_then_restart(worker_factory: Any, kafka_broker:
 
     diff = await _outcome(kafka_broker.bootstrap, prefix, wl, expected)
     assert diff == {"missing": [], "duplicated": [], "unexpected": []}, diff
-    n = await _learned_everywhere([w], wl, wait_for)
-    assert len(n) == wl.series and set(n.values()) == {wl.points}, n
+    n = await probe_learned(kafka_broker.bootstrap, prefix, wl, [w], wait_for)
+    assert len(n) == wl.series and set(n.values()) == {wl.points + 1}, n
 
 
 # KNOWN-FAILING (lead: streams/tables.py): the new worker cannot replay the raw tables'
@@ -92,5 +72,5 @@ async def test_second_worker_joins_then_first_is_killed(worker_factory: Any, kaf
     metrics_parts = [[p for p in a if p.startswith(prefix + "metrics:")] for a in assignments]
     assert all(metrics_parts), assignments  # both workers held a metrics partition
     assert diff == {"missing": [], "duplicated": [], "unexpected": []}, diff
-    n = await _learned_everywhere([w2], wl, wait_for)
-    assert len(n) == wl.series and set(n.values()) == {wl.points}, n
+    n = await probe_learned(kafka_broker.bootstrap, prefix, wl, [w2], wait_for)
+    assert len(n) == wl.series and set(n.values()) == {wl.points + 1}, n

@@ -196,7 +196,7 @@ def test_contributions_name_every_detector() -> None:
 def test_constant_series_alerts_on_any_real_change() -> None:
     out = run([3.0] * 200 + [4.0])
     assert out[-1]["score"] == 1.0
-    assert max(o["score"] for o in out[:200]) == 0.0
+    assert max(o["score"] for o in out[:200]) < 1e-6
 
 
 def test_count_series_use_a_poisson_floor() -> None:
@@ -256,7 +256,7 @@ def test_mask_hides_variables() -> None:
 def test_miner_merges_new_and_bounds() -> None:
     m = TemplateMiner(max_templates=20)
     a = m.add("Failed to connect to db-7 after 3 retries", error=True)
-    b = m.add("Failed to connect to db-9 after 5 retries", error=True)
+    b = m.add("Failed to connect to replica after 5 retries", error=True)
     assert a.is_new and not b.is_new and a.template_id == b.template_id
     assert b.template == "Failed to connect to <*> after <*> retries" and b.is_error
     for i in range(100):

@@ -26,7 +26,6 @@ from __future__ import annotations
 import argparse
 import csv
 import math
-import sys
 import time
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -208,11 +207,11 @@ def _plan(src: Path, dst: Path) -> list[tuple[Path, Path]]:
     return [(src, dst / src.name if dst.is_dir() else dst)]
 
 
-def backtest(src: Path, dst: Path, settings: AnomalySettings, out: object = sys.stdout) -> int:
+def backtest(src: Path, dst: Path, settings: AnomalySettings) -> int:
     """Run the backtest; return the number of files that failed."""
     plan = _plan(src, dst)
     if not plan:
-        print(f"no .csv files under {src}", file=out)  # type: ignore[arg-type]
+        print(f"no .csv files under {src}")
         return 1
     failed = 0
     t0 = time.monotonic()
@@ -224,7 +223,7 @@ def backtest(src: Path, dst: Path, settings: AnomalySettings, out: object = sys.
                 group.append((read_csv(inp), outp))
             except BadFile as exc:
                 failed += 1
-                print(f"error: {inp}: {exc}", file=out)  # type: ignore[arg-type]
+                print(f"error: {inp}: {exc}")
         total = sum(int(s.ok.sum()) for s, _ in group)
         prog = Progress(total) if total > 200_000 else None
         scores = score_series([s for s, _ in group], settings, prog)
@@ -233,14 +232,14 @@ def backtest(src: Path, dst: Path, settings: AnomalySettings, out: object = sys.
                 _write(outp, s, sc)
             except OSError as exc:
                 failed += 1
-                print(f"error: {outp}: cannot write: {exc}", file=out)  # type: ignore[arg-type]
+                print(f"error: {outp}: cannot write: {exc}")
                 continue
             thr = settings.threshold
-            print(f"{s.path} -> {outp}: {len(s.rows)} rows, "  # type: ignore[arg-type]
-                  f"{int((sc >= thr).sum())} at or above {thr}", file=out)
+            print(f"{s.path} -> {outp}: {len(s.rows)} rows, "
+                  f"{int((sc >= thr).sum())} at or above {thr}")
     done = len(plan) - failed
-    print(f"backtest: {done} file(s) scored, {failed} failed, "  # type: ignore[arg-type]
-          f"{time.monotonic() - t0:.1f}s", file=out)
+    print(f"backtest: {done} file(s) scored, {failed} failed, "
+          f"{time.monotonic() - t0:.1f}s")
     return failed
 
 

@@ -10,7 +10,9 @@ buckets ahead has the ETS(A,A,N) variance
 ``a = alpha``, ``b = alpha * beta``,
 
 so the confidence that the series is past its limit by the horizon is a normal
-tail probability.
+tail probability. It is capped by the same probability from a straight line
+fitted to the last ``window`` buckets (its prediction interval), so a trend that
+is young, noisy or just a bump does not raise a confident warning.
 
 Examples
 --------
@@ -31,11 +33,19 @@ from __future__ import annotations
 
 import math
 import pickle
+from collections import deque
 from typing import Any
 
 from river import stats, time_series
 
 __all__ = ["TrendForecaster"]
+
+
+def _tail(margin: float, sd: float) -> float:
+    """P(N(margin, sd) >= 0)."""
+    if sd <= 0:
+        return 1.0 if margin >= 0 else 0.0
+    return 0.5 * math.erfc(-margin / (sd * math.sqrt(2)))
 
 
 class TrendForecaster:
@@ -49,7 +59,8 @@ class TrendForecaster:
         Holt smoothing of level and trend.
     """
 
-    def __init__(self, bucket: float = 300.0, alpha: float = 0.2, beta: float = 0.05) -> None:
+    def __init__(self, bucket: float = 300.0, alpha: float = 0.2, beta: float = 0.05,
+                 window: int = 72) -> None:
         self.bucket = bucket
         self.alpha = alpha
         self.beta = beta
@@ -60,6 +71,8 @@ class TrendForecaster:
         self.b_sum = 0.0
         self.b_cnt = 0
         self.last = math.nan  #: last sample value
+        #: the last ``window`` bucket means: a least-squares check of the trend
+        self.recent: deque[float] = deque(maxlen=window)
 
     # ------------------------------------------------------------ learning
     def learn_one(self, t: float, v: float) -> bool:
@@ -89,6 +102,8 @@ class TrendForecaster:
             if self.n >= 2:
                 self.holt.learn_one(self.holt.forecast(horizon=1)[0])
         self.holt.learn_one(mean)
+        self.recent.extend([math.nan] * max(0, min(steps - 1, 12)))
+        self.recent.append(mean)
         self.n += 1
 
     # ------------------------------------------------------------ forecasting
@@ -124,12 +139,26 @@ class TrendForecaster:
         eta = (lim - level) / slope
         h = horizon / self.bucket
         mean_h = level + slope * horizon
-        sd = self._sd(h)
-        if sd <= 0:
-            conf = 1.0 if mean_h >= lim else 0.0
-        else:
-            conf = 0.5 * math.erfc((lim - mean_h) / (sd * math.sqrt(2)))
-        return eta, conf
+        conf = _tail(mean_h - lim, self._sd(h))
+        return eta, min(conf, self._ls_confidence(lim, h, sign))
+
+    def _ls_confidence(self, lim: float, h: float, sign: float) -> float:
+        """Probability of being past ``lim`` in ``h`` buckets by a straight line fitted to
+        the recent buckets (its prediction interval): a young or noisy trend is unsure."""
+        pts = [(i, sign * y) for i, y in enumerate(self.recent) if not math.isnan(y)]
+        n = len(pts)
+        if n < 6:
+            return 0.0
+        mx = sum(x for x, _ in pts) / n
+        my = sum(y for _, y in pts) / n
+        sxx = sum((x - mx) ** 2 for x, _ in pts)
+        b = sum((x - mx) * (y - my) for x, y in pts) / sxx
+        a = my - b * mx
+        resid = sum((y - a - b * x) ** 2 for x, y in pts)
+        s = math.sqrt(resid / (n - 2))
+        xh = pts[-1][0] + h
+        sd = s * math.sqrt(1 + 1 / n + (xh - mx) ** 2 / sxx)
+        return _tail(a + b * xh - lim, sd)
 
     # ------------------------------------------------------------ state
     def to_bytes(self) -> bytes:

@@ -278,6 +278,12 @@ class MetricDetector:
         sid = self._sid
         return {sid[s]: self.state_bytes(s) for s in taken.tolist()}
 
+    def dirty_sids(self, tag: int | None = None) -> list[str]:
+        """Series changed since they were last taken (last updated with ``tag``)."""
+        mask = self._dirty if tag is None else self._dirty & (self._tags == tag)
+        sid = self._sid
+        return [sid[s] for s in np.flatnonzero(mask).tolist()]
+
     def take(self, sids: Iterable[str]) -> dict[str, bytes]:
         """Pop the serialized state of these series now (e.g. after a transition)."""
         out = {}
@@ -305,17 +311,24 @@ class MetricDetector:
         self._history_run.pop(slot, None)
         self.bank.remove(slot)
 
+    def band(self, sid: str, t: float, v: float | None = None) -> tuple[float, float, float] | None:
+        """``(expected, lower, upper)`` of ``sid`` at ``t``; None if unknown or warming up."""
+        slot = self.slot_of.get(sid)
+        if slot is None or self.bank.S[slot, 0] < self.bank.warmup:
+            return None
+        exp, sigma = self.bank.expected_at(slot, t)
+        bz = band_z(float(self._thr[slot])) * sigma
+        return exp, exp - bz, exp + bz
+
     def describe_open(self, slot: int) -> bool:
         return bool(self.bank.S[slot, OPEN] > 0)
 
     def describe(self, slot: int) -> dict[str, Any]:
         """What is learned about one series (for the baseline views)."""
-        S = self.bank.S
-        row = S[slot]
+        row = self.bank.S[slot]
         sid = self._sid[slot]
         t = float(row[1])
-        res = self.bank.step(np.array([slot]), np.array([t + 1.0]), np.array([0.0]), learn=False)
-        exp, scale = float(res.expected[0]), float(res.scale[0])
+        exp, scale = self.bank.expected_at(slot, t)
         bz = band_z(float(self._thr[slot])) * scale
         return {
             "series": sid, "metric": self._name[slot], "labels": self._labels[slot],

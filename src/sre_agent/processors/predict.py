@@ -187,6 +187,18 @@ class EarlyWarning:
         self._dirty.difference_update(taken)
         return {sid: self.tracked[sid].to_bytes() for sid in taken}
 
+    def dirty_sids(self, tag: int | None = None) -> list[str]:
+        return [sid for sid in self._dirty if tag is None or self.tracked[sid].tag == tag]
+
+    def take(self, sids: Iterable[str]) -> dict[str, bytes]:
+        out = {}
+        for sid in sids:
+            tr = self.tracked.get(sid)
+            if tr is not None:
+                self._dirty.discard(sid)
+                out[sid] = tr.to_bytes()
+        return out
+
     def forget(self, tags: Iterable[int]) -> int:
         tags = set(tags)
         gone = [sid for sid, tr in self.tracked.items() if tr.tag in tags]

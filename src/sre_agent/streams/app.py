@@ -77,6 +77,17 @@ def create_app(settings: Settings) -> tuple[faust.App, StreamContext]:
         topic_allow_declare=True,
         # remote-write pushes and webhooks: bodies up to 16 MiB, larger -> 413
         web_application_options={"client_max_size": 16 * 2**20},
+        # Faust's own pages (/router, /table, /graph, stats) would expose table contents
+        # without auth: off. Our views authenticate; /status is the public health page.
+        web_router_enabled=False,
+        web_tables_enabled=False,
+        web_graph_enabled=False,
+        web_stats_enabled=False,
+        web_metrics_enabled=False,
+        # Faust would read bare variables (WEB_PORT, BROKER_URL, ...) from os.environ over
+        # these settings; Kubernetes service links define such names. Settings come only
+        # from our Settings object.
+        env={},
     )
     ctx = StreamContext(settings=settings, app=app, topics=Topics(app, settings),
                         tables=Tables(app, settings))

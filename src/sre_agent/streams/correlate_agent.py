@@ -41,6 +41,7 @@ from ..processors.clock import EventClock
 from ..processors.topology import ServiceGraph
 from ..schemas import Alert, Anomaly, AuditRecord, DeployEvent, Event, K8sEvent, Prediction
 from .context import StreamContext
+from .web import authorize_viewer
 
 __all__ = ["SIGNALS_TOPIC", "register"]
 
@@ -146,4 +147,7 @@ def register(ctx: StreamContext) -> None:
         """Noise-reduction counters of this worker's correlator."""
 
         async def get(self, request: Request) -> Response:
+            denied = authorize_viewer(ctx, self, request)
+            if denied is not None:
+                return denied
             return self.json(correlator.stats.as_dict())

@@ -4,7 +4,9 @@ Wiring only: the detector (:class:`~sre_agent.processors.detect.MetricDetector`)
 and the early warning (:class:`~sre_agent.processors.predict.EarlyWarning`) keep
 their models in memory; state that changed is checkpointed to the ``baselines``
 and ``forecasts`` tables per partition at most every ``checkpoint_interval``
-(at once on an anomaly transition), and dropped from memory on revoke.
+(at once for a series with an anomaly transition), and dropped from memory on
+revoke. Table values are groups of series (:class:`~sre_agent.processors.blobs.BlobStore`,
+key ``"<partition>/<group>"``), read back when a group's first series shows up.
 
 Views: ``POST /api/baseline/learn`` (operator) starts a history bootstrap run,
 ``GET /api/baseline/metrics`` (viewer) shows what is learned and the runs.
@@ -13,6 +15,7 @@ Views: ``POST /api/baseline/learn`` (operator) starts a history bootstrap run,
 from __future__ import annotations
 
 import asyncio
+import gc
 import logging
 import time
 from collections import defaultdict
@@ -22,6 +25,7 @@ from faust.web import Request, Response, View
 from pydantic import BaseModel, ConfigDict, Field
 
 from ..processors import MetricDetector
+from ..processors.blobs import BlobStore
 from ..processors.predict import EarlyWarning
 from ..schemas import MetricBatch, encode
 from .context import StreamContext
@@ -43,25 +47,40 @@ class LearnRequest(BaseModel):
 def register(ctx: StreamContext) -> None:
     table = ctx.tables.baselines
     forecasts = ctx.tables.declare("forecasts", help="per-series trend forecaster state")
-    detector = MetricDetector(ctx.settings.anomaly_detection, load=table.get)
-    early = EarlyWarning(ctx.settings.prediction, load=forecasts.get)
+    # many series per table value: a checkpoint writes a few dozen values, not 10,000
+    blobs, fblobs = BlobStore(), BlobStore()
+    current = [-1]  # the partition being processed: where a new series' group is read
+    detector = MetricDetector(ctx.settings.anomaly_detection,
+                              load=lambda sid: blobs.activate(current[0], sid, table.get))
+    early = EarlyWarning(ctx.settings.prediction,
+                         load=lambda sid: fblobs.activate(current[0], sid, forecasts.get))
     ctx.state["metric_detector"] = detector
     ctx.state["early_warning"] = early
+    ctx.state["baseline_band"] = detector.band
     runs: dict[str, Any] = ctx.state.setdefault("baseline_runs", {})
     interval = ctx.settings.worker.checkpoint_interval
     last_checkpoint: dict[int, float] = {}
+
+    def write(partition: int, sids: list[str]) -> int:
+        """Write the groups of ``sids`` (with all their members) to the tables."""
+        if sids:
+            members = set().union(*blobs.members(partition, sids).values())
+            for key, value in blobs.pack(partition, detector.take(members)).items():
+                table[key] = value
+        return len(sids)
 
     def checkpoint(partition: int, force: bool) -> int:
         now = time.monotonic()
         if not force and now - last_checkpoint.get(partition, 0.0) < interval:
             return 0
         last_checkpoint[partition] = now
-        dirty = detector.take_dirty(tag=partition)
-        for sid, state in dirty.items():
-            table[sid] = state
-        for sid, state in early.take_dirty(tag=partition).items():
-            forecasts[sid] = state
-        return len(dirty)
+        n = write(partition, detector.dirty_sids(tag=partition))
+        fsids = early.dirty_sids(tag=partition)
+        if fsids:
+            members = set().union(*fblobs.members(partition, fsids).values())
+            for key, value in fblobs.pack(partition, early.take(members)).items():
+                forecasts[key] = value
+        return n
 
     @ctx.app.agent(ctx.topics["metrics"], name="metrics-baseline")
     async def metrics_baseline(stream: Any) -> None:
@@ -69,7 +88,7 @@ def register(ctx: StreamContext) -> None:
             batch = await ctx.decode(MetricBatch, event, stage="metrics-baseline")
             if batch is None:
                 continue
-            partition = event.message.partition
+            partition = current[0] = event.message.partition
             ctx.stats.samples_in += batch.sample_count()
             anomalies = detector.update(batch, tag=partition)
             predictions = early.update(batch, tag=partition)
@@ -78,8 +97,7 @@ def register(ctx: StreamContext) -> None:
             for prediction in predictions:
                 await ctx.send(prediction)
             if anomalies:  # a transition (open/resolve) is checkpointed at once
-                for sid, state in detector.take(a.series for a in anomalies).items():
-                    table[sid] = state
+                write(partition, [a.series for a in anomalies])
             checkpoint(partition, force=False)
 
     @ctx.app.on_partitions_revoked.connect
@@ -88,9 +106,19 @@ def register(ctx: StreamContext) -> None:
         if parts:
             dropped = detector.forget(parts)
             early.forget(parts)
+            blobs.forget(parts)
+            fblobs.forget(parts)
             for p in parts:
                 last_checkpoint.pop(p, None)
             log.info("partitions %s revoked: dropped %d in-memory series", sorted(parts), dropped)
+
+    @ctx.app.task
+    async def freeze_startup_heap() -> None:
+        """Move everything allocated while starting (modules, app, clients) out of the
+        cyclic GC's reach: full collections then scan only what the stream allocates
+        (measured: 18 full collections of ~0.3 s each per 800k samples without it)."""
+        gc.collect()
+        gc.freeze()
 
     _register_views(ctx, detector, early, runs)
 

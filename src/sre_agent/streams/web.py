@@ -7,9 +7,10 @@ from typing import Any
 
 from faust.web import Request, Response, View
 
+from .auth import Principal
 from .context import StreamContext
 
-__all__ = ["register", "status_payload"]
+__all__ = ["authorize_viewer", "register", "status_payload"]
 
 
 def _lag(app: Any) -> dict[str, int]:
@@ -52,6 +53,15 @@ def status_payload(ctx: StreamContext) -> dict[str, Any]:
     }
 
 
+def authorize_viewer(ctx: StreamContext, view: View, request: Request) -> Response | None:
+    """None when the caller may read (role viewer), else the 401/403/503 response."""
+    api = ctx.state.get("api")
+    if api is None:
+        return view.json({"error": "the API stage is not configured"}, status=503)
+    who = api.authorize(view, request, "viewer")
+    return None if isinstance(who, Principal) else who
+
+
 def register(ctx: StreamContext) -> None:
     app = ctx.app
 
@@ -65,6 +75,9 @@ def register(ctx: StreamContext) -> None:
         """Learned state of series in memory on this worker (``?series=`` filter)."""
 
         async def get(self, request: Request) -> Response:
+            denied = authorize_viewer(ctx, self, request)
+            if denied is not None:
+                return denied
             det = ctx.state.get("metric_detector")
             want = request.query.get("series")
             try:

@@ -1,0 +1,96 @@
+"""Early warning on plain batches: who is followed, when a prediction is emitted, state."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from sre_agent.config import LimitRule, PredictionSettings
+from sre_agent.processors.predict import EarlyWarning, rule_for
+from sre_agent.schemas import MetricBatch
+
+T0 = 1_700_000_000.0
+
+
+def feed(ew: EarlyWarning, name: str, fn, hours: float, labels: dict[str, str] | None = None,
+         start_h: float = 0.0, per_batch_min: int = 5, seed: int = 1) -> list:
+    """``fn(hour) -> value`` sampled every minute, ``per_batch_min`` minutes per batch."""
+    rng = np.random.default_rng(seed)
+    out = []
+    minutes = int(hours * 60)
+    for a in range(0, minutes, per_batch_min):
+        pts = []
+        for m in range(a, min(a + per_batch_min, minutes)):
+            h = start_h + m / 60
+            pts.append((T0 + h * 3600, fn(h) + 0.002 * float(rng.normal())))
+        out += ew.update(MetricBatch(series=[{"name": name, "labels": labels or {"service": "api"},
+                                              "points": pts}]))
+    return out
+
+
+def test_rules_match_saturation_metrics_only() -> None:
+    rules = PredictionSettings().rules
+    assert rule_for("memory_limit_ratio", rules).limit == 1.0  # type: ignore[union-attr]
+    assert rule_for("disk_used_ratio", rules).limit == 0.9  # type: ignore[union-attr]
+    assert rule_for("slo_error_budget_remaining_ratio", rules).direction == "below"  # type: ignore[union-attr]
+    assert rule_for("http_latency_p99_seconds", rules) is None
+
+
+def test_memory_leak_is_predicted_hours_ahead() -> None:
+    ew = EarlyWarning(PredictionSettings())
+    out = feed(ew, "memory_limit_ratio", lambda h: 0.40 + 0.06 * h, hours=9.6,
+               labels={"service": "payments", "pod": "payments-7"})
+    assert out, "no early warning"
+    first = out[0]
+    assert first.metric == "memory_limit_ratio" and first.service == "payments"
+    assert first.limit == 1.0 and first.confidence >= 0.7
+    # first warned while still 4-6 h away, and the ETA is right within 20%
+    true_eta = (1.0 - (0.40 + 0.06 * (first.time.timestamp() - T0) / 3600)) / 0.06 * 3600
+    assert 3.5 * 3600 <= first.seconds_to_breach <= 6 * 3600
+    assert abs(first.seconds_to_breach - true_eta) < 0.2 * true_eta
+    assert abs(first.slope_per_hour - 0.06) < 0.01
+    assert abs(first.breach_at.timestamp() - first.time.timestamp() - first.seconds_to_breach) < 0.01
+    # repeated at most every 30 min unless the ETA halves; critical within the last hour
+    times = [p.time.timestamp() for p in out]
+    assert all(b - a >= 1800 or out[i + 1].seconds_to_breach < out[i].seconds_to_breach / 2
+               for i, (a, b) in enumerate(zip(times, times[1:])))
+    assert out[-1].severity == "critical" and out[-1].seconds_to_breach < 3600
+
+
+def test_flat_noisy_or_far_series_stay_quiet() -> None:
+    ew = EarlyWarning(PredictionSettings())
+    assert feed(ew, "memory_limit_ratio", lambda h: 0.6, hours=8) == []
+    assert feed(ew, "disk_used_ratio", lambda h: 0.5 + 0.005 * h, hours=8) == []  # 80 h away
+    assert feed(ew, "cpu_usage_cores", lambda h: 0.5 + 0.2 * h, hours=8) == []  # no limit
+
+
+def test_error_budget_falling_to_zero() -> None:
+    ew = EarlyWarning(PredictionSettings())
+    out = feed(ew, "error_budget_remaining", lambda h: 0.5 - 0.1 * h, hours=2)
+    assert out and out[0].limit == 0.0 and out[0].slope_per_hour < 0
+
+
+def test_limit_from_a_label() -> None:
+    ew = EarlyWarning(PredictionSettings(rules=[
+        LimitRule(match="queue_depth", limit=1e9, limit_label="limit")]))
+    out = feed(ew, "queue_depth", lambda h: 100 + 50 * h, hours=3,
+               labels={"queue": "orders", "limit": "400"})
+    assert out and out[0].limit == 400.0
+
+
+def test_history_is_learned_without_warnings_and_state_round_trips() -> None:
+    ew = EarlyWarning(PredictionSettings())
+    pts = [(T0 + 60 * m, 0.4 + 0.06 * m / 60) for m in range(4 * 60)]
+    hist = MetricBatch(source="history:x", series=[{"name": "memory_limit_ratio",
+                                                    "labels": {"service": "api"}, "points": pts}])
+    assert ew.update(hist) == []
+    saved = ew.take_dirty()
+    assert len(saved) == 1 and all(len(v) < 2048 for v in saved.values())
+    again = EarlyWarning(PredictionSettings(), load=saved.get)
+    out = feed(again, "memory_limit_ratio", lambda h: 0.4 + 0.06 * h, hours=0.5, start_h=4.0)
+    assert out and out[0].seconds_to_breach < 6 * 3600  # continues from the history
+    assert again.forget({-1}) == 1 and again.tracked == {}
+
+
+def test_disabled() -> None:
+    ew = EarlyWarning(PredictionSettings(enabled=False))
+    assert feed(ew, "memory_limit_ratio", lambda h: 0.4 + 0.1 * h, hours=4) == []

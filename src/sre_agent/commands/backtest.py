@@ -42,7 +42,7 @@ __all__ = ["BadFile", "Series", "backtest", "parse_time", "read_csv", "score_ser
 #: files scored together (rows of one bank); bounds memory on huge directories
 GROUP = 64
 #: rounds (samples per series) per progress step
-ROUNDS_PER_STEP = 20_000
+ROUNDS_PER_STEP = 5_000
 
 
 class BadFile(ValueError):
@@ -225,7 +225,7 @@ def backtest(src: Path, dst: Path, settings: AnomalySettings) -> int:
                 failed += 1
                 print(f"error: {inp}: {exc}")
         total = sum(int(s.ok.sum()) for s, _ in group)
-        prog = Progress(total) if total > 200_000 else None
+        prog = Progress(total) if total > 50_000 else None
         scores = score_series([s for s, _ in group], settings, prog)
         for (s, outp), sc in zip(group, scores):
             try:

@@ -103,7 +103,9 @@ class LogPatternDetector:
         self._load = load_service
         self.services: dict[str, _Service] = {}
         self._levels = {x.lower() for x in settings.error_levels}
-        self._published: set[str] = set()
+        #: rate anomalies opened going down: not reported, nor their resolution (a
+        #: resolution unknown after a restart is reported: harmless, unlike a lost one)
+        self._suppressed: set[str] = set()
         self._dirty: set[str] = set()
 
     def is_error(self, rec: LogRecord) -> bool:
@@ -199,13 +201,12 @@ class LogPatternDetector:
 
     def _rate_event(self, name: str, svc: _Service, a: Anomaly) -> Anomaly | None:
         if a.status == "open":
-            if a.direction != "up":
-                return None  # an error template going quiet is good news
-            self._published.add(a.anomaly_id)
-        elif a.anomaly_id not in self._published:
+            if a.direction != "up":  # an error template going quiet is good news
+                self._suppressed.add(a.anomaly_id)
+                return None
+        elif a.anomaly_id in self._suppressed:
+            self._suppressed.discard(a.anomaly_id)
             return None
-        else:
-            self._published.discard(a.anomaly_id)
         tid = a.labels.get("template", TOTAL)
         tpl = svc.miner.templates.get(tid)
         return a.model_copy(update={

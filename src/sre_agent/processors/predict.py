@@ -87,6 +87,7 @@ class EarlyWarning:
         self._rules: dict[str, LimitRule | None] = {}
         self.tracked: dict[str, _Tracked] = {}
         self._dirty: set[str] = set()
+        self._runs: dict[str, str] = {}
 
     def _rule(self, name: str) -> LimitRule | None:
         if name not in self._rules:
@@ -118,20 +119,29 @@ class EarlyWarning:
         return tr
 
     def update(self, batch: MetricBatch, tag: int = -1) -> list[Prediction]:
-        """Learn the batch's saturation series; return due predictions."""
+        """Learn the batch's saturation series; return due predictions.
+
+        A ``history:<run>`` batch is learned silently; the first one of a run
+        restarts the series' forecaster (the history precedes live samples).
+        """
         if batch.source.startswith("history:"):
-            return self.update_series(batch.series, tag, emit=False)
+            return self.update_series(batch.series, tag, history_run=batch.source[8:])
         return self.update_series(batch.series, tag)
 
     def update_series(self, series: Iterable[Any], tag: int = -1,
-                      emit: bool = True) -> list[Prediction]:
+                      history_run: str | None = None) -> list[Prediction]:
         out: list[Prediction] = []
+        emit = history_run is None
         for s in series:
             rule = self._rule(s["name"])
             if rule is None:
                 continue
             tr = self._get(s["name"], s["labels"], rule)
             tr.tag = tag
+            if history_run is not None and self._runs.get(tr.sid) != history_run:
+                self._runs[tr.sid] = history_run
+                st = self.settings
+                tr.model = TrendForecaster(st.bucket_seconds, st.alpha, st.beta)
             closed = False
             for t, v in s["points"]:
                 closed |= tr.model.learn_one(t, v)
@@ -205,6 +215,7 @@ class EarlyWarning:
         for sid in gone:
             del self.tracked[sid]
             self._dirty.discard(sid)
+            self._runs.pop(sid, None)
         return len(gone)
 
     def describe(self) -> list[dict[str, Any]]:

@@ -114,9 +114,9 @@ def register(ctx: StreamContext) -> None:
 
     @ctx.app.task
     async def freeze_startup_heap() -> None:
-        """Move everything allocated while starting (modules, app, clients) out of the
-        cyclic GC's reach: full collections then scan only what the stream allocates
-        (measured: 18 full collections of ~0.3 s each per 800k samples without it)."""
+        """Move everything allocated while starting (modules, app, clients: ~1 M
+        objects) out of the cyclic GC's reach, so the full collections that decoding
+        batches triggers scan only what the stream keeps, not the whole heap."""
         gc.collect()
         gc.freeze()
 

@@ -30,10 +30,16 @@ class Tables:
         ``raw`` tables map ``str`` keys to ``bytes`` values (the stage encodes
         its own compact state); otherwise pass ``key_type``/``value_type``.
         """
+        kw.setdefault("partitions", self._partitions)
         if raw:
             kw.setdefault("key_type", str)
             kw.setdefault("value_type", bytes)
-        kw.setdefault("partitions", self._partitions)
+            # the changelog must carry raw bytes too, or a worker taking over a partition
+            # cannot replay it (Faust would build it with the 'json' serializers)
+            kw.setdefault("changelog_topic", self._app.topic(
+                f"{self._app.conf.id}-{name}-changelog", key_type=str, value_type=bytes,
+                key_serializer="raw", value_serializer="raw", partitions=kw["partitions"],
+                compacting=True, acks=False, internal=True))
         table = self._app.Table(name, **kw)
         if raw:
             # Faust derives table serializers from the types ('json' for str/bytes);

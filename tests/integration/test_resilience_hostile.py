@@ -205,9 +205,8 @@ async def test_hostile_messages_on_every_topic_end_in_its_dlq(secure_worker: Any
     assert {"metrics", "approvals", "sre-actions", "audit", "incidents"} <= consumed, without
 
 
-# KNOWN-FAILING (actions stage: sinks/slack.py check_signature): POST /slack/interactions with a
-# body that is not UTF-8 answers 500 -- slack_sdk's SignatureVerifier decodes the body before
-# comparing; check body.decode("utf-8") first and refuse it as a bad request/signature
+# POST /slack/interactions with a body that is not UTF-8 once answered 500 (slack_sdk's
+# SignatureVerifier decodes the body): sinks/slack.py check_signature now refuses it first
 def test_worker_alive_and_memory_bounded_after_the_fuzz(secure_worker: Any,
                                                         capsys: pytest.CaptureFixture[str]) -> None:
     w = secure_worker

@@ -93,8 +93,8 @@ async def test_no_secret_reaches_the_messages_api_or_the_log(worker_factory: Any
         }
         found = {where: sorted(k for k, v in SECRETS.items() if v in text)
                  for where, text in leaks.items()}
-        # KNOWN-FAILING (redact.py + rca stage): "--password VALUE" reaches the prompt, and the
-        # published rca-results carry every secret verbatim in evidence summaries
+        # regression: "--password VALUE" once reached the prompt, and the published
+        # rca-results carried secrets in evidence summaries (rca_agent now redacts them)
         assert found == {"llm_request": [], "worker_log": [], "rca_results": []}, found
     finally:
         await standin.stop()

@@ -77,7 +77,7 @@ API_ROUTES = sorted((r, m) for r, ms in ROUTES.items() for m in ms
                     if r not in PUBLIC | OWN_SECRET | FAUST_BUILTINS)
 
 
-# KNOWN-FAILING (lead: streams/web.py /api/baselines; correlate_agent.py /api/correlation/stats):
+# Regression (streams/web.py /api/baselines; correlate_agent.py /api/correlation/stats):
 # both answer without a token
 @pytest.mark.parametrize(("route", "method"), API_ROUTES)
 def test_api_routes_refuse_anonymous_and_bad_tokens(worker: WorkerProcess, route: str,
@@ -92,7 +92,7 @@ def test_api_routes_refuse_anonymous_and_bad_tokens(worker: WorkerProcess, route
     assert r.status not in (401, 403), (method, route, r.status, r.body[:200])
 
 
-# KNOWN-FAILING (lead: streams/app.py): /router/* and /table/* are on by default in Faust;
+# Regression (streams/app.py): /router/* and /table/* are on by default in Faust;
 # pass web_tables_enabled=False, web_router_enabled=False to faust.App
 @pytest.mark.parametrize("route", sorted(FAUST_BUILTINS))
 def test_faust_builtin_pages_are_not_open(worker: WorkerProcess, route: str) -> None:

@@ -125,8 +125,8 @@ def test_no_generated_secret_reaches_the_prompt(case: tuple[str, str, str, str])
         LEAKS.setdefault(family, []).append(f"{field}: {text.strip()[:80]!r}")
 
 
-# KNOWN-FAILING (redact.py, RCA stage): "--password VALUE" / "--client-secret VALUE" and a
-# full IPv6 address followed by ":" (e.g. "2001:db8:..:7334: refused") reach the prompt.
+# Regression: "--password VALUE" / "--client-secret VALUE" and a full IPv6 address followed
+# by ":" (e.g. "2001:db8:..:7334: refused") once reached the prompt.
 def test_zz_no_secret_leaked(capsys: pytest.CaptureFixture[str]) -> None:
     with capsys.disabled():
         print(f"\n[fuzz] redaction: {sum(TRIED.values())} planted secrets, by family "

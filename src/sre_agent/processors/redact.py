@@ -58,11 +58,18 @@ _RULES: list[tuple[re.Pattern[str], str]] = [
         (\b[\w.-]*(?:password|passwd|pwd|secret|token|api[_-]?key|access[_-]?key|private[_-]?key
                     |client[_-]?secret|session[_-]?id|cookie|credential)s?\b["']?\s*[:=]\s*["']?)
         (?!<redacted)([^\s"',;&}]+)"""), r"\1" + _SECRET),
+    # command-line flags: --password VALUE, --client-secret=VALUE, -p is not matched
+    (re.compile(
+        r"""(?ix)
+        (--[\w-]*(?:password|passwd|secret|token|api[_-]?key|access[_-]?key|private[_-]?key
+                    |credential)s?(?:\s+|=))
+        (?!<redacted)(?!-)([^\s"',;&}]+)"""), r"\1" + _SECRET),
     (re.compile(r"\b[A-Za-z0-9._%+-]+@[A-Za-z0-9.-]+\.[A-Za-z]{2,}\b"), "<redacted:email>"),
     (re.compile(r"(?<![\w.])(?:(?:25[0-5]|2[0-4]\d|1?\d?\d)\.){3}(?:25[0-5]|2[0-4]\d|1?\d?\d)"
                 r"(?:/\d{1,2})?(?![\w.])"), "<redacted:ip>"),
     # IPv6: at least three groups with '::' or full eight groups
-    (re.compile(r"(?<![\w:])(?:[0-9a-fA-F]{1,4}:){7}[0-9a-fA-F]{1,4}(?![\w:])"), "<redacted:ip>"),
+    (re.compile(r"(?<![\w:])(?:[0-9a-fA-F]{1,4}:){7}[0-9a-fA-F]{1,4}(?!\w)(?!:[0-9A-Fa-f])"),
+     "<redacted:ip>"),
     (re.compile(r"(?<![\w:])(?:[0-9a-fA-F]{1,4}:){1,6}:(?:[0-9a-fA-F]{1,4}(?::[0-9a-fA-F]{1,4})*)?"
                 r"(?![\w:])(?=[^\w]|$)"), "<redacted:ip>"),
 ]

@@ -115,6 +115,10 @@ def check_signature(verifier: SignatureVerifier, body: bytes, headers: Mapping[s
         return "bad timestamp"
     if age > MAX_AGE:
         return f"stale timestamp ({int(age)} s old)"
+    try:  # Slack sends UTF-8; the verifier decodes the body and would raise on anything else
+        body.decode("utf-8")
+    except UnicodeDecodeError:
+        return "body is not UTF-8"
     if not verifier.is_valid(body=body, timestamp=ts, signature=sig):
         return "signature mismatch"
     return None

@@ -16,8 +16,9 @@ import logging
 from typing import Any
 
 from ..processors.rca import RootCauseAnalyzer, incident_text, merge_llm
+from ..processors.redact import redact_obj
 from ..processors.topology import ServiceGraph
-from ..schemas import AuditRecord, Incident, SimilarCase
+from ..schemas import AuditRecord, Incident, RcaResult, SimilarCase
 from ..sinks.llm import LlmAnalyst
 from .context import StreamContext
 
@@ -71,6 +72,8 @@ def register(ctx: StreamContext) -> None:
                     subject=inc.incident_id,
                     details={"tokens": outcome.tokens, "tokens_total": used + outcome.tokens,
                              "error": outcome.error, "model": ctx.settings.anthropic.model}))
+            # what leaves the RCA (Slack, tickets, knowledge base) carries no secrets either
+            result = RcaResult.model_validate(redact_obj(result.model_dump(mode="json")))
             await ctx.send(result)
             top = result.hypotheses[0] if result.hypotheses else None
             await ctx.send(AuditRecord(

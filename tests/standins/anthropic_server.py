@@ -29,7 +29,7 @@ from typing import Any
 import orjson
 from aiohttp import web
 
-from sre_agent.devstack import free_port
+from . import serve
 
 __all__ = ["AnthropicStandin"]
 
@@ -110,10 +110,8 @@ class AnthropicStandin:
     async def start(self) -> AnthropicStandin:
         app = web.Application()
         app.router.add_post("/v1/messages", self._messages)
-        self._runner = web.AppRunner(app, shutdown_timeout=0.2, handler_cancellation=True)
-        await self._runner.setup()
-        self.port = self.port or free_port()
-        await web.TCPSite(self._runner, self.host, self.port).start()
+        self._runner, self.port = await serve(app, self.host, self.port, shutdown_timeout=0.2,
+                                              handler_cancellation=True)
         return self
 
     async def stop(self) -> None:

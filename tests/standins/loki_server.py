@@ -29,7 +29,7 @@ from typing import Any
 import orjson
 from aiohttp import web
 
-from sre_agent.devstack import free_port
+from . import serve
 
 __all__ = ["LokiStandin", "parse_logql"]
 
@@ -154,10 +154,7 @@ class LokiStandin:
         app.router.add_post("/loki/api/v1/push", self._push)
         app.router.add_get("/loki/api/v1/query_range", self._query_range)
         app.router.add_get("/ready", lambda r: web.Response(text="ready"))
-        self._runner = web.AppRunner(app, access_log=None)
-        await self._runner.setup()
-        self.port = self.port or free_port()
-        await web.TCPSite(self._runner, self.host, self.port).start()
+        self._runner, self.port = await serve(app, self.host, self.port, access_log=None)
         return self
 
     async def stop(self) -> None:

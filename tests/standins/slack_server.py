@@ -29,7 +29,7 @@ import orjson
 from aiohttp import web
 from slack_sdk.signature import SignatureVerifier
 
-from sre_agent.devstack import free_port
+from . import serve
 
 __all__ = ["SlackStandin", "signed_interaction"]
 
@@ -108,10 +108,7 @@ class SlackStandin:
     async def start(self) -> SlackStandin:
         app = web.Application()
         app.router.add_post("/api/{method}", self._api)
-        self._runner = web.AppRunner(app)
-        await self._runner.setup()
-        self.port = self.port or free_port()
-        await web.TCPSite(self._runner, self.host, self.port).start()
+        self._runner, self.port = await serve(app, self.host, self.port)
         return self
 
     async def stop(self) -> None:

@@ -59,6 +59,9 @@ class WorkerSettings(_Section):
     data_dir: Path = Path("./data")
     web_host: str = "127.0.0.1"
     web_port: int = Field(default=6066, ge=0, le=65535)
+    #: consumer-group liveness: a worker silent this long (s) loses its partitions
+    session_timeout: float = Field(default=60.0, ge=1)
+    heartbeat_interval: float = Field(default=3.0, gt=0)
     #: how often (seconds) dirty per-series model state is written to the table
     checkpoint_interval: float = Field(default=5.0, gt=0)
     #: Faust stream buffer: messages taken per batch by the metrics agent

@@ -124,6 +124,8 @@ def make_worker(broker: KafkaBroker, workdir: Path, prefix: str, name: str,
         "SRE_AGENT_WORKER__WEB_PORT": str(free_port()),
         "SRE_AGENT_WORKER__CHECKPOINT_INTERVAL": "0.5",
         "SRE_AGENT_WORKER__LOG_JSON": "false",
+        # a viewer token, so the test can read /api/baselines (only /status is anonymous)
+        "SRE_AGENT_API__TOKENS": '{"chaos-viewer-token": "viewer:chaos"}',
     })
     env.update(extra_env or {})
     return WorkerProcess(env, wdir)

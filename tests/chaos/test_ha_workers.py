@@ -30,7 +30,8 @@ pytestmark = pytest.mark.integration
 SERVICES = [f"svc-{c}" for c in "abcdef"]
 DEPLOY = kmock.resource("apps", "v1", "deployments")
 RS = kmock.resource("apps", "v1", "replicasets")
-FAST_GROUP = {"BROKER_SESSION_TIMEOUT": "8", "BROKER_HEARTBEAT_INTERVAL": "1"}
+FAST_GROUP = {"SRE_AGENT_WORKER__SESSION_TIMEOUT": "8",
+              "SRE_AGENT_WORKER__HEARTBEAT_INTERVAL": "1"}
 #: how long the survivors may take to take over a dead worker's plans
 HANDOVER = float(os.environ.get("SRE_AGENT_HA_HANDOVER_SECONDS", "90"))
 

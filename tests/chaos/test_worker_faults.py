@@ -19,7 +19,8 @@ from .support import ChaosProducer, Workload, compare, pair_counts, probe_learne
 pytestmark = pytest.mark.integration
 
 #: a dead member leaves the group after this long (Faust reads it from the env)
-FAST_GROUP = {"BROKER_SESSION_TIMEOUT": "8", "BROKER_HEARTBEAT_INTERVAL": "1"}
+FAST_GROUP = {"SRE_AGENT_WORKER__SESSION_TIMEOUT": "8",
+              "SRE_AGENT_WORKER__HEARTBEAT_INTERVAL": "1"}
 
 
 async def _outcome(bootstrap: str, prefix: str, wl: Workload,

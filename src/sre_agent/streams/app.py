@@ -74,6 +74,8 @@ def create_app(settings: Settings) -> tuple[faust.App, StreamContext]:
         stream_buffer_maxsize=4096,
         broker_commit_every=1000,
         broker_commit_interval=1.0,
+        broker_session_timeout=w.session_timeout,
+        broker_heartbeat_interval=w.heartbeat_interval,
         topic_allow_declare=True,
         # remote-write pushes and webhooks: bodies up to 16 MiB, larger -> 413
         web_application_options={"client_max_size": 16 * 2**20},

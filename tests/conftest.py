@@ -130,6 +130,25 @@ class WorkerProcess:
         self.stop(signal.SIGKILL)
 
 
+def worker_env(broker_url: str, prefix: str, wdir: Path) -> dict[str, str]:
+    """The environment of a test worker: this process's minus SRE_AGENT_*, plus its own
+    broker, topic prefix, app id, data dir, free web port and a viewer API token."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("SRE_AGENT_")}
+    env.update({
+        "SRE_AGENT_KAFKA__BROKER": broker_url,
+        "SRE_AGENT_KAFKA__TOPIC_PREFIX": prefix,
+        "SRE_AGENT_KAFKA__PARTITIONS": "2",
+        "SRE_AGENT_WORKER__APP_ID": "app-" + prefix.rstrip("."),
+        "SRE_AGENT_WORKER__DATA_DIR": str(wdir / "data"),
+        "SRE_AGENT_WORKER__WEB_PORT": str(free_port()),
+        "SRE_AGENT_WORKER__CHECKPOINT_INTERVAL": "0.5",
+        "SRE_AGENT_WORKER__LOG_JSON": "false",
+        # a viewer token, so tests can read the API (nothing but /status is anonymous)
+        "SRE_AGENT_API__TOKENS": '{"conftest-viewer-token": "viewer:conftest"}',
+    })
+    return env
+
+
 @pytest.fixture
 def worker_factory(
     kafka_broker: KafkaBroker, tmp_path: Path
@@ -147,19 +166,7 @@ def worker_factory(
         pfx = prefix or default_prefix
         wdir = tmp_path / (name or f"worker{len(made)}")
         wdir.mkdir(parents=True, exist_ok=True)
-        env = {k: v for k, v in os.environ.items() if not k.startswith("SRE_AGENT_")}
-        env.update({
-            "SRE_AGENT_KAFKA__BROKER": kafka_broker.url,
-            "SRE_AGENT_KAFKA__TOPIC_PREFIX": pfx,
-            "SRE_AGENT_KAFKA__PARTITIONS": "2",
-            "SRE_AGENT_WORKER__APP_ID": "app-" + pfx.rstrip("."),
-            "SRE_AGENT_WORKER__DATA_DIR": str(wdir / "data"),
-            "SRE_AGENT_WORKER__WEB_PORT": str(free_port()),
-            "SRE_AGENT_WORKER__CHECKPOINT_INTERVAL": "0.5",
-            "SRE_AGENT_WORKER__LOG_JSON": "false",
-        })
-        # a viewer token, so tests can read the API (nothing but /status is anonymous)
-        env["SRE_AGENT_API__TOKENS"] = '{"conftest-viewer-token": "viewer:conftest"}'
+        env = worker_env(kafka_broker.url, pfx, wdir)
         env.update(extra_env or {})
         w = WorkerProcess(env, wdir)
         made.append(w)

@@ -11,7 +11,6 @@ no faults at all: the same ``(anomaly_id, status)`` pairs, each exactly once.
 from __future__ import annotations
 
 import asyncio
-import os
 import time
 from collections import Counter
 from collections.abc import Callable, Iterator
@@ -23,10 +22,10 @@ import orjson
 import pytest
 
 from sre_agent.config import AnomalySettings
-from sre_agent.devstack import KafkaBroker, default_cache_dir, free_port
+from sre_agent.devstack import KafkaBroker, default_cache_dir
 from sre_agent.processors import MetricDetector
 from sre_agent.schemas import MetricBatch, encode, series_id, shard_of
-from tests.conftest import WorkerProcess, unique
+from tests.conftest import WorkerProcess, unique, worker_env
 
 __all__ = [
     "Workload",
@@ -114,19 +113,7 @@ def make_worker(broker: KafkaBroker, workdir: Path, prefix: str, name: str,
     """A real ``sre-agent worker`` on ``broker`` (same env as ``worker_factory``)."""
     wdir = workdir / name
     wdir.mkdir(parents=True, exist_ok=True)
-    env = {k: v for k, v in os.environ.items() if not k.startswith("SRE_AGENT_")}
-    env.update({
-        "SRE_AGENT_KAFKA__BROKER": broker.url,
-        "SRE_AGENT_KAFKA__TOPIC_PREFIX": prefix,
-        "SRE_AGENT_KAFKA__PARTITIONS": "2",
-        "SRE_AGENT_WORKER__APP_ID": "app-" + prefix.rstrip("."),
-        "SRE_AGENT_WORKER__DATA_DIR": str(wdir / "data"),
-        "SRE_AGENT_WORKER__WEB_PORT": str(free_port()),
-        "SRE_AGENT_WORKER__CHECKPOINT_INTERVAL": "0.5",
-        "SRE_AGENT_WORKER__LOG_JSON": "false",
-        # a viewer token, so the test can read /api/baselines (only /status is anonymous)
-        "SRE_AGENT_API__TOKENS": '{"chaos-viewer-token": "viewer:chaos"}',
-    })
+    env = worker_env(broker.url, prefix, wdir)
     env.update(extra_env or {})
     return WorkerProcess(env, wdir)
 

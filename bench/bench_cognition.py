@@ -270,7 +270,7 @@ def wait_ready(proc: subprocess.Popen[bytes], port: int, timeout: float = 180) -
         if proc.poll() is not None:
             raise SystemExit(f"worker exited {proc.returncode}")
         try:
-            if status(port)["broker"]["assigned"]:
+            if status(port)["recovery"]["ready"]:
                 return time.monotonic() - t0
         except OSError:
             pass

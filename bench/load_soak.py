@@ -107,7 +107,7 @@ def start_worker(broker: KafkaBroker, workdir: Path, prefix: str, partitions: in
         if proc.poll() is not None:
             raise SystemExit(f"worker exited {proc.returncode}; see {workdir / 'worker.log'}")
         try:
-            if status(port)["broker"]["assigned"]:
+            if status(port)["recovery"]["ready"]:
                 return proc, port
         except OSError:
             pass

@@ -94,8 +94,7 @@ class WorkerProcess:
             if self.proc is not None and self.proc.poll() is not None:
                 raise AssertionError(f"worker exited with {self.proc.returncode}:\n{self.tail()}")
             try:
-                st = self.status()
-                if st["broker"]["assigned"]:
+                if self.status()["recovery"]["ready"]:
                     return
             except OSError:
                 pass
@@ -143,6 +142,8 @@ def worker_env(broker_url: str, prefix: str, wdir: Path) -> dict[str, str]:
         "SRE_AGENT_WORKER__WEB_PORT": str(free_port()),
         "SRE_AGENT_WORKER__CHECKPOINT_INTERVAL": "0.5",
         "SRE_AGENT_WORKER__LOG_JSON": "false",
+        # rebalances and changelog recovery step by step in worker.log (for failures)
+        "SRE_AGENT_WORKER__FRAMEWORK_LOG_LEVEL": "INFO",
         # a viewer token, so tests can read the API (nothing but /status is anonymous)
         "SRE_AGENT_API__TOKENS": '{"conftest-viewer-token": "viewer:conftest"}',
     })

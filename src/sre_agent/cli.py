@@ -128,7 +128,8 @@ def main(argv: list[str] | None = None, env: dict[str, str] | None = None) -> in
     except ConfigError as exc:
         print(f"sre-agent: {exc}", file=sys.stderr)
         return 2
-    setup_logging(s.worker.log_level, json_format=s.worker.log_json)
+    setup_logging(s.worker.log_level, json_format=s.worker.log_json,
+                  framework_level=s.worker.framework_log_level)
     _help, _add, run = COMMANDS[args.cmd]
     try:
         return run(args, settings)

@@ -68,6 +68,9 @@ class WorkerSettings(_Section):
     batch_size: int = Field(default=200, ge=1)
     batch_timeout: float = Field(default=0.05, gt=0)
     log_level: str = "INFO"
+    #: level of the frameworks' own loggers (faust, mode, aiokafka); INFO shows
+    #: rebalances and changelog recovery step by step
+    framework_log_level: str = "WARNING"
     log_json: bool = True
     #: standby replicas of every table on other workers (fast failover; Faust setting)
     table_standby_replicas: int = Field(default=1, ge=0, le=8)

@@ -34,7 +34,8 @@ class JsonFormatter(logging.Formatter):
         return orjson.dumps(out, default=str).decode()
 
 
-def setup_logging(level: str = "INFO", json_format: bool = True) -> None:
+def setup_logging(level: str = "INFO", json_format: bool = True,
+                  framework_level: str = "WARNING") -> None:
     handler = logging.StreamHandler(sys.stderr)
     handler.setFormatter(JsonFormatter() if json_format else
                          logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
@@ -42,4 +43,4 @@ def setup_logging(level: str = "INFO", json_format: bool = True) -> None:
     root.handlers[:] = [handler]
     root.setLevel(level.upper())
     for noisy in ("aiokafka", "faust", "mode"):
-        logging.getLogger(noisy).setLevel(max(logging.WARNING, root.level))
+        logging.getLogger(noisy).setLevel(framework_level.upper())

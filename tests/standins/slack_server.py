@@ -8,7 +8,10 @@ uses: ``POST /api/<method>`` with ``Authorization: Bearer <token>`` and a JSON
 * ``auth.test`` — who the token belongs to;
 * ``chat.postMessage`` — needs ``channel`` and ``text`` or ``blocks``; answers
   ``channel`` (an id) and a fresh ``ts``;
-* ``chat.update`` — needs ``channel``, ``ts`` of a posted message, and content.
+* ``chat.update`` — needs ``channel``, ``ts`` of a posted message, and content;
+* ``conversations.history`` (GET, query string) — the channel's messages newest
+  first, ``oldest`` honoured, message ``metadata`` only with ``include_all_metadata``,
+  ``limit``/``cursor`` pagination with ``has_more`` and ``response_metadata``.
 
 Unknown methods answer ``unknown_method``, a wrong token ``invalid_auth``.
 Every call is kept in ``standin.calls`` as ``(method, body)``; posted messages
@@ -60,6 +63,8 @@ class SlackStandin:
         return f"http://{self.host}:{self.port}/api/"
 
     async def _body(self, request: web.Request) -> dict[str, Any]:
+        if request.method == "GET":
+            return dict(request.query)
         raw = await request.read()
         if request.content_type == "application/json":
             return orjson.loads(raw) if raw else {}
@@ -95,9 +100,31 @@ class SlackStandin:
                 ts = f"{int(time.time())}.{next(self._ts):06d}"
             msg = {"channel": self.channel_id, "ts": ts, "text": body.get("text", ""),
                    "blocks": body.get("blocks", [])}
+            meta = body.get("metadata") if method == "chat.postMessage" else \
+                self.messages[ts].get("metadata")
+            if isinstance(meta, str):
+                meta = orjson.loads(meta)
+            if meta:
+                msg["metadata"] = meta
             self.messages[ts] = msg
             return _ok(channel=self.channel_id, ts=ts, message=msg)
+        if method == "conversations.history":
+            return self._history(body)
         return _err("unknown_method")
+
+    def _history(self, q: dict[str, Any]) -> web.Response:
+        if not q.get("channel"):
+            return _err("channel_not_found")
+        oldest = float(q.get("oldest") or 0)
+        with_meta = str(q.get("include_all_metadata", "")).lower() in ("1", "true")
+        msgs = sorted((m for ts, m in self.messages.items() if float(ts) > oldest),
+                      key=lambda m: float(m["ts"]), reverse=True)
+        start, limit = int(q.get("cursor") or 0), min(int(q.get("limit") or 100), 1000)
+        page = [m if with_meta else {k: v for k, v in m.items() if k != "metadata"}
+                for m in msgs[start:start + limit]]
+        more = start + limit < len(msgs)
+        return _ok(messages=page, has_more=more,
+                   response_metadata={"next_cursor": str(start + limit) if more else ""})
 
     def posted(self) -> list[dict[str, Any]]:
         return [b for m, b in self.calls if m == "chat.postMessage"]
@@ -108,6 +135,7 @@ class SlackStandin:
     async def start(self) -> SlackStandin:
         app = web.Application()
         app.router.add_post("/api/{method}", self._api)
+        app.router.add_get("/api/{method}", self._api)
         self._runner, self.port = await serve(app, self.host, self.port)
         return self
 

@@ -72,8 +72,11 @@ class PlanState(BaseModel):
     #: index of the next step to hand to the executor
     next_step: int = 0
     step_status: dict[int, str] = Field(default_factory=dict)
-    #: where the approval request was posted (channel, ts) for later updates
+    #: where the approval request was posted (channel, ts) for later updates; while a
+    #: post is in flight only ``{"posting": <unix time>}`` (outcome unknown after a crash)
     slack: dict[str, str] = Field(default_factory=dict)
+    #: step indexes already handed to the executor on sre-actions
+    requested: list[int] = Field(default_factory=list)
 
     @classmethod
     def open(cls, plan: ActionPlan) -> PlanState:

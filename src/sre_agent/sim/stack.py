@@ -126,7 +126,7 @@ class LocalStack:
                                    f"see {self.log_path}:\n{self.tail()}")
             try:
                 with urllib.request.urlopen(self.status_url, timeout=3) as r:
-                    if orjson.loads(r.read())["broker"]["assigned"]:
+                    if orjson.loads(r.read())["recovery"]["ready"]:
                         return
             except (OSError, KeyError, ValueError):
                 pass

@@ -145,6 +145,12 @@ def parse_interaction(body: bytes) -> dict[str, str]:
     raise InteractionError("no approve/reject action in payload")
 
 
+#: Slack message-metadata event type of an approval request
+PLAN_EVENT = "sre_agent_plan"
+#: history pages (200 messages each) searched for a lost post's outcome
+FIND_PAGES = 5
+
+
 class SlackApprovals:
     """Posts and updates approval requests in the configured channel."""
 
@@ -161,12 +167,39 @@ class SlackApprovals:
                                   timeout=10), s.channel)
 
     async def post(self, plan: ActionPlan) -> dict[str, str]:
-        """Post the request; return ``{"channel", "ts"}`` for later updates."""
+        """Post the request; return ``{"channel", "ts"}`` for later updates.
+
+        The message carries Slack message metadata (``sre_agent_plan`` with the plan
+        id), so :meth:`find` can tell whether a post whose outcome was lost happened.
+        """
         resp = await self.client.chat_postMessage(
             channel=self.channel, blocks=plan_blocks(plan),
             text=f"[{plan.risk_tier}] {plan.policy} for {plan.cause_type} on {plan.service}: "
-                 f"plan {plan.plan_id}")
+                 f"plan {plan.plan_id}",
+            metadata={"event_type": PLAN_EVENT, "event_payload": {"plan_id": plan.plan_id}})
         return {"channel": str(resp["channel"]), "ts": str(resp["ts"])}
+
+    async def find(self, plan_id: str, oldest: float) -> dict[str, str] | None:
+        """The request already posted for ``plan_id`` since ``oldest`` (unix time), if any.
+
+        Reads the channel history (scope ``channels:history``/``groups:history``) with
+        metadata, newest first, at most :data:`FIND_PAGES` pages.
+        """
+        cursor = None
+        for _ in range(FIND_PAGES):
+            resp = await self.client.conversations_history(
+                channel=self.channel, oldest=f"{oldest:.6f}", include_all_metadata=True,
+                limit=200, cursor=cursor)
+            for msg in resp.get("messages") or []:
+                meta = msg.get("metadata") or {}
+                if (meta.get("event_type") == PLAN_EVENT
+                        and (meta.get("event_payload") or {}).get("plan_id") == plan_id):
+                    return {"channel": str(resp.get("channel") or self.channel),
+                            "ts": str(msg["ts"])}
+            cursor = (resp.get("response_metadata") or {}).get("next_cursor")
+            if not resp.get("has_more") or not cursor:
+                return None
+        return None
 
     async def update(self, where: Mapping[str, str], plan: ActionPlan, status: str,
                      note: str = "") -> None:

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import hashlib
 import logging
+import time
 from typing import Any
 
 import orjson
@@ -32,6 +33,7 @@ from ..processors.approvals import (
     quorum_status,
     record_result,
 )
+from ..readmodel.records import PlanRecord
 from ..schemas import ActionPlan, ActionResult, Approval, SreAction, utcnow
 from ..sinks.notify import Notice, Notifier
 from ..sinks.slack import InteractionError, SlackApprovals, check_signature, parse_interaction
@@ -44,6 +46,9 @@ __all__ = ["register"]
 log = logging.getLogger(__name__)
 
 VOTING_ROLES = ("oncall", "sre", "lead", "admin")
+#: seconds subtracted from the pre-post mark: the history lookup tolerates this much
+#: clock difference between the worker and Slack
+POST_CLOCK_SLACK = 300.0
 
 
 def action_for(state: PlanState, index: int, dry_run: bool) -> SreAction:
@@ -100,8 +105,60 @@ def register(ctx: StreamContext) -> None:
                                                                    "policy": p.policy}))
         await emit_audit(ctx, "notifier", "notify.sent", p.plan_id, {"channels": sent, "title": title})
 
+    async def durable() -> None:
+        """Wait until what was written so far (table changelog included) is in Kafka."""
+        await app.producer.flush()
+
+    async def post_request(state: PlanState) -> None:
+        """Post the plan to Slack once, also across a crash mid-post.
+
+        Before posting, ``{"posting": t}`` is saved and flushed to the changelog; the
+        ts is saved after. A worker taking over a plan still marked ``posting`` (the
+        previous owner died, outcome unknown) looks the message up by its metadata in
+        the channel history and posts only if it is not there.
+        """
+        assert slack is not None
+        plan = state.plan
+        if state.slack.get("posting"):
+            try:
+                found = await slack.find(plan.plan_id, oldest=float(state.slack["posting"]))
+            except Exception as exc:  # noqa: BLE001 - cannot tell: post (at least once)
+                log.warning("slack history lookup for %s failed: %s", plan.plan_id, exc)
+                found = None
+            if found is not None:
+                state.slack = found
+                save(state)
+                await emit_audit(ctx, "approval-manager", "slack.reconciled", plan.plan_id,
+                                 {"channel": found["channel"], "ts": found["ts"]})
+                return
+        state.slack = {"posting": f"{time.time() - POST_CLOCK_SLACK:.6f}"}
+        save(state)
+        await durable()
+        try:
+            state.slack = await slack.post(plan)
+            await emit_audit(ctx, "approval-manager", "slack.posted", plan.plan_id,
+                             {"channel": state.slack.get("channel"), "ts": state.slack.get("ts"),
+                              "status": state.status})
+        except Exception as exc:  # noqa: BLE001 - the plan still waits for API votes
+            log.warning("slack post of %s failed: %s", plan.plan_id, exc)
+            state.slack = {}
+            await emit_audit(ctx, "approval-manager", "slack.failed", plan.plan_id,
+                             {"error": str(exc)[:300]})
+        save(state)
+
+    async def resume(state: PlanState) -> None:
+        """Finish what a crashed owner of this plan left half done (on any redelivered
+        event): a post still in flight, or an executable step never handed over (the
+        executor's idempotency key makes a second copy of a step harmless)."""
+        if slack is not None and state.slack.get("posting") and state.status != "auto":
+            await post_request(state)
+        if (state.executable and state.next_step < len(state.plan.steps)
+                and state.next_step not in state.requested
+                and state.next_step not in state.step_status):
+            await emit_step(state)
+
     async def slack_update(state: PlanState, note: str = "") -> None:
-        if slack is None or not state.slack:
+        if slack is None or "ts" not in state.slack:
             return
         try:
             await slack.update(state.slack, state.plan, state.status, note)
@@ -116,6 +173,8 @@ def register(ctx: StreamContext) -> None:
             "action": action.step.action, "target": action.step.target.ref(),
             "approved_by": action.approved_by, "policy": action.policy, "dry_run": action.dry_run},
             idempotency_key=action.idempotency_key)
+        state.requested.append(action.step_index)
+        save(state)
 
     async def on_plan(plan: ActionPlan) -> None:
         state = load(plan.plan_id)
@@ -125,6 +184,7 @@ def register(ctx: StreamContext) -> None:
                 await emit_audit(ctx, "approval-manager", "plan.expired", plan.plan_id,
                                  {"votes": len(state.votes)})
                 await slack_update(state, "Expired before reaching its quorum.")
+            await resume(state)
             return  # a redelivered or repeated plan: already being handled
         if plan.status == "expired":
             return
@@ -137,15 +197,7 @@ def register(ctx: StreamContext) -> None:
             await emit_step(state)
             return
         if slack is not None:
-            try:
-                state.slack = await slack.post(plan)
-                await emit_audit(ctx, "approval-manager", "slack.posted", plan.plan_id,
-                                 {"channel": state.slack.get("channel"), "ts": state.slack.get("ts"),
-                                  "status": state.status})
-            except Exception as exc:  # noqa: BLE001 - the plan still waits for API votes
-                log.warning("slack post of %s failed: %s", plan.plan_id, exc)
-                await emit_audit(ctx, "approval-manager", "slack.failed", plan.plan_id,
-                                 {"error": str(exc)[:300]})
+            await post_request(state)
         save(state)
         if state.status == "blocked":
             await emit_audit(ctx, "approval-manager", "plan.blocked", plan.plan_id,
@@ -167,6 +219,7 @@ def register(ctx: StreamContext) -> None:
             await emit_audit(ctx, vote.user, "vote.refused", vote.plan_id,
                              {**who, "reason": "unknown plan"})
             return
+        await resume(state)
         out: VoteOutcome = cast_vote(state, vote, utcnow())
         save(state)
         await emit_audit(ctx, vote.user, "vote.cast" if out.accepted else "vote.refused",
@@ -185,7 +238,11 @@ def register(ctx: StreamContext) -> None:
         state = load(res.plan_id)
         if state is None:
             return
+        recorded = len(state.step_status)
         nxt = record_result(state, res.step_index, res.status)
+        if len(state.step_status) == recorded:  # a redelivered or stray result
+            await resume(state)
+            return
         save(state)
         if nxt is not None:
             await emit_step(state)
@@ -227,6 +284,24 @@ def register(ctx: StreamContext) -> None:
                 await ctx.send(state.plan.model_copy(update={"status": "expired"}))
 
     # ------------------------------------------------------------------ web views
+    def replayed(rec: PlanRecord) -> PlanState:
+        """A plan's state replayed from what the read model saw of it."""
+        state = PlanState.open(rec.plan)
+        now = utcnow()
+        for vote in rec.approvals:
+            cast_vote(state, vote, now)
+        if rec.results:
+            state.status = "failed" if rec.results[-1].status == "failed" else "completed"
+        return state
+
+    def replicated_state(plan_id: str) -> PlanState | None:
+        """The state of a plan another replica owns: with several workers the table
+        holds only this worker's partitions, the read model every plan (each replica
+        projects all partitions). The owner's approval manager stays the arbiter."""
+        api = ctx.state.get("api")
+        rec = api.model.find_plan(plan_id) if api is not None else None
+        return replayed(rec) if rec is not None and rec.plan.plan_id == plan_id else None
+
     async def submit(plan_id: str, decision: str, user: str, role: str, source: str,
                      comment: str = "") -> Approval:
         vote = Approval(plan_id=plan_id, decision=decision, user=user, role=role,  # type: ignore[arg-type]
@@ -271,12 +346,20 @@ def register(ctx: StreamContext) -> None:
             if who is None:
                 return self.json({"error": "missing or invalid bearer token"}, status=401)
             now = utcnow()
-            items = []
-            for _, raw in list(table.items()):
+            items, local = [], set()
+            for plan_id, raw in list(table.items()):
                 state = PlanState.model_validate_json(raw)
+                local.add(plan_id)
                 exp = state.plan.expires_at
                 if state.status == "pending" and (exp is None or exp > now):
                     items.append(pending_view(state))
+            api = ctx.state.get("api")
+            for rec in (api.model.plans(pending_only=True) if api is not None else []):
+                exp = rec.plan.expires_at
+                if rec.plan.plan_id not in local and (exp is None or exp > now):
+                    state = replayed(rec)  # another replica owns it
+                    if state.status == "pending":
+                        items.append(pending_view(state))
             items.sort(key=lambda x: -x["risk_score"])
             return self.json({"items": items, "count": len(items)})
 
@@ -300,7 +383,7 @@ def register(ctx: StreamContext) -> None:
                         if isinstance(doc, dict) else ""
                 except orjson.JSONDecodeError:
                     return self.json({"error": "body must be JSON"}, status=400)
-            state = load(plan_id)
+            state = load(plan_id) or replicated_state(plan_id)
             if state is None:
                 return self.json({"error": f"unknown plan {plan_id}"}, status=404)
             if state.status != "pending":

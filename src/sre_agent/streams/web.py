@@ -22,6 +22,26 @@ def _lag(app: Any) -> dict[str, int]:
     return out
 
 
+def _recovery(app: Any) -> dict[str, Any]:
+    """Faust's rebalance/changelog-recovery state: a worker is ready once its first
+    recovery completed and it is neither rebalancing nor restoring an active table
+    partition (standbys restore in the background). A ready worker may hold no
+    partition: with standby replicas, Faust's sticky assignor can leave one idle."""
+    rec = getattr(getattr(app, "tables", None), "recovery", None)
+    rebalancing = bool(getattr(app, "rebalancing", False))
+    if rec is None:  # pragma: no cover - before the table manager exists
+        return {"ready": False, "rebalancing": rebalancing, "in_recovery": False,
+                "active_remaining": 0, "standby_remaining": 0}
+    in_recovery = bool(rec.in_recovery)
+    return {
+        "ready": rec.completed.is_set() and not rebalancing and not in_recovery,
+        "rebalancing": rebalancing,
+        "in_recovery": in_recovery,
+        "active_remaining": int(rec.active_remaining_total()),
+        "standby_remaining": int(rec.standby_remaining_total()),
+    }
+
+
 def status_payload(ctx: StreamContext) -> dict[str, Any]:
     app = ctx.app
     lag = _lag(app)
@@ -41,6 +61,7 @@ def status_payload(ctx: StreamContext) -> dict[str, Any]:
         "app_id": ctx.settings.worker.app_id,
         "uptime_seconds": round(time.time() - stats.started, 1),
         "broker": {"url": ctx.settings.kafka.broker, "assigned": assigned},
+        "recovery": _recovery(app),
         "lag": lag,
         "lag_total": sum(lag.values()),
         "tables": tables,

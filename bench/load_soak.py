@@ -128,19 +128,23 @@ class Load:
             sid = series_id("latency_ms", labels)
             self.by_shard[shard_of(sid, shards)].append((labels, sid))
 
-    def tick(self, step: float, marker: str | None) -> list[tuple[bytes, bytes, int]]:
-        """One sample per series: (key, value, samples) per shard; ``marker`` spikes."""
-        self.t += step
+    def tick(self, step: float, marker: str | None, points: int = 1
+             ) -> list[tuple[bytes, bytes, int]]:
+        """``points`` samples per series spread over ``step`` seconds: (key, value,
+        samples) per shard; the last sample of ``marker`` spikes (at ``self.t``)."""
+        times = [self.t + step * (k + 1) / points for k in range(points)]
+        self.t = times[-1]
+        gauss = self.rng.gauss
         out = []
         for shard, series in self.by_shard.items():
             rows = []
             for labels, sid in series:
-                v = 50.0 + self.rng.gauss(0.0, 1.0)
+                pts = [[t, 50.0 + gauss(0.0, 1.0)] for t in times]
                 if sid == marker:
-                    v = 500.0
-                rows.append({"name": "latency_ms", "labels": labels, "points": [[self.t, v]]})
+                    pts[-1][1] = 500.0
+                rows.append({"name": "latency_ms", "labels": labels, "points": pts})
             body = orjson.dumps({"source": "soak", "shard": shard, "series": rows})
-            out.append((str(shard).encode(), body, len(rows)))
+            out.append((str(shard).encode(), body, len(rows) * points))
         return out
 
 
@@ -168,7 +172,7 @@ async def produce(run: Run, broker: KafkaBroker, topic: str, load: Load) -> None
                 if phase != "warmup" and time.monotonic() >= next_marker:
                     marker = load.rng.choice(all_sids)
                     next_marker += a.marker_every
-                msgs = load.tick(a.step / factor, marker)
+                msgs = load.tick(a.step / factor, marker, a.points)
                 sent_at = time.time()
                 futs = [await prod.send(topic, value=v, key=k) for k, v, _ in msgs]
                 await asyncio.gather(*futs)
@@ -286,8 +290,9 @@ def summarize(run: Run) -> dict[str, Any]:
         "markers_doubled": len(doubled), "lag_recovered_after_burst_s": recovered,
         "rss_start_mib": tl[0]["rss_mib"] if tl else None,
         "rss_end_mib": last.get("rss_mib"), "phases": phases,
-        "rate_base_samples_s": round(run.args.series / run.args.tick),
-        "rate_burst_samples_s": round(run.args.series * run.args.factor / run.args.tick),
+        "rate_base_samples_s": round(run.args.series * run.args.points / run.args.tick),
+        "rate_burst_samples_s": round(run.args.series * run.args.points * run.args.factor
+                                      / run.args.tick),
     }
 
 
@@ -337,6 +342,8 @@ def main() -> int:
     p.add_argument("--partitions", type=int, default=4)
     p.add_argument("--tick", type=float, default=5.0, help="wall seconds between scrapes")
     p.add_argument("--step", type=float, default=15.0, help="sample-time seconds per scrape")
+    p.add_argument("--points", type=int, default=1,
+                   help="samples per series per message (remote-write batches several)")
     p.add_argument("--factor", type=int, default=10, help="burst multiplier")
     p.add_argument("--warmup", type=float, default=60.0)
     p.add_argument("--steady", type=float, default=120.0)

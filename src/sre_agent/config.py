@@ -161,6 +161,14 @@ class SlackSettings(_Section):
     signing_secret: SecretStr | None = None
     channel: str = "#sre-approvals"
     base_url: str = "https://slack.com/api/"
+    #: request timeout and retries (connection errors, 429 with Retry-After, 5xx) of the
+    #: Web API client, with slack-sdk's exponential backoff
+    timeout: float = Field(default=10.0, gt=0)
+    max_retries: int = Field(default=2, ge=0, le=10)
+    #: consecutive failed posts that open the circuit breaker (plans then wait for API
+    #: votes without waiting on Slack), and how long it stays open
+    breaker_failures: int = Field(default=3, ge=1)
+    breaker_reset_seconds: float = Field(default=60.0, gt=0)
     #: Slack user id (or user name) -> role for the ``/sre`` slash command: an approval
     #: role (oncall, sre, lead, admin) or ``viewer`` (read-only commands)
     user_roles: dict[str, str] = Field(default_factory=dict)
@@ -172,6 +180,13 @@ class AnthropicSettings(_Section):
     model: str = "claude-sonnet-4-5"
     timeout: float = Field(default=30.0, gt=0)
     max_tokens_per_incident: int = Field(default=8000, ge=256)
+    #: retries of a failed call (connection error, 408/409/429/5xx), exponential backoff
+    #: with jitter (the Anthropic SDK's: 0.5 s doubling up to 8 s)
+    max_retries: int = Field(default=2, ge=0, le=10)
+    #: consecutive failed calls that open the circuit breaker (RCA then uses the rules at
+    #: once), and how long it stays open before a trial call
+    breaker_failures: int = Field(default=3, ge=1)
+    breaker_reset_seconds: float = Field(default=60.0, gt=0)
 
 
 class QdrantSettings(_Section):

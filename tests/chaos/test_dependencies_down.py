@@ -1,5 +1,6 @@
 """Slack, Anthropic and Kubernetes unreachable or hanging: nothing crashes, RCA falls
-back to the rules, the plan waits for approval, and ``/status`` says what is wrong.
+back to the rules, the plan waits for approval, the circuit breakers open (the next
+RCA does not wait on the LLM) and ``/status`` says what is wrong.
 
 Slack and the Messages API point at a server that accepts connections and never
 answers (the slow case, bounded by the clients' timeouts); Kubernetes at a closed
@@ -58,6 +59,10 @@ async def test_slow_and_unreachable_dependencies_degrade_without_crashing(
             "SRE_AGENT_ANTHROPIC__API_KEY": "sk-ant-test-unused",
             "SRE_AGENT_ANTHROPIC__BASE_URL": f"http://127.0.0.1:{hole.port}",
             "SRE_AGENT_ANTHROPIC__TIMEOUT": "3",
+            "SRE_AGENT_ANTHROPIC__MAX_RETRIES": "1",  # one retry with backoff, then rules
+            "SRE_AGENT_ANTHROPIC__BREAKER_FAILURES": "1",  # open after the first failure
+            "SRE_AGENT_SLACK__MAX_RETRIES": "1",
+            "SRE_AGENT_SLACK__BREAKER_FAILURES": "1",
             "SRE_AGENT_SLACK__BOT_TOKEN": "xoxb-test-unused",
             "SRE_AGENT_SLACK__SIGNING_SECRET": "unused-secret",
             "SRE_AGENT_SLACK__BASE_URL": f"http://127.0.0.1:{hole.port}/api/",
@@ -100,12 +105,32 @@ async def test_slow_and_unreachable_dependencies_degrade_without_crashing(
             items = await wait_for(pending, timeout=BOUND + 30)
             plan_s = time.monotonic() - t1
             assert items[0]["plan_id"]
+            # the breaker is open now: the next incident's RCA does not wait on the LLM
+            t2 = time.monotonic()
+            await kafka_io.send(pfx + "incidents", Incident(
+                incident_id="inc-deps-2", title="payments errors", severity="critical",
+                services=["payments"], fingerprint="fp-deps-2", opened_at=utcnow()))
+            rca2 = await kafka_io.read(pfx + "rca-results", timeout=BOUND,
+                                       until=lambda ms: any(m["incident_id"] == "inc-deps-2"
+                                                            for m in ms))
+            open_s = time.monotonic() - t2
+            assert rca2 and [m for m in rca2 if m["incident_id"] == "inc-deps-2"][-1][
+                "method"] == "rules"
+            audits = await kafka_io.read(pfx + "audit", timeout=30, until=lambda ms: any(
+                m["action"] == "llm.fallback" and m["subject"] == "inc-deps-2" for m in ms))
+            why = [m["details"]["error"] for m in audits
+                   if m["action"] == "llm.fallback" and m["subject"] == "inc-deps-2"]
+            assert why and why[0].startswith("circuit_open"), why
             st = w.status()
+            assert st["health"]["anthropic"]["circuit"] == "open", st["health"]
+            assert st["health"]["slack"]["circuit"] == "open", st["health"]
+            assert st["status"] == "degraded"
             assert w.proc is not None and w.proc.poll() is None, w.tail()
             print(f"\n[chaos] dependencies down: rules-only RCA after {rca_s:.1f} s, plan pending "
-                  f"after {plan_s:.1f} s; health {sorted(st['health'])}; blackhole connections "
-                  f"{hole.connections}")
+                  f"after {plan_s:.1f} s, next RCA with the breaker open after {open_s:.1f} s; "
+                  f"health {sorted(st['health'])}; blackhole connections {hole.connections}")
             assert rca_s < BOUND and plan_s < BOUND, (rca_s, plan_s)
+            assert open_s < 5.0, open_s
         except BaseException:
             print(w.tail(8000))
             raise

@@ -142,6 +142,15 @@ def test_webhooks_need_the_webhook_token(worker: WorkerProcess, route: str) -> N
     assert r.status != 401 and r.status < 500, (route, r.status, r.body[:300])
 
 
+def test_webhooks_are_closed_without_a_webhook_token(worker_factory: Any) -> None:
+    # no SRE_AGENT_API__WEBHOOK_TOKEN: nothing anonymous gets into the pipeline
+    w = worker_factory().start()
+    for route in ("/webhooks/alertmanager", "/webhooks/argocd", "/webhooks/n9e",
+                  "/api/v1/write"):
+        r = request(w.port, "POST", route, ALERT, {"Content-Type": "application/json"})
+        assert r.status == 503 and b"SRE_AGENT_API__WEBHOOK_TOKEN" in r.body, (route, r.status)
+
+
 @pytest.mark.parametrize("route", ["/slack/commands", "/slack/interactions"])
 def test_slack_endpoints_need_a_fresh_valid_signature(worker: WorkerProcess, route: str) -> None:
     body = b"command=%2Fsre&text=status&user_id=U1&user_name=eve&channel_id=C1"

@@ -28,9 +28,10 @@ async def standin():  # type: ignore[no-untyped-def]
     await s.stop()
 
 
-def analyst(standin: AnthropicStandin, timeout: float = 5.0) -> LlmAnalyst:
+def analyst(standin: AnthropicStandin, timeout: float = 5.0, **kw: object) -> LlmAnalyst:
     return LlmAnalyst(AnthropicSettings(api_key=SecretStr(standin.api_key), base_url=standin.url,
-                                        timeout=timeout, max_tokens_per_incident=8000))
+                                        timeout=timeout, max_tokens_per_incident=8000,
+                                        **kw))  # type: ignore[arg-type]
 
 
 def incident() -> Incident:
@@ -97,17 +98,36 @@ async def test_errors_fall_back_cleanly(standin, mode: str) -> None:
     standin.mode = mode
     standin.tool_input = ANSWER
     inc = incident()
-    out = await analyst(standin).analyze(inc, rules(inc), EDGES, budget_left=8000)
+    out = await analyst(standin, max_retries=2).analyze(inc, rules(inc), EDGES, budget_left=8000)
     assert out.hypotheses == [] and out.error
-    assert len(standin.requests) == 1  # no retries
+    # 500 and 529 are retried with backoff (the SDK's policy); an invalid answer is not
+    assert len(standin.requests) == (1 if mode == "garbage" else 3), mode
+
+
+async def test_the_breaker_opens_after_consecutive_failures(standin) -> None:
+    standin.mode = "error"
+    llm = analyst(standin, max_retries=0, breaker_failures=2, breaker_reset_seconds=60)
+    inc = incident()
+    for _ in range(2):
+        out = await llm.analyze(inc, rules(inc), EDGES, budget_left=8000)
+        assert out.error and not out.error.startswith("circuit_open")
+    t0 = time.monotonic()
+    out = await llm.analyze(inc, rules(inc), EDGES, budget_left=8000)
+    assert out.error and out.error.startswith("circuit_open"), out.error
+    assert time.monotonic() - t0 < 0.1 and len(standin.requests) == 2  # no call made
+    llm.guard.breaker.reset()  # as after the reset period: a good answer closes it
+    standin.mode, standin.tool_input = "ok", ANSWER
+    out = await llm.analyze(inc, rules(inc), EDGES, budget_left=8000)
+    assert out.hypotheses and out.error is None
 
 
 async def test_timeout_falls_back_within_the_timeout(standin) -> None:
     standin.mode, standin.delay = "slow", 10.0
     inc = incident()
     t0 = time.monotonic()
-    out = await analyst(standin, timeout=0.5).analyze(inc, rules(inc), EDGES, budget_left=8000)
-    assert time.monotonic() - t0 < 3.0
+    out = await analyst(standin, timeout=0.5, max_retries=1).analyze(
+        inc, rules(inc), EDGES, budget_left=8000)
+    assert time.monotonic() - t0 < 0.5 * 2 + 8.0 + 1.0  # two attempts and the backoff
     assert out.hypotheses == [] and out.error and "timeout" in out.error.lower()
 
 

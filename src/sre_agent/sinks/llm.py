@@ -4,7 +4,7 @@
 (everything passed through :func:`~sre_agent.processors.redact.redact_obj`
 first: no secrets, tokens, keys, e-mails or IP addresses leave) and asks for a
 structured answer through a forced tool call whose input schema constrains
-``cause_type`` to the RCA vocabulary. A client timeout, ``max_retries=0`` and a
+``cause_type`` to the RCA vocabulary. A client timeout, retries with backoff, a circuit breaker and a
 per-incident token budget bound the cost; any error (HTTP, timeout, budget,
 schema) returns an :class:`LlmOutcome` with ``error`` set and no hypotheses,
 and the caller keeps the rules' result.
@@ -25,6 +25,7 @@ from ..config import AnthropicSettings
 from ..processors.rca import CAUSE_TYPES
 from ..processors.redact import redact_obj
 from ..schemas import EvidenceItem, Hypothesis, Incident, RcaResult
+from .breakers import CircuitBreakerError, Guard
 
 __all__ = ["TOOL", "LlmAnalyst", "LlmOutcome", "build_prompt"]
 
@@ -135,6 +136,7 @@ class LlmAnalyst:
     def __init__(self, settings: AnthropicSettings, client: AsyncAnthropic | None = None) -> None:
         self.settings = settings
         self._client = client
+        self.guard = Guard("anthropic", settings.breaker_failures, settings.breaker_reset_seconds)
 
     @property
     def enabled(self) -> bool:
@@ -144,7 +146,8 @@ class LlmAnalyst:
         if self._client is None:
             key = self.settings.api_key.get_secret_value() if self.settings.api_key else None
             self._client = AsyncAnthropic(api_key=key, base_url=self.settings.base_url,
-                                          timeout=self.settings.timeout, max_retries=0)
+                                          timeout=self.settings.timeout,
+                                          max_retries=self.settings.max_retries)
         return self._client
 
     async def close(self) -> None:
@@ -162,13 +165,20 @@ class LlmAnalyst:
         if max_out < MIN_OUTPUT_TOKENS:
             return LlmOutcome(error=f"token budget exhausted ({budget_left} left, "
                                     f"~{est_in} needed for the prompt)")
+        retries = self.settings.max_retries
+        # every attempt's timeout plus the SDK's backoff between attempts (<= 8 s each)
+        bound = self.settings.timeout * (retries + 1) + 8.0 * retries + 1.0
+
+        async def call() -> Any:
+            return await asyncio.wait_for(self.client().messages.create(
+                model=self.settings.model, max_tokens=max_out, system=SYSTEM,
+                messages=[{"role": "user", "content": prompt}], tools=[TOOL],
+                tool_choice={"type": "tool", "name": TOOL["name"]}), timeout=bound)
+
         try:
-            msg = await asyncio.wait_for(
-                self.client().messages.create(
-                    model=self.settings.model, max_tokens=max_out, system=SYSTEM,
-                    messages=[{"role": "user", "content": prompt}], tools=[TOOL],
-                    tool_choice={"type": "tool", "name": TOOL["name"]}),
-                timeout=self.settings.timeout + 1.0)
+            msg = await self.guard(call)
+        except CircuitBreakerError as exc:  # failing lately: straight to the rules
+            return LlmOutcome(error=f"circuit_open: {str(exc)[:300]}")
         except Exception as exc:  # any failure falls back to the rules
             kind = "timeout" if isinstance(exc, asyncio.TimeoutError) or "Timeout" in type(
                 exc).__name__ else type(exc).__name__

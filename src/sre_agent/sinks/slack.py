@@ -32,11 +32,17 @@ from typing import Any
 from urllib.parse import parse_qs
 
 import orjson
+from slack_sdk.http_retry.builtin_async_handlers import (
+    AsyncConnectionErrorRetryHandler,
+    AsyncRateLimitErrorRetryHandler,
+    AsyncServerErrorRetryHandler,
+)
 from slack_sdk.signature import SignatureVerifier
 from slack_sdk.web.async_client import AsyncWebClient
 
 from ..config import SlackSettings
 from ..schemas import ActionPlan
+from .breakers import Guard
 
 __all__ = ["APPROVE_ID", "REJECT_ID", "InteractionError", "SlackApprovals", "check_signature",
            "parse_interaction", "plan_blocks"]
@@ -154,17 +160,24 @@ FIND_PAGES = 5
 class SlackApprovals:
     """Posts and updates approval requests in the configured channel."""
 
-    def __init__(self, client: AsyncWebClient, channel: str) -> None:
+    def __init__(self, client: AsyncWebClient, channel: str, guard: Guard | None = None) -> None:
         self.client = client
         self.channel = channel
+        #: circuit breaker of the posts (updates are best effort and not counted)
+        self.guard = guard or Guard("slack", 3, 60.0)
 
     @classmethod
     def from_settings(cls, s: SlackSettings) -> SlackApprovals | None:
         if s.bot_token is None:
             return None
         base = s.base_url if s.base_url.endswith("/") else s.base_url + "/"
-        return cls(AsyncWebClient(token=s.bot_token.get_secret_value(), base_url=base,
-                                  timeout=10), s.channel)
+        n = s.max_retries
+        retries = [AsyncConnectionErrorRetryHandler(max_retry_count=n),
+                   AsyncRateLimitErrorRetryHandler(max_retry_count=n),
+                   AsyncServerErrorRetryHandler(max_retry_count=n)] if n else []
+        client = AsyncWebClient(token=s.bot_token.get_secret_value(), base_url=base,
+                                timeout=int(max(1, round(s.timeout))), retry_handlers=retries)
+        return cls(client, s.channel, Guard("slack", s.breaker_failures, s.breaker_reset_seconds))
 
     async def post(self, plan: ActionPlan) -> dict[str, str]:
         """Post the request; return ``{"channel", "ts"}`` for later updates.
@@ -172,7 +185,8 @@ class SlackApprovals:
         The message carries Slack message metadata (``sre_agent_plan`` with the plan
         id), so :meth:`find` can tell whether a post whose outcome was lost happened.
         """
-        resp = await self.client.chat_postMessage(
+        resp = await self.guard(
+            self.client.chat_postMessage,
             channel=self.channel, blocks=plan_blocks(plan),
             text=f"[{plan.risk_tier}] {plan.policy} for {plan.cause_type} on {plan.service}: "
                  f"plan {plan.plan_id}",
@@ -187,7 +201,8 @@ class SlackApprovals:
         """
         cursor = None
         for _ in range(FIND_PAGES):
-            resp = await self.client.conversations_history(
+            resp = await self.guard(
+                self.client.conversations_history,
                 channel=self.channel, oldest=f"{oldest:.6f}", include_all_metadata=True,
                 limit=200, cursor=cursor)
             for msg in resp.get("messages") or []:

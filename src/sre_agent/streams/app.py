@@ -27,6 +27,7 @@ from . import (
     risk_agent,
     web,
 )
+from . import faust_fixes
 from .context import StreamContext
 from .tables import Tables
 from .topics import Topics
@@ -55,6 +56,7 @@ STAGES: list[ModuleType] = [
 
 def create_app(settings: Settings) -> tuple[faust.App, StreamContext]:
     """Build the app and wire every stage; nothing connects until it runs."""
+    faust_fixes.apply()
     w, k = settings.worker, settings.kafka
     app = faust.App(
         w.app_id,

@@ -35,6 +35,7 @@ from ..processors.approvals import (
 )
 from ..readmodel.records import PlanRecord
 from ..schemas import ActionPlan, ActionResult, Approval, SreAction, utcnow
+from ..sinks.breakers import breaker_health
 from ..sinks.notify import Notice, Notifier
 from ..sinks.slack import InteractionError, SlackApprovals, check_signature, parse_interaction
 from .audit_agent import emit_audit
@@ -87,6 +88,8 @@ def register(ctx: StreamContext) -> None:
     results_topic = settings.topic("action-results")
     approvals_topic = settings.topic("approvals")
     expiring: set[str] = set()
+    #: plans re-offered for posting once; cleared when a post attempt was made
+    reposting: set[str] = set()
 
     def load(plan_id: str) -> PlanState | None:
         raw = table.get(plan_id)
@@ -131,6 +134,7 @@ def register(ctx: StreamContext) -> None:
                 await emit_audit(ctx, "approval-manager", "slack.reconciled", plan.plan_id,
                                  {"channel": found["channel"], "ts": found["ts"]})
                 return
+        reposting.discard(plan.plan_id)
         state.slack = {"posting": f"{time.time() - POST_CLOCK_SLACK:.6f}"}
         save(state)
         await durable()
@@ -144,14 +148,17 @@ def register(ctx: StreamContext) -> None:
             state.slack = {}
             await emit_audit(ctx, "approval-manager", "slack.failed", plan.plan_id,
                              {"error": str(exc)[:300]})
+        ctx.stats.health["slack"] = breaker_health(slack.guard)
         save(state)
 
     async def resume(state: PlanState) -> None:
         """Finish what a crashed owner of this plan left half done (on any redelivered
-        event): a post still in flight, or an executable step never handed over (the
-        executor's idempotency key makes a second copy of a step harmless)."""
-        if slack is not None and state.slack.get("posting") and state.status != "auto":
-            await post_request(state)
+        event): a post still in flight (or one that failed: Slack was down), or an
+        executable step never handed over (the executor's idempotency key makes a second
+        copy of a step harmless)."""
+        if slack is not None and "ts" not in state.slack and state.status in ("pending",
+                                                                              "blocked"):
+            await post_request(state)  # in flight when the owner died, or failed earlier
         if (state.executable and state.next_step < len(state.plan.steps)
                 and state.next_step not in state.requested
                 and state.next_step not in state.step_status):
@@ -282,6 +289,23 @@ def register(ctx: StreamContext) -> None:
             if state.status == "pending" and exp is not None and now >= exp:
                 expiring.add(plan_id)
                 await ctx.send(state.plan.model_copy(update={"status": "expired"}))
+
+    @app.timer(30.0)
+    async def repost_unposted() -> None:
+        """Plans whose Slack post failed go round again (through ``action-plans``, so
+        their owner's stream handles them) once the breaker lets calls through."""
+        if slack is None or slack.guard.breaker.state == "open":
+            return
+        now = utcnow()
+        for plan_id, raw in list(table.items()):
+            if not raw:
+                continue
+            state = PlanState.model_validate_json(raw)
+            exp = state.plan.expires_at
+            if (state.status == "pending" and not state.slack and plan_id not in reposting
+                    and (exp is None or exp > now)):
+                reposting.add(plan_id)
+                await ctx.send(state.plan)
 
     # ------------------------------------------------------------------ web views
     def replayed(rec: PlanRecord) -> PlanState:

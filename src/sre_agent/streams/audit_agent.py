@@ -58,7 +58,9 @@ async def emit_audit(ctx: StreamContext, actor: str, action: str, subject: str,
 
 
 async def incident_status(ctx: StreamContext, incident_id: str) -> str | None:
-    """open / updated / resolved from the tickets table, else this worker's view."""
+    """open / updated / resolved from the tickets table, else this worker's view, else the
+    read model's (every replica projects all partitions of ``incidents``; with several
+    workers the incident may live on another one's partition)."""
     store = pg_store(ctx)
     if store is not None and store.pool is not None:
         try:
@@ -67,7 +69,12 @@ async def incident_status(ctx: StreamContext, incident_id: str) -> str | None:
                 return found
         except Exception as exc:  # noqa: BLE001 - fall back to the in-memory view
             log.warning("ticket status of %s unavailable: %s", incident_id, exc)
-    return ctx.state.get(_STATUS, {}).get(incident_id)  # type: ignore[no-any-return]
+    local = ctx.state.get(_STATUS, {}).get(incident_id)
+    if local is not None:
+        return local  # type: ignore[no-any-return]
+    api = ctx.state.get("api")
+    rec = api.model.records.get(incident_id) if api is not None else None
+    return rec.incident.status if rec is not None and rec.incident is not None else None
 
 
 def register(ctx: StreamContext) -> None:

@@ -224,12 +224,16 @@ def _register_remote_write(ctx: StreamContext) -> None:
         """Prometheus remote-write 1.0 receiver: samples go to the ``metrics`` topic."""
 
         async def post(self, request: Request) -> Response:
-            if token is not None:
-                given = (request.headers.get("Authorization") or "").removeprefix("Bearer ").strip()
-                if not hmac.compare_digest(given.encode(), token.get_secret_value().encode()):
-                    refused("unauthorized")
-                    return self.json({"error": "unauthorized: send Authorization: Bearer "
-                                               "<webhook token>"}, status=401)
+            if token is None:  # like the webhooks: no anonymous writes into the pipeline
+                refused("disabled: no webhook token")
+                return self.json({"error": "remote write is disabled: set "
+                                           "SRE_AGENT_API__WEBHOOK_TOKEN and send it as "
+                                           "Authorization: Bearer <token>"}, status=503)
+            given = (request.headers.get("Authorization") or "").removeprefix("Bearer ").strip()
+            if not hmac.compare_digest(given.encode(), token.get_secret_value().encode()):
+                refused("unauthorized")
+                return self.json({"error": "unauthorized: send Authorization: Bearer "
+                                           "<webhook token>"}, status=401)
             body = await request.read()
             health["requests"] += 1
             try:

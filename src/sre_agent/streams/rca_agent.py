@@ -19,6 +19,7 @@ from ..processors.rca import RootCauseAnalyzer, incident_text, merge_llm
 from ..processors.redact import redact_obj
 from ..processors.topology import ServiceGraph
 from ..schemas import AuditRecord, Incident, RcaResult, SimilarCase
+from ..sinks.breakers import breaker_health
 from ..sinks.llm import LlmAnalyst
 from .context import StreamContext
 
@@ -62,6 +63,7 @@ def register(ctx: StreamContext) -> None:
             if llm.enabled:
                 used = int(budget.get(inc.incident_id) or b"0")
                 outcome = await llm.analyze(inc, result, graph.edges, budget_total - used)
+                ctx.stats.health["anthropic"] = breaker_health(llm.guard)
                 if outcome.tokens:
                     budget[inc.incident_id] = str(used + outcome.tokens).encode()
                 if outcome.hypotheses:

@@ -88,6 +88,8 @@ def register(ctx: StreamContext) -> None:
     results_topic = settings.topic("action-results")
     approvals_topic = settings.topic("approvals")
     expiring: set[str] = set()
+    if slack is not None:
+        ctx.stats.health["slack"] = breaker_health(slack.guard)
     #: plans re-offered for posting once; cleared when a post attempt was made
     reposting: set[str] = set()
 

@@ -34,6 +34,8 @@ def register(ctx: StreamContext) -> None:
     graph = ServiceGraph(ctx.settings.correlation.edges)
     analyzer = RootCauseAnalyzer(graph)
     llm = LlmAnalyst(ctx.settings.anthropic)
+    if llm.enabled:
+        ctx.stats.health["anthropic"] = breaker_health(llm.guard)
     budget_total = ctx.settings.anthropic.max_tokens_per_incident
     budget = ctx.tables.declare("rca_budget", help="LLM tokens spent per incident")
     ctx.state["rca_analyzer"] = analyzer

@@ -107,3 +107,41 @@ async def test_a_deleted_row_is_caught_at_the_next_one(pg_dsn: str) -> None:
     report = await store.verify()
     await store.close()
     assert not report.ok and report.bad_row == ids[8], report
+
+
+async def test_cut_off_newest_rows_are_caught_against_the_kafka_copy(
+        pg_dsn: str, kafka_io: Any) -> None:
+    # a chain alone cannot show that its newest rows were cut off; the audit topic can
+    import os
+    import subprocess
+    import sys
+
+    from sre_agent.schemas import encode
+    from tests.conftest import unique
+
+    dsn = await fresh_database(pg_dsn)
+    prefix = unique("audit") + "."
+    store = AuditStore(dsn)
+    await store.setup()
+    for i in range(10):
+        rec = AuditRecord(actor="executor", action="action.executed", subject=f"x{i}",
+                          details={"i": i}, idempotency_key=f"p{i}:0")
+        await store.add(rec)
+        await kafka_io.send_raw(prefix + "audit", encode(rec), rec.subject.encode())
+    ids = [r["id"] for r in await store.rows(limit=100)]
+
+    def verify_against_kafka() -> subprocess.CompletedProcess[str]:
+        env = {k: v for k, v in os.environ.items() if not k.startswith("SRE_AGENT_")}
+        env.update({"SRE_AGENT_POSTGRES__DSN": dsn, "SRE_AGENT_KAFKA__TOPIC_PREFIX": prefix,
+                    "SRE_AGENT_KAFKA__BROKER": "kafka://" + kafka_io.bootstrap})
+        return subprocess.run([sys.executable, "-m", "sre_agent", "audit", "verify",
+                               "--against-kafka", "--grace", "0"], env=env,
+                              capture_output=True, text=True, timeout=60)
+
+    out = verify_against_kafka()
+    assert out.returncode == 0 and "all 10 audit records" in out.stdout, out
+    await _as_insider(dsn, ("DELETE FROM audit_log WHERE id = ANY($1)", ids[-2:]))
+    assert (await store.verify()).ok  # the chain itself still links
+    await store.close()
+    out = verify_against_kafka()
+    assert out.returncode == 1 and "2 of 10 audit records" in out.stderr, out

@@ -2,6 +2,11 @@
 
 ``verify`` prints ``ok N rows`` and exits 0, or names the first row that breaks
 the chain and exits 1 (2 when the database cannot be reached or is not configured).
+
+A hash chain cannot show that its newest rows were cut off. ``verify
+--against-kafka`` also reads the ``audit`` topic (the sink's source, an
+independent copy for as long as Kafka retains it) and fails when a record older
+than ``--grace`` seconds (the sink's normal delay) has no row in PostgreSQL.
 """
 
 from __future__ import annotations
@@ -9,6 +14,8 @@ from __future__ import annotations
 import argparse
 import asyncio
 import sys
+import time
+from typing import Any
 
 import orjson
 
@@ -21,9 +28,58 @@ def _args(p: argparse.ArgumentParser) -> None:
     p.add_argument("action", choices=["verify", "tail"])
     p.add_argument("--subject", help="tail: only rows about this plan/incident/action id")
     p.add_argument("--limit", type=int, default=50, help="tail: rows to print")
+    p.add_argument("--against-kafka", action="store_true",
+                   help="verify: also check every record on the audit topic has its row")
+    p.add_argument("--grace", type=float, default=60.0,
+                   help="--against-kafka: ignore records younger than this (seconds)")
 
 
-async def _run(dsn: str, args: argparse.Namespace) -> int:
+async def _kafka_audit_ids(settings: Any, grace: float) -> list[str]:
+    """Event ids of the decodable records on the audit topic older than ``grace``."""
+    from aiokafka import AIOKafkaConsumer, TopicPartition
+    from aiokafka.admin import AIOKafkaAdminClient
+
+    from ..schemas import AuditRecord, DecodeError, decode
+    from ..streams.admin import bootstrap_servers
+
+    topic = settings.topic("audit")
+    servers = bootstrap_servers(settings.kafka.broker)
+    admin = AIOKafkaAdminClient(bootstrap_servers=servers)
+    await admin.start()
+    try:
+        described = await admin.describe_topics([topic])
+    finally:
+        await admin.close()
+    tps = [TopicPartition(topic, p["partition"]) for d in described if d.get("error_code") == 0
+           for p in d.get("partitions", [])]
+    if not tps:
+        return []
+    cons = AIOKafkaConsumer(bootstrap_servers=servers, group_id=None, enable_auto_commit=False)
+    await cons.start()
+    try:
+        cons.assign(tps)
+        await cons.seek_to_beginning(*tps)
+        ends = await cons.end_offsets(tps)
+        cutoff_ms = (time.time() - grace) * 1000
+        ids: list[str] = []
+        while True:
+            positions = [await cons.position(tp) for tp in tps]
+            if all(pos >= ends[tp] for pos, tp in zip(positions, tps)):
+                return ids
+            for recs in (await cons.getmany(timeout_ms=1000)).values():
+                for r in recs:
+                    if r.offset >= ends[TopicPartition(r.topic, r.partition)] \
+                            or r.timestamp > cutoff_ms:
+                        continue
+                    try:
+                        ids.append(decode(AuditRecord, r.value).event_id)
+                    except DecodeError:
+                        continue  # dead-lettered by the sink, never meant to have a row
+    finally:
+        await cons.stop()
+
+
+async def _run(dsn: str, args: argparse.Namespace, settings: Any) -> int:
     from ..sinks.audit import AuditStore
 
     store = AuditStore(dsn, min_size=1, max_size=1)
@@ -36,7 +92,23 @@ async def _run(dsn: str, args: argparse.Namespace) -> int:
         if args.action == "verify":
             report = await store.verify()
             print(report, file=sys.stdout if report.ok else sys.stderr)
-            return 0 if report.ok else 1
+            if not report.ok:
+                return 1
+            if args.against_kafka:
+                try:
+                    ids = await _kafka_audit_ids(settings, args.grace)
+                except Exception as exc:  # noqa: BLE001 - aiokafka raises many kinds
+                    print(f"sre-agent: cannot read the audit topic: {exc}", file=sys.stderr)
+                    return 2
+                gone = await store.missing(ids)
+                if gone:
+                    print(f"{len(gone)} of {len(ids)} audit records on Kafka have no row in "
+                          f"PostgreSQL (deleted or never written); first: {gone[0]}",
+                          file=sys.stderr)
+                    return 1
+                print(f"ok: all {len(ids)} audit records on Kafka (older than {args.grace:g} s) "
+                      f"have their row")
+            return 0
         rows = await store.rows(subject=args.subject, limit=100_000)
         for r in rows[-args.limit:]:
             print(orjson.dumps({k: (str(v) if k == "time" else v) for k, v in r.items()}).decode())
@@ -51,4 +123,4 @@ def _audit(args: argparse.Namespace, settings: SettingsFactory) -> int:
     if s.postgres.dsn is None:
         print("sre-agent: postgres.dsn is not configured (SRE_AGENT_POSTGRES__DSN)", file=sys.stderr)
         return 2
-    return asyncio.run(_run(s.postgres.dsn.get_secret_value(), args))
+    return asyncio.run(_run(s.postgres.dsn.get_secret_value(), args, s))

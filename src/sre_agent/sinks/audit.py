@@ -230,6 +230,16 @@ class AuditStore:
                         return ChainReport(False, n, r["id"], problem)
                     prev, last_id = r["hash"], r["id"]
 
+    async def missing(self, event_ids: list[str], batch: int = 5000) -> list[str]:
+        """Which of ``event_ids`` have no row (deleted, or never written)."""
+        found: set[str] = set()
+        async with self._pool().acquire() as con:
+            for i in range(0, len(event_ids), batch):
+                rows = await con.fetch("SELECT event_id FROM audit_log WHERE event_id = ANY($1)",
+                                       event_ids[i:i + batch])
+                found.update(r["event_id"] for r in rows)
+        return [e for e in event_ids if e not in found]
+
     # ------------------------------------------------------------ idempotency claims
     async def claim(self, idempotency_key: str, action_id: str, target: str) -> bool:
         """Durably claim an action before acting; False if it was claimed before."""

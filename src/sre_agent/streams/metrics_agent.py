@@ -69,24 +69,33 @@ def register(ctx: StreamContext) -> None:
                 table[key] = value
         return len(sids)
 
-    def checkpoint(partition: int, force: bool) -> int:
+    def checkpoint(partition: int, force: bool) -> bool:
+        """Write the partition's changed state (at most every ``interval``); True if done."""
         now = time.monotonic()
         if not force and now - last_checkpoint.get(partition, 0.0) < interval:
-            return 0
+            return False
         last_checkpoint[partition] = now
-        n = write(partition, detector.dirty_sids(tag=partition))
+        write(partition, detector.dirty_sids(tag=partition))
         fsids = early.dirty_sids(tag=partition)
         if fsids:
             members = set().union(*fblobs.members(partition, fsids).values())
             for key, value in fblobs.pack(partition, early.take(members)).items():
                 forecasts[key] = value
-        return n
+        return True
+
+    #: per partition, the events whose samples are learned but not checkpointed yet.
+    #: They are acked only after the checkpoint wrote their state, and Faust flushes the
+    #: changelog before it commits: a committed offset never runs ahead of the saved
+    #: state, so a worker killed between checkpoints replays exactly what it lost (the
+    #: detector skips samples its restored state already holds).
+    unsaved: dict[int, list[Any]] = defaultdict(list)
 
     @ctx.app.agent(ctx.topics["metrics"], name="metrics-baseline")
     async def metrics_baseline(stream: Any) -> None:
-        async for event in stream.events():
+        async for event in stream.noack().events():
             batch = await ctx.decode(MetricBatch, event, stage="metrics-baseline")
             if batch is None:
+                event.ack()  # dead-lettered: nothing to learn
                 continue
             partition = current[0] = event.message.partition
             ctx.stats.samples_in += batch.sample_count()
@@ -98,7 +107,10 @@ def register(ctx: StreamContext) -> None:
                 await ctx.send(prediction)
             if anomalies:  # a transition (open/resolve) is checkpointed at once
                 write(partition, [a.series for a in anomalies])
-            checkpoint(partition, force=False)
+            unsaved[partition].append(event)
+            if checkpoint(partition, force=False):
+                for done in unsaved.pop(partition):
+                    done.ack()
 
     @ctx.app.on_partitions_revoked.connect
     async def on_revoked(app: Any, revoked: Any, **kw: Any) -> None:
@@ -110,6 +122,7 @@ def register(ctx: StreamContext) -> None:
             fblobs.forget(parts)
             for p in parts:
                 last_checkpoint.pop(p, None)
+                unsaved.pop(p, None)  # the next owner replays them from the commit
             log.info("partitions %s revoked: dropped %d in-memory series", sorted(parts), dropped)
 
     @ctx.app.task

@@ -18,9 +18,11 @@ import asyncio
 import gc
 import logging
 import time
+import weakref
 from collections import defaultdict
 from typing import Any
 
+from faust.streams import _current_event
 from faust.web import Request, Response, View
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -29,6 +31,7 @@ from ..processors.blobs import BlobStore
 from ..processors.predict import EarlyWarning
 from ..schemas import MetricBatch, encode
 from .context import StreamContext
+from .faust_fixes import before_wait_empty
 
 __all__ = ["register"]
 
@@ -89,6 +92,25 @@ def register(ctx: StreamContext) -> None:
     #: state, so a worker killed between checkpoints replays exactly what it lost (the
     #: detector skips samples its restored state already holds).
     unsaved: dict[int, list[Any]] = defaultdict(list)
+    #: a rebalance or shutdown waits for every fetched event to be acked: save and ack
+    release = [False]
+
+    async def release_unsaved() -> None:
+        """Checkpoint every partition holding unacked events and ack them (Faust is
+        about to wait for that); events still in processing do it themselves."""
+        release[0] = True
+        for partition, events in list(unsaved.items()):
+            if not events:
+                continue
+            token = _current_event.set(weakref.ref(events[-1]))  # table writes need one
+            try:
+                checkpoint(partition, force=True)
+            finally:
+                _current_event.reset(token)
+            for done in unsaved.pop(partition, []):
+                done.ack()
+
+    before_wait_empty(ctx.app, release_unsaved)
 
     @ctx.app.agent(ctx.topics["metrics"], name="metrics-baseline")
     async def metrics_baseline(stream: Any) -> None:
@@ -108,9 +130,13 @@ def register(ctx: StreamContext) -> None:
             if anomalies:  # a transition (open/resolve) is checkpointed at once
                 write(partition, [a.series for a in anomalies])
             unsaved[partition].append(event)
-            if checkpoint(partition, force=False):
+            if checkpoint(partition, force=release[0]):
                 for done in unsaved.pop(partition):
                     done.ack()
+
+    @ctx.app.on_partitions_assigned.connect
+    async def on_assigned(app: Any, assigned: Any, **kw: Any) -> None:
+        release[0] = False  # the rebalance is over: back to interval checkpoints
 
     @ctx.app.on_partitions_revoked.connect
     async def on_revoked(app: Any, revoked: Any, **kw: Any) -> None:

@@ -69,6 +69,8 @@ class Run:
     timeline: list[dict[str, Any]] = field(default_factory=list)
     phase: str = "start"
     phase_marks: dict[str, float] = field(default_factory=dict)
+    #: samples actually produced per phase (the producer may fall short of the target)
+    phase_samples: dict[str, int] = field(default_factory=lambda: defaultdict(int))
 
 
 def status(port: int) -> dict[str, Any]:
@@ -178,6 +180,7 @@ async def produce(run: Run, broker: KafkaBroker, topic: str, load: Load) -> None
                 await asyncio.gather(*futs)
                 run.produced_msgs += len(msgs)
                 run.produced_samples += sum(n for _, _, n in msgs)
+                run.phase_samples[phase] += sum(n for _, _, n in msgs)
                 if marker:
                     run.markers[anomaly_id(marker, load.t)] = (phase, sent_at)
                     run.marker_at[anomaly_id(marker, load.t)] = (marker, load.t)
@@ -268,7 +271,10 @@ def summarize(run: Run) -> dict[str, Any]:
     phases = {}
     for ph in ("steady", "burst", "recovery"):
         pts = [p for p in tl if p["phase"] == ph]
+        order = ["warmup", "steady", "burst", "recovery", "drain"]
+        t0, t1 = run.phase_marks.get(ph), run.phase_marks.get(order[order.index(ph) + 1])
         phases[ph] = {
+            "offered_samples_s": round(run.phase_samples[ph] / (t1 - t0)) if t0 and t1 else None,
             "markers": sum(1 for _, (p, _) in run.markers.items() if p == ph),
             "latency_p50_s": round(pct(lat[ph], 0.5), 3), "latency_p99_s": round(pct(lat[ph], 0.99), 3),
             "latency_max_s": round(max(lat[ph], default=float("nan")), 3),

@@ -19,9 +19,10 @@ Measured: consumer lag and RSS of the worker over time (``/status``,
 lost), marker anomalies missing or doubled, p50/p99/max stage latency per
 phase, the time for lag to recover after the burst.
 
-Run (2 cores, about 9 minutes)::
+Run (2 cores, about 11 minutes; 20,000 samples/s steady, 200,000 offered in the burst)::
 
-    python bench/load_soak.py --series 10000 --tick 10 --warmup 110 --json /tmp/soak.json
+    python bench/load_soak.py --series 10000 --points 10 --tick 5 --warmup 60 --steady 240 \
+        --burst 30 --recovery 240 --drain 240 --json /tmp/soak.json
 
 Figures go to docs/benchmarks/resilience.md.
 """

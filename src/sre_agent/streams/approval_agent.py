@@ -146,8 +146,8 @@ def register(ctx: StreamContext) -> None:
                              {"channel": state.slack.get("channel"), "ts": state.slack.get("ts"),
                               "status": state.status})
         except Exception as exc:  # noqa: BLE001 - the plan still waits for API votes
+            # the marker stays: a timed-out post may have landed, the next try looks first
             log.warning("slack post of %s failed: %s", plan.plan_id, exc)
-            state.slack = {}
             await emit_audit(ctx, "approval-manager", "slack.failed", plan.plan_id,
                              {"error": str(exc)[:300]})
         ctx.stats.health["slack"] = breaker_health(slack.guard)
@@ -193,6 +193,7 @@ def register(ctx: StreamContext) -> None:
                 await emit_audit(ctx, "approval-manager", "plan.expired", plan.plan_id,
                                  {"votes": len(state.votes)})
                 await slack_update(state, "Expired before reaching its quorum.")
+            reposting.discard(plan.plan_id)
             await resume(state)
             return  # a redelivered or repeated plan: already being handled
         if plan.status == "expired":
@@ -295,7 +296,8 @@ def register(ctx: StreamContext) -> None:
     @app.timer(30.0)
     async def repost_unposted() -> None:
         """Plans whose Slack post failed go round again (through ``action-plans``, so
-        their owner's stream handles them) once the breaker lets calls through."""
+        their owner's stream handles them) once the breaker lets calls through; the
+        retry first looks for the message, in case the failed post landed after all."""
         if slack is None or slack.guard.breaker.state == "open":
             return
         now = utcnow()
@@ -304,8 +306,8 @@ def register(ctx: StreamContext) -> None:
                 continue
             state = PlanState.model_validate_json(raw)
             exp = state.plan.expires_at
-            if (state.status == "pending" and not state.slack and plan_id not in reposting
-                    and (exp is None or exp > now)):
+            if (state.status == "pending" and "ts" not in state.slack
+                    and plan_id not in reposting and (exp is None or exp > now)):
                 reposting.add(plan_id)
                 await ctx.send(state.plan)
 

@@ -95,12 +95,13 @@ def register(ctx: StreamContext) -> None:
     #: a rebalance or shutdown waits for every fetched event to be acked: save and ack
     release = [False]
 
-    async def release_unsaved() -> None:
-        """Checkpoint every partition holding unacked events and ack them (Faust is
-        about to wait for that); events still in processing do it themselves."""
-        release[0] = True
+    def save_and_ack(stale_after: float | None) -> None:
+        """Checkpoint the partitions holding unacked events (all, or those not saved for
+        ``stale_after`` s) and ack those events, outside the stream's own iteration."""
+        now = time.monotonic()
         for partition, events in list(unsaved.items()):
-            if not events:
+            if not events or (stale_after is not None
+                              and now - last_checkpoint.get(partition, 0.0) < stale_after):
                 continue
             token = _current_event.set(weakref.ref(events[-1]))  # table writes need one
             try:
@@ -110,7 +111,18 @@ def register(ctx: StreamContext) -> None:
             for done in unsaved.pop(partition, []):
                 done.ack()
 
+    async def release_unsaved() -> None:
+        """Faust is about to wait for every fetched event to be acked (rebalance,
+        shutdown): save and ack now; events still in processing do it themselves."""
+        release[0] = True
+        save_and_ack(None)
+
     before_wait_empty(ctx.app, release_unsaved)
+
+    @ctx.app.timer(interval)
+    async def save_idle_partitions() -> None:
+        """A partition that went quiet still gets its last events saved and committed."""
+        save_and_ack(interval)
 
     @ctx.app.agent(ctx.topics["metrics"], name="metrics-baseline")
     async def metrics_baseline(stream: Any) -> None:

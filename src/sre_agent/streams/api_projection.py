@@ -118,8 +118,10 @@ class Projection:
             since_ms = int(
                 (self.clock() - self.settings.api.readmodel_lookback_hours * 3600) * 1000
             )
-            starts = await c.offsets_for_times({tp: since_ms for tp in tps})
+            # end offsets first: a record produced while we look (a fresh topic's first
+            # one, say) is then at or after the offset we seek to, never skipped
             ends = await c.end_offsets(tps)
+            starts = await c.offsets_for_times({tp: since_ms for tp in tps})
             # collections are bounded: older messages than this per partition would be evicted
             cap = 2 * self.settings.api.readmodel_max_items
             for tp in tps:

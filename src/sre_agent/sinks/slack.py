@@ -165,6 +165,8 @@ class SlackApprovals:
         self.channel = channel
         #: circuit breaker of the posts (updates are best effort and not counted)
         self.guard = guard or Guard("slack", 3, 60.0)
+        #: the channel's id as Slack answered a post (history needs an id, not a #name)
+        self.channel_id: str | None = channel if channel[:1] in ("C", "G") else None
 
     @classmethod
     def from_settings(cls, s: SlackSettings) -> SlackApprovals | None:
@@ -191,26 +193,29 @@ class SlackApprovals:
             text=f"[{plan.risk_tier}] {plan.policy} for {plan.cause_type} on {plan.service}: "
                  f"plan {plan.plan_id}",
             metadata={"event_type": PLAN_EVENT, "event_payload": {"plan_id": plan.plan_id}})
+        self.channel_id = str(resp["channel"])
         return {"channel": str(resp["channel"]), "ts": str(resp["ts"])}
 
     async def find(self, plan_id: str, oldest: float) -> dict[str, str] | None:
         """The request already posted for ``plan_id`` since ``oldest`` (unix time), if any.
 
         Reads the channel history (scope ``channels:history``/``groups:history``) with
-        metadata, newest first, at most :data:`FIND_PAGES` pages.
+        metadata, newest first, at most :data:`FIND_PAGES` pages. The history needs the
+        channel's id: configure ``slack.channel`` as an id (``C…``), else the lookup
+        works once this worker has posted (and learned the id) and fails before.
         """
+        channel = self.channel_id or self.channel
         cursor = None
         for _ in range(FIND_PAGES):
             resp = await self.guard(
                 self.client.conversations_history,
-                channel=self.channel, oldest=f"{oldest:.6f}", include_all_metadata=True,
+                channel=channel, oldest=f"{oldest:.6f}", include_all_metadata=True,
                 limit=200, cursor=cursor)
             for msg in resp.get("messages") or []:
                 meta = msg.get("metadata") or {}
                 if (meta.get("event_type") == PLAN_EVENT
                         and (meta.get("event_payload") or {}).get("plan_id") == plan_id):
-                    return {"channel": str(resp.get("channel") or self.channel),
-                            "ts": str(msg["ts"])}
+                    return {"channel": channel, "ts": str(msg["ts"])}
             cursor = (resp.get("response_metadata") or {}).get("next_cursor")
             if not resp.get("has_more") or not cursor:
                 return None

@@ -95,13 +95,11 @@ def register(ctx: StreamContext) -> None:
     #: a rebalance or shutdown waits for every fetched event to be acked: save and ack
     release = [False]
 
-    def save_and_ack(stale_after: float | None) -> None:
-        """Checkpoint the partitions holding unacked events (all, or those not saved for
-        ``stale_after`` s) and ack those events, outside the stream's own iteration."""
-        now = time.monotonic()
+    def save_and_ack() -> None:
+        """Checkpoint the partitions holding unacked events and ack those events,
+        outside the stream's own iteration."""
         for partition, events in list(unsaved.items()):
-            if not events or (stale_after is not None
-                              and now - last_checkpoint.get(partition, 0.0) < stale_after):
+            if not events:
                 continue
             token = _current_event.set(weakref.ref(events[-1]))  # table writes need one
             try:
@@ -115,14 +113,12 @@ def register(ctx: StreamContext) -> None:
         """Faust is about to wait for every fetched event to be acked (rebalance,
         shutdown): save and ack now; events still in processing do it themselves."""
         release[0] = True
-        save_and_ack(None)
+        save_and_ack()
 
+    # No timer saves quiet partitions: writing a table outside the stream can race a
+    # rebalance (a run stalled a taken-over partition); a quiet partition's last events
+    # are saved with its next event, or at the next rebalance or shutdown.
     before_wait_empty(ctx.app, release_unsaved)
-
-    @ctx.app.timer(interval)
-    async def save_idle_partitions() -> None:
-        """A partition that went quiet still gets its last events saved and committed."""
-        save_and_ack(interval)
 
     @ctx.app.agent(ctx.topics["metrics"], name="metrics-baseline")
     async def metrics_baseline(stream: Any) -> None:

@@ -110,10 +110,6 @@ def register(ctx: StreamContext) -> None:
                                                                    "policy": p.policy}))
         await emit_audit(ctx, "notifier", "notify.sent", p.plan_id, {"channels": sent, "title": title})
 
-    async def durable() -> None:
-        """Wait until what was written so far (table changelog included) is in Kafka."""
-        await app.producer.flush()
-
     async def post_request(state: PlanState) -> None:
         """Post the plan to Slack once, also across a crash mid-post.
 
@@ -139,7 +135,7 @@ def register(ctx: StreamContext) -> None:
         reposting.discard(plan.plan_id)
         state.slack = {"posting": f"{time.time() - POST_CLOCK_SLACK:.6f}"}
         save(state)
-        await durable()
+        await app.producer.flush()  # the marker is in the changelog before Slack sees a post
         try:
             state.slack = await slack.post(plan)
             await emit_audit(ctx, "approval-manager", "slack.posted", plan.plan_id,

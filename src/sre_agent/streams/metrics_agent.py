@@ -95,9 +95,11 @@ def register(ctx: StreamContext) -> None:
     #: a rebalance or shutdown waits for every fetched event to be acked: save and ack
     release = [False]
 
-    def save_and_ack() -> None:
-        """Checkpoint the partitions holding unacked events and ack those events,
-        outside the stream's own iteration."""
+    async def release_unsaved() -> None:
+        """Faust is about to wait for every fetched event to be acked (rebalance,
+        shutdown): checkpoint the partitions holding unacked events and ack them now,
+        outside the stream's iteration; events still in processing do it themselves."""
+        release[0] = True
         for partition, events in list(unsaved.items()):
             if not events:
                 continue
@@ -108,12 +110,6 @@ def register(ctx: StreamContext) -> None:
                 _current_event.reset(token)
             for done in unsaved.pop(partition, []):
                 done.ack()
-
-    async def release_unsaved() -> None:
-        """Faust is about to wait for every fetched event to be acked (rebalance,
-        shutdown): save and ack now; events still in processing do it themselves."""
-        release[0] = True
-        save_and_ack()
 
     # No timer saves quiet partitions: writing a table outside the stream can race a
     # rebalance (a run stalled a taken-over partition); a quiet partition's last events

@@ -13,15 +13,19 @@ invalid JSON: ...
 ...     decode(Alert, b'{"fingerprint": "f", "name": "n", "schema_version": 1' + b'0' * 20 + b'}')
 ... except DecodeError as exc:
 ...     print(exc.reason)
-schema violation (Alert): Integer exceeds 64-bit range
+schema violation (Alert): schema_version: Integer exceeds 64-bit range
 """
 
 from __future__ import annotations
 
+import datetime
+import enum
 import json
 import re
+import types
+import typing
 from pathlib import Path
-from typing import TypeVar
+from typing import Any, TypeVar
 
 import orjson
 from pydantic import BaseModel, ValidationError
@@ -37,6 +41,67 @@ MAX_MESSAGE_BYTES = 8 * 1024 * 1024
 #: 19+ digits in a row: possibly an integer beyond 64 bits (the slow check runs only then)
 _LONG_DIGITS_B = re.compile(rb"[0-9]{19}")
 _LONG_DIGITS_S = re.compile(r"[0-9]{19}")
+#: types whose values never hold an int once validated
+_LEAVES = (str, float, bytes, type(None), datetime.datetime, datetime.date, datetime.time,
+           datetime.timedelta)
+#: the integers orjson can encode
+_INT_MIN, _INT_MAX = -(2**63), 2**64 - 1
+
+
+def _has_int(tp: Any, seen: set[Any]) -> bool:
+    """Whether values of type ``tp`` may hold an ``int`` (or anything: ``Any``)."""
+    if tp is Any or tp is object or tp is int or isinstance(tp, typing.TypeVar):
+        return True
+    if isinstance(tp, type):
+        if issubclass(tp, bool) or issubclass(tp, _LEAVES):
+            return False  # an integer literal becomes a float, a date, or an error
+        if issubclass(tp, int):  # IntEnum and the like
+            return True
+        if issubclass(tp, enum.Enum):
+            return False
+        if tp in seen:
+            return False
+        seen.add(tp)
+        if issubclass(tp, BaseModel):
+            return any(_has_int(f.annotation, seen) for f in tp.model_fields.values())
+        if hasattr(tp, "__total__"):  # a TypedDict
+            hints = typing.get_type_hints(tp, include_extras=True)
+            return any(_has_int(h, seen) for h in hints.values())
+        return True  # a class we do not know: be safe
+    origin = typing.get_origin(tp)
+    if origin is typing.Literal:
+        return False
+    if origin is typing.Annotated:
+        return _has_int(typing.get_args(tp)[0], seen)
+    if origin is not None:  # unions, containers
+        return any(_has_int(a, seen) for a in typing.get_args(tp) if a is not Ellipsis)
+    return True  # unknown typing construct: be safe
+
+
+def _int_plan(model: type[BaseModel]) -> tuple[tuple[str, ...], bool]:
+    """(top-level int fields, whether an int may hide deeper) of ``model``, cached.
+
+    Checking the few top-level ints of a parsed event replaces a regex over the
+    whole message for models such as ``MetricBatch``, whose nested values are
+    strings and floats only (a float field turns any integer literal into a float).
+    """
+    plan = _PLANS.get(model)
+    if plan is None:
+        top: list[str] = []
+        deep = False
+        for name, f in model.model_fields.items():
+            tp = f.annotation
+            args = typing.get_args(tp) if typing.get_origin(tp) in (typing.Union,
+                                                                  types.UnionType) else (tp,)
+            if all(a is int or a is type(None) for a in args):
+                top.append(name)
+            elif _has_int(tp, set()):
+                deep = True
+        plan = _PLANS[model] = (tuple(top), deep)
+    return plan
+
+
+_PLANS: dict[type[BaseModel], tuple[tuple[str, ...], bool]] = {}
 
 
 class DecodeError(ValueError):
@@ -70,9 +135,16 @@ def decode(model: type[M], data: bytes | str) -> M:
     except Exception as exc:  # a validator that raised something else: still bad input
         raise DecodeError(f"schema violation ({model.__name__}): "
                           f"{type(exc).__name__}: {str(exc)[:200]}") from None
-    if (_LONG_DIGITS_B if isinstance(data, bytes | bytearray) else _LONG_DIGITS_S).search(data):
-        # pydantic accepts integers of any size, orjson encodes 64-bit ones only:
-        # an event every stage could not forward is rejected here, not downstream
+    # pydantic accepts integers of any size, orjson encodes 64-bit ones only: an event
+    # every stage could not forward is rejected here, not downstream
+    top, deep = _int_plan(model)
+    for name in top:
+        v = getattr(event, name)
+        if v is not None and not _INT_MIN <= v <= _INT_MAX:
+            raise DecodeError(f"schema violation ({model.__name__}): {name}: "
+                              "Integer exceeds 64-bit range")
+    if deep and (_LONG_DIGITS_B if isinstance(data, bytes | bytearray)
+                 else _LONG_DIGITS_S).search(data):
         try:
             encode(event)
         except TypeError as exc:  # orjson.JSONEncodeError is a TypeError

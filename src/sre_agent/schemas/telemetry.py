@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+import hashlib
 import zlib
 from typing import Annotated, ClassVar, Literal
 
 from pydantic import Field, StringConstraints
-from typing_extensions import TypedDict
+from typing_extensions import NotRequired, TypedDict
 
 from .base import Event, UtcDatetime
 
@@ -17,7 +18,9 @@ __all__ = [
     "LogRecord",
     "MetricBatch",
     "MetricSeries",
+    "SeriesRef",
     "series_id",
+    "series_key",
     "shard_of",
 ]
 
@@ -36,6 +39,19 @@ def series_id(name: str, labels: dict[str, str]) -> str:
     return f"{name}{{{inner}}}"
 
 
+def series_key(sid: str) -> str:
+    """Compact key of a canonical series id: 16 hex chars (64 bits of BLAKE2b).
+
+    A ``metrics`` message names a series by this key (``refs``) once a message on
+    the same shard carried its labels; a consumer recomputes it from those labels,
+    so a key can never be bound to labels other than its own.
+
+    >>> series_key('cpu{pod="a"}')
+    '905561b771158356'
+    """
+    return hashlib.blake2b(sid.encode(), digest_size=8).hexdigest()
+
+
 def shard_of(sid: str, shards: int) -> int:
     """Stable shard of a series id (crc32), used as the ``metrics`` key.
 
@@ -51,37 +67,64 @@ LabelName = Annotated[str, StringConstraints(min_length=1, max_length=128)]
 Point = tuple[Annotated[float, Field(ge=0, lt=1e11)], Annotated[float, Field(allow_inf_nan=False)]]
 
 
+SeriesKey = Annotated[str, StringConstraints(min_length=16, max_length=16,
+                                              pattern=r"^[0-9a-f]{16}$")]
+Points = Annotated[list[Point], Field(min_length=1, max_length=10_000)]
+
+
 class MetricSeries(TypedDict):
     """Points of one series, shaped like a remote-write ``TimeSeries``.
 
     A TypedDict (validated in pydantic-core, no model instance per series) so
-    decoding costs well under a microsecond per sample.
+    decoding costs well under a microsecond per sample. ``id`` (schema v2) is
+    the series' :func:`series_key`: it defines the key that later messages of
+    the same shard use in ``refs``.
     """
 
     name: Annotated[str, StringConstraints(min_length=1, max_length=256)]
     labels: Annotated[dict[LabelName, Label], Field(max_length=MAX_LABELS)]
-    points: Annotated[list[Point], Field(min_length=1, max_length=10_000)]
+    points: Points
+    id: NotRequired[SeriesKey]
+
+
+class SeriesRef(TypedDict):
+    """Points of a series named by its key (schema v2): its labels travelled before."""
+
+    id: SeriesKey
+    points: Points
 
 
 class MetricBatch(Event):
     """Many series of one shard (the ``metrics`` key), each with its points.
 
+    Schema v2 adds ``refs``: series named only by their :func:`series_key`,
+    whose name and labels an earlier message of the same shard carried in
+    ``series`` (with ``id``). Producers re-send the labels periodically and on
+    every new session; a consumer resolves refs with
+    :class:`~sre_agent.schemas.series_refs.SeriesDirectory`. v1 messages (no
+    ``refs``, no ``id``) are v2 messages too.
+
     >>> b = MetricBatch(series=[{"name": "cpu", "labels": {"service": "api"},
-    ...                          "points": [(1.7e9, 0.5)]}])
-    >>> b.sample_count()
-    1
+    ...                          "points": [(1.7e9, 0.5)]}],
+    ...                 refs=[{"id": "00000000000000ff", "points": [(1.7e9, 1.0), (1.8e9, 2.0)]}])
+    >>> b.sample_count(), b.schema_version
+    (3, 2)
     """
 
     TOPIC: ClassVar[str] = "metrics"
-    source: str = "unknown"
-    shard: int = Field(default=0, ge=0)
+    schema_version: int = 2
+    source: str = Field(default="unknown", max_length=256)
+    shard: int = Field(default=0, ge=0, le=2**31 - 1)
     series: Annotated[list[MetricSeries], Field(max_length=100_000)]
+    refs: Annotated[list[SeriesRef], Field(default_factory=list, max_length=100_000,
+                                           description="series by key (schema v2)")]
 
     def key(self) -> str:
         return str(self.shard)
 
     def sample_count(self) -> int:
-        return sum(len(s["points"]) for s in self.series)
+        return (sum(len(s["points"]) for s in self.series)
+                + sum(len(r["points"]) for r in self.refs))
 
 
 class LogRecord(Event):

@@ -13,8 +13,8 @@ from sre_agent.config import load_settings
 from sre_agent.readmodel import CommandError, ReadModel, blocks, parse_command
 from sre_agent.readmodel.chatops import COMMANDS, allowed, slack_role
 from sre_agent.schemas import SimilarCase
-from sre_agent.streams.api_metrics import render
-from sre_agent.streams.api_openapi import OPS, build_openapi
+from sre_agent.web.metrics import render
+from sre_agent.web.openapi import OPS, build_openapi
 from sre_agent.streams.app import create_app
 from tests.api_support import incident_events
 

@@ -12,8 +12,8 @@ from types import ModuleType
 import faust
 
 from ..config import Settings
+from .. import web
 from . import (
-    api,
     approval_agent,
     audit_agent,
     collectors,
@@ -25,7 +25,6 @@ from . import (
     metrics_agent,
     rca_agent,
     risk_agent,
-    web,
 )
 from . import faust_fixes
 from .context import StreamContext
@@ -38,10 +37,9 @@ log = logging.getLogger(__name__)
 
 #: every stage of the loop, in pipeline order (autodiscovery is off on purpose)
 STAGES: list[ModuleType] = [
-    web,  # /status
-    api,  # REST API, console, /metrics, ChatOps
+    web,  # the HTTP surface: /status, REST API, webhooks, Slack, console, /metrics
     collectors,  # Prometheus/Loki/CloudWatch pollers, remote-write receiver
-    ingest,  # ArgoCD/Alertmanager/n9e webhooks, k8s watch
+    ingest,  # k8s watch
     metrics_agent,  # metrics -> baselines -> anomalies, predictions
     logs_agent,  # logs -> templates -> anomalies
     correlate_agent,  # anomalies/alerts/predictions/k8s/deploys -> incidents

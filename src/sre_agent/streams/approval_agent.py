@@ -9,9 +9,7 @@ the executor one at a time on ``sre-actions`` — the next step only after the
 previous one's result succeeded. A timer marks overdue plans expired by sending
 the plan with ``status=expired`` back through ``action-plans``.
 
-Web views: ``POST /slack/interactions`` (Slack buttons; signature verified),
-``POST /api/approvals/{plan_id}/approve|reject`` (bearer token, role approver),
-``GET /api/approvals/pending`` (role viewer).
+Its web views (Slack buttons, the approvals REST API) are in :mod:`sre_agent.web.approvals`.
 """
 
 from __future__ import annotations
@@ -21,9 +19,6 @@ import logging
 import time
 from typing import Any
 
-import orjson
-from faust.web import Request, Response, View
-from slack_sdk.signature import SignatureVerifier
 
 from ..processors.approvals import (
     PlanState,
@@ -33,13 +28,11 @@ from ..processors.approvals import (
     quorum_status,
     record_result,
 )
-from ..readmodel.records import PlanRecord
 from ..schemas import ActionPlan, ActionResult, Approval, SreAction, utcnow
 from ..sinks.breakers import breaker_health
 from ..sinks.notify import Notice, Notifier
-from ..sinks.slack import InteractionError, SlackApprovals, check_signature, parse_interaction
+from ..sinks.slack import SlackApprovals
 from .audit_agent import emit_audit
-from .auth import Authenticator
 from .context import StreamContext
 
 __all__ = ["register"]
@@ -62,27 +55,11 @@ def action_for(state: PlanState, index: int, dry_run: bool) -> SreAction:
                      step=step, approved_by=approved_by, policy=plan.policy, dry_run=dry_run)
 
 
-def pending_view(state: PlanState) -> dict[str, Any]:
-    p = state.plan
-    _, progress = quorum_status(p.policy, state.votes)
-    return {"plan_id": p.plan_id, "incident_id": p.incident_id, "cause_type": p.cause_type,
-            "service": p.service, "summary": p.summary, "risk_score": p.risk_score,
-            "risk_tier": p.risk_tier, "policy": p.policy, "quorum": progress,
-            "votes": [v.model_dump(mode="json") for v in state.votes],
-            "expires_at": p.expires_at.isoformat() if p.expires_at else None,
-            "steps": [{"action": s.action, "target": s.target.ref(), "risk": s.risk}
-                      for s in p.steps],
-            "evidence": p.evidence, "similar": p.similar}
-
-
 def register(ctx: StreamContext) -> None:
     app, settings = ctx.app, ctx.settings
     table = ctx.tables.declare("approval_state", help="plan id -> approval state (JSON)")
     slack = SlackApprovals.from_settings(settings.slack)
     notifier = Notifier(settings.notify)
-    auth = Authenticator(settings.api)
-    secret = settings.slack.signing_secret
-    verifier = SignatureVerifier(secret.get_secret_value()) if secret is not None else None
     channel = app.topic(*(settings.topic(n) for n in ("action-plans", "approvals", "action-results")),
                         key_serializer="raw", value_serializer="raw")
     results_topic = settings.topic("action-results")
@@ -306,120 +283,6 @@ def register(ctx: StreamContext) -> None:
                     and plan_id not in reposting and (exp is None or exp > now)):
                 reposting.add(plan_id)
                 await ctx.send(state.plan)
-
-    # ------------------------------------------------------------------ web views
-    def replayed(rec: PlanRecord) -> PlanState:
-        """A plan's state replayed from what the read model saw of it."""
-        state = PlanState.open(rec.plan)
-        now = utcnow()
-        for vote in rec.approvals:
-            cast_vote(state, vote, now)
-        if rec.results:
-            state.status = "failed" if rec.results[-1].status == "failed" else "completed"
-        return state
-
-    def replicated_state(plan_id: str) -> PlanState | None:
-        """The state of a plan another replica owns: with several workers the table
-        holds only this worker's partitions, the read model every plan (each replica
-        projects all partitions). The owner's approval manager stays the arbiter."""
-        api = ctx.state.get("api")
-        rec = api.model.find_plan(plan_id) if api is not None else None
-        return replayed(rec) if rec is not None and rec.plan.plan_id == plan_id else None
-
-    async def submit(plan_id: str, decision: str, user: str, role: str, source: str,
-                     comment: str = "") -> Approval:
-        vote = Approval(plan_id=plan_id, decision=decision, user=user, role=role,  # type: ignore[arg-type]
-                        source=source, comment=comment[:2000])  # type: ignore[arg-type]
-        await ctx.send(vote)
-        return vote
-
-    @app.page("/slack/interactions")
-    class SlackInteractions(View):
-        async def post(self, request: Request) -> Response:
-            body = await request.read()
-            if verifier is None:
-                return self.json({"error": "slack.signing_secret is not configured"}, status=503)
-            problem = check_signature(verifier, body, request.headers)
-            if problem:
-                await emit_audit(ctx, "slack", "slack.signature_rejected", "slack/interactions", {
-                    "reason": problem, "remote": request.remote,
-                    "timestamp": request.headers.get("X-Slack-Request-Timestamp"),
-                    "bytes": len(body)})
-                return self.json({"error": f"invalid Slack signature: {problem}"}, status=401)
-            try:
-                act = parse_interaction(body)
-            except InteractionError as exc:
-                return self.json({"error": str(exc)}, status=400)
-            roles = settings.slack.user_roles
-            role = roles.get(act["user_id"]) or roles.get(act["user_name"])
-            user = act["user_name"] or act["user_id"]
-            if role not in VOTING_ROLES:
-                await emit_audit(ctx, user or "unknown", "vote.unauthorized", act["plan_id"], {
-                    "source": "slack", "slack_user": act["user_id"], "role": role})
-                return self.json({"response_type": "ephemeral", "replace_original": False,
-                                  "text": "You are not an approver for SRE Agent plans."})
-            await submit(act["plan_id"], act["decision"], act["user_id"], role, "slack",
-                         comment=f"slack user {user}")
-            return self.json({"response_type": "ephemeral", "replace_original": False,
-                              "text": f"Recorded your {act['decision']} of {act['plan_id']}."})
-
-    @app.page("/api/approvals/pending")
-    class Pending(View):
-        async def get(self, request: Request) -> Response:
-            who = auth.identify(request.headers.get("Authorization"))
-            if who is None:
-                return self.json({"error": "missing or invalid bearer token"}, status=401)
-            now = utcnow()
-            items, local = [], set()
-            for plan_id, raw in list(table.items()):
-                state = PlanState.model_validate_json(raw)
-                local.add(plan_id)
-                exp = state.plan.expires_at
-                if state.status == "pending" and (exp is None or exp > now):
-                    items.append(pending_view(state))
-            api = ctx.state.get("api")
-            for rec in (api.model.plans(pending_only=True) if api is not None else []):
-                exp = rec.plan.expires_at
-                if rec.plan.plan_id not in local and (exp is None or exp > now):
-                    state = replayed(rec)  # another replica owns it
-                    if state.status == "pending":
-                        items.append(pending_view(state))
-            items.sort(key=lambda x: -x["risk_score"])
-            return self.json({"items": items, "count": len(items)})
-
-    @app.page("/api/approvals/{plan_id}/{decision}")
-    class Decide(View):
-        async def post(self, request: Request, plan_id: str, decision: str) -> Response:
-            if decision not in ("approve", "reject"):
-                return self.json({"error": "use /approve or /reject"}, status=404)
-            who = auth.identify(request.headers.get("Authorization"))
-            if who is None:
-                return self.json({"error": "missing or invalid bearer token"}, status=401)
-            if not who.allows("approver"):
-                return self.json({"error": f"role {who.role} may not vote; approver needed"},
-                                 status=403)
-            comment = ""
-            raw = await request.read()
-            if raw.strip():
-                try:
-                    doc = orjson.loads(raw)
-                    comment = str(doc.get("comment") or doc.get("reason") or "") \
-                        if isinstance(doc, dict) else ""
-                except orjson.JSONDecodeError:
-                    return self.json({"error": "body must be JSON"}, status=400)
-            state = load(plan_id) or replicated_state(plan_id)
-            if state is None:
-                return self.json({"error": f"unknown plan {plan_id}"}, status=404)
-            if state.status != "pending":
-                return self.json({"error": f"plan {plan_id} is {state.status}",
-                                  "status": state.status}, status=409)
-            role = settings.actions.approvers.get(who.user) or ""
-            if role not in VOTING_ROLES:
-                role = "admin" if who.role == "admin" else "oncall"
-            vote = await submit(plan_id, decision, who.user, role, "api", comment)
-            return self.json({"status": "submitted", "plan_id": plan_id, "user": who.user,
-                              "role": role, "decision": decision, "event_id": vote.event_id},
-                             status=202)
 
     @app.on_before_shutdown.connect
     async def _close(app: Any, **kw: Any) -> None:

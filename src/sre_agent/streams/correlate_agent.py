@@ -41,7 +41,7 @@ from ..processors.clock import EventClock
 from ..processors.topology import ServiceGraph
 from ..schemas import Alert, Anomaly, AuditRecord, DeployEvent, Event, K8sEvent, Prediction
 from .context import StreamContext
-from .web import authorize_viewer
+from ..web.status import authorize_viewer
 
 __all__ = ["SIGNALS_TOPIC", "register"]
 

@@ -84,7 +84,7 @@ def register(ctx: StreamContext) -> None:
 
         @api.endpoint("log_templates", "viewer")
         async def get(self, request: Request, principal: Any) -> Response:
-            from .api_http import BadRequest
+            from ..web.http import BadRequest
 
             try:
                 limit = min(int(request.query.get("limit", "50")), 1000)

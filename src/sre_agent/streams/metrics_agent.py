@@ -191,9 +191,9 @@ def summary(detector: MetricDetector, early: EarlyWarning, metric: str | None = 
 
 def _register_views(ctx: StreamContext, detector: MetricDetector, early: EarlyWarning,
                     runs: dict[str, Any]) -> None:
-    from ..commands.baseline import HistoryRun, auth_headers, learn_history, select_queries
+    from ..collectors.history import HistoryRun, auth_headers, learn_history, select_queries
     from ..sinks.prometheus import PrometheusClient
-    from .api_http import BadRequest, json_body
+    from ..web.http import BadRequest, json_body
 
     api = ctx.state.get("api")
     if api is None:  # the API stage is not wired: nothing to authenticate with

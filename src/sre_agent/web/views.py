@@ -2,7 +2,7 @@
 feedback, pattern search, audit and chart series. Documented in ``/openapi.json``.
 
 Roles: reads need ``viewer``; feedback needs ``operator``; the audit trail
-needs ``operator``. Approvals are served by :mod:`.approval_agent`, baselines
+needs ``operator``. Approvals are served by :mod:`.approvals`, baselines
 by the cognition stage.
 """
 
@@ -21,9 +21,9 @@ from ..readmodel import paginate
 from ..readmodel.query import choice_param, float_param, page_params, str_param
 from ..readmodel.views import FeedbackRequest, SeriesSummary
 from ..schemas import AuditRecord, Feedback
-from .api_http import Api, BadRequest, json_body
+from .http import Api, BadRequest, json_body
 from .auth import Principal
-from .web import status_payload
+from .status import status_payload
 
 __all__ = ["pattern_search", "register_views", "status_summary", "submit_feedback"]
 

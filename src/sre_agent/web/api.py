@@ -1,7 +1,7 @@
 """Stage wiring: the read side — REST API, web console, ChatOps and ``/metrics``.
 
 A :class:`~sre_agent.readmodel.ReadModel` is fed on every worker by a
-group-less projection of the output topics (see :mod:`.api_projection`) and
+group-less projection of the output topics (see :mod:`sre_agent.streams.projection`) and
 by a Faust agent that keeps recent values of anomalous series for the charts.
 Views only read from it; writes (feedback, chat votes, ``fix``) are events
 produced to their topics, each audited.
@@ -21,15 +21,15 @@ from .. import __version__
 from ..readmodel import ReadModel
 from ..readmodel.series import Band
 from ..schemas import series_id
-from .api_chatops import register_chatops
-from .api_console import register_console
-from .api_http import Api
-from .api_metrics import AgentCollector, render
-from .api_openapi import build_openapi
-from .api_projection import Projection
-from .api_views import register_views
+from .chatops import register_chatops
+from .console import register_console
+from .http import Api
+from .metrics import AgentCollector, render
+from .openapi import build_openapi
+from ..streams.projection import Projection
+from .views import register_views
 from .auth import Authenticator
-from .context import StreamContext
+from ..streams.context import StreamContext
 
 __all__ = ["band_of", "register"]
 

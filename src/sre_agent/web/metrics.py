@@ -26,7 +26,7 @@ from prometheus_client.core import (
 from prometheus_client.registry import Collector
 
 if TYPE_CHECKING:
-    from .api_http import Api
+    from .http import Api
 
 __all__ = ["AgentCollector", "render"]
 

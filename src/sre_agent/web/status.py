@@ -8,7 +8,7 @@ from typing import Any
 from faust.web import Request, Response, View
 
 from .auth import Principal
-from .context import StreamContext
+from ..streams.context import StreamContext
 
 __all__ = ["authorize_viewer", "register", "status_payload"]
 

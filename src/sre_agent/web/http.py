@@ -19,9 +19,9 @@ from faust.web import Request, Response, View
 from pydantic import BaseModel, ValidationError
 
 from ..readmodel import QueryError, ReadModel
-from .api_projection import Projection
+from ..streams.projection import Projection
 from .auth import Authenticator, Principal, Role
-from .context import StreamContext
+from ..streams.context import StreamContext
 
 __all__ = ["MAX_BODY", "Api", "BadRequest", "json_body", "read_body", "validation_message"]
 
@@ -82,7 +82,7 @@ async def json_body(request: Request, model: type[BaseModel]) -> Any:
 
 @dataclass
 class Api:
-    """The API's shared state, created once per app by :func:`streams.api.register`."""
+    """The API's shared state, created once per app by :func:`sre_agent.web.api.register`."""
 
     ctx: StreamContext
     model: ReadModel

@@ -20,9 +20,9 @@ from slack_sdk.signature import SignatureVerifier
 from ..readmodel import blocks
 from ..readmodel.chatops import Command, CommandError, allowed, parse_command, slack_role, usage
 from ..schemas import Approval, AuditRecord, Feedback, SimilarCase, new_id, utcnow
-from .api_http import Api, BadRequest, read_body
-from .api_views import pattern_search, submit_feedback
-from .web import status_payload
+from .http import Api, BadRequest, read_body
+from .views import pattern_search, submit_feedback
+from .status import status_payload
 
 __all__ = ["register_chatops", "run_command"]
 

@@ -14,13 +14,13 @@ from pathlib import Path
 
 from faust.web import Request, Response, View
 
-from .api_http import Api
+from .http import Api
 
 __all__ = ["STATIC_DIR", "register_console"]
 
 log = logging.getLogger(__name__)
 
-STATIC_DIR = Path(__file__).resolve().parent.parent / "web" / "static"
+STATIC_DIR = Path(__file__).resolve().parent / "static"
 TYPES = {
     ".html": "text/html",
     ".js": "text/javascript",

@@ -202,6 +202,8 @@ class KubernetesSettings(_Section):
     kubeconfig: Path | None = None
     host: str | None = None
     token: SecretStr | None = None
+    #: watch and act in these namespaces only (a namespaced Role each); [] = all namespaces
+    namespaces: list[str] = Field(default_factory=list)
 
 
 class AwsSettings(_Section):

@@ -134,8 +134,17 @@ class KubeActions:
         finally:
             resp.release()
 
+    def _check_namespace(self, target: Target) -> None:
+        """Refuse targets outside ``kubernetes.namespaces`` (when set) with a clear reason,
+        instead of a 403 from a namespaced Role."""
+        allowed = self.settings.namespaces if self.settings is not None else []
+        if allowed and target.namespace not in allowed:
+            raise KubeError(f"{target.ref()}: namespace {target.namespace!r} is not watched "
+                            f"(kubernetes.namespaces: {', '.join(allowed)})")
+
     async def get(self, target: Target, step: ActionStep | None = None) -> dict[str, Any] | None:
         """The raw object behind ``target`` (None if absent)."""
+        self._check_namespace(target)
         core, apps, hpa, batch = self._apis()
         n, ns = target.name, target.namespace
         kw = {"_preload_content": False}
@@ -205,6 +214,7 @@ class KubeActions:
     # ------------------------------------------------------------ act / restore
     async def act(self, step: ActionStep) -> str:
         """Perform ``step``; return a one-line description of what was done."""
+        self._check_namespace(step.target)
         core, apps, hpa, batch = self._apis()
         t, p = step.target, step.params
         n, ns = t.name, t.namespace
@@ -289,6 +299,7 @@ class KubeActions:
 
     async def restore(self, step: ActionStep, snapshot: dict[str, Any]) -> str:
         """Put back what :meth:`snapshot` saw (the rollback of a failed action)."""
+        self._check_namespace(step.target)
         core, apps, hpa, _ = self._apis()
         t, spec = step.target, snapshot.get("spec") or {}
         kw = {"_preload_content": False}

@@ -3,7 +3,8 @@
 A leader-only Faust timer keeps one watch task alive on the leader: the task
 watches ``Event`` objects (Warning events: BackOff, FailedScheduling, probe
 failures, evictions ...) and ``Pod`` objects (container states CrashLoopBackOff,
-ImagePullBackOff, last-terminated OOMKilled) in all namespaces with
+ImagePullBackOff, last-terminated OOMKilled) in all namespaces (or, with
+``kubernetes.namespaces`` set, in those only: what a namespaced Role allows) with
 kubernetes-asyncio, and produces :class:`~sre_agent.schemas.K8sEvent`. It stops
 when this worker is no longer the leader; watch errors are retried with
 backoff and reported in ``/status`` health.
@@ -12,6 +13,7 @@ backoff and reported in ``/status`` health.
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 from typing import Any
 
@@ -96,12 +98,25 @@ class K8sWatch:
         from ..sinks.kubernetes import kube_configuration
 
         cfg = await kube_configuration(self.ctx.settings.kubernetes)
+        namespaces = self.ctx.settings.kubernetes.namespaces
+
+        def events(o: dict[str, Any]) -> list[K8sEvent]:
+            return [e for e in [k8s_event_from_event(o)] if e]
+
         async with client.ApiClient(cfg) as api:
             v1 = client.CoreV1Api(api)
-            await asyncio.gather(
-                self._loop(v1.list_event_for_all_namespaces,
-                           lambda o: [e for e in [k8s_event_from_event(o)] if e], "events"),
-                self._loop(v1.list_pod_for_all_namespaces, k8s_events_from_pod, "pods"))
+            if not namespaces:
+                await asyncio.gather(
+                    self._loop(v1.list_event_for_all_namespaces, events, "events"),
+                    self._loop(v1.list_pod_for_all_namespaces, k8s_events_from_pod, "pods"))
+                return
+            # one watch per namespace and kind: a namespaced Role grants nothing cluster-wide
+            await asyncio.gather(*(
+                loop for ns in namespaces for loop in (
+                    self._loop(functools.partial(v1.list_namespaced_event, ns), events,
+                               f"events-{ns}"),
+                    self._loop(functools.partial(v1.list_namespaced_pod, ns),
+                               k8s_events_from_pod, f"pods-{ns}"))))
 
     def ensure(self) -> None:
         """Start the watch task if it is not running (called on the leader)."""

@@ -74,6 +74,16 @@ class WorkerSettings(_Section):
     log_json: bool = True
     #: standby replicas of every table on other workers (fast failover; Faust setting)
     table_standby_replicas: int = Field(default=1, ge=0, le=8)
+    #: consumer fetching (docs/benchmarks.md, "Ingest"): the longest the broker holds a
+    #: fetch for partitions without data. aiokafka sends one fetch per broker at a time,
+    #: so while it waits on idle topics, data arriving on busy partitions waits too
+    #: (Faust fixes 1,500 ms)
+    fetch_max_wait_ms: int = Field(default=100, ge=1, le=30_000)
+    #: bytes fetched per partition / per fetch request
+    max_partition_fetch_bytes: int = Field(default=4 * 2**20, ge=64 * 1024)
+    fetch_max_bytes: int = Field(default=64 * 2**20, ge=64 * 1024)
+    #: messages a stream holds before fetching pauses (Faust's stream_buffer_maxsize)
+    stream_buffer_maxsize: int = Field(default=4096, ge=1)
 
 
 class PostgresSettings(_Section):
@@ -497,7 +507,12 @@ class RemoteWriteSettings(_Section):
 
     enabled: bool = True
     #: largest accepted payload after snappy decompression
-    max_decompressed_bytes: int = Field(default=64 * 1024 * 1024, ge=1024)
+    max_decompressed_bytes: int = Field(default=32 * 1024 * 1024, ge=1024)
+    #: most series / samples one request may carry (Prometheus sends <= 2,000 samples)
+    max_series_per_request: int = Field(default=100_000, ge=1)
+    max_samples_per_request: int = Field(default=200_000, ge=1)
+    #: seconds a request waits for the broker's acknowledgement before answering 503
+    ack_timeout: float = Field(default=30.0, gt=0)
 
 
 class CollectorSettings(_Section):
@@ -512,6 +527,14 @@ class CollectorSettings(_Section):
     backoff_max: float = Field(default=600.0, gt=0)
     #: largest ``metrics`` message (estimated JSON bytes) produced by a collector
     max_message_bytes: int = Field(default=512 * 1024, ge=4096)
+    #: seconds samples wait for more of their shard before a ``metrics`` message goes out
+    linger: float = Field(default=0.1, ge=0, le=5)
+    #: a shard's message goes out at once with this many series
+    max_series_per_message: int = Field(default=2000, ge=1, le=100_000)
+    #: samples held for coalescing at most (waiting + in flight); more -> 503 Retry-After
+    max_buffered_samples: int = Field(default=200_000, ge=1000)
+    #: seconds after which a series' labels are sent in full again (schema v2 refs)
+    label_refresh: float = Field(default=300.0, gt=0)
 
 
 class Settings(_Section):

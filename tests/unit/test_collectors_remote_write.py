@@ -47,8 +47,8 @@ def test_series_without_name_is_rejected_with_reason() -> None:
     got = decode_write_request(_request([({"job": "x"}, [(1_700_000_000_000, 3.0)])]))
     assert got.series == []
     assert len(got.rejected) == 1
-    assert got.rejected[0].reason == "series has no __name__ label"
-    assert orjson.loads(got.rejected[0].payload)["labels"] == {"job": "x"}
+    assert "series has no __name__ label" in got.rejected[0].reason
+    assert orjson.loads(got.rejected[0].payload)["examples"][0]["labels"] == {"job": "x"}
 
 
 def test_unknown_fields_such_as_native_histograms_are_skipped() -> None:

@@ -8,7 +8,16 @@ with ``Content-Encoding: snappy`` and ``Content-Type: application/x-protobuf``.
 Errors raise :class:`RemoteWriteError` with the HTTP status to answer: 400 for
 a payload that cannot be decoded (the sender must not retry it), 415 for an
 encoding or protocol version the receiver does not speak (remote-write 2.0's
-``io.prometheus.write.v2.Request``), 413 for a payload over the size limit.
+``io.prometheus.write.v2.Request``), 413 for a payload over the size limit or
+with more series or samples than one request may carry.
+
+Work per request is bounded before anything is built: the snappy preamble is
+checked against ``max_decompressed_bytes``, the top-level entries are counted
+on the wire before the protobuf is parsed (an empty ``TimeSeries`` is 2 bytes
+on the wire, ~50 parsed), samples are counted per series before any Python
+object is made for them. Series that break the ``metrics`` schema are counted
+per reason and come back as *one* summary (:attr:`WriteResult.rejected`), never
+one dead letter or log line per series.
 
 Examples
 --------
@@ -26,6 +35,12 @@ Examples
 [{'name': 'http_requests_total', 'labels': {'job': 'api'}, 'points': [(1700000000.5, 42.0)]}]
 >>> got.dropped_samples
 1
+>>> bomb = bytes(cramjam.snappy.compress_raw(b"\\x0a\\x00" * 1_000_000))  # 1 M empty series
+>>> try:
+...     decode_write_request(bomb, max_series=100_000)
+... except RemoteWriteError as exc:
+...     print(exc.status, exc)
+413 too many series in one request: more than 100000 (limit 100000)
 >>> try:
 ...     decode_write_request(b"not snappy", "snappy", "application/x-protobuf")
 ... except RemoteWriteError as exc:
@@ -35,7 +50,7 @@ Examples
 
 from __future__ import annotations
 
-import math
+from collections import Counter
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -43,10 +58,15 @@ import cramjam
 import orjson
 from google.protobuf.message import DecodeError as ProtoDecodeError
 
+from .coalesce import MAX_POINTS, SeriesCache, SeriesMeta, label_problem
 from .normalize import Rejected
 from .prompb import WriteRequest
 
-__all__ = ["RemoteWriteError", "WriteResult", "decode_write_request", "snappy_length"]
+__all__ = ["RemoteWriteError", "WriteResult", "count_entries", "decode_write_request",
+           "snappy_length"]
+
+#: examples of refused series kept in a request's summary
+_EXAMPLES = 3
 
 
 class RemoteWriteError(ValueError):
@@ -59,12 +79,43 @@ class RemoteWriteError(ValueError):
 
 @dataclass(slots=True)
 class WriteResult:
-    series: list[dict[str, Any]] = field(default_factory=list)
+    #: (series meta, points) of every valid series with at least one sample
+    items: list[tuple[SeriesMeta, list[tuple[float, float]]]] = field(default_factory=list)
     samples: int = 0
     #: NaN (incl. Prometheus staleness markers) and infinite samples: not carried
     dropped_samples: int = 0
-    #: series without a ``__name__`` label, for the DLQ
-    rejected: list[Rejected] = field(default_factory=list)
+    #: series refused by the ``metrics`` schema (or with refused samples), per reason
+    rejected_series: Counter[str] = field(default_factory=Counter)
+    #: samples of refused series, and samples with a timestamp out of range
+    rejected_samples: int = 0
+    examples: list[dict[str, Any]] = field(default_factory=list)
+
+    @property
+    def series(self) -> list[dict[str, Any]]:
+        """The valid series as ``MetricSeries`` dicts."""
+        return [{"name": m.name, "labels": m.labels, "points": p} for m, p in self.items]
+
+    @property
+    def rejected(self) -> list[Rejected]:
+        """One summary of everything refused in the request (empty if nothing was)."""
+        if not self.rejected_series and not self.rejected_samples:
+            return []
+        n = sum(self.rejected_series.values())
+        reasons = "; ".join(f"{r} ({c})" for r, c in self.rejected_series.most_common(5))
+        reason = (f"remote-write: {self.rejected_samples} samples of {n} series refused: "
+                  f"{reasons}")
+        payload = orjson.dumps({"rejected_series": dict(self.rejected_series),
+                                "rejected_samples": self.rejected_samples,
+                                "examples": self.examples})
+        return [Rejected(payload, reason)]
+
+    def _refuse(self, reason: str, labels: dict[str, str], samples: int) -> None:
+        self.rejected_series[reason] += 1
+        self.rejected_samples += samples
+        if len(self.examples) < _EXAMPLES:
+            self.examples.append({"reason": reason, "samples": samples,
+                                  "labels": {k[:128]: v[:128] for k, v in
+                                             list(labels.items())[:40]}})
 
 
 def snappy_length(block: bytes) -> int:
@@ -83,6 +134,39 @@ def snappy_length(block: bytes) -> int:
         if i == 4:  # snappy lengths are at most 32 bits
             break
     raise RemoteWriteError("invalid snappy block: bad length preamble")
+
+
+def count_entries(raw: bytes, limit: int) -> int:
+    """Top-level ``timeseries`` entries of a serialized ``WriteRequest``, counting
+    stops past ``limit`` (bounded work); malformed wire data is left to the parser.
+
+    >>> count_entries(b"\\x0a\\x00" * 5 + b"\\x1a\\x00", 100)
+    5
+    """
+    n = pos = 0
+    end = len(raw)
+    while pos < end and n <= limit:
+        tag = raw[pos]
+        pos += 1
+        if tag & 0x80:  # field numbers >= 16: not ours, let the parser judge
+            return n
+        wire = tag & 7
+        if wire == 2:
+            length = shift = 0
+            while pos < end:
+                b = raw[pos]
+                pos += 1
+                length |= (b & 0x7F) << shift
+                if not b & 0x80:
+                    break
+                shift += 7
+                if shift > 35:
+                    return n
+            pos += length
+            n += tag == 0x0A
+        else:
+            return n
+    return n
 
 
 def _check_headers(content_encoding: str | None, content_type: str | None) -> None:
@@ -106,9 +190,16 @@ def decode_write_request(
     body: bytes,
     content_encoding: str | None = "snappy",
     content_type: str | None = "application/x-protobuf",
-    max_decompressed_bytes: int = 64 * 1024 * 1024,
+    max_decompressed_bytes: int = 32 * 1024 * 1024,
+    max_series: int = 100_000,
+    max_samples: int = 200_000,
+    cache: SeriesCache | None = None,
 ) -> WriteResult:
-    """Decompress and parse a remote-write body; timestamps become Unix seconds."""
+    """Decompress and parse a remote-write body; timestamps become Unix seconds.
+
+    ``cache`` (shared across requests) keeps each series' id, key and shard, so a
+    series seen before costs a lookup, not a validation and two hashes.
+    """
     _check_headers(content_encoding, content_type)
     if not body:
         raise RemoteWriteError("empty body: expected a snappy-compressed WriteRequest")
@@ -120,26 +211,57 @@ def decode_write_request(
         raw = bytes(cramjam.snappy.decompress_raw(body))
     except Exception as exc:  # cramjam.DecompressionError
         raise RemoteWriteError(f"invalid snappy block: {exc}") from None
+    if len(raw) > 2 * max_series and count_entries(raw, max_series) > max_series:
+        raise RemoteWriteError(f"too many series in one request: more than {max_series} "
+                               f"(limit {max_series})", status=413)
     try:
         req = WriteRequest.FromString(raw)
     except ProtoDecodeError as exc:
         raise RemoteWriteError(f"invalid WriteRequest protobuf: {exc}") from None
+    del raw
+    timeseries = req.timeseries
+    if len(timeseries) > max_series:  # entries the wire count could not see (odd tags)
+        raise RemoteWriteError(f"too many series in one request: {len(timeseries)} "
+                               f"(limit {max_series})", status=413)
+    total = 0
+    for ts in timeseries:
+        total += len(ts.samples)
+    if total > max_samples:
+        raise RemoteWriteError(f"too many samples in one request: {total} "
+                               f"(limit {max_samples})", status=413)
+    cache = cache if cache is not None else SeriesCache(1)
     out = WriteResult()
-    for ts in req.timeseries:
-        labels = {lab.name: lab.value for lab in ts.labels}
-        name = labels.pop("__name__", "")
-        if not name:
-            bad = {"labels": labels, "points": [(x.timestamp / 1000.0, x.value) for x in ts.samples]}
-            out.rejected.append(Rejected(orjson.dumps(bad),
-                                         "series has no __name__ label"))
-            continue
+    items = out.items
+    for ts in timeseries:
+        fk = tuple([(lab.name, lab.value) for lab in ts.labels])
+        meta = cache.get(fk)
+        if meta is None:
+            labels = dict(fk)
+            name = labels.pop("__name__", "")
+            problem = label_problem(name, labels)
+            if problem is not None:
+                out._refuse(problem, labels, len(ts.samples))
+                continue
+            meta = cache.remember(fk, cache.make(name, labels))
         points = []
+        bad_t = 0
         for s in ts.samples:
-            if math.isfinite(s.value):
-                points.append((s.timestamp / 1000.0, s.value))
-            else:
+            v = s.value
+            if v - v != 0.0:  # NaN (staleness marker) or infinite
                 out.dropped_samples += 1
+                continue
+            t = s.timestamp / 1000.0
+            if 0.0 <= t < 1e11:
+                points.append((t, v))
+            else:
+                bad_t += 1
+        if bad_t:
+            out._refuse("sample timestamp out of range", meta.labels, bad_t)
         if points:
             out.samples += len(points)
-            out.series.append({"name": name, "labels": labels, "points": points})
+            if len(points) <= MAX_POINTS:
+                items.append((meta, points))
+            else:
+                for i in range(0, len(points), MAX_POINTS):
+                    items.append((meta, points[i:i + MAX_POINTS]))
     return out

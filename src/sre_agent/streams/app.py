@@ -26,7 +26,7 @@ from . import (
     rca_agent,
     risk_agent,
 )
-from . import faust_fixes
+from . import consumer_tuning, faust_fixes
 from .context import StreamContext
 from .tables import Tables
 from .topics import Topics
@@ -71,7 +71,8 @@ def create_app(settings: Settings) -> tuple[faust.App, StreamContext]:
         autodiscover=False,
         consumer_auto_offset_reset="earliest",
         producer_linger_ms=5,
-        stream_buffer_maxsize=4096,
+        stream_buffer_maxsize=w.stream_buffer_maxsize,
+        consumer_max_fetch_size=w.max_partition_fetch_bytes,
         broker_commit_every=1000,
         broker_commit_interval=1.0,
         broker_session_timeout=w.session_timeout,
@@ -91,6 +92,7 @@ def create_app(settings: Settings) -> tuple[faust.App, StreamContext]:
         # from our Settings object.
         env={},
     )
+    consumer_tuning.configure(app, w)
     ctx = StreamContext(settings=settings, app=app, topics=Topics(app, settings),
                         tables=Tables(app, settings))
     for stage in STAGES:

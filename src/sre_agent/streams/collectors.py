@@ -7,11 +7,16 @@ Events are produced and their delivery awaited before a job's cursor moves,
 so a Kafka outage delays data instead of losing it. ``/status`` shows each
 collector under ``health["collector.<name>"]``.
 
-The remote-write receiver (``POST /api/v1/write``) runs on every worker, so a
-Kubernetes Service can spread Prometheus's pushes over replicas. It answers
-204 once the samples are acknowledged by Kafka, 4xx with a JSON error for a bad
-payload (whose bytes also go to ``metrics.dlq``), and 503 when Kafka is
-unavailable so Prometheus retries.
+The remote-write receiver (``POST /api/v1/write``,
+:class:`~sre_agent.collectors.receiver.RemoteWriteReceiver`) runs on every
+worker, so a Kubernetes Service can spread Prometheus's pushes over replicas.
+Its samples and the pollers' go through one
+:class:`~sre_agent.collectors.coalesce.Coalescer` per worker, which produces
+one ``metrics`` message per shard per ``collectors.linger``. It answers 204
+once the samples are acknowledged by Kafka, 4xx with a JSON error for a bad
+payload (one dead letter per request on ``metrics.dlq``), and 503 with
+``Retry-After`` when the ingest buffer is full or Kafka is unavailable, so
+Prometheus retries.
 """
 
 from __future__ import annotations
@@ -29,6 +34,8 @@ import yaml
 from faust.web import Request, Response, View
 from pydantic import TypeAdapter, ValidationError
 
+from ..collectors.coalesce import Coalescer, SeriesCache
+from ..collectors.receiver import RemoteWriteReceiver
 from ..collectors import (
     Backoff,
     CloudWatchJob,
@@ -38,12 +45,9 @@ from ..collectors import (
     LokiClient,
     LokiQueryJob,
     PromQueryJob,
-    RemoteWriteError,
-    decode_write_request,
-    to_batches,
 )
 from ..config import ConfigError, PromQuerySettings, Settings
-from ..schemas import Event, encode
+from ..schemas import Event, MetricBatch, encode
 from ..sinks.prometheus import PrometheusClient
 from .context import StreamContext
 
@@ -72,16 +76,48 @@ def load_prom_queries(settings: Settings) -> list[PromQuerySettings]:
 
 
 async def produce(ctx: StreamContext, events: list[Event]) -> None:
-    """Produce ``events`` and wait until Kafka acknowledged every one."""
+    """Produce ``events`` and wait until Kafka acknowledged every one.
+
+    ``metrics`` batches go through the worker's coalescer (one message per shard
+    per linger, labels once per series); the other events are produced as they are.
+    """
     futures = []
+    coalescer: Coalescer | None = ctx.state.get("metrics_coalescer")
+    cache: SeriesCache | None = ctx.state.get("metrics_series_cache")
+    coalesced = []
     for ev in events:
+        if coalescer is not None and cache is not None and isinstance(ev, MetricBatch):
+            coalesced.append(coalescer.submit(
+                [(cache.of(s["name"], s["labels"]), s["points"]) for s in ev.series],
+                ev.source))
+            continue
         key = ev.key()
         fut = await ctx.topics[ev.TOPIC].send(key=key.encode() if key is not None else None,
                                               value=encode(ev))
         futures.append(fut)
         ctx.stats.events_out[ev.TOPIC] += 1
-    if futures:
-        await asyncio.gather(*futures)
+    if futures or coalesced:
+        await asyncio.gather(*futures, *coalesced)
+
+
+def _coalescer(ctx: StreamContext) -> tuple[Coalescer, SeriesCache]:
+    """The worker's one coalescer for ``metrics`` (and its series cache)."""
+    cs = ctx.settings.collectors
+    topic = ctx.topics["metrics"]
+
+    async def send(key: bytes, value: bytes) -> None:
+        fut = await topic.send(key=key, value=value)
+        await fut
+        ctx.stats.events_out["metrics"] += 1
+
+    coalescer = Coalescer(send, cs.shards, linger=cs.linger,
+                          max_series_per_message=cs.max_series_per_message,
+                          max_message_bytes=cs.max_message_bytes,
+                          max_buffered_samples=cs.max_buffered_samples,
+                          label_refresh=cs.label_refresh)
+    cache = SeriesCache(cs.shards)
+    ctx.state["metrics_coalescer"], ctx.state["metrics_series_cache"] = coalescer, cache
+    return coalescer, cache
 
 
 class _Clients:
@@ -206,18 +242,23 @@ def _register_poller(ctx: StreamContext, name: str, tick: float,
         ctx.stats.health[key] = {**runner.health(), "state": "running", "interval": tick}
 
 
-def _register_remote_write(ctx: StreamContext) -> None:
+def _register_remote_write(ctx: StreamContext, coalescer: Coalescer, cache: SeriesCache) -> None:
     cs = ctx.settings.collectors
+    rw = cs.remote_write
     token = ctx.settings.api.webhook_token
     key = "collector.remote_write"
-    health: dict[str, Any] = {"ok": True, "requests": 0, "samples": 0, "dropped_samples": 0,
-                              "rejected_requests": 0, "last_success": None, "last_error": None,
-                              "last_error_at": None}
-    ctx.stats.health[key] = health
 
-    def refused(error: str) -> None:
-        health["rejected_requests"] += 1
-        health["last_error"], health["last_error_at"] = error[:500], time.time()
+    async def dead_letter(payload: bytes, reason: str) -> None:
+        await ctx.dead_letter("metrics", payload, reason, stage="remote-write")
+
+    receiver = RemoteWriteReceiver(coalescer, cache, dead_letter,
+                                   max_decompressed_bytes=rw.max_decompressed_bytes,
+                                   max_series=rw.max_series_per_request,
+                                   max_samples=rw.max_samples_per_request,
+                                   ack_timeout=rw.ack_timeout)
+    health = receiver.health
+    ctx.stats.health[key] = health
+    ctx.state["remote_write_receiver"] = receiver
 
     @ctx.app.page("/api/v1/write")
     class RemoteWrite(View):
@@ -225,49 +266,30 @@ def _register_remote_write(ctx: StreamContext) -> None:
 
         async def post(self, request: Request) -> Response:
             if token is None:  # like the webhooks: no anonymous writes into the pipeline
-                refused("disabled: no webhook token")
+                receiver.refused("disabled: no webhook token")
                 return self.json({"error": "remote write is disabled: set "
                                            "SRE_AGENT_API__WEBHOOK_TOKEN and send it as "
                                            "Authorization: Bearer <token>"}, status=503)
             given = (request.headers.get("Authorization") or "").removeprefix("Bearer ").strip()
             if not hmac.compare_digest(given.encode(), token.get_secret_value().encode()):
-                refused("unauthorized")
+                receiver.refused("unauthorized")
                 return self.json({"error": "unauthorized: send Authorization: Bearer "
                                            "<webhook token>"}, status=401)
             body = await request.read()
-            health["requests"] += 1
-            try:
-                result = decode_write_request(
-                    body, request.headers.get("Content-Encoding"),
-                    request.headers.get("Content-Type"),
-                    cs.remote_write.max_decompressed_bytes)
-            except RemoteWriteError as exc:
-                refused(str(exc))
-                if exc.status in (400, 415):
-                    await ctx.dead_letter("metrics", body, f"remote-write: {exc}",
-                                          stage="remote-write")
-                return self.json({"error": str(exc)}, status=exc.status)
-            norm = to_batches(result.series, cs.shards, "remote-write", cs.max_message_bytes)
-            try:
-                await produce(ctx, list(norm.batches))
-                for r in [*result.rejected, *norm.rejected]:
-                    await ctx.dead_letter("metrics", r.payload, r.reason, stage="remote-write")
-            except Exception as exc:  # Kafka unavailable: let the sender retry
-                health["ok"] = False
-                health["last_error"], health["last_error_at"] = f"produce failed: {exc}"[:500], time.time()
-                log.warning("remote-write: produce failed: %s", exc)
-                return self.json({"error": f"could not store samples: {exc}"}, status=503)
-            health.update(ok=True, last_success=time.time())
-            health["samples"] += norm.samples
-            health["dropped_samples"] += result.dropped_samples
-            return self.bytes(b"", status=204)
+            status, headers, answer = await receiver.handle(
+                body, request.headers.get("Content-Encoding"), request.headers.get("Content-Type"))
+            health["coalescer"] = coalescer.health()
+            if answer is None:
+                return self.bytes(b"", status=status, headers=headers)
+            return self.json(answer, status=status, headers=headers)
 
 
 def register(ctx: StreamContext) -> None:
     """Declare the pollers' timers and the remote-write view on ctx.app."""
     cs = ctx.settings.collectors
+    coalescer, cache = _coalescer(ctx)
     if cs.remote_write.enabled:
-        _register_remote_write(ctx)
+        _register_remote_write(ctx, coalescer, cache)
     clients = _Clients(ctx.settings)
     ctx.state["collector_clients"] = clients
     for name, (tick, build) in _builders(ctx, clients).items():
@@ -275,4 +297,5 @@ def register(ctx: StreamContext) -> None:
 
     @ctx.app.on_before_shutdown.connect
     async def _close_clients(app: Any, **kw: Any) -> None:
+        await coalescer.close()  # what is held goes out before the producer stops
         await clients.close()

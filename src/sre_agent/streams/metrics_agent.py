@@ -22,6 +22,7 @@ import weakref
 from collections import defaultdict
 from typing import Any
 
+import orjson
 from faust.streams import _current_event
 from faust.web import Request, Response, View
 from pydantic import BaseModel, ConfigDict, Field
@@ -30,6 +31,7 @@ from ..processors import MetricDetector
 from ..processors.blobs import BlobStore
 from ..processors.predict import EarlyWarning
 from ..schemas import MetricBatch, encode
+from ..schemas.series_refs import SeriesDirectory
 from .context import StreamContext
 from .faust_fixes import before_wait_empty
 
@@ -57,6 +59,10 @@ def register(ctx: StreamContext) -> None:
                               load=lambda sid: blobs.activate(current[0], sid, table.get))
     early = EarlyWarning(ctx.settings.prediction,
                          load=lambda sid: fblobs.activate(current[0], sid, forecasts.get))
+    # schema v2 refs: key -> name and labels, saved with the state (same checkpoint)
+    labels_table = ctx.tables.declare("series-labels", help="metrics series key -> labels")
+    directory = SeriesDirectory(load=lambda key: labels_table.get(key))
+    ctx.state["series_directory"] = directory
     ctx.state["metric_detector"] = detector
     ctx.state["early_warning"] = early
     ctx.state["baseline_band"] = detector.band
@@ -78,6 +84,8 @@ def register(ctx: StreamContext) -> None:
         if not force and now - last_checkpoint.get(partition, 0.0) < interval:
             return False
         last_checkpoint[partition] = now
+        for key, value in directory.take_new(partition).items():
+            labels_table[key] = value
         write(partition, detector.dirty_sids(tag=partition))
         fsids = early.dirty_sids(tag=partition)
         if fsids:
@@ -124,6 +132,7 @@ def register(ctx: StreamContext) -> None:
                 event.ack()  # dead-lettered: nothing to learn
                 continue
             partition = current[0] = event.message.partition
+            batch = await _resolve(ctx, directory, batch, event)
             ctx.stats.samples_in += batch.sample_count()
             anomalies = detector.update(batch, tag=partition)
             predictions = early.update(batch, tag=partition)
@@ -147,6 +156,7 @@ def register(ctx: StreamContext) -> None:
         parts = {tp.partition for tp in revoked if tp.topic == ctx.topics["metrics"].get_topic_name()}
         if parts:
             dropped = detector.forget(parts)
+            directory.forget(parts)
             early.forget(parts)
             blobs.forget(parts)
             fblobs.forget(parts)
@@ -164,6 +174,24 @@ def register(ctx: StreamContext) -> None:
         gc.freeze()
 
     _register_views(ctx, detector, early, runs)
+
+
+async def _resolve(ctx: StreamContext, directory: SeriesDirectory, batch: MetricBatch,
+                   event: Any) -> MetricBatch:
+    """The batch with its refs (schema v2) turned into full series; what cannot be
+    resolved or trusted goes to the DLQ, one dead letter per message."""
+    msg = event.message
+    got = directory.expand(batch, tag=msg.partition)
+    if got.unresolved or got.mismatched:
+        reason = (f"{len(got.unresolved)} refs name no known series; "
+                  f"{len(got.mismatched)} series ids do not match their labels")
+        await ctx.dead_letter("metrics", orjson.dumps({"unresolved": got.unresolved[:1000],
+                                                       "mismatched": got.mismatched[:1000]}),
+                              reason, stage="metrics-baseline", partition=msg.partition,
+                              offset=msg.offset)
+    if not batch.refs:
+        return batch
+    return batch.model_copy(update={"series": got.series, "refs": []})
 
 
 def summary(detector: MetricDetector, early: EarlyWarning, metric: str | None = None,

@@ -137,7 +137,11 @@ def register(ctx: StreamContext) -> None:
                 continue
             try:
                 data = orjson.loads(event.value)
-                for ser in data.get("series") or ():
+                directory = ctx.state.get("series_directory")  # schema v2 refs
+                refs = [{"name": d[0], "labels": d[1], "points": r.get("points")}
+                        for r in data.get("refs") or ()
+                        if directory is not None and (d := directory.get(r.get("id")))]
+                for ser in [*(data.get("series") or ()), *refs]:
                     name, labels = ser.get("name"), ser.get("labels") or {}
                     if name not in names or not isinstance(labels, dict):
                         continue

@@ -1,0 +1,329 @@
+"""Coalescing where the data arrives: samples -> few, large ``metrics`` messages.
+
+Prometheus pushes about 2,000 samples per remote-write request, spread over
+every series shard: produced as they come, a ``metrics`` message would carry
+~30 series, and a consumer pays its per-message costs ~30 times per 1,000
+samples. :class:`Coalescer` holds samples per ``(source, shard)`` for a short
+``linger`` (or until a message is full) and produces one message per shard, so
+messages carry hundreds of series.
+
+Guarantees:
+
+* **nothing acknowledged before it is stored**: :meth:`Coalescer.submit`
+  returns only once every message holding the caller's samples was
+  acknowledged by the broker, and raises if one failed (the HTTP receiver then
+  answers 503 and the sender retries);
+* **bounded**: at most ``max_buffered_samples`` are held (waiting or in
+  flight); a submit over that raises :class:`BufferFull` at once (HTTP 503
+  with ``Retry-After``, which Prometheus retries), never queues without limit;
+* **labels once per series** (schema v2): a series' name and labels travel in
+  ``series`` (with ``id``) until a message carrying them was acknowledged,
+  then only ``{"id", "points"}`` in ``refs``; again every ``label_refresh``
+  seconds and in every new process (session), so consumers without saved
+  state learn them (see :mod:`sre_agent.schemas.series_refs`).
+
+>>> import asyncio
+>>> sent = []
+>>> async def send(key, value):
+...     sent.append((key, orjson.loads(value)))
+>>> async def main():
+...     c = Coalescer(send, shards=4, linger=0.01)
+...     cache = SeriesCache(4)
+...     a = cache.of("cpu", {"pod": "a"})
+...     await asyncio.gather(c.submit([(a, [(1.0, 0.5)])]), c.submit([(a, [(2.0, 0.6)])]))
+...     await c.submit([(a, [(3.0, 0.7)])])
+>>> asyncio.run(main())
+>>> [(len(m["series"]), len(m["refs"])) for _, m in sent]
+[(1, 0), (0, 1)]
+>>> sent[0][1]["series"][0]["points"]
+[[1.0, 0.5], [2.0, 0.6]]
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+import uuid
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+import orjson
+
+from ..schemas.telemetry import MAX_LABELS, series_id, series_key, shard_of
+
+__all__ = ["BufferFull", "Coalescer", "SeriesCache", "SeriesMeta", "label_problem"]
+
+#: the ``metrics`` schema's limits (see :class:`~sre_agent.schemas.MetricSeries`)
+MAX_NAME, MAX_LABEL_NAME, MAX_LABEL_VALUE, MAX_POINTS = 256, 128, 512, 10_000
+
+Point = tuple[float, float]
+
+
+def label_problem(name: str, labels: dict[str, str]) -> str | None:
+    """Why a series' name/labels break the ``metrics`` schema, or None.
+
+    >>> label_problem("cpu", {"": "x"})
+    'label name must be 1-128 characters'
+    """
+    if not name:
+        return "series has no __name__ label"
+    if len(name) > MAX_NAME:
+        return f"metric name longer than {MAX_NAME} characters"
+    if len(labels) > MAX_LABELS:
+        return f"more than {MAX_LABELS} labels"
+    for k, v in labels.items():
+        if not 0 < len(k) <= MAX_LABEL_NAME:
+            return f"label name must be 1-{MAX_LABEL_NAME} characters"
+        if len(v) > MAX_LABEL_VALUE:
+            return f"label value longer than {MAX_LABEL_VALUE} characters"
+    return None
+
+
+@dataclass(frozen=True, slots=True)
+class SeriesMeta:
+    """What is computed once per series: canonical id, key, shard, JSON size."""
+
+    name: str
+    labels: dict[str, str]
+    sid: str
+    key: str
+    shard: int
+    #: estimated JSON bytes of the name and labels
+    size: int
+
+
+class SeriesCache:
+    """(name, label pairs) -> :class:`SeriesMeta`, so a series' id, key and shard
+    are computed once, not per sample. Cleared when it reaches ``max_entries``."""
+
+    def __init__(self, shards: int, max_entries: int = 1_000_000) -> None:
+        self.shards = shards
+        self.max_entries = max_entries
+        self._by: dict[tuple[Any, ...], SeriesMeta] = {}
+
+    def __len__(self) -> int:
+        return len(self._by)
+
+    def make(self, name: str, labels: dict[str, str]) -> SeriesMeta:
+        sid = series_id(name, labels)
+        size = len(name) + sum(len(k) + len(v) + 6 for k, v in labels.items()) + 40
+        return SeriesMeta(name, labels, sid, series_key(sid), shard_of(sid, self.shards), size)
+
+    def remember(self, fk: tuple[Any, ...], meta: SeriesMeta) -> SeriesMeta:
+        if len(self._by) >= self.max_entries:
+            self._by.clear()
+        self._by[fk] = meta
+        return meta
+
+    def get(self, fk: tuple[Any, ...]) -> SeriesMeta | None:
+        return self._by.get(fk)
+
+    def of(self, name: str, labels: dict[str, str]) -> SeriesMeta:
+        """The meta of a series already known to be valid (see :func:`label_problem`)."""
+        fk = (name, *labels.items())
+        meta = self._by.get(fk)
+        if meta is None:
+            meta = self.remember(fk, self.make(name, dict(labels)))
+        return meta
+
+
+class BufferFull(Exception):
+    """The coalescer holds its maximum: try again after ``retry_after`` seconds."""
+
+    def __init__(self, buffered: int, limit: int, retry_after: int) -> None:
+        super().__init__(f"ingest buffer full: {buffered} samples held (limit {limit}); "
+                         f"retry in {retry_after}s")
+        self.retry_after = retry_after
+
+
+@dataclass(slots=True)
+class _Waiter:
+    fut: asyncio.Future[None]
+    pending: int = 0
+
+
+@dataclass(slots=True)
+class _Chunk:
+    source: str
+    shard: int
+    #: key -> (meta, points)
+    entries: dict[str, tuple[SeriesMeta, list[Point]]] = field(default_factory=dict)
+    samples: int = 0
+    size: int = 0
+    waiters: list[_Waiter] = field(default_factory=list)
+
+
+class Coalescer:
+    """Per-shard buffers with a linger, bounded, acknowledged only once produced.
+
+    Parameters
+    ----------
+    send
+        ``async (key, value) -> None``: produce one ``metrics`` message and return
+        once the broker acknowledged it (raise if it could not).
+    shards
+        Series shards (the ``metrics`` key).
+    linger
+        Seconds a sample may wait for more of its shard before it is produced.
+    max_series_per_message, max_message_bytes
+        A shard's message is produced at once when it reaches either.
+    max_buffered_samples
+        Samples held at most (waiting + in flight); more -> :class:`BufferFull`.
+    label_refresh
+        Seconds after which a series' labels are sent again in full.
+    """
+
+    def __init__(self, send: Callable[[bytes, bytes], Awaitable[None]], shards: int, *,
+                 linger: float = 0.1, max_series_per_message: int = 2000,
+                 max_message_bytes: int = 512 * 1024, max_buffered_samples: int = 200_000,
+                 label_refresh: float = 300.0, max_known: int = 1_000_000,
+                 clock: Callable[[], float] = time.monotonic) -> None:
+        self._send = send
+        self.shards = shards
+        self.linger = linger
+        self.max_series = max_series_per_message
+        self.max_bytes = max_message_bytes
+        self.max_buffered = max_buffered_samples
+        self.label_refresh = label_refresh
+        self.max_known = max_known
+        self._clock = clock
+        self._chunks: dict[tuple[str, int], _Chunk] = {}
+        self._timer: asyncio.TimerHandle | None = None
+        self._tasks: set[asyncio.Task[None]] = set()
+        #: series key -> when a message carrying its labels was acknowledged
+        self._known: dict[str, float] = {}
+        self.buffered = 0
+        self.stats = {"messages": 0, "series": 0, "refs": 0, "samples": 0, "failed_messages": 0,
+                      "refused_submits": 0}
+
+    # ------------------------------------------------------------------ intake
+    async def submit(self, items: Sequence[tuple[SeriesMeta, list[Point]]],
+                     source: str = "remote-write") -> None:
+        """Buffer ``items`` and return once all of them are acknowledged by the broker.
+
+        Raises :class:`BufferFull` at once when the buffer cannot take them, or the
+        producer's error when a message holding them could not be produced.
+        """
+        n = 0
+        for _, pts in items:
+            n += len(pts)
+        if n == 0:
+            return
+        if self.buffered + n > self.max_buffered and self.buffered > 0:
+            self.stats["refused_submits"] += 1
+            raise BufferFull(self.buffered, self.max_buffered, 1)
+        self.buffered += n
+        waiter = _Waiter(asyncio.get_running_loop().create_future())
+        chunks = self._chunks
+        for meta, pts in items:
+            ck = (source, meta.shard)
+            chunk = chunks.get(ck)
+            if chunk is None:
+                chunk = chunks[ck] = _Chunk(source, meta.shard)
+            held = chunk.entries.get(meta.key)
+            if held is not None and len(held[1]) + len(pts) > MAX_POINTS:
+                self._flush(chunk)
+                chunk = chunks[ck] = _Chunk(source, meta.shard)
+                held = None
+            if not chunk.waiters or chunk.waiters[-1] is not waiter:
+                chunk.waiters.append(waiter)
+                waiter.pending += 1
+            if held is None:
+                chunk.entries[meta.key] = (meta, list(pts))
+                chunk.size += (44 * len(pts) + (meta.size if meta.key not in self._known
+                                                 else 30))
+            else:
+                held[1].extend(pts)
+                chunk.size += 44 * len(pts)
+            chunk.samples += len(pts)
+            if len(chunk.entries) >= self.max_series or chunk.size >= self.max_bytes:
+                self._flush(chunk)
+        if self._chunks and self._timer is None:
+            self._timer = asyncio.get_running_loop().call_later(self.linger, self._linger_over)
+        await waiter.fut
+
+    # ------------------------------------------------------------------ output
+    def _linger_over(self) -> None:
+        self._timer = None
+        for chunk in list(self._chunks.values()):
+            self._flush(chunk)
+
+    def _flush(self, chunk: _Chunk) -> None:
+        """Detach ``chunk`` and produce it in the background."""
+        ck = (chunk.source, chunk.shard)
+        if self._chunks.get(ck) is chunk:
+            del self._chunks[ck]
+        task = asyncio.ensure_future(self._produce(chunk))
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    def _payload(self, chunk: _Chunk, now: float) -> tuple[bytes, list[str]]:
+        known, refresh = self._known, self.label_refresh
+        series: list[dict[str, Any]] = []
+        refs: list[dict[str, Any]] = []
+        defined: list[str] = []
+        for key, (meta, pts) in chunk.entries.items():
+            at = known.get(key)
+            if at is not None and now - at < refresh:
+                refs.append({"id": key, "points": pts})
+            else:
+                series.append({"name": meta.name, "labels": meta.labels, "points": pts,
+                               "id": key})
+                defined.append(key)
+        body = {"schema_version": 2, "event_id": uuid.uuid4().hex,
+                "time": datetime.now(UTC), "source": chunk.source, "shard": chunk.shard,
+                "series": series, "refs": refs}
+        self.stats["series"] += len(series)
+        self.stats["refs"] += len(refs)
+        return orjson.dumps(body), defined
+
+    async def _produce(self, chunk: _Chunk) -> None:
+        now = self._clock()
+        error: BaseException | None = None
+        try:
+            value, defined = self._payload(chunk, now)
+            await self._send(str(chunk.shard).encode(), value)
+        except Exception as exc:  # noqa: BLE001 - handed to every waiter
+            error = exc
+            self.stats["failed_messages"] += 1
+        else:
+            if len(self._known) + len(defined) > self.max_known:
+                self._known.clear()
+            for key in defined:
+                self._known[key] = now
+            self.stats["messages"] += 1
+            self.stats["samples"] += chunk.samples
+        finally:
+            self.buffered -= chunk.samples
+        for w in chunk.waiters:
+            if w.fut.done():
+                continue
+            if error is not None:
+                w.fut.set_exception(error)
+            else:
+                w.pending -= 1
+                if w.pending == 0:
+                    w.fut.set_result(None)
+
+    def forget_labels(self) -> None:
+        """Send every series' labels again (e.g. after the topic was re-created)."""
+        self._known.clear()
+
+    async def close(self) -> None:
+        """Produce what is held and wait for every message in flight."""
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+        for chunk in list(self._chunks.values()):
+            self._flush(chunk)
+        while self._tasks:
+            await asyncio.gather(*list(self._tasks), return_exceptions=True)
+
+    def health(self) -> dict[str, Any]:
+        msgs = self.stats["messages"]
+        return {**self.stats, "buffered_samples": self.buffered,
+                "max_buffered_samples": self.max_buffered, "known_series": len(self._known),
+                "series_per_message": round((self.stats["series"] + self.stats["refs"])
+                                            / msgs, 1) if msgs else None}

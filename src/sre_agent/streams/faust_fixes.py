@@ -18,6 +18,25 @@ group's ``auto_offset_reset="earliest"`` means for a partition without a
 commit (and what committed offset 0 means). Changelog partitions are left
 alone: table recovery positions them itself.
 
+A member that stays in the group while it sets up its partitions. aiokafka
+(0.14.0) stops heartbeating when it rejoins the group and starts again only
+after the ``on_partitions_assigned`` listener returned; Faust's listener opens
+every table's stores and starts recovery, and faust's RocksDB store runs a full
+``gc.collect()`` for every table on every rebalance. On a loaded machine that
+took ~1 s per table, 9-10 s in all: longer than the session timeout, so the
+coordinator expelled the live member, the group rebalanced again, and the next
+assignment was expelled the same way - a rebalance storm in which the
+partitions of a killed worker were not served for minutes (the chaos test
+``test_second_worker_joins_then_first_is_killed``, 2 of 4 CI runs; worker.log:
+"Heartbeat failed: local member_id was not recognized" ~9 s after each
+"Executing _on_partitions_assigned", generation after generation). The Java
+client heartbeats from a background thread while its assignment callback runs;
+so does this one now: the heartbeat task is started before the listener is
+called, so the session timeout only ever expires for a member that is gone, not
+for one whose callback is slow (a rebalance requested meanwhile is seen by that
+heartbeat and done once the callback returns). And the store collects garbage
+only when a rebalance actually dropped one of its databases.
+
 Also a hook, not a fix: before Faust waits for every fetched message to be acked
 (``Consumer.wait_empty``, on each rebalance and at shutdown) it calls the
 callables in :data:`BEFORE_WAIT_EMPTY` on the app, so an agent that holds acks
@@ -27,9 +46,12 @@ instead of stalling the rebalance.
 
 from __future__ import annotations
 
+import gc
 from collections.abc import Awaitable, Callable, Mapping
 from typing import Any
 
+from aiokafka.consumer.group_coordinator import GroupCoordinator
+from faust.stores import rocksdb as faust_rocksdb
 from faust.transport.consumer import Consumer
 from faust.transport.drivers.aiokafka import AIOKafkaConsumerThread
 
@@ -68,6 +90,31 @@ def apply() -> None:
 
     wait_empty.__doc__ = original_wait_empty.__doc__
     Consumer.wait_empty = wait_empty  # type: ignore[method-assign]
+
+    original_join_complete = GroupCoordinator._on_join_complete
+
+    async def _on_join_complete(self: Any, *args: Any, **kwargs: Any) -> None:
+        # generation and member id are those of the join just completed: heartbeat
+        # with them while the listener runs (ensure_active_group's own start after
+        # the listener is then a no-op; a rejoin stops the task as before)
+        self._start_heartbeat_task()
+        await original_join_complete(self, *args, **kwargs)
+
+    _on_join_complete.__doc__ = original_join_complete.__doc__
+    GroupCoordinator._on_join_complete = _on_join_complete  # type: ignore[method-assign]
+
+    def revoke_partitions(self: Any, table: Any, tps: Any) -> None:
+        dropped = False
+        for tp in tps:
+            if tp.topic in table.changelog_topic.topics:
+                if self._dbs.pop(tp.partition, None) is not None:
+                    self.logger.info(f"closing db {tp.topic} partition {tp.partition}")
+                    dropped = True
+        if dropped:  # a database caught in a cycle releases its lock for a reopen
+            gc.collect()
+
+    revoke_partitions.__doc__ = faust_rocksdb.Store.revoke_partitions.__doc__
+    faust_rocksdb.Store.revoke_partitions = revoke_partitions  # type: ignore[method-assign]
     _applied = True
 
 

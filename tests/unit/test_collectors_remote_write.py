@@ -127,3 +127,65 @@ def test_long_series_are_split_and_invalid_ones_rejected() -> None:
     out = to_batches([long, too_many_labels, long_value], shards=2, source="t")
     assert out.samples == MAX_POINTS_PER_SERIES + 5
     assert [r.reason.split(":")[0] for r in out.rejected] == ["labels", "labels.a"]
+
+
+# ---------------------------------------------------------------- issue 18 / issue 15
+def _odd_request() -> bytes:
+    """Every shape the wire fast path must hand to protobuf or read the same way."""
+    long = "x" * 200  # a label over 127 bytes
+    series = [
+        ({"__name__": "a", "pod": "p1"}, [(1_700_000_000_000, 1.5)]),
+        ({"__name__": "a", "pod": "p2"}, [(1_700_000_000_000, 0.0)]),  # value omitted on wire
+        ({"__name__": "a", "pod": "p3"}, [(0, 2.0)]),  # timestamp omitted on wire
+        ({"__name__": "a", "pod": "p4"}, [(-5, 2.0)]),  # negative: out of range
+        ({"__name__": "a", "pod": "p5"}, [(1_700_000_000_000, STALE_NAN)]),
+        ({"__name__": "a", "pod": "p6"}, [(1_700_000_000_000, math.inf)]),
+        ({"__name__": "a", "pod": "p7"}, [(1_700_000_000_000 + i, float(i)) for i in range(5)]),
+        ({"__name__": "a", "pod": long}, [(1_700_000_000_000, 3.0)]),
+        ({"__name__": "a", "pod": "p8"}, [(200_000_000_000_000, 3.0)]),  # year 8307: too far
+        ({"__name__": "a", "pod": "p9"}, [(99_999_999_999_999, 4.0)]),  # 7-byte varint, fine
+        ({"pod": "nameless"}, [(1_700_000_000_000, 1.0)]),
+    ]
+    return _request(series)
+
+
+def test_known_series_read_off_the_wire_equal_the_protobuf_reading() -> None:
+    from sre_agent.collectors.coalesce import SeriesCache
+
+    body = _odd_request()
+    cache = SeriesCache(8)
+    first = decode_write_request(body, cache=cache)  # protobuf path; fills the cache
+    again = decode_write_request(body, cache=cache)  # known series: the wire path
+    assert again.series == first.series and again.samples == first.samples == 10
+    assert again.dropped_samples == first.dropped_samples == 2
+    assert again.rejected_series == first.rejected_series
+    assert again.rejected_samples == first.rejected_samples == 3
+    assert [m.key for m, _ in again.items] == [m.key for m, _ in first.items]
+
+
+def test_a_body_of_a_million_empty_series_is_refused_at_once() -> None:
+    """Issue 15: 94 KB of 1 M empty TimeSeries made 935,901 dead letters and 4.4 GB RSS."""
+    import resource
+
+    body = bytes(cramjam.snappy.compress_raw(b"\x0a\x00" * 1_000_000))
+    assert len(body) < 200_000
+    before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    with pytest.raises(RemoteWriteError) as info:
+        decode_write_request(body)
+    assert info.value.status == 413 and "too many series" in str(info.value)
+    grown_kib = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - before
+    assert grown_kib < 64 * 1024  # the 2 MB it decompresses to, not a parse of 1 M series
+
+
+def test_too_many_samples_are_refused_and_bad_series_summarised_once() -> None:
+    many = _request([({"__name__": "m", "i": str(i)}, [(1_700_000_000_000, 1.0)])
+                     for i in range(300)])
+    with pytest.raises(RemoteWriteError) as info:
+        decode_write_request(many, max_samples=250)
+    assert info.value.status == 413 and "too many samples" in str(info.value)
+    mixed = _request([({"job": str(i)}, [(1_700_000_000_000, 1.0)]) for i in range(5000)]
+                     + [({"__name__": "ok"}, [(1_700_000_000_000, 1.0)])])
+    got = decode_write_request(mixed)
+    assert got.samples == 1 and len(got.rejected) == 1  # one summary, not 5,000 letters
+    assert got.rejected[0].reason.startswith("remote-write: 5000 samples of 5000 series")
+    assert len(orjson.loads(got.rejected[0].payload)["examples"]) == 3

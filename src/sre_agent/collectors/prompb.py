@@ -37,7 +37,7 @@ from typing import Any
 
 from google.protobuf import descriptor_pb2, descriptor_pool, message_factory
 
-__all__ = ["Label", "MetricMetadata", "Sample", "TimeSeries", "WriteRequest"]
+__all__ = ["Label", "MetricMetadata", "Sample", "TimeSeries", "WriteRequest", "WriteRequestRaw"]
 
 _F = descriptor_pb2.FieldDescriptorProto
 _REPEATED, _OPTIONAL = _F.LABEL_REPEATED, _F.LABEL_OPTIONAL
@@ -83,6 +83,8 @@ def _file() -> descriptor_pb2.FileDescriptorProto:
         ("metadata", 3, _F.TYPE_MESSAGE, _REPEATED, ".prometheus.MetricMetadata"),
     ])
     req.reserved_range.add(start=2, end=3)
+    # the same wire format with each TimeSeries left as bytes (split in C, parsed on demand)
+    _message(fd, "WriteRequestRaw", [("timeseries", 1, _F.TYPE_BYTES, _REPEATED, None)])
     return fd
 
 
@@ -100,3 +102,5 @@ TimeSeries: Any = _cls("TimeSeries")
 Label: Any = _cls("Label")
 Sample: Any = _cls("Sample")
 MetricMetadata: Any = _cls("MetricMetadata")
+#: ``WriteRequest`` whose ``timeseries`` are the serialized ``TimeSeries`` bytes
+WriteRequestRaw: Any = _cls("WriteRequestRaw")

@@ -52,6 +52,7 @@ from __future__ import annotations
 
 from collections import Counter
 from dataclasses import dataclass, field
+from struct import Struct, unpack_from
 from typing import Any
 
 import cramjam
@@ -60,13 +61,15 @@ from google.protobuf.message import DecodeError as ProtoDecodeError
 
 from .coalesce import MAX_POINTS, SeriesCache, SeriesMeta, label_problem
 from .normalize import Rejected
-from .prompb import WriteRequest
+from .prompb import TimeSeries, WriteRequestRaw
 
 __all__ = ["RemoteWriteError", "WriteResult", "count_entries", "decode_write_request",
            "snappy_length"]
 
 #: examples of refused series kept in a request's summary
 _EXAMPLES = 3
+#: a Sample's body after its header: 0x09, double value, 0x10, 6-byte varint timestamp
+_ONE_SAMPLE = Struct("<BdB6B")
 
 
 class RemoteWriteError(ValueError):
@@ -215,7 +218,7 @@ def decode_write_request(
         raise RemoteWriteError(f"too many series in one request: more than {max_series} "
                                f"(limit {max_series})", status=413)
     try:
-        req = WriteRequest.FromString(raw)
+        req = WriteRequestRaw.FromString(raw)
     except ProtoDecodeError as exc:
         raise RemoteWriteError(f"invalid WriteRequest protobuf: {exc}") from None
     del raw
@@ -223,40 +226,55 @@ def decode_write_request(
     if len(timeseries) > max_series:  # entries the wire count could not see (odd tags)
         raise RemoteWriteError(f"too many series in one request: {len(timeseries)} "
                                f"(limit {max_series})", status=413)
-    total = 0
-    for ts in timeseries:
-        total += len(ts.samples)
-    if total > max_samples:
-        raise RemoteWriteError(f"too many samples in one request: {total} "
-                               f"(limit {max_samples})", status=413)
     cache = cache if cache is not None else SeriesCache(1)
     out = WriteResult()
     items = out.items
-    for ts in timeseries:
-        fk = tuple([(lab.name, lab.value) for lab in ts.labels])
-        meta = cache.get(fk)
-        if meta is None:
-            labels = dict(fk)
-            name = labels.pop("__name__", "")
-            problem = label_problem(name, labels)
-            if problem is not None:
-                out._refuse(problem, labels, len(ts.samples))
+    budget = max_samples
+    get = cache.get
+    for sb in timeseries:
+        # labels come first on the wire (Prometheus and protobuf write fields in order):
+        # the labels' bytes name the series, so a known series costs one lookup
+        n = len(sb)
+        if n > 18 and sb[n - 18] == 0x12 and sb[n - 17] == 16:
+            # the usual shape: known labels + one sample (value, 6-byte millisecond time)
+            meta = get(sb[:-18])
+            if meta is not None:
+                f1, v, f2, b0, b1, b2, b3, b4, b5 = _ONE_SAMPLE.unpack_from(sb, n - 16)
+                if f1 == 0x09 and f2 == 0x10 and b0 & b1 & b2 & b3 & b4 & 0x80 and b5 < 0x80:
+                    budget -= 1
+                    if budget < 0:
+                        raise RemoteWriteError(f"too many samples in one request: more than "
+                                               f"{max_samples} (limit {max_samples})", status=413)
+                    if v - v != 0.0:
+                        out.dropped_samples += 1
+                        continue
+                    t = ((b0 & 0x7F) | (b1 & 0x7F) << 7 | (b2 & 0x7F) << 14 | (b3 & 0x7F) << 21
+                         | (b4 & 0x7F) << 28 | b5 << 35) / 1000.0
+                    if t < 1e11:
+                        out.samples += 1
+                        items.append((meta, [(t, v)]))
+                        continue
+                    budget += 1  # counted again below
+        pos = 0
+        while pos < n and sb[pos] == 0x0A:
+            ln = sb[pos + 1] if pos + 1 < n else 0x80
+            if ln & 0x80:
+                pos = -1  # a label over 127 bytes: the general path
+                break
+            pos += 2 + ln
+        meta = cache.get(sb[:pos]) if pos > 0 else None
+        fast = _samples(sb, pos) if meta is not None else None
+        if fast is None:
+            got = _general(sb, cache, out)
+            if got is None:
                 continue
-            meta = cache.remember(fk, cache.make(name, labels))
-        points = []
-        bad_t = 0
-        for s in ts.samples:
-            v = s.value
-            if v - v != 0.0:  # NaN (staleness marker) or infinite
-                out.dropped_samples += 1
-                continue
-            t = s.timestamp / 1000.0
-            if 0.0 <= t < 1e11:
-                points.append((t, v))
-            else:
-                bad_t += 1
-        if bad_t:
-            out._refuse("sample timestamp out of range", meta.labels, bad_t)
+            meta, fast = got
+        points, dropped = fast
+        out.dropped_samples += dropped
+        budget -= len(points) + dropped
+        if budget < 0:
+            raise RemoteWriteError(f"too many samples in one request: more than {max_samples} "
+                                   f"(limit {max_samples})", status=413)
         if points:
             out.samples += len(points)
             if len(points) <= MAX_POINTS:
@@ -265,3 +283,92 @@ def decode_write_request(
                 for i in range(0, len(points), MAX_POINTS):
                     items.append((meta, points[i:i + MAX_POINTS]))
     return out
+
+
+def _samples(sb: bytes, pos: int) -> tuple[list[tuple[float, float]], int] | None:
+    """The samples after the labels, read straight off the wire; None for anything but
+    the plain encoding (labels after samples, long fields, odd tags): the caller then
+    parses the series with protobuf."""
+    points: list[tuple[float, float]] = []
+    dropped = 0
+    n = len(sb)
+    while pos < n:
+        tag = sb[pos]
+        if pos + 1 >= n or sb[pos + 1] & 0x80:
+            return None
+        ln = sb[pos + 1]
+        start, end = pos + 2, pos + 2 + ln
+        if end > n:
+            return None
+        pos = end
+        if tag == 0x1A or tag == 0x22:  # exemplars, native histograms: not carried
+            continue
+        if tag != 0x12:
+            return None
+        v, t, p = 0.0, 0, start
+        while p < end:
+            ft = sb[p]
+            if ft == 0x09 and p + 9 <= end:
+                v = unpack_from("<d", sb, p + 1)[0]
+                p += 9
+            elif ft == 0x10:
+                t = shift = 0
+                p += 1
+                while True:
+                    if p >= end or shift > 63:
+                        return None
+                    b = sb[p]
+                    p += 1
+                    t |= (b & 0x7F) << shift
+                    if not b & 0x80:
+                        break
+                    shift += 7
+            else:
+                return None
+        if v - v != 0.0:  # NaN (staleness marker) or infinite
+            dropped += 1
+            continue
+        ts = t / 1000.0  # a negative int64 reads as >= 2**63 here: out of range below
+        if not 0.0 <= ts < 1e11:
+            return None  # the general path counts it
+        points.append((ts, v))
+    return points, dropped
+
+
+def _general(sb: bytes, cache: SeriesCache,
+             out: WriteResult) -> tuple[SeriesMeta, tuple[list[tuple[float, float]], int]] | None:
+    """One series parsed by protobuf: validated, cached by its labels' bytes."""
+    try:
+        ts = TimeSeries.FromString(sb)
+    except ProtoDecodeError as exc:
+        raise RemoteWriteError(f"invalid WriteRequest protobuf: {exc}") from None
+    fk = tuple([(lab.name, lab.value) for lab in ts.labels])
+    labels = dict(fk)
+    name = labels.pop("__name__", "")
+    problem = label_problem(name, labels)
+    if problem is not None:
+        out._refuse(problem, labels, len(ts.samples))
+        return None
+    meta = cache.get(fk) or cache.remember(fk, cache.make(name, labels))
+    # the bytes key: only the plain encoding (labels first, each under 128 bytes)
+    plain = ts.labels and all(len(lab.SerializeToString()) < 128 for lab in ts.labels)
+    if plain:
+        prefix = b"".join(b"\x0a" + bytes([len(x)]) + x
+                          for x in (lab.SerializeToString() for lab in ts.labels))
+        if sb.startswith(prefix):
+            cache.remember(prefix, meta)
+    points: list[tuple[float, float]] = []
+    dropped = bad_t = 0
+    for s in ts.samples:
+        v = s.value
+        if v - v != 0.0:
+            dropped += 1
+            continue
+        t = s.timestamp / 1000.0
+        if 0.0 <= t < 1e11:
+            points.append((t, v))
+        else:
+            bad_t += 1
+    if bad_t:
+        out._refuse("sample timestamp out of range", meta.labels, bad_t)
+    return meta, (points, dropped)

@@ -1,0 +1,565 @@
+"""The production shape: Prometheus remote-write -> worker -> anomalies, at full speed.
+
+Apache Kafka from :mod:`sre_agent.devstack` and real ``sre-agent worker``
+subprocesses on this machine. Requests are real remote-write 1.0 bodies
+(``prometheus.WriteRequest``, protobuf + snappy) of ``--per-request`` samples
+(Prometheus' default 2,000), every series once per round, posted to
+``/api/v1/write`` by ``--connections`` concurrent senders that retry on 503
+(as Prometheus does). Pre-built before timing, so the sender costs little.
+
+1. **worker**: ``--rounds`` rounds of ``--series`` series into one worker
+   (receiver + coalescer + producer + consumer + detector + early warning +
+   checkpoints, every stage of the app running); the last round spikes one
+   series per shard: their anomalies mark the end. samples/s from the first
+   post to the last marker anomaly, and the worker's CPU µs per sample.
+2. **ceiling**: a decode-only consumer reads the ``metrics`` messages the
+   worker produced, in this process: ``MetricBatch`` decode + refs resolved.
+3. **where the worker's CPU goes**, in-process on the same data: receive
+   (remote-write decode + coalescing + encoding), consumer decode, detector
+   (the model), early warning; the rest is Faust, Kafka clients, checkpoints.
+4. **latency**: posted at half the worker's rate for ``--latency-seconds``
+   with a marker spike every 0.2 s: p50/p99 of post -> anomaly produced.
+5. **memory**: RSS above the empty worker (measured when ready) per series;
+   ``--memory-series`` (default 100,000) in a fresh worker, ``--memory-rounds``
+   rounds.
+6. **scale-out**: two workers in one group on fresh topics, the same load
+   posted to both: samples/s ratio two / one, and CPU µs per sample.
+
+The machine is 2 shared cores: absolute rates move 3-4x between runs;
+compare the ratios and CPU per sample measured in one run.
+
+Run::
+
+    python bench/bench_ingest.py                 # everything, ~10 min
+    python bench/bench_ingest.py --skip-memory --skip-scale --rounds 40
+    python bench/bench_ingest.py --json /tmp/ingest.json
+
+Figures go to docs/benchmarks.md ("Ingest").
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import random
+import resource
+import signal
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+import cramjam
+import orjson
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+import bench_cognition as bc  # noqa: E402  (worker spawn/status helpers)
+
+from sre_agent.collectors.coalesce import Coalescer, SeriesCache  # noqa: E402
+from sre_agent.collectors.prompb import WriteRequest  # noqa: E402
+from sre_agent.collectors.remote_write import decode_write_request  # noqa: E402
+from sre_agent.config import load_settings  # noqa: E402
+from sre_agent.schemas import MetricBatch, decode, series_id, shard_of  # noqa: E402
+from sre_agent.schemas.series_refs import SeriesDirectory  # noqa: E402
+
+TOKEN = "bench-ingest-token"
+T0_MS = 1_763_000_000_000
+SPIKE = 500.0
+
+
+# ====================================================================== load
+class Load:
+    """``series`` series with Prometheus-like labels; bodies of ``per_request`` samples."""
+
+    def __init__(self, series: int, per_request: int, shards: int, step_ms: int = 15_000,
+                 seed: int = 7) -> None:
+        self.rng = random.Random(seed)
+        self.per_request, self.step_ms = per_request, step_ms
+        self.labels: list[list[tuple[str, str]]] = []
+        self.sids: list[str] = []
+        self.shard: list[int] = []
+        for j in range(series):
+            name = "container_memory_ratio" if j % 10 == 0 else "http_request_duration_ms"
+            labels = {"instance": f"10.{j // 65536 % 256}.{j // 256 % 256}.{j % 256}:9090",
+                      "job": "kubernetes-pods", "namespace": "prod", "pod": f"pod-{j}",
+                      "service": f"svc{j % 200}"}
+            self.labels.append([("__name__", name), *sorted(labels.items())])
+            sid = series_id(name, labels)
+            self.sids.append(sid)
+            self.shard.append(shard_of(sid, shards))
+        self.round = 0
+
+    def value(self, j: int) -> float:
+        return (0.5 + 0.001 * self.rng.random() if j % 10 == 0
+                else 50.0 + self.rng.gauss(0.0, 1.0))
+
+    def bodies(self, spikes: dict[int, float] | None = None) -> tuple[list[bytes], int]:
+        """One round: every series once, cut into requests; ``spikes`` j -> value."""
+        t = T0_MS + self.round * self.step_ms
+        self.round += 1
+        out, spikes = [], spikes or {}
+        n = len(self.labels)
+        for start in range(0, n, self.per_request):
+            req = WriteRequest()
+            for j in range(start, min(n, start + self.per_request)):
+                ts = req.timeseries.add()
+                for k, v in self.labels[j]:
+                    ts.labels.add(name=k, value=v)
+                ts.samples.add(value=spikes.get(j, self.value(j)), timestamp=t)
+            out.append(bytes(cramjam.snappy.compress_raw(req.SerializeToString())))
+        return out, t
+
+
+def sample_count(load: Load) -> int:
+    return len(load.labels)
+
+
+# ====================================================================== posting
+async def post_all(urls: list[str], bodies: list[bytes], connections: int,
+                   sent_at: dict[int, float] | None = None) -> dict[str, int]:
+    """Post ``bodies`` over ``connections`` senders (round-robin over ``urls``);
+    503 -> wait Retry-After (capped at 0.2 s here) and resend, like Prometheus."""
+    import aiohttp
+
+    headers = {"Content-Encoding": "snappy", "Content-Type": "application/x-protobuf",
+               "X-Prometheus-Remote-Write-Version": "0.1.0", "Authorization": f"Bearer {TOKEN}"}
+    queue: asyncio.Queue[tuple[int, bytes]] = asyncio.Queue()
+    for i, b in enumerate(bodies):
+        queue.put_nowait((i, b))
+    stats = {"requests": 0, "retries": 0, "errors": 0}
+
+    async def sender(k: int, session: aiohttp.ClientSession) -> None:
+        url = urls[k % len(urls)]
+        while not queue.empty():
+            i, body = queue.get_nowait()
+            while True:
+                if sent_at is not None and i in sent_at:
+                    sent_at[i] = time.time()
+                async with session.post(url, data=body, headers=headers) as r:
+                    await r.read()
+                    if r.status == 204:
+                        stats["requests"] += 1
+                        break
+                    if r.status == 503:
+                        stats["retries"] += 1
+                        await asyncio.sleep(0.05)
+                        continue
+                    stats["errors"] += 1
+                    raise SystemExit(f"remote write answered {r.status}")
+
+    conn = aiohttp.TCPConnector(limit=connections)
+    async with aiohttp.ClientSession(connector=conn) as session:
+        await asyncio.gather(*(sender(k, session) for k in range(connections)))
+    return stats
+
+
+async def paced_post(urls: list[str], rounds: list[list[bytes]], rate: float, per_request: int,
+                     connections: int) -> dict[int, float]:
+    """Post request by request at ``rate`` samples/s; return request index -> send time."""
+    import aiohttp
+
+    headers = {"Content-Encoding": "snappy", "Content-Type": "application/x-protobuf",
+               "Authorization": f"Bearer {TOKEN}"}
+    flat = [b for r in rounds for b in r]
+    interval = per_request / rate
+    sent: dict[int, float] = {}
+    sem = asyncio.Semaphore(connections)
+    tasks = []
+
+    async def one(i: int, body: bytes, session: aiohttp.ClientSession) -> None:
+        async with sem:
+            sent[i] = time.time()
+            while True:
+                async with session.post(urls[i % len(urls)], data=body, headers=headers) as r:
+                    await r.read()
+                    if r.status != 503:
+                        return
+                await asyncio.sleep(0.05)
+
+    async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=connections)) as s:
+        nxt = time.monotonic()
+        for i, body in enumerate(flat):
+            tasks.append(asyncio.ensure_future(one(i, body, s)))
+            nxt += interval
+            await asyncio.sleep(max(0.0, nxt - time.monotonic()))
+        await asyncio.gather(*tasks)
+    return sent
+
+
+# ====================================================================== anomalies
+async def watch(bootstrap: str, topic: str, seen: dict[tuple[str, float], float],
+                stop: asyncio.Event) -> None:
+    """(series, observed) of opened anomalies -> Kafka timestamp (s)."""
+    from aiokafka import AIOKafkaConsumer
+
+    cons = AIOKafkaConsumer(topic, bootstrap_servers=bootstrap, group_id=None,
+                            auto_offset_reset="earliest", metadata_max_age_ms=1000)
+    await cons.start()
+    try:
+        while not stop.is_set():
+            recs = await cons.getmany(timeout_ms=200)
+            for batch in recs.values():
+                for r in batch:
+                    a = orjson.loads(r.value)
+                    if a.get("status") == "open":
+                        seen.setdefault((a["series"], round(a["observed"], 3)),
+                                        r.timestamp / 1000.0)
+    finally:
+        await cons.stop()
+
+
+# ====================================================================== ceiling
+async def ceiling(bootstrap: str, topic: str, total: int) -> dict[str, Any]:
+    """Decode-only consumer: every ``metrics`` message decoded, refs resolved."""
+    from aiokafka import AIOKafkaConsumer
+
+    cons = AIOKafkaConsumer(topic, bootstrap_servers=bootstrap, group_id=None,
+                            auto_offset_reset="earliest", max_partition_fetch_bytes=16 << 20,
+                            fetch_max_bytes=64 << 20)
+    await cons.start()
+    directory = SeriesDirectory()
+    samples = msgs = series_full = 0
+    values: list[bytes] = []
+    t0 = cpu0 = None
+    try:
+        while samples < total:
+            recs = await cons.getmany(timeout_ms=1000, max_records=2000)
+            if not recs and t0 is not None and time.monotonic() - t0 > 120:
+                break
+            for batch in recs.values():
+                for r in batch:
+                    if t0 is None:
+                        t0, cpu0 = time.monotonic(), time.process_time()
+                    b = decode(MetricBatch, r.value)
+                    got = directory.expand(b, tag=r.partition)
+                    samples += sum(len(s["points"]) for s in got.series)
+                    series_full += len(b.series)
+                    msgs += 1
+                    values.append(r.value)
+    finally:
+        await cons.stop()
+    dt = time.monotonic() - (t0 or time.monotonic())
+    cpu = time.process_time() - (cpu0 or 0.0)
+    return {"samples": samples, "messages": msgs, "seconds": dt,
+            "samples_per_s": samples / dt if dt else 0.0,
+            "cpu_us_per_sample": cpu / max(samples, 1) * 1e6,
+            "series_per_message": samples / max(msgs, 1),
+            "labelled_share": series_full / max(samples, 1),
+            "bytes_per_sample": sum(map(len, values)) / max(samples, 1), "_values": values}
+
+
+async def breakdown(bodies: list[bytes], values: list[bytes], shards: int) -> dict[str, float]:
+    """In-process CPU µs per sample of each part of the worker's path."""
+    from sre_agent.config import AnomalySettings, PredictionSettings
+    from sre_agent.processors.detect import MetricDetector
+    from sre_agent.processors.predict import EarlyWarning
+
+    out: dict[str, float] = {}
+    # receive: remote-write decode + coalescing + message encoding (no broker)
+    cache = SeriesCache(shards)
+
+    async def run_receive() -> int:
+        async def send(key: bytes, value: bytes) -> None:
+            return None
+
+        c = Coalescer(send, shards, linger=3600, max_buffered_samples=1 << 30)
+        n = 0
+        subs = []
+        for b in bodies:
+            res = decode_write_request(b, cache=cache)
+            n += res.samples
+            subs.append(asyncio.ensure_future(c.submit(res.items)))
+        await asyncio.sleep(0)
+        await c.close()
+        await asyncio.gather(*subs)
+        return n
+
+    t = time.process_time()
+    n = await run_receive()
+    out["receive"] = (time.process_time() - t) / n * 1e6
+    d = SeriesDirectory()
+    t = time.process_time()
+    batches = []
+    for v in values:
+        b = decode(MetricBatch, v)
+        got = d.expand(b)
+        batches.append(b.model_copy(update={"series": got.series, "refs": []})
+                       if b.refs else b)
+    out["decode"] = (time.process_time() - t) / n * 1e6
+    det = MetricDetector(AnomalySettings(warmup_samples=20))
+    t = time.process_time()
+    for b in batches:
+        det.update(b)
+    out["detector"] = (time.process_time() - t) / n * 1e6
+    early = EarlyWarning(PredictionSettings())
+    t = time.process_time()
+    for b in batches:
+        early.update(b)
+    out["early_warning"] = (time.process_time() - t) / n * 1e6
+    return out
+
+
+# ====================================================================== worker runs
+def rss_kib(pid: int) -> int:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1])
+    return 0
+
+
+class Run:
+    """Fresh topics (prefix) and ``n`` workers in one group on the broker."""
+
+    def __init__(self, broker: Any, work: Path, name: str, partitions: int,
+                 extra: dict[str, str]) -> None:
+        self.broker, self.work = broker, work / name
+        self.work.mkdir(parents=True)
+        self.prefix = f"{name}{int(time.time())}."
+        self.partitions, self.extra = partitions, extra
+        self.procs: list[Any] = []
+        self.ports: list[int] = []
+
+    async def start(self, n: int) -> list[float]:
+        from sre_agent.devstack import free_port
+        from sre_agent.streams.admin import ensure_topics
+
+        envs = []
+        for i in range(n):
+            port = free_port()
+            wdir = self.work / f"w{i}"
+            wdir.mkdir()
+            env = bc.worker_env(self.broker, wdir, self.prefix, self.partitions, port)
+            env.update({"SRE_AGENT_API__WEBHOOK_TOKEN": TOKEN, **self.extra})
+            envs.append(env)
+            self.ports.append(port)
+        await ensure_topics(load_settings(env=envs[0]))
+        self.procs = [bc.spawn(env, Path(env["SRE_AGENT_WORKER__DATA_DIR"]).parent)
+                      for env in envs]
+        boots = [await asyncio.to_thread(bc.wait_ready, p, port)
+                 for p, port in zip(self.procs, self.ports, strict=True)]
+        if n > 1:  # the group settles: every worker owns partitions
+            await asyncio.sleep(5)
+        return boots
+
+    @property
+    def urls(self) -> list[str]:
+        return [f"http://127.0.0.1:{p}/api/v1/write" for p in self.ports]
+
+    def cpu(self) -> float:
+        return sum(bc._cpu_s(p.pid) for p in self.procs)
+
+    def rss(self) -> int:
+        return sum(rss_kib(p.pid) for p in self.procs)
+
+    def stop(self) -> None:
+        for p in self.procs:
+            if p.poll() is None:
+                os.killpg(p.pid, signal.SIGTERM)
+        for p in self.procs:
+            try:
+                p.wait(60)
+            except Exception:  # noqa: BLE001
+                os.killpg(p.pid, signal.SIGKILL)
+
+
+async def throughput(run: Run, load: Load, rounds: int, connections: int,
+                     shards: int) -> tuple[dict[str, Any], list[bytes]]:
+    """Post ``rounds`` rounds; the last spikes one series per shard; wait for them."""
+    per_shard: dict[int, int] = {}
+    for j, s in enumerate(load.shard):
+        per_shard.setdefault(s, j)
+    bodies: list[bytes] = []
+    for r in range(rounds):
+        spikes = ({j: SPIKE + 0.001 * k for k, j in enumerate(per_shard.values())}
+                  if r == rounds - 1 else None)
+        b, _ = load.bodies(spikes)
+        bodies += b
+    ends = {(load.sids[j], round(SPIKE + 0.001 * k, 3)) for k, j in enumerate(per_shard.values())}
+    total = rounds * len(load.labels)
+    seen: dict[tuple[str, float], float] = {}
+    stop = asyncio.Event()
+    watcher = asyncio.create_task(watch(run.broker.bootstrap, run.prefix + "anomalies", seen, stop))
+    cpu0, t0 = run.cpu(), time.time()
+    posted = await post_all(run.urls, bodies, connections)
+    deadline = time.monotonic() + 600
+    while not ends <= seen.keys() and time.monotonic() < deadline:
+        await asyncio.sleep(0.1)
+    cpu = run.cpu() - cpu0
+    stop.set()
+    await watcher
+    if not ends <= seen.keys():
+        raise SystemExit(f"end markers missing: {len(ends - seen.keys())} of {len(ends)}")
+    dt = max(seen[k] for k in ends) - t0
+    return {"samples": total, "seconds": dt, "samples_per_s": total / dt,
+            "cpu_seconds": cpu, "cpu_share": cpu / dt, "cpu_us_per_sample": cpu / total * 1e6,
+            **posted}, bodies
+
+
+async def latency(run: Run, load: Load, rate: float, seconds: float, per_request: int,
+                  connections: int) -> dict[str, Any]:
+    """Paced posting at ``rate`` with a marker spike every 0.2 s."""
+    per_round = len(load.labels)
+    n_rounds = max(1, int(rate * seconds / per_round))
+    reqs_per_round = -(-per_round // per_request)
+    total_reqs = n_rounds * reqs_per_round
+    every = max(1, int(0.2 * rate / per_request))  # a marker every ~0.2 s
+    candidates = list(range(len(load.labels)))
+    random.Random(3).shuffle(candidates)
+    rounds, markers = [], {}
+    req_index = 0
+    for _ in range(n_rounds):
+        spikes: dict[int, float] = {}
+        for q in range(reqs_per_round):
+            i = req_index + q
+            if i % every == 0 and candidates:
+                # a series inside request q of this round
+                lo, hi = q * per_request, min(per_round, (q + 1) * per_request)
+                j = next((c for c in candidates if lo <= c < hi), None)
+                if j is not None:
+                    candidates.remove(j)
+                    v = round(SPIKE + 0.001 * len(markers), 3)
+                    spikes[j] = v
+                    markers[i] = (load.sids[j], v)
+        b, _ = load.bodies(spikes)
+        rounds.append(b)
+        req_index += reqs_per_round
+    seen: dict[tuple[str, float], float] = {}
+    stop = asyncio.Event()
+    watcher = asyncio.create_task(watch(run.broker.bootstrap, run.prefix + "anomalies", seen, stop))
+    await asyncio.sleep(1)
+    sent = await paced_post(run.urls, rounds, rate, per_request, connections)
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline and not all(m in seen for m in markers.values()):
+        await asyncio.sleep(0.2)
+    stop.set()
+    await watcher
+    lat = [seen[m] - sent[i] for i, m in markers.items() if m in seen]
+    return {"rate": rate, "requests": total_reqs, "markers": len(markers), "found": len(lat),
+            "p50_s": bc.pct(lat, 0.5), "p99_s": bc.pct(lat, 0.99),
+            "max_s": max(lat, default=float("nan"))}
+
+
+# ====================================================================== main
+async def main_async(a: argparse.Namespace) -> dict[str, Any]:
+    from sre_agent.devstack import KafkaBroker, default_cache_dir
+
+    work = Path(tempfile.mkdtemp(prefix="sre-ingest-"))
+    broker = KafkaBroker(work / "kafka", default_cache_dir(), heap="1g")
+    await asyncio.to_thread(broker.start)
+    extra = dict(kv.split("=", 1) for kv in a.env)
+    out: dict[str, Any] = {"series": a.series, "per_request": a.per_request,
+                           "rounds": a.rounds, "partitions": a.partitions, "env": extra}
+    try:
+        # ---- 1. one worker at full speed
+        run = Run(broker, work, "one", a.partitions, extra)
+        await run.start(1)
+        await asyncio.sleep(2)
+        rss_empty = run.rss()
+        load = Load(a.series, a.per_request, a.shards)
+        print(f"posting {a.rounds} rounds x {a.series} series ...", flush=True)
+        res, bodies = await throughput(run, load, a.rounds, a.connections, a.shards)
+        out["worker"] = res
+        print(f"worker: {res['samples_per_s']:,.0f} samples/s, "
+              f"{res['cpu_us_per_sample']:.1f} µs CPU/sample, "
+              f"{res['cpu_share']:.2f} of a core, {res['retries']} busy answers", flush=True)
+        st = bc.status(run.ports[0])
+        out["receiver"] = st["health"].get("collector.remote_write", {}).get("coalescer")
+        # ---- 2. ceiling on the messages the worker produced
+        cl = await ceiling(broker.bootstrap, run.prefix + "metrics", res["samples"])
+        values = cl.pop("_values")
+        out["ceiling"] = cl
+        out["cpu_ratio"] = res["cpu_us_per_sample"] / cl["cpu_us_per_sample"]
+        print(f"ceiling: {cl['samples_per_s']:,.0f} samples/s, {cl['cpu_us_per_sample']:.2f} µs "
+              f"CPU/sample ({cl['series_per_message']:.0f} series/message, "
+              f"{cl['bytes_per_sample']:.0f} B/sample); worker/ceiling CPU per sample "
+              f"{out['cpu_ratio']:.1f}x", flush=True)
+        # ---- 3. breakdown
+        out["breakdown_us_per_sample"] = await breakdown(bodies, values, a.shards)
+        print("in-process µs/sample: " + ", ".join(
+            f"{k} {v:.2f}" for k, v in out["breakdown_us_per_sample"].items()), flush=True)
+        # ---- 4. latency at half rate
+        out["latency"] = await latency(run, load, res["samples_per_s"] / 2, a.latency_seconds,
+                                       a.per_request, a.connections)
+        lt = out["latency"]
+        print(f"latency at {lt['rate']:,.0f} samples/s: p50 {lt['p50_s']:.3f} s, "
+              f"p99 {lt['p99_s']:.3f} s ({lt['found']}/{lt['markers']} markers)", flush=True)
+        await asyncio.sleep(2)
+        out["rss"] = {"empty_kib": rss_empty, "after_kib": run.rss(),
+                      "per_series_bytes": (run.rss() - rss_empty) * 1024 / a.series}
+        run.stop()
+        print(f"RSS: {rss_empty / 1024:.0f} MiB empty -> {out['rss']['after_kib'] / 1024:.0f} MiB"
+              f" ({out['rss']['per_series_bytes']:,.0f} B/series)", flush=True)
+        # ---- 5. memory at --memory-series
+        if not a.skip_memory:
+            mrun = Run(broker, work, "mem", a.partitions, extra)
+            await mrun.start(1)
+            await asyncio.sleep(2)
+            empty = mrun.rss()
+            mload = Load(a.memory_series, a.per_request, a.shards)
+            for _ in range(a.memory_rounds):
+                b, _ = mload.bodies()
+                await post_all(mrun.urls, b, a.connections)
+            want = a.memory_rounds * a.memory_series
+            deadline = time.monotonic() + 300
+            while bc.status(mrun.ports[0])["samples_in"] < want and time.monotonic() < deadline:
+                await asyncio.sleep(1)
+            await asyncio.sleep(a.checkpoint_wait)
+            after = mrun.rss()
+            out["memory"] = {"series": a.memory_series, "empty_kib": empty, "after_kib": after,
+                             "per_series_bytes": (after - empty) * 1024 / a.memory_series}
+            mrun.stop()
+            print(f"memory, {a.memory_series:,} series: {empty / 1024:.0f} -> {after / 1024:.0f}"
+                  f" MiB ({out['memory']['per_series_bytes']:,.0f} B/series)", flush=True)
+        # ---- 6. scale-out: one worker vs two, fresh topics each
+        if not a.skip_scale:
+            rates = {}
+            for n in (1, 2):
+                srun = Run(broker, work, f"scale{n}", a.partitions, extra)
+                await srun.start(n)
+                sload = Load(a.series, a.per_request, a.shards)
+                r, _ = await throughput(srun, sload, a.rounds, a.connections, a.shards)
+                rates[n] = r
+                srun.stop()
+                print(f"{n} worker(s): {r['samples_per_s']:,.0f} samples/s, "
+                      f"{r['cpu_us_per_sample']:.1f} µs CPU/sample", flush=True)
+            out["scale"] = {"one": rates[1], "two": rates[2],
+                            "ratio": rates[2]["samples_per_s"] / rates[1]["samples_per_s"],
+                            "cpu_per_sample_ratio": rates[2]["cpu_us_per_sample"]
+                            / rates[1]["cpu_us_per_sample"]}
+            print(f"scale-out two/one: {out['scale']['ratio']:.2f}x "
+                  f"(CPU per sample {out['scale']['cpu_per_sample_ratio']:.2f}x)", flush=True)
+        out["bench_client_cpu_s"] = resource.getrusage(resource.RUSAGE_SELF).ru_utime
+        return out
+    finally:
+        await asyncio.to_thread(broker.stop, True)
+
+
+def main() -> int:
+    p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    p.add_argument("--series", type=int, default=10_000)
+    p.add_argument("--per-request", type=int, default=2000)
+    p.add_argument("--rounds", type=int, default=60)
+    p.add_argument("--connections", type=int, default=8)
+    p.add_argument("--partitions", type=int, default=4)
+    p.add_argument("--shards", type=int, default=64)
+    p.add_argument("--latency-seconds", type=float, default=20.0)
+    p.add_argument("--memory-series", type=int, default=100_000)
+    p.add_argument("--memory-rounds", type=int, default=3)
+    p.add_argument("--checkpoint-wait", type=float, default=8.0)
+    p.add_argument("--skip-memory", action="store_true")
+    p.add_argument("--skip-scale", action="store_true")
+    p.add_argument("--env", action="append", default=[],
+                   help="extra worker setting, e.g. SRE_AGENT_WORKER__FETCH_MAX_WAIT_MS=1500")
+    p.add_argument("--json", type=Path)
+    a = p.parse_args()
+    out = asyncio.run(main_async(a))
+    if a.json:
+        a.json.write_text(json.dumps(out, indent=2, default=str))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

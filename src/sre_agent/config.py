@@ -62,6 +62,9 @@ class WorkerSettings(_Section):
     #: consumer-group liveness: a worker silent this long (s) loses its partitions
     session_timeout: float = Field(default=60.0, ge=1)
     heartbeat_interval: float = Field(default=3.0, gt=0)
+    #: readiness (/readyz): a stage with events waiting in its buffer that took none for
+    #: this long (s) is stalled and the worker not ready; 0 turns the check off
+    stall_seconds: float = Field(default=180.0, ge=0)
     #: how often (seconds) dirty per-series model state is written to the table
     checkpoint_interval: float = Field(default=5.0, gt=0)
     #: Faust stream buffer: messages taken per batch by the metrics agent

@@ -162,7 +162,7 @@ async def test_auth_errors_pagination_detail_openapi_metrics(
     assert st == 200
     assert metric(text, 'sre_agent_readmodel_events_total{topic="incidents"}') >= 3
     assert metric(text, 'sre_agent_readmodel_rejected_total{topic="incidents"}') == 1
-    assert metric(text, 'sre_agent_actions_total{outcome="dry_run"}') >= 3
+    assert metric(text, 'sre_agent_readmodel_action_results{outcome="dry_run"}') >= 3
     assert metric(text, 'sre_agent_stage_latency_seconds_count{stage="rca"}') >= 3
     assert metric(text, 'sre_agent_events_in_total{topic="metrics"}', default=0.0) >= 0
     assert "sre_agent_consumer_lag_total" in text and "sre_agent_api_requests_total" in text

@@ -76,7 +76,7 @@ def test_metrics_exposition_parses_and_reflects_the_read_model(app_ctx) -> None:
     }
     assert val[("sre_agent_events_in_total", (("topic", "metrics"),))] == 5
     assert val[("sre_agent_dlq_total", (("topic", "metrics"),))] == 2
-    assert val[("sre_agent_actions_total", (("outcome", "dry_run"),))] == 1
+    assert val[("sre_agent_readmodel_action_results", (("outcome", "dry_run"),))] == 1
     assert val[("sre_agent_incidents_open", ())] == 1
     assert val[("sre_agent_plans_pending", ())] == 0  # its result arrived
     assert val[("sre_agent_stage_latency_seconds_count", (("stage", "rca"),))] == 1

@@ -6,6 +6,7 @@ Every route is declared here, in one place, by :func:`register`:
 module                          routes                                     credentials
 ==============================  =========================================  ==================
 :mod:`.status`                  ``/status``, ``/api/baselines``            none / viewer
+:mod:`.probes`                  ``/livez``, ``/readyz`` (Kubernetes)       none
 :mod:`.api`                     ``/metrics``, ``/openapi.json``            none
 :mod:`.views`                   ``/api/*`` read side, feedback, audit      viewer / operator
 :mod:`.approvals`               ``/api/approvals/*``, ``/slack/interactions``  approver / Slack
@@ -30,7 +31,9 @@ __all__ = ["register"]
 
 def register(ctx: StreamContext) -> None:
     """Declare every view on ``ctx.app`` (before the app starts)."""
-    from . import api, approvals, status, webhooks
+    from . import api, approvals, probes, status, webhooks
+
+    probes.register(ctx)  # /livez, /readyz
 
     status.register(ctx)
     api.register(ctx)

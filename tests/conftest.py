@@ -27,6 +27,7 @@ import orjson
 import pytest
 
 from sre_agent.devstack import KafkaBroker, PostgresServer, default_cache_dir, free_port
+from tests.signing_support import TEST_SIGNING_KEY
 
 _counter = itertools.count()
 
@@ -146,6 +147,8 @@ def worker_env(broker_url: str, prefix: str, wdir: Path) -> dict[str, str]:
         "SRE_AGENT_WORKER__FRAMEWORK_LOG_LEVEL": "INFO",
         # a viewer token, so tests can read the API (nothing but /status is anonymous)
         "SRE_AGENT_API__TOKENS": '{"conftest-viewer-token": "viewer:conftest"}',
+        # one decision-signing key for every worker of a test (tests.signing_support)
+        "SRE_AGENT_SECURITY__SIGNING_KEY": TEST_SIGNING_KEY,
     })
     return env
 
@@ -203,6 +206,14 @@ class KafkaIO:
 
         key = event.key()
         await self._producer.send_and_wait(topic, value=encode(event),
+                                           key=key.encode() if key else None)
+
+    async def send_signed(self, topic: str, event: Any) -> None:
+        """Produce a decision event signed as the test workers sign theirs."""
+        from tests.signing_support import signed_bytes
+
+        key = event.key()
+        await self._producer.send_and_wait(topic, value=signed_bytes(event),
                                            key=key.encode() if key else None)
 
     async def read(self, topic: str, until: Callable[[list[dict[str, Any]]], bool],

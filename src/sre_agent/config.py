@@ -52,6 +52,18 @@ class KafkaSettings(_Section):
     topic_prefix: str = ""
     partitions: int = Field(default=4, ge=1, le=1024)
     replication: int = Field(default=1, ge=1, le=7)
+    #: how every Kafka client (worker, read model, CLI) connects: TLS and/or SASL/SCRAM
+    security_protocol: Literal["PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL"] = "PLAINTEXT"
+    sasl_mechanism: Literal["SCRAM-SHA-256", "SCRAM-SHA-512", "PLAIN"] = "SCRAM-SHA-512"
+    sasl_username: str | None = None
+    #: env only (SRE_AGENT_KAFKA__SASL_PASSWORD)
+    sasl_password: SecretStr | None = None
+    #: CA bundle that signed the brokers' certificates (default: the system's)
+    ssl_cafile: Path | None = None
+    #: client certificate and key for mutual TLS (optional)
+    ssl_certfile: Path | None = None
+    ssl_keyfile: Path | None = None
+    ssl_check_hostname: bool = True
 
 
 class WorkerSettings(_Section):
@@ -185,6 +197,9 @@ class SlackSettings(_Section):
     #: Slack user id (or user name) -> role for the ``/sre`` slash command: an approval
     #: role (oncall, sre, lead, admin) or ``viewer`` (read-only commands)
     user_roles: dict[str, str] = Field(default_factory=dict)
+    #: least role (mapped by Slack user id) for the read commands of ``/sre`` (status,
+    #: incidents, rca, pattern search); ``any``: every user of the signed workspace
+    read_role: Literal["any", "viewer", "oncall", "sre", "lead", "admin"] = "viewer"
 
 
 class AnthropicSettings(_Section):
@@ -302,6 +317,18 @@ class ApiSettings(_Section):
     #: console charts: series tracked (those with anomalies) and points kept per series
     chart_max_series: int = Field(default=200, ge=1)
     chart_points: int = Field(default=720, ge=10)
+
+
+class SecuritySettings(_Section):
+    """Signatures on decision events (action-plans, approvals, sre-actions, action-results)."""
+
+    #: Ed25519 private key (PKCS#8 PEM or base64 of 32 bytes); env only. Unset: a key is
+    #: generated once into ``<data_dir>/signing-key.pem`` (fine for one worker; replicas
+    #: must share one key, so set it from a Secret)
+    signing_key: SecretStr | None = None
+    #: further public keys whose signatures are accepted (PEM or base64 of 32 bytes),
+    #: e.g. the previous key during a rotation
+    trusted_keys: list[str] = Field(default_factory=list)
 
 
 class SilenceSettings(_Section):
@@ -559,6 +586,7 @@ class Settings(_Section):
     knowledge: KnowledgeSettings = KnowledgeSettings()
     prediction: PredictionSettings = PredictionSettings()
     log_patterns: LogPatternSettings = LogPatternSettings()
+    security: SecuritySettings = SecuritySettings()
 
     def topic(self, name: str) -> str:
         """Full topic name with the configured prefix."""
@@ -580,6 +608,8 @@ _ENV_ONLY = {
     ("notify", "wecom_webhook_url"),
     ("notify", "pagerduty_routing_key"),
     ("tickets", "jira_token"),
+    ("kafka", "sasl_password"),
+    ("security", "signing_key"),
 }
 
 #: deeper secrets (section, subsection, field): env only too

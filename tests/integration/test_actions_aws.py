@@ -17,16 +17,18 @@ from moto.server import ThreadedMotoServer
 
 from sre_agent.devstack import free_port
 from sre_agent.schemas import (
+    ActionPlan,
     ActionStep,
+    Approval,
     EvidenceItem,
     Hypothesis,
     Incident,
     RcaResult,
-    SreAction,
     Target,
     utcnow,
 )
 from tests.actions_support import audit_rows, fresh_database, http, verify_cli
+from tests.signing_support import authorised_action
 
 pytestmark = pytest.mark.integration
 
@@ -152,13 +154,16 @@ async def scenario(w: Any, kafka_io: Any, wait_for: Any, dsn: str, moto_url: str
     db_action = next(a for a in actions if a["plan_id"] == db["plan_id"])
     assert sorted(db_action["approved_by"]) == ["lee", "sam", "sue"]
 
-    # three more reboots of the same instance within the hour: two run, the 4th is refused
+    # three more reboots of the same instance within the hour (each a signed, approved
+    # plan of its own): two run, the 4th is refused
     for i in range(3):
-        await kafka_io.send(pfx + "sre-actions", SreAction(
-            action_id=f"reboot-{i}", idempotency_key=f"reboot-key-{i}", plan_id=f"manual-{i}",
-            incident_id="inc-ec2", policy="ONE_APPROVAL", dry_run=False, approved_by=["sue"],
-            step=ActionStep(action="reboot_instance",
-                            target=Target(kind="ec2", name=instance, namespace="aws"))))
+        manual = ActionPlan(plan_id=f"manual-{i}", incident_id="inc-ec2", risk_score=0.5,
+                            risk_tier="MEDIUM", policy="ONE_APPROVAL", steps=[ActionStep(
+                                action="reboot_instance", risk=0.3,
+                                target=Target(kind="ec2", name=instance, namespace="aws"))])
+        sue = Approval(plan_id=manual.plan_id, decision="approve", user="sue", source="api")
+        await kafka_io.send_signed(pfx + "sre-actions", authorised_action(
+            manual, [sue], action_id=f"reboot-{i}", idempotency_key=f"reboot-key-{i}"))
     results = await kafka_io.read(pfx + "action-results", until=lambda ms: len(ms) >= 5, timeout=60)
     status_of = {r["action_id"]: r["status"] for r in results}
     assert [status_of[f"reboot-{i}"] for i in range(3)] == ["succeeded", "succeeded", "rate_limited"]

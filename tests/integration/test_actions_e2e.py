@@ -17,7 +17,9 @@ import orjson
 import pytest
 
 from sre_agent.schemas import (
+    ActionPlan,
     ActionStep,
+    Approval,
     Anomaly,
     EvidenceItem,
     Hypothesis,
@@ -37,6 +39,7 @@ from tests.actions_support import (
     replicaset,
     verify_cli,
 )
+from tests.signing_support import authorised_action
 from tests.standins.slack_server import SlackStandin, button_value, signed_interaction
 
 pytestmark = pytest.mark.integration
@@ -204,9 +207,19 @@ async def scenario(w: Any, km: Any, slack: SlackStandin, kafka_io: Any, wait_for
         step=ActionStep(action="rollout_restart", target=Target(
             kind="deployment", name="wallet-service", namespace="shop", service="wallet-service")))
     await kafka_io.send(pfx + "sre-actions", forged_action)
-    results = await kafka_io.read(pfx + "action-results", until=lambda ms: len(ms) >= 2, timeout=60)
+    #    even fully signed evidence cannot get a protected target executed: the executor
+    #    recomputes the policy of the attached plan (BLOCKED) whatever it claims
+    claimed = ActionPlan.model_validate(blocked).model_copy(update={
+        "plan_id": "plan-claims-one-approval", "policy": "ONE_APPROVAL", "status": "pending",
+        "protected": False, "risk_score": 0.45, "risk_tier": "MEDIUM"})
+    olga = Approval(plan_id=claimed.plan_id, decision="approve", user="U0ONCALL", source="slack")
+    await kafka_io.send_signed(pfx + "sre-actions", authorised_action(claimed, [olga]))
+    results = await kafka_io.read(pfx + "action-results", until=lambda ms: len(ms) >= 3, timeout=60)
     by_id = {r["action_id"]: r for r in results}  # keyed by plan: no order across partitions
-    assert len(results) == 2 and by_id["forged-1"]["status"] == "blocked", results
+    assert len(results) == 3 and by_id["forged-1"]["status"] == "blocked", results
+    assert "action signature: unsigned" in by_id["forged-1"]["detail"]
+    protected = by_id["plan-claims-one-approval-s0"]
+    assert protected["status"] == "blocked" and "blocklist" in protected["detail"], protected
     assert requests_to(km, "PATCH", "/apis/apps/v1/namespaces/shop/deployments/wallet-service") == 0
 
     # -- the whole story is in the hash-chained audit log, and the chain verifies
@@ -214,7 +227,7 @@ async def scenario(w: Any, km: Any, slack: SlackStandin, kafka_io: Any, wait_for
               "slack.signature_rejected", "vote.unauthorized", "vote.cast", "plan.approved",
               "action.requested", "action.snapshot", "action.executed", "action.verified",
               "action.result", "plan.completed", "action.duplicate", "plan.blocked",
-              "action.blocked", "ticket.created"}
+              "action.blocked", "action.unverified", "ticket.created"}
 
     async def complete() -> set[str]:
         return wanted - {r["action"] for r in await audit_rows(dsn)}

@@ -23,6 +23,7 @@ from sre_agent.config import SlackSettings
 from sre_agent.processors.approvals import PlanState
 from sre_agent.schemas import ActionPlan, ActionStep, Target, utcnow
 from sre_agent.sinks.slack import SlackApprovals
+from tests.signing_support import signed
 from tests.standins.slack_server import SlackStandin
 
 pytestmark = pytest.mark.integration
@@ -71,20 +72,20 @@ async def test_half_done_plans_are_finished_once_after_a_crash(
         assert sender is not None
         where = await sender.post(lost)
         await put_state(kafka_io.bootstrap, changelog, PlanState(
-            plan=lost, slack={"posting": f"{before:.6f}"}))
+            plan=lost, slack={"posting": f"{before:.6f}"}, signed_plan=signed(lost)))
         # 2. the dead worker marked the post, but died before it reached Slack
         unposted = plan("plan-crash-before-post")
         await put_state(kafka_io.bootstrap, changelog, PlanState(
-            plan=unposted, slack={"posting": f"{before:.6f}"}))
+            plan=unposted, slack={"posting": f"{before:.6f}"}, signed_plan=signed(unposted)))
         # 3. an AUTO plan saved, but its step never handed to the executor
         auto = plan("plan-auto-never-requested", status="auto")
         await put_state(kafka_io.bootstrap, changelog, PlanState(
-            plan=auto, status="auto", decided_at=utcnow()))
+            plan=auto, status="auto", decided_at=utcnow(), signed_plan=signed(auto)))
         posts_before = len(slack.posted())
 
         w.start()  # recovers approval_state from the changelog
         for p in (lost, unposted, auto):  # the uncommitted input is redelivered
-            await kafka_io.send(pfx + "action-plans", p)
+            await kafka_io.send_signed(pfx + "action-plans", p)
 
         actions = await kafka_io.read(pfx + "sre-actions", timeout=60,
                                       until=lambda ms: any(m["plan_id"] == auto.plan_id

@@ -121,11 +121,17 @@ def test_parse_command_errors(text: str, msg: str) -> None:
 
 def test_roles() -> None:
     roles = {"U1": "sre", "alice": "lead", "U3": "superuser"}
-    assert slack_role(roles, "U1", "x") == "sre" and slack_role(roles, "U9", "alice") == "lead"
+    assert slack_role(roles, "U1") == "sre"
+    # issue 15: roles by Slack user id only; a user *named* alice gets nothing
+    assert slack_role(roles, "U9") is None and slack_role(roles, "alice") == "lead"
     assert slack_role(roles, "U3") is None and slack_role({"*": "viewer"}, "U7") == "viewer"
     for cmd in COMMANDS:
         assert allowed(cmd, "admin")
-    assert not allowed("fix", "viewer") and not allowed("feedback", None) and allowed("rca", None)
+    assert not allowed("fix", "viewer") and not allowed("feedback", None)
+    # issue 15: read commands need a mapped role (slack.read_role, default viewer)
+    for cmd in ("rca", "incidents", "status", "pattern_search"):
+        assert not allowed(cmd, None) and allowed(cmd, "viewer") and allowed(cmd, None, "any")
+    assert allowed("help", None)
 
 
 def _valid_blocks(reply: dict) -> None:

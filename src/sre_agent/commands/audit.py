@@ -40,11 +40,11 @@ async def _kafka_audit_ids(settings: Any, grace: float) -> list[str]:
     from aiokafka.admin import AIOKafkaAdminClient
 
     from ..schemas import AuditRecord, DecodeError, decode
-    from ..streams.admin import bootstrap_servers
+    from ..sinks.kafka import client_kwargs
 
     topic = settings.topic("audit")
-    servers = bootstrap_servers(settings.kafka.broker)
-    admin = AIOKafkaAdminClient(bootstrap_servers=servers)
+    servers = client_kwargs(settings.kafka)
+    admin = AIOKafkaAdminClient(**servers)
     await admin.start()
     try:
         described = await admin.describe_topics([topic])
@@ -54,7 +54,7 @@ async def _kafka_audit_ids(settings: Any, grace: float) -> list[str]:
            for p in d.get("partitions", [])]
     if not tps:
         return []
-    cons = AIOKafkaConsumer(bootstrap_servers=servers, group_id=None, enable_auto_commit=False)
+    cons = AIOKafkaConsumer(**servers, group_id=None, enable_auto_commit=False)
     await cons.start()
     try:
         cons.assign(tps)

@@ -44,13 +44,13 @@ async def _run(settings: Settings, args: argparse.Namespace) -> int:
     from aiokafka import AIOKafkaProducer
 
     from ..sinks.prometheus import PrometheusClient
-    from ..streams.admin import bootstrap_servers
+    from ..sinks.kafka import client_kwargs
 
     queries = select_queries(settings, args.query)
     url = args.url or settings.collectors.prometheus.url
     run = HistoryRun(args.days, args.step, [q.name for q in queries])
     topic = settings.topic("metrics")
-    producer = AIOKafkaProducer(bootstrap_servers=bootstrap_servers(settings.kafka.broker),
+    producer = AIOKafkaProducer(**client_kwargs(settings.kafka),
                                 linger_ms=20, max_request_size=4 * 1024 * 1024)
     await producer.start()
     last = [0.0]

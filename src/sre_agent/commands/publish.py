@@ -78,9 +78,9 @@ async def produce(settings: Settings, event: DeployEvent, timeout: float = 30.0)
     """Produce ``event`` to the prefixed ``deploy-events`` topic and wait for the ack."""
     from aiokafka import AIOKafkaProducer
 
-    from ..streams.admin import bootstrap_servers
+    from ..sinks.kafka import client_kwargs
 
-    producer = AIOKafkaProducer(bootstrap_servers=bootstrap_servers(settings.kafka.broker),
+    producer = AIOKafkaProducer(**client_kwargs(settings.kafka),
                                 request_timeout_ms=int(timeout * 1000), acks="all")
     await asyncio.wait_for(producer.start(), timeout)
     try:

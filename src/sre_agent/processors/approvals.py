@@ -13,7 +13,13 @@ one is a lead (or admin). Any single reject from an allowed voter rejects the pl
 A person votes once: a second vote (even a changed mind) is refused, not counted.
 
 The state is a pydantic model serialised to the approval table; every function is
-pure and takes ``now``.
+pure and takes ``now``. :func:`decide` is the approval manager as a state machine,
+``(state, event, now, rules) -> (state, effects)``: the agent only decodes events,
+checks their signatures, feeds them in and carries out the effects (audit, hand a
+step to the executor, post to Slack, notify). Nothing an event says about itself
+is believed: a plan's policy is recomputed (:func:`effective_policy`), a voter's
+role comes from configuration (:class:`VoterRoles`), never from the vote, and
+unsigned plans, votes and results are refused.
 
 Examples
 --------
@@ -36,16 +42,22 @@ cy True approved
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import hashlib
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Literal
+from typing import Any, Literal
 
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, Field, ValidationError
 
-from ..schemas import ActionPlan, Approval, UtcDatetime
+from ..schemas import ActionPlan, ActionResult, Approval, SreAction, UtcDatetime
+from .policy import SPAN_FLOOR, STRICTNESS, PolicyDecision, PolicyEngine
+from .signing import Check, Keyring
 
-__all__ = ["LEAD_ROLES", "PlanState", "Vote", "VoteOutcome", "cast_vote", "expire_if_due",
-           "quorum_status", "record_result"]
+__all__ = ["LEAD_ROLES", "VOTING_ROLES", "Audit", "Emit", "Notify", "PlanIn", "PlanState",
+           "Post", "ResultIn", "Rules", "UpdateSlack", "Vote", "VoteIn", "VoteOutcome",
+           "VoterRoles", "action_for", "cast_vote", "decide", "effective_policy",
+           "expire_if_due", "quorum_status", "record_result", "verify_quorum"]
 
 Status = Literal["pending", "approved", "rejected", "expired", "blocked", "auto",
                  "completed", "failed"]
@@ -77,6 +89,10 @@ class PlanState(BaseModel):
     slack: dict[str, str] = Field(default_factory=dict)
     #: step indexes already handed to the executor on sre-actions
     requested: list[int] = Field(default_factory=list)
+    #: the signed plan event as received, and the signed votes that counted (raw JSON
+    #: objects): attached to each sre-action so the executor verifies the quorum itself
+    signed_plan: dict[str, Any] = Field(default_factory=dict)
+    ballots: list[dict[str, Any]] = Field(default_factory=list)
 
     @classmethod
     def open(cls, plan: ActionPlan) -> PlanState:
@@ -166,3 +182,329 @@ def record_result(state: PlanState, step_index: int, status: str) -> int | None:
         state.status = "completed"
         return None
     return state.next_step
+
+
+# ---------------------------------------------------------------------------- trust
+@dataclass(frozen=True)
+class VoterRoles:
+    """Who may vote, from configuration only (never from the vote).
+
+    Slack votes are identified by the Slack user id (``slack.user_roles``); API and
+    CLI votes by the user name, through ``actions.approvers``; an API user not listed
+    there votes as ``oncall`` with an approver token, ``admin`` with an admin token.
+
+    >>> roles = VoterRoles(slack={"U1": "lead"}, named={"ann": "sre"}, tokens={"bob": "approver"})
+    >>> roles.role_of("slack", "U1"), roles.role_of("slack", "ann"), roles.role_of("api", "ann")
+    ('lead', None, 'sre')
+    >>> roles.role_of("api", "bob"), roles.role_of("cli", "bob"), roles.role_of("api", "eve")
+    ('oncall', None, None)
+    """
+
+    slack: Mapping[str, str] = field(default_factory=dict)
+    named: Mapping[str, str] = field(default_factory=dict)
+    tokens: Mapping[str, str] = field(default_factory=dict)
+
+    @classmethod
+    def from_settings(cls, settings: Any) -> VoterRoles:
+        tokens: dict[str, str] = {}
+        order = ("viewer", "operator", "approver", "admin")
+        for i, spec in enumerate(sorted(settings.api.tokens.values())):
+            role, _, user = spec.partition(":")
+            user = user or f"{role}-{i}"
+            if role in order and order.index(role) > order.index(tokens.get(user, "viewer")):
+                tokens[user] = role
+        return cls(slack=dict(settings.slack.user_roles), named=dict(settings.actions.approvers),
+                   tokens=tokens)
+
+    def role_of(self, source: str, user: str) -> str | None:
+        if source == "slack":
+            role = self.slack.get(user)
+        else:
+            role = self.named.get(user)
+            if role is None and source == "api":
+                role = {"admin": "admin", "approver": "oncall"}.get(self.tokens.get(user, ""))
+        return role if role in VOTING_ROLES else None
+
+
+def effective_policy(plan: ActionPlan, engine: PolicyEngine) -> PolicyDecision:
+    """The plan's policy recomputed from its score and steps, never looser than claimed.
+
+    The score is floored at what the plan's own steps imply (the risk score never
+    falls more than ``SPAN_FLOOR`` below the riskiest step), protected targets are
+    re-checked, and of the recomputed and the claimed policy the stricter one wins.
+    ``status`` on the plan is ignored.
+    """
+    floor = max((s.risk for s in plan.steps), default=0.0) - SPAN_FLOOR
+    mine = engine.decide(max(plan.risk_score, floor), plan.steps, plan.service)
+    if STRICTNESS[plan.policy] > STRICTNESS[mine.policy]:
+        return PolicyDecision(mine.tier, plan.policy, mine.protected,
+                              f"{mine.reason}; kept the stricter {plan.policy} of the plan")
+    return mine
+
+
+def verify_quorum(plan: ActionPlan, policy: str, ballots: Sequence[Any], keyring: Keyring,
+                  roles: VoterRoles) -> tuple[bool, str, list[str]]:
+    """Replay signed votes (raw JSON objects) on ``plan`` under ``policy``.
+
+    Returns (approved, why, approvers). Each vote must be signed by a trusted key,
+    be for this plan, and come from someone configuration gives a voting role.
+    """
+    if policy == "AUTO":
+        return True, "AUTO policy", []
+    if policy == "BLOCKED":
+        return False, "policy BLOCKED: diagnosis only", []
+    state = PlanState.open(plan.model_copy(update={"policy": policy, "status": "pending",
+                                                   "expires_at": None}))
+    problems = []
+    for raw in ballots[:50]:
+        check = keyring.verify(raw)
+        if not check.ok:
+            problems.append(f"vote signature: {check.reason}")
+            continue
+        try:
+            vote = Approval.model_validate(raw)
+        except ValidationError:
+            problems.append("vote does not validate")
+            continue
+        role = roles.role_of(vote.source, vote.user)
+        if vote.plan_id != plan.plan_id or role is None:
+            problems.append(f"vote by {vote.user[:64]} does not count")
+            continue
+        cast_vote(state, vote.model_copy(update={"role": role}), vote.time)
+    if state.status == "approved":
+        return True, "quorum met", state.approvers()
+    _, progress = quorum_status(policy, state.votes)
+    why = f"quorum not met ({progress})"
+    return False, why + (f"; {'; '.join(problems[:3])}" if problems else ""), state.approvers()
+
+
+# ---------------------------------------------------------------------------- machine
+@dataclass(frozen=True)
+class Rules:
+    """Configuration the approval machine decides with (pure data)."""
+
+    policy: PolicyEngine
+    roles: VoterRoles
+    dry_run: bool = True
+    #: a Slack approvals client is configured (requests are posted there)
+    slack: bool = False
+
+
+@dataclass(frozen=True)
+class PlanIn:
+    plan: ActionPlan
+    check: Check
+    raw: Mapping[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class VoteIn:
+    vote: Approval
+    check: Check
+    raw: Mapping[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class ResultIn:
+    result: ActionResult
+    check: Check
+
+
+@dataclass(frozen=True)
+class Audit:
+    actor: str
+    action: str
+    subject: str
+    details: dict[str, Any] = field(default_factory=dict)
+    idempotency_key: str | None = None
+
+
+@dataclass(frozen=True)
+class Emit:
+    """Hand step ``action.step_index`` to the executor (the agent signs and sends it)."""
+
+    action: SreAction
+
+
+@dataclass(frozen=True)
+class Post:
+    """Post the approval request to Slack (once, also across a crash)."""
+
+
+@dataclass(frozen=True)
+class UpdateSlack:
+    note: str
+
+
+@dataclass(frozen=True)
+class Notify:
+    title: str
+    text: str
+    resolve: bool = False
+
+
+Effect = Audit | Emit | Post | UpdateSlack | Notify
+Event = PlanIn | VoteIn | ResultIn
+
+ME = "approval-manager"
+
+
+def action_for(state: PlanState, index: int, dry_run: bool) -> SreAction:
+    """Step ``index`` of the plan as an ``sre-actions`` event, with its evidence attached."""
+    plan = state.plan
+    step = plan.steps[index]
+    key = hashlib.sha256(f"{plan.plan_id}:{index}:{step.target.ref()}".encode()).hexdigest()
+    approved_by = state.approvers() or [f"policy:{plan.policy}"]
+    return SreAction(action_id=f"{plan.plan_id}-s{index}", idempotency_key=key,
+                     plan_id=plan.plan_id, incident_id=plan.incident_id, step_index=index,
+                     step=step, approved_by=approved_by, policy=plan.policy, dry_run=dry_run,
+                     plan=dict(state.signed_plan) or None,
+                     approvals=[dict(b) for b in state.ballots])
+
+
+def _emit(state: PlanState, rules: Rules) -> list[Effect]:
+    a = action_for(state, state.next_step, rules.dry_run)
+    return [Emit(a), Audit(ME, "action.requested", a.action_id, {
+        "plan_id": state.plan.plan_id, "step_index": a.step_index, "action": a.step.action,
+        "target": a.step.target.ref(), "approved_by": a.approved_by, "policy": a.policy,
+        "dry_run": a.dry_run}, idempotency_key=a.idempotency_key)]
+
+
+def _resume(state: PlanState, rules: Rules) -> list[Effect]:
+    """What a crashed owner left half done: a step never handed over, a post never made.
+
+    The step goes first: the post saves the state, and a step is marked requested
+    only once it was sent.
+    """
+    out: list[Effect] = []
+    if (state.executable and state.next_step < len(state.plan.steps)
+            and state.next_step not in state.requested
+            and state.next_step not in state.step_status):
+        out += _emit(state, rules)
+    if rules.slack and "ts" not in state.slack and state.status in ("pending", "blocked"):
+        out.append(Post())
+    return out
+
+
+def _notify(state: PlanState, title: str, text: str) -> Notify:
+    return Notify(title, text)
+
+
+def decide(state: PlanState | None, event: Event, now: datetime,
+           rules: Rules) -> tuple[PlanState | None, list[Effect]]:
+    """One step of the approval manager: the new state of the plan and what to do.
+
+    ``state`` is not modified; the returned state is a new object.
+    """
+    st = state.model_copy(deep=True) if state is not None else None
+    if isinstance(event, PlanIn):
+        return _on_plan(st, event, now, rules)
+    if isinstance(event, VoteIn):
+        return _on_vote(st, event, now, rules)
+    return _on_result(st, event, rules)
+
+
+def _on_plan(st: PlanState | None, ev: PlanIn, now: datetime,
+             rules: Rules) -> tuple[PlanState | None, list[Effect]]:
+    plan = ev.plan
+    if not ev.check.ok:
+        return st, [Audit(ME, "plan.refused", plan.plan_id,
+                          {"reason": f"signature: {ev.check.reason}", "claimed_policy": plan.policy,
+                           "claimed_status": plan.status})]
+    if st is not None:
+        out: list[Effect] = []
+        if plan.status == "expired" and expire_if_due(st, now):
+            out += [Audit(ME, "plan.expired", plan.plan_id, {"votes": len(st.votes)}),
+                    UpdateSlack("Expired before reaching its quorum.")]
+        return st, out + _resume(st, rules)  # a redelivered or repeated plan
+    if plan.status == "expired":
+        return None, []
+    decision = effective_policy(plan, rules.policy)
+    out = []
+    if decision.policy != plan.policy or decision.status != plan.status:
+        out.append(Audit(ME, "policy.corrected", plan.plan_id, {
+            "claimed": {"policy": plan.policy, "status": plan.status},
+            "policy": decision.policy, "tier": decision.tier, "reason": decision.reason}))
+    fixed = plan.model_copy(update={"policy": decision.policy, "status": decision.status,
+                                    "policy_reason": decision.reason,
+                                    "protected": decision.protected or plan.protected})
+    st = PlanState.open(fixed)
+    st.signed_plan = dict(ev.raw)
+    if st.status == "auto":
+        st.decided_at = now
+        out.append(Audit(ME, "plan.auto", plan.plan_id,
+                         {"tier": decision.tier, "reason": decision.reason}))
+        return st, out + _emit(st, rules)
+    if rules.slack:
+        out.append(Post())
+    if st.status == "blocked":
+        out += [Audit(ME, "plan.blocked", plan.plan_id,
+                      {"reason": decision.reason, "protected": fixed.protected}),
+                _notify(st, f"Plan BLOCKED (diagnosis only): {plan.cause_type} on {plan.service}",
+                        decision.reason)]
+    else:
+        out += [Audit(ME, "approval.requested", plan.plan_id, {
+                    "policy": decision.policy, "tier": decision.tier,
+                    "expires_at": plan.expires_at.isoformat() if plan.expires_at else None}),
+                _notify(st, f"Approval needed ({decision.tier}, {decision.policy})",
+                        f"{plan.cause_type} on {plan.service}: plan {plan.plan_id}")]
+    return st, out
+
+
+def _on_vote(st: PlanState | None, ev: VoteIn, now: datetime,
+             rules: Rules) -> tuple[PlanState | None, list[Effect]]:
+    vote = ev.vote
+    who = {"user": vote.user, "claimed_role": vote.role, "decision": vote.decision,
+           "source": vote.source, "comment": vote.comment}
+    if st is None:
+        return None, [Audit(vote.user, "vote.refused", vote.plan_id,
+                            {**who, "reason": "unknown plan"})]
+    out = _resume(st, rules)
+    if not ev.check.ok:
+        return st, out + [Audit(vote.user, "vote.refused", vote.plan_id,
+                                {**who, "reason": f"signature: {ev.check.reason}"})]
+    role = rules.roles.role_of(vote.source, vote.user)
+    if role is None:
+        return st, out + [Audit(vote.user, "vote.refused", vote.plan_id,
+                                {**who, "reason": "not a configured approver"})]
+    result = cast_vote(st, vote.model_copy(update={"role": role}), now)
+    if result.accepted:
+        st.ballots.append(dict(ev.raw))
+    out.append(Audit(vote.user, "vote.cast" if result.accepted else "vote.refused", vote.plan_id,
+                     {**who, "role": role, "reason": result.reason, "status": st.status}))
+    if not result.decided:
+        if result.accepted:
+            out.append(UpdateSlack(f"{vote.user} ({role}) approved: {result.reason}"))
+        return st, out
+    out += [Audit(ME, f"plan.{st.status}", vote.plan_id,
+                  {"approvers": st.approvers(), "by": vote.user}),
+            UpdateSlack(f"{st.status} — last vote by {vote.user} ({role})")]
+    if st.status == "approved":
+        out += _emit(st, rules)
+    return st, out
+
+
+def _on_result(st: PlanState | None, ev: ResultIn,
+               rules: Rules) -> tuple[PlanState | None, list[Effect]]:
+    res = ev.result
+    if st is None:
+        return None, []
+    if not ev.check.ok:
+        return st, [Audit(ME, "result.refused", res.plan_id,
+                          {"reason": f"signature: {ev.check.reason}", "status": res.status,
+                           "step_index": res.step_index})]
+    recorded = len(st.step_status)
+    nxt = record_result(st, res.step_index, res.status)
+    if len(st.step_status) == recorded:  # a redelivered or stray result
+        return st, _resume(st, rules)
+    if nxt is not None:
+        return st, _emit(st, rules)
+    out: list[Effect] = []
+    if st.status in ("completed", "failed"):
+        out += [Audit(ME, f"plan.{st.status}", res.plan_id,
+                      {"steps": {str(k): v for k, v in st.step_status.items()}}),
+                UpdateSlack(f"Step {res.step_index + 1}: {res.status} — {res.detail}")]
+        if st.plan.policy == "AUTO" or st.status == "failed":
+            out.append(_notify(st, f"Plan {st.status}: {st.plan.cause_type} on "
+                                   f"{st.plan.service}", res.detail))
+    return st, out

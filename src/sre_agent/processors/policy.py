@@ -40,11 +40,18 @@ from dataclasses import dataclass
 
 from ..config import ActionSettings
 from ..schemas import ActionStep, Target
+from .risk import SPAN
 
-__all__ = ["PolicyDecision", "PolicyEngine", "is_protected", "recent_actions", "tier_of"]
+__all__ = ["SPAN_FLOOR", "STRICTNESS", "PolicyDecision", "PolicyEngine", "is_protected",
+           "recent_actions", "tier_of"]
 
 POLICY_OF_TIER = {"LOW": "AUTO", "MEDIUM": "ONE_APPROVAL", "HIGH": "TWO_SRE_ONE_LEAD",
                   "CRITICAL": "BLOCKED"}
+#: policies from loosest to strictest
+STRICTNESS = {"AUTO": 0, "ONE_APPROVAL": 1, "TWO_SRE_ONE_LEAD": 2, "BLOCKED": 3}
+#: a plan's score is never more than this below its riskiest step's own risk
+#: (the context moves the score by at most ``risk.SPAN / 2``)
+SPAN_FLOOR = SPAN / 2
 
 
 def tier_of(score: float) -> str:

@@ -24,7 +24,7 @@ Command(name='pattern_search', ref='', text='db pool exhausted', rating=None)
 ... except CommandError as exc:
 ...     print(exc)
 usage: approve <plan> [comment]
->>> allowed("approve", None), allowed("approve", "oncall"), allowed("status", None)
+>>> allowed("approve", None), allowed("approve", "oncall"), allowed("status", "viewer")
 (False, True, True)
 """
 
@@ -47,13 +47,14 @@ __all__ = [
 #: Slack roles, least to most privileged; approval roles are those of ``Approval.role``
 SLACK_ROLES: tuple[str, ...] = ("viewer", "oncall", "sre", "lead", "admin")
 
-#: command -> (usage, least role needed; None: any verified Slack user)
+#: command -> (usage, least role needed; None: any verified Slack user; "read": the
+#: configured ``slack.read_role``)
 COMMANDS: dict[str, tuple[str, str | None]] = {
     "help": ("help", None),
-    "status": ("status", None),
-    "incidents": ("incidents", None),
-    "rca": ("rca <incident>", None),
-    "pattern_search": ("pattern search <text>", None),
+    "status": ("status", "read"),
+    "incidents": ("incidents", "read"),
+    "rca": ("rca <incident>", "read"),
+    "pattern_search": ("pattern search <text>", "read"),
     "approve": ("approve <plan> [comment]", "oncall"),
     "reject": ("reject <plan> [reason]", "oncall"),
     "feedback": ("feedback <incident> good|bad [comment]", "oncall"),
@@ -102,18 +103,32 @@ def parse_command(text: str) -> Command:
     return Command(head, ref=ref, text=" ".join(rest[1:])[:2000])
 
 
-def slack_role(user_roles: Mapping[str, str], user_id: str, user_name: str = "") -> str | None:
-    """The role mapped to a Slack user (by id, then name, then ``*``), or None."""
-    for key in (user_id, user_name, "*"):
+def slack_role(user_roles: Mapping[str, str], user_id: str) -> str | None:
+    """The role mapped to a Slack user id (else the ``*`` entry), or None.
+
+    Never by user name: names are not unique and users can change theirs.
+
+    >>> slack_role({"U1": "lead", "ann": "admin"}, "U1"), slack_role({"ann": "admin"}, "U2")
+    ('lead', None)
+    """
+    for key in (user_id, "*"):
         role = user_roles.get(key) if key else None
         if role in SLACK_ROLES:
             return role
     return None
 
 
-def allowed(command: str, role: str | None) -> bool:
-    """Whether ``role`` may run ``command``."""
+def allowed(command: str, role: str | None, read_role: str = "viewer") -> bool:
+    """Whether ``role`` may run ``command`` (read commands need ``read_role``).
+
+    >>> allowed("incidents", None), allowed("incidents", "viewer"), allowed("incidents", None, "any")
+    (False, True, True)
+    >>> allowed("approve", "viewer"), allowed("help", None)
+    (False, True)
+    """
     needed = COMMANDS[command][1]
+    if needed == "read":
+        needed = None if read_role == "any" else read_role
     if needed is None:
         return True
     return role is not None and SLACK_ROLES.index(role) >= SLACK_ROLES.index(needed)

@@ -6,7 +6,17 @@
 
 from __future__ import annotations
 
-from .actions import ActionPlan, ActionResult, ActionStep, Approval, RiskTier, SreAction, Target
+from .actions import (
+    DECISION_TOPICS,
+    ActionPlan,
+    ActionResult,
+    ActionStep,
+    Approval,
+    RiskTier,
+    Signed,
+    SreAction,
+    Target,
+)
 from .base import Event, UtcDatetime, new_id, utcnow
 from .codec import DecodeError, decode, encode, export_json_schemas
 from .detection import Anomaly, Prediction, Severity
@@ -46,6 +56,7 @@ TOPIC_MODELS: dict[str, type[Event]] = {
 }
 
 __all__ = [
+    "DECISION_TOPICS",
     "TOPIC_MODELS",
     "ActionPlan",
     "ActionResult",
@@ -71,6 +82,7 @@ __all__ = [
     "RiskTier",
     "Severity",
     "SignalRef",
+    "Signed",
     "SimilarCase",
     "SreAction",
     "Target",

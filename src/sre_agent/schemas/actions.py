@@ -2,6 +2,12 @@
 
 ``sre-actions`` is a public contract: other teams may consume it. Its JSON
 Schema is exported by ``sre-agent schemas export``.
+
+Decision events (plans, approvals, actions, results) are signed by the agent
+(:mod:`sre_agent.processors.signing`): ``key_id`` names the Ed25519 key and
+``signature`` covers the event's JSON object without its ``signature`` member
+(keys sorted, no whitespace, UTF-8). Both fields are additive: events without
+them still decode, and are refused by the agent's decision stages.
 """
 
 from __future__ import annotations
@@ -13,16 +19,27 @@ from pydantic import BaseModel, Field
 from .base import Event, UtcDatetime
 
 __all__ = [
+    "DECISION_TOPICS",
     "ActionPlan",
     "ActionResult",
     "ActionStep",
     "Approval",
     "RiskTier",
+    "Signed",
     "SreAction",
     "Target",
 ]
 
 RiskTier = Literal["LOW", "MEDIUM", "HIGH", "CRITICAL"]
+
+
+class Signed(Event):
+    """Base of the decision events: an Ed25519 signature by the agent (additive)."""
+
+    #: id of the signing key (first 16 hex digits of sha256 of the raw public key)
+    key_id: str | None = Field(default=None, max_length=64)
+    #: base64 Ed25519 signature of the canonical JSON of this object without ``signature``
+    signature: str | None = Field(default=None, max_length=200)
 Policy = Literal["AUTO", "ONE_APPROVAL", "TWO_SRE_ONE_LEAD", "BLOCKED"]
 
 
@@ -54,7 +71,7 @@ class ActionStep(BaseModel):
     expect: dict[str, Any] = Field(default_factory=dict)
 
 
-class ActionPlan(Event):
+class ActionPlan(Signed):
     TOPIC: ClassVar[str] = "action-plans"
     plan_id: str
     incident_id: str
@@ -82,7 +99,7 @@ class ActionPlan(Event):
         return self.plan_id
 
 
-class Approval(Event):
+class Approval(Signed):
     TOPIC: ClassVar[str] = "approvals"
     plan_id: str
     decision: Literal["approve", "reject"]
@@ -95,11 +112,13 @@ class Approval(Event):
         return self.plan_id
 
 
-class SreAction(Event):
+class SreAction(Signed):
     """An approved (or AUTO) action for the executor and external consumers.
 
     ``idempotency_key`` is unique per action: consumers must not execute the
-    same key twice.
+    same key twice. ``plan`` and ``approvals`` carry the signed plan and the
+    signed votes it was approved with, exactly as they were produced, so any
+    consumer can check the quorum itself (additive).
     """
 
     TOPIC: ClassVar[str] = "sre-actions"
@@ -112,12 +131,16 @@ class SreAction(Event):
     approved_by: list[str] = Field(default_factory=list)
     policy: Policy
     dry_run: bool = True
+    #: the signed ``action-plans`` event this step belongs to, as produced (additive)
+    plan: dict[str, Any] | None = None
+    #: the signed ``approvals`` events that made the quorum, as produced (additive)
+    approvals: list[dict[str, Any]] = Field(default_factory=list, max_length=50)
 
     def key(self) -> str:
         return self.step.target.ref()
 
 
-class ActionResult(Event):
+class ActionResult(Signed):
     TOPIC: ClassVar[str] = "action-results"
     action_id: str
     plan_id: str
@@ -135,3 +158,7 @@ class ActionResult(Event):
 
     def key(self) -> str:
         return self.plan_id
+
+
+#: topics whose events are signed and verified
+DECISION_TOPICS = frozenset({ActionPlan.TOPIC, Approval.TOPIC, SreAction.TOPIC, ActionResult.TOPIC})

@@ -26,6 +26,7 @@ Examples
 from __future__ import annotations
 
 import logging
+import re
 import time
 from collections.abc import Mapping
 from typing import Any
@@ -52,6 +53,8 @@ log = logging.getLogger(__name__)
 APPROVE_ID = "sre_plan_approve"
 REJECT_ID = "sre_plan_reject"
 MAX_AGE = 300  # seconds; Slack's own recommendation (and SignatureVerifier's)
+_TS = re.compile(r"[0-9]{1,12}")
+_SIG = re.compile(r"v0=[0-9a-f]{64}")
 
 
 class InteractionError(ValueError):
@@ -115,10 +118,12 @@ def check_signature(verifier: SignatureVerifier, body: bytes, headers: Mapping[s
     ts, sig = h.get("x-slack-request-timestamp"), h.get("x-slack-signature")
     if not ts or not sig:
         return "missing signature headers"
-    try:
-        age = abs((time.time() if now is None else now) - int(ts))
-    except ValueError:
+    # ASCII only: int() takes other scripts' digits, hmac refuses non-ASCII text
+    if not _TS.fullmatch(ts):
         return "bad timestamp"
+    if not _SIG.fullmatch(sig):
+        return "malformed signature"
+    age = abs((time.time() if now is None else now) - int(ts))
     if age > MAX_AGE:
         return f"stale timestamp ({int(age)} s old)"
     try:  # Slack sends UTF-8; the verifier decodes the body and would raise on anything else

@@ -14,17 +14,13 @@ from aiokafka.errors import TopicAlreadyExistsError
 
 from ..config import Settings
 from ..schemas import TOPIC_MODELS
+from ..sinks.kafka import bootstrap_servers, client_kwargs
+from .audit_agent import TICKETS_RETRY_TOPIC
 from .correlate_agent import SIGNALS_TOPIC
 
 __all__ = ["bootstrap_servers", "ensure_topics", "topic_specs"]
 
 log = logging.getLogger(__name__)
-
-
-def bootstrap_servers(broker_url: str) -> str:
-    """``kafka://h1:9092;kafka://h2:9092`` -> ``h1:9092,h2:9092``."""
-    parts = [p.strip() for p in broker_url.replace(",", ";").split(";") if p.strip()]
-    return ",".join(p.split("://", 1)[-1] for p in parts)
 
 
 def topic_specs(settings: Settings) -> dict[str, int]:
@@ -34,12 +30,14 @@ def topic_specs(settings: Settings) -> dict[str, int]:
     out.update({settings.topic(f"{n}.dlq"): 1 for n in TOPIC_MODELS})
     # internal re-keying topic of the correlator (co-partitioned with its table)
     out[settings.topic(SIGNALS_TOPIC)] = k.partitions
+    # the ticket writer's private retry topic (partitioned like incidents)
+    out[settings.topic(TICKETS_RETRY_TOPIC)] = k.partitions
     return out
 
 
 async def ensure_topics(settings: Settings, timeout: float = 30.0) -> list[str]:
     """Create missing topics; return the names created."""
-    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap_servers(settings.kafka.broker),
+    admin = AIOKafkaAdminClient(**client_kwargs(settings.kafka),
                                 request_timeout_ms=int(timeout * 1000))
     await admin.start()
     try:

@@ -12,6 +12,7 @@ from types import ModuleType
 import faust
 
 from ..config import Settings
+from ..sinks.kafka import faust_credentials
 from .. import web
 from . import (
     approval_agent,
@@ -28,6 +29,7 @@ from . import (
 )
 from . import consumer_tuning, faust_fixes
 from .context import StreamContext
+from .services import Services
 from .tables import Tables
 from .topics import Topics
 
@@ -59,6 +61,7 @@ def create_app(settings: Settings) -> tuple[faust.App, StreamContext]:
     app = faust.App(
         w.app_id,
         broker=k.broker,
+        broker_credentials=faust_credentials(k),
         store="rocksdb://",
         datadir=str(w.data_dir),
         topic_partitions=k.partitions,
@@ -93,8 +96,11 @@ def create_app(settings: Settings) -> tuple[faust.App, StreamContext]:
         env={},
     )
     consumer_tuning.configure(app, w)
+    # the clients' owner starts first (before the consumer and the agents), stops last
+    services = Services(settings)
+    app.add_dependency(services)
     ctx = StreamContext(settings=settings, app=app, topics=Topics(app, settings),
-                        tables=Tables(app, settings))
+                        tables=Tables(app, settings), services=services)
     for stage in STAGES:
         stage.register(ctx)
     return app, ctx

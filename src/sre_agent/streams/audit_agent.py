@@ -9,9 +9,15 @@ it would hang the shutdown — and a restarted worker writes it (rows are unique
 by ``event_id``, so nothing is written twice). ``/status`` shows
 ``health.audit`` (ok, pending, requeued, last error).
 
+Tickets are written the same way: while PostgreSQL is down the incident waits
+(retried with backoff); if the worker stops or the group rebalances meanwhile,
+the incident goes to the private ``incidents.tickets-retry`` topic (keyed and
+partitioned like ``incidents``, read only by this agent) and is written from
+there later, so a ticket opened during an outage is never lost.
+
 Helpers used by the other action stages: :func:`emit_audit` (every plan, vote,
-action, result and policy decision) and :func:`pg_store` (the one shared
-:class:`~sre_agent.sinks.audit.AuditStore`), :func:`incident_status`.
+action, result and policy decision) and :func:`incident_status`. The
+PostgreSQL store is ``ctx.services.postgres``.
 """
 
 from __future__ import annotations
@@ -28,23 +34,13 @@ from ..sinks.audit import AuditStore
 from ..sinks.tickets import PostgresTickets
 from .context import StreamContext
 
-__all__ = ["emit_audit", "incident_status", "pg_store", "register"]
+__all__ = ["TICKETS_RETRY_TOPIC", "emit_audit", "incident_status", "register"]
 
 log = logging.getLogger(__name__)
 
-_STORE = "audit_store"
 _STATUS = "incident_status"
-
-
-def pg_store(ctx: StreamContext) -> AuditStore | None:
-    """The shared PostgreSQL store (None when ``postgres.dsn`` is not set)."""
-    dsn = ctx.settings.postgres.dsn
-    if dsn is None:
-        return None
-    store = ctx.state.get(_STORE)
-    if store is None:
-        store = ctx.state[_STORE] = AuditStore(dsn.get_secret_value())
-    return store  # type: ignore[no-any-return]
+#: private re-try topic of the ticket writer (created with the others by streams.admin)
+TICKETS_RETRY_TOPIC = "incidents.tickets-retry"
 
 
 async def emit_audit(ctx: StreamContext, actor: str, action: str, subject: str,
@@ -61,7 +57,7 @@ async def incident_status(ctx: StreamContext, incident_id: str) -> str | None:
     """open / updated / resolved from the tickets table, else this worker's view, else the
     read model's (every replica projects all partitions of ``incidents``; with several
     workers the incident may live on another one's partition)."""
-    store = pg_store(ctx)
+    store = ctx.services.postgres
     if store is not None and store.pool is not None:
         try:
             found = await PostgresTickets(store).status(incident_id)
@@ -72,14 +68,13 @@ async def incident_status(ctx: StreamContext, incident_id: str) -> str | None:
     local = ctx.state.get(_STATUS, {}).get(incident_id)
     if local is not None:
         return local  # type: ignore[no-any-return]
-    api = ctx.state.get("api")
-    rec = api.model.records.get(incident_id) if api is not None else None
+    rec = ctx.services.readmodel.records.get(incident_id)
     return rec.incident.status if rec is not None and rec.incident is not None else None
 
 
 def register(ctx: StreamContext) -> None:
     app = ctx.app
-    store = pg_store(ctx)
+    store = ctx.services.postgres
     statuses: dict[str, str] = ctx.state.setdefault(_STATUS, {})
     health: dict[str, Any] = {"ok": True, "sink": "postgres" if store else "none",
                               "written": 0, "duplicates": 0, "pending": 0, "error": None}
@@ -151,34 +146,68 @@ def register(ctx: StreamContext) -> None:
             # back on the topic, or on the DLQ
             await manual.ack(event)
 
-    @app.agent(ctx.topics["incidents"], name="incident-tickets")
-    async def incident_tickets(stream: Any) -> None:
-        async for event in stream.events():
-            inc = await ctx.decode(Incident, event, stage="incident-tickets")
-            if inc is None:
-                continue
-            statuses[inc.incident_id] = inc.status
-            if len(statuses) > 50_000:  # bounded: drop the oldest entries
-                for key in list(statuses)[:10_000]:
-                    statuses.pop(key, None)
-            if store is None:
-                continue
+    tickets_health: dict[str, Any] = {"ok": True, "written": 0, "pending": 0, "requeued": 0,
+                                      "error": None}
+    if store is not None:
+        ctx.stats.health["tickets"] = tickets_health
+    retry_topic = app.topic(ctx.settings.topic(TICKETS_RETRY_TOPIC), key_serializer="raw",
+                            value_serializer="raw", partitions=ctx.settings.kafka.partitions)
+    incidents_topic = ctx.settings.topic("incidents")
+    channel = app.topic(incidents_topic, ctx.settings.topic(TICKETS_RETRY_TOPIC),
+                        key_serializer="raw", value_serializer="raw")
+
+    async def write_ticket(inc: Incident, event: Any) -> str | None:
+        """Upsert the ticket, retrying while PostgreSQL is down; None if handed over
+        to the retry topic (stop/rebalance meanwhile), else what was done."""
+        assert store is not None
+        delay = 0.5
+        while True:
             try:
                 await store.setup()
                 what = await PostgresTickets(store).upsert(inc)
-            except Exception as exc:  # noqa: BLE001 - tickets are best effort; status is in memory
-                log.warning("ticket upsert of %s failed: %s", inc.incident_id, exc)
+                tickets_health.update(ok=True, error=None, pending=0)
+                tickets_health["written"] += 1
+                return what
+            except asyncio.CancelledError:
+                raise
+            except (asyncpg.DataError, asyncpg.IntegrityConstraintViolationError) as exc:
+                log.warning("ticket of %s refused by PostgreSQL: %s", inc.incident_id, exc)
+                return "refused"
+            except Exception as exc:  # noqa: BLE001 - keep the incident, retry
+                tickets_health.update(ok=False, error=f"{type(exc).__name__}: {exc}"[:300],
+                                      pending=1)
+                log.warning("ticket upsert of %s failed (retrying in %.1fs): %s",
+                            inc.incident_id, delay, exc)
                 await _reset(store)
-                continue
-            if what != "stale":
-                await emit_audit(ctx, "ticket-manager", f"ticket.{what}", inc.incident_id,
-                                 {"status": inc.status, "revision": inc.revision,
-                                  "severity": inc.severity, "title": inc.title})
+            end = time.monotonic() + delay
+            while time.monotonic() < end and not letting_go():
+                await asyncio.sleep(0.1)
+            if letting_go():
+                fut = await retry_topic.send(key=event.message.key, value=event.value)
+                await fut
+                tickets_health["requeued"] += 1
+                return None
+            delay = min(delay * 2, 15.0)
 
-    @app.on_before_shutdown.connect
-    async def _close(app: Any, **kw: Any) -> None:
-        if store is not None:
-            await store.close()
+    @app.agent(channel, name="incident-tickets")
+    async def incident_tickets(stream: Any) -> None:
+        manual = stream.noack()
+        async for event in manual.events():
+            inc = await ctx.decode(Incident, event, stage="incident-tickets")
+            if inc is not None:
+                if event.message.topic == incidents_topic:
+                    statuses[inc.incident_id] = inc.status
+                    if len(statuses) > 50_000:  # bounded: drop the oldest entries
+                        for key in list(statuses)[:10_000]:
+                            statuses.pop(key, None)
+                what = await write_ticket(inc, event) if store is not None else None
+                if what not in (None, "stale", "refused"):
+                    await emit_audit(ctx, "ticket-manager", f"ticket.{what}", inc.incident_id,
+                                     {"status": inc.status, "revision": inc.revision,
+                                      "severity": inc.severity, "title": inc.title})
+            # only now: the ticket is written, or on the retry topic
+            await manual.ack(event)
+
 
 
 async def _reset(store: AuditStore) -> None:

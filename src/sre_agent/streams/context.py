@@ -2,7 +2,10 @@
 
 Helpers here are the only place the codec meets Kafka: :meth:`decode` turns a
 raw event into a typed model or routes it to the topic's DLQ; :meth:`send`
-encodes a model and produces it with its key.
+encodes a model and produces it with its key. Events of the decision topics
+are signed on the way out (:meth:`send`) and their signature checked on the
+way in (:meth:`decode_signed`); :meth:`send_acked` returns only once the
+broker has acknowledged the event.
 """
 
 from __future__ import annotations
@@ -11,14 +14,19 @@ import logging
 import time
 from collections import Counter
 from dataclasses import dataclass, field
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import faust
+import orjson
 
 from ..config import Settings
-from ..schemas import DeadLetter, DecodeError, Event, decode, encode
+from ..processors.signing import Check
+from ..schemas import DECISION_TOPICS, DeadLetter, DecodeError, Event, decode, encode
 from .tables import Tables
 from .topics import Topics
+
+if TYPE_CHECKING:
+    from .services import Services
 
 __all__ = ["StreamContext", "Stats"]
 
@@ -46,8 +54,10 @@ class StreamContext:
     app: faust.App
     topics: Topics
     tables: Tables
+    #: the clients, built once by their lifecycle owner
+    services: Services
     stats: Stats = field(default_factory=Stats)
-    #: objects shared between stages (detectors, clients set up at start)
+    #: objects other stages look up (detectors, the API); clients live in ``services``
     state: dict[str, Any] = field(default_factory=dict)
     #: highest offset decoded per (topic, partition), to count/dead-letter once
     _seen: dict[tuple[str, int], int] = field(default_factory=dict)
@@ -83,10 +93,33 @@ class StreamContext:
         dl = DeadLetter.of(topic, value, error, **kw)
         await self.topics.dlq(topic).send(key=topic.encode(), value=encode(dl))
 
-    async def send(self, event: Event) -> None:
-        """Produce ``event`` to its topic with its key."""
+    async def decode_signed(self, model: type[E], event: Any,
+                            stage: str = "") -> tuple[E | None, Check, dict[str, Any]]:
+        """:meth:`decode`, plus the signature check of the raw JSON object and that object."""
+        obj = await self.decode(model, event, stage)
+        if obj is None:
+            return None, Check(False, None, "undecodable"), {}
+        try:
+            raw = orjson.loads(event.value)
+        except orjson.JSONDecodeError:  # pragma: no cover - decode() accepted it
+            raw = {}
+        return obj, self.services.keys.keyring.verify(raw), raw
+
+    def encode(self, event: Event) -> bytes:
+        """The bytes of ``event``; decision events signed with the agent's key."""
+        if event.TOPIC in DECISION_TOPICS:
+            return self.services.keys.signer.sign_bytes(event.model_dump(mode="json"))
+        return encode(event)
+
+    async def send(self, event: Event) -> Any:
+        """Produce ``event`` to its topic with its key; returns the delivery future."""
         key = event.key()
         self.stats.events_out[event.TOPIC] += 1
-        await self.topics[event.TOPIC].send(
-            key=key.encode() if key is not None else None, value=encode(event)
+        return await self.topics[event.TOPIC].send(
+            key=key.encode() if key is not None else None, value=self.encode(event)
         )
+
+    async def send_acked(self, event: Event) -> Any:
+        """Produce ``event`` and wait until the broker has acknowledged it."""
+        fut = await self.send(event)
+        return await fut

@@ -22,7 +22,7 @@ from aiokafka import AIOKafkaConsumer, TopicPartition
 
 from ..config import Settings
 from ..readmodel import TOPICS, ReadModel
-from .admin import bootstrap_servers
+from ..sinks.kafka import client_kwargs
 
 __all__ = ["Projection"]
 
@@ -40,6 +40,8 @@ class Projection:
         self.clock = clock
         self.names = {settings.topic(t): t for t in TOPICS}
         self.caught_up = False
+        #: set once the model holds every record that was in the topics at start
+        self.ready = asyncio.Event()
         self.errors = 0
         self.last_error: str | None = None
         self._targets: dict[TopicPartition, int] = {}
@@ -104,7 +106,7 @@ class Projection:
     async def _run_once(self) -> None:
         c = AIOKafkaConsumer(
             *self.names,
-            bootstrap_servers=bootstrap_servers(self.settings.kafka.broker),
+            **client_kwargs(self.settings.kafka),
             group_id=None,
             enable_auto_commit=False,
             auto_offset_reset="earliest",
@@ -155,6 +157,7 @@ class Projection:
                         self._pos.get(tp, 0) >= end for tp, end in self._targets.items()
                     )
                     if self.caught_up:
+                        self.ready.set()
                         log.info("read model caught up: %s", dict(self.model.events))
         finally:
             self._consumer = None

@@ -13,31 +13,17 @@ from typing import Any
 
 from ..processors.planner import Planner
 from ..schemas import RcaResult, utcnow
-from ..sinks.targets import ActionTargets
 from .audit_agent import emit_audit
 from .context import StreamContext
 
-__all__ = ["action_targets", "register"]
+__all__ = ["register"]
 
 log = logging.getLogger(__name__)
 
 
-def action_targets(ctx: StreamContext) -> ActionTargets:
-    """The shared Kubernetes/AWS back-ends (clients made on first use)."""
-    targets = ctx.state.get("action_targets")
-    if targets is None:
-        targets = ctx.state["action_targets"] = ActionTargets.from_settings(ctx.settings)
-
-        @ctx.app.on_before_shutdown.connect
-        async def _close(app: Any, **kw: Any) -> None:
-            await targets.close()
-    return targets  # type: ignore[no-any-return]
-
-
 def register(ctx: StreamContext) -> None:
     planner = Planner.from_settings(ctx.settings.actions)
-    ctx.state["planner"] = planner
-    targets = action_targets(ctx)
+    targets = ctx.services.targets
 
     @ctx.app.agent(ctx.topics["rca-results"], name="risk-planner")
     async def risk_planner(stream: Any) -> None:

@@ -35,7 +35,7 @@ def register(ctx: StreamContext) -> None:
 
     probes.register(ctx)  # /livez, /readyz
 
-    status.register(ctx)
-    api.register(ctx)
-    webhooks.register(ctx)
-    approvals.register(ctx)
+    read_side = api.register(ctx)
+    status.register(read_side)
+    webhooks.register(read_side)
+    approvals.register(read_side)

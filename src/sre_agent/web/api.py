@@ -18,7 +18,6 @@ from faust.web import Request, Response, View
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry
 
 from .. import __version__
-from ..readmodel import ReadModel
 from ..readmodel.series import Band
 from ..schemas import series_id
 from .chatops import register_chatops
@@ -26,7 +25,6 @@ from .console import register_console
 from .http import Api
 from .metrics import AgentCollector, render
 from .openapi import build_openapi
-from ..streams.projection import Projection
 from .views import register_views
 from .auth import Authenticator
 from ..streams.context import StreamContext
@@ -81,13 +79,13 @@ def _points(raw: Any) -> list[tuple[float, float]]:
     return out
 
 
-def register(ctx: StreamContext) -> None:
-    """Declare the read model, its feeds, and every view of the read side."""
+def register(ctx: StreamContext) -> Api:
+    """Declare the read model's feeds and every view of the read side; return the
+    :class:`Api` the other views are declared with."""
     app, s = ctx.app, ctx.settings.api
-    model = ReadModel(s.readmodel_max_items, s.chart_max_series, s.chart_points)
-    projection = Projection(ctx.settings, model)
+    model, projection = ctx.services.readmodel, ctx.services.projection
     api = Api(ctx=ctx, model=model, auth=Authenticator(s), projection=projection)
-    ctx.state["readmodel"] = model
+    # other stages' views authenticate through it (metrics, logs)
     ctx.state["api"] = api
     register_views(api)
     register_chatops(api)
@@ -115,10 +113,6 @@ def register(ctx: StreamContext) -> None:
                 routes = {path: set(view.get_methods()) for path, view in app.web.views.items()}
                 openapi.update(build_openapi(routes, __version__))
             return self.json(openapi)
-
-    @app.task  # type: ignore[untyped-decorator]
-    async def readmodel_projection() -> None:
-        await projection.run()
 
     @app.timer(2.0)  # type: ignore[untyped-decorator]
     async def readmodel_health() -> None:
@@ -150,3 +144,5 @@ def register(ctx: StreamContext) -> None:
                         model.series.add_points(sid, _points(ser.get("points")), band)
             except Exception as exc:  # never let a bad message stop the charts
                 log.debug("chart feed skipped a metrics message: %s", exc)
+
+    return api

@@ -1,32 +1,41 @@
 """Votes on action plans: Slack buttons and the approvals REST API.
 
-* ``POST /slack/interactions`` (Slack buttons; signature verified)
+* ``POST /slack/interactions`` (Slack buttons; Slack signature)
 * ``POST /api/approvals/{plan_id}/approve|reject`` (bearer token, role approver)
 * ``GET /api/approvals/pending`` (role viewer)
 
-A vote becomes an event on ``approvals``; the approval manager
-(:mod:`sre_agent.streams.approval_agent`) owns the plan and decides.
+A vote becomes a signed event on ``approvals``; the approval manager
+(:mod:`sre_agent.streams.approval_agent`) owns the plan and decides, with the
+voter's role taken from configuration. A vote is answered only once the broker
+has acknowledged it (``202``), so an answered vote survives a crash of the
+worker right after; when the broker does not acknowledge in time the answer is
+``503`` and the vote may be sent again (one vote per person counts).
 """
 
 from __future__ import annotations
 
+import asyncio
+import logging
 from typing import Any
 
 import orjson
 from faust.web import Request, Response, View
-from slack_sdk.signature import SignatureVerifier
 
-from ..processors.approvals import PlanState, cast_vote, quorum_status
+from ..processors.approvals import PlanState, VoterRoles, cast_vote, quorum_status
 from ..readmodel.records import PlanRecord
 from ..schemas import Approval, utcnow
-from ..sinks.slack import InteractionError, check_signature, parse_interaction
+from ..sinks.slack import InteractionError, parse_interaction
 from ..streams.audit_agent import emit_audit
-from ..streams.context import StreamContext
-from .auth import Authenticator
+from .auth import Principal
+from .http import Api, BadRequest, read_body
 
-__all__ = ["pending_view", "register", "replayed"]
+__all__ = ["ACK_TIMEOUT", "pending_view", "register", "replayed"]
 
-VOTING_ROLES = ("oncall", "sre", "lead", "admin")
+log = logging.getLogger(__name__)
+
+#: seconds a vote waits for the broker's acknowledgement before answering 503
+ACK_TIMEOUT = 15.0
+MAX_COMMENT = 2000
 
 
 def pending_view(state: PlanState) -> dict[str, Any]:
@@ -42,22 +51,33 @@ def pending_view(state: PlanState) -> dict[str, Any]:
             "evidence": p.evidence, "similar": p.similar}
 
 
-def replayed(rec: PlanRecord) -> PlanState:
-    """A plan's state replayed from what the read model saw of it."""
+def replayed(rec: PlanRecord, roles: VoterRoles | None = None) -> PlanState:
+    """A plan's state replayed from what the read model saw of it (roles from config)."""
     state = PlanState.open(rec.plan)
     now = utcnow()
     for vote in rec.approvals:
-        cast_vote(state, vote, now)
+        role = roles.role_of(vote.source, vote.user) if roles is not None else vote.role
+        if role is not None:
+            cast_vote(state, vote.model_copy(update={"role": role}), now)
     if rec.results:
         state.status = "failed" if rec.results[-1].status == "failed" else "completed"
     return state
 
 
-def register(ctx: StreamContext) -> None:
+async def submit(api: Api, vote: Approval) -> None:
+    """Produce the vote (signed) and wait for the broker's acknowledgement."""
+    try:
+        await asyncio.wait_for(api.ctx.send_acked(vote), ACK_TIMEOUT)
+    except Exception as exc:  # noqa: BLE001 - not recorded: the voter must retry
+        log.warning("vote on %s not acknowledged: %s", vote.plan_id, exc)
+        raise BadRequest("the vote could not be recorded (Kafka did not acknowledge it); "
+                         "please retry", status=503) from None
+
+
+def register(api: Api) -> None:
+    ctx = api.ctx
     app, settings = ctx.app, ctx.settings
-    auth = Authenticator(settings.api)
-    secret = settings.slack.signing_secret
-    verifier = SignatureVerifier(secret.get_secret_value()) if secret is not None else None
+    roles = VoterRoles.from_settings(settings)
 
     def table() -> Any:
         return ctx.tables["approval_state"]
@@ -70,53 +90,39 @@ def register(ctx: StreamContext) -> None:
         """The state of a plan another replica owns: with several workers the table
         holds only this worker's partitions, the read model every plan (each replica
         projects all partitions). The owner's approval manager stays the arbiter."""
-        api = ctx.state.get("api")
-        rec = api.model.find_plan(plan_id) if api is not None else None
-        return replayed(rec) if rec is not None and rec.plan.plan_id == plan_id else None
-
-    async def submit(plan_id: str, decision: str, user: str, role: str, source: str,
-                     comment: str = "") -> Approval:
-        vote = Approval(plan_id=plan_id, decision=decision, user=user, role=role,  # type: ignore[arg-type]
-                        source=source, comment=comment[:2000])  # type: ignore[arg-type]
-        await ctx.send(vote)
-        return vote
+        rec = api.model.find_plan(plan_id)
+        return replayed(rec, roles) if rec is not None and rec.plan.plan_id == plan_id else None
 
     @app.page("/slack/interactions")
     class SlackInteractions(View):
-        async def post(self, request: Request) -> Response:
-            body = await request.read()
-            if verifier is None:
-                return self.json({"error": "slack.signing_secret is not configured"}, status=503)
-            problem = check_signature(verifier, body, request.headers)
-            if problem:
-                await emit_audit(ctx, "slack", "slack.signature_rejected", "slack/interactions", {
-                    "reason": problem, "remote": request.remote,
-                    "timestamp": request.headers.get("X-Slack-Request-Timestamp"),
-                    "bytes": len(body)})
-                return self.json({"error": f"invalid Slack signature: {problem}"}, status=401)
+        """Slack interactive-button callbacks (form-encoded, signed)."""
+
+        @api.endpoint("slack_interactions", "slack")
+        async def post(self, request: Request, principal: Principal | None) -> Response:
+            body = await read_body(request)
             try:
                 act = parse_interaction(body)
             except InteractionError as exc:
-                return self.json({"error": str(exc)}, status=400)
-            roles = settings.slack.user_roles
-            role = roles.get(act["user_id"]) or roles.get(act["user_name"])
-            user = act["user_name"] or act["user_id"]
-            if role not in VOTING_ROLES:
-                await emit_audit(ctx, user or "unknown", "vote.unauthorized", act["plan_id"], {
-                    "source": "slack", "slack_user": act["user_id"], "role": role})
+                raise BadRequest(str(exc)) from None
+            uid = act["user_id"]
+            role = roles.role_of("slack", uid) if uid else None
+            label = act["user_name"] or uid
+            if role is None:  # roles by Slack user id only: a name proves nothing
+                await emit_audit(ctx, f"slack:{uid or 'unknown'}", "vote.unauthorized",
+                                 act["plan_id"], {"source": "slack", "slack_user": uid,
+                                                  "user_name": act["user_name"][:128]})
                 return self.json({"response_type": "ephemeral", "replace_original": False,
                                   "text": "You are not an approver for SRE Agent plans."})
-            await submit(act["plan_id"], act["decision"], act["user_id"], role, "slack",
-                         comment=f"slack user {user}")
+            await submit(api, Approval(plan_id=act["plan_id"], decision=act["decision"],  # type: ignore[arg-type]
+                                       user=uid, role=role, source="slack",  # type: ignore[arg-type]
+                                       comment=f"slack user {label}"[:MAX_COMMENT]))
             return self.json({"response_type": "ephemeral", "replace_original": False,
                               "text": f"Recorded your {act['decision']} of {act['plan_id']}."})
 
     @app.page("/api/approvals/pending")
     class Pending(View):
-        async def get(self, request: Request) -> Response:
-            who = auth.identify(request.headers.get("Authorization"))
-            if who is None:
-                return self.json({"error": "missing or invalid bearer token"}, status=401)
+        @api.endpoint("approvals_pending", "viewer")
+        async def get(self, request: Request, principal: Principal | None) -> Response:
             now = utcnow()
             items, local = [], set()
             for plan_id, raw in list(table().items()):
@@ -125,11 +131,10 @@ def register(ctx: StreamContext) -> None:
                 exp = state.plan.expires_at
                 if state.status == "pending" and (exp is None or exp > now):
                     items.append(pending_view(state))
-            api = ctx.state.get("api")
-            for rec in (api.model.plans(pending_only=True) if api is not None else []):
+            for rec in api.model.plans(pending_only=True):
                 exp = rec.plan.expires_at
                 if rec.plan.plan_id not in local and (exp is None or exp > now):
-                    state = replayed(rec)  # another replica owns it
+                    state = replayed(rec, roles)  # another replica owns it
                     if state.status == "pending":
                         items.append(pending_view(state))
             items.sort(key=lambda x: -x["risk_score"])
@@ -137,34 +142,35 @@ def register(ctx: StreamContext) -> None:
 
     @app.page("/api/approvals/{plan_id}/{decision}")
     class Decide(View):
-        async def post(self, request: Request, plan_id: str, decision: str) -> Response:
+        @api.endpoint("approvals_decide", "approver")
+        async def post(self, request: Request, principal: Principal | None, plan_id: str = "",
+                       decision: str = "") -> Response:
+            assert principal is not None
             if decision not in ("approve", "reject"):
                 return self.json({"error": "use /approve or /reject"}, status=404)
-            who = auth.identify(request.headers.get("Authorization"))
-            if who is None:
-                return self.json({"error": "missing or invalid bearer token"}, status=401)
-            if not who.allows("approver"):
-                return self.json({"error": f"role {who.role} may not vote; approver needed"},
-                                 status=403)
             comment = ""
-            raw = await request.read()
+            raw = await read_body(request)
             if raw.strip():
                 try:
                     doc = orjson.loads(raw)
-                    comment = str(doc.get("comment") or doc.get("reason") or "") \
-                        if isinstance(doc, dict) else ""
                 except orjson.JSONDecodeError:
-                    return self.json({"error": "body must be JSON"}, status=400)
+                    raise BadRequest("body must be a JSON object") from None
+                if not isinstance(doc, dict):
+                    raise BadRequest("body must be a JSON object")
+                comment = str(doc.get("comment") or doc.get("reason") or "")
             state = load(plan_id) or replicated_state(plan_id)
             if state is None:
                 return self.json({"error": f"unknown plan {plan_id}"}, status=404)
             if state.status != "pending":
                 return self.json({"error": f"plan {plan_id} is {state.status}",
                                   "status": state.status}, status=409)
-            role = settings.actions.approvers.get(who.user) or ""
-            if role not in VOTING_ROLES:
-                role = "admin" if who.role == "admin" else "oncall"
-            vote = await submit(plan_id, decision, who.user, role, "api", comment)
-            return self.json({"status": "submitted", "plan_id": plan_id, "user": who.user,
+            role = roles.role_of("api", principal.user)
+            if role is None:
+                return self.json({"error": f"{principal.user} is not a configured approver"},
+                                 status=403)
+            vote = Approval(plan_id=plan_id, decision=decision, user=principal.user,  # type: ignore[arg-type]
+                            role=role, source="api", comment=comment[:MAX_COMMENT])  # type: ignore[arg-type]
+            await submit(api, vote)
+            return self.json({"status": "submitted", "plan_id": plan_id, "user": principal.user,
                               "role": role, "decision": decision, "event_id": vote.event_id},
                              status=202)

@@ -1,8 +1,9 @@
 """What every API view shares: the read model, auth, JSON errors, request bodies.
 
-Views are declared with :meth:`Api.endpoint`, which authenticates the bearer
-token, checks the role, turns bad input into a ``4xx`` JSON ``{"error": ...}``
-and never lets an exception escape as an HTML 500.
+Views are declared with :meth:`Api.endpoint`, which checks the credential the
+view needs through the one :class:`~sre_agent.web.auth.Gate` (bearer token and
+role, webhook token, Slack signature), turns bad input into a ``4xx`` JSON
+``{"error": ...}`` and never lets an exception escape as an HTML 500.
 """
 
 from __future__ import annotations
@@ -19,8 +20,9 @@ from faust.web import Request, Response, View
 from pydantic import BaseModel, ValidationError
 
 from ..readmodel import QueryError, ReadModel
+from ..schemas import AuditRecord
 from ..streams.projection import Projection
-from .auth import Authenticator, Principal, Role
+from .auth import Authenticator, Denied, Gate, Need, Principal, Role
 from ..streams.context import StreamContext
 
 __all__ = ["MAX_BODY", "Api", "BadRequest", "json_body", "read_body", "validation_message"]
@@ -91,50 +93,59 @@ class Api:
     #: requests by (endpoint, status class), chat commands by name
     requests: Counter[tuple[str, str]] = field(default_factory=Counter)
     commands: Counter[str] = field(default_factory=Counter)
+    gate: Gate | None = None
+
+    def __post_init__(self) -> None:
+        if self.gate is None:
+            self.gate = Gate(self.ctx.settings)
+
+    async def check(self, request: Request, need: Need, name: str = "") -> Principal | None:
+        """The principal ``need`` asks for, or :class:`Denied` (audited for Slack)."""
+        assert self.gate is not None
+        if need is None:
+            return None
+        if need == "webhook":
+            return self.gate.webhook(request.headers, name)
+        if need == "slack":
+            body = await read_body(request)
+            try:
+                return self.gate.slack(request.headers, body)
+            except Denied as exc:
+                if exc.status == 401:
+                    log.warning("rejected %s request: %s", name, exc.reason)
+                    await self.ctx.send(AuditRecord(
+                        actor="slack", action="slack.signature_rejected", subject=name,
+                        details={"reason": exc.reason, "remote": getattr(request, "remote", None),
+                                 "bytes": len(body)}))
+                raise
+        return self.gate.bearer(request.headers, need)
 
     def authorize(self, view: View, request: Request, role: Role) -> Principal | Response:
-        if not self.ctx.settings.api.tokens:
-            return view.json(
-                {
-                    "error": "API tokens are not configured on this agent "
-                    "(set SRE_AGENT_API__TOKENS)"
-                },
-                status=401,
-                headers={"WWW-Authenticate": "Bearer"},
-            )
-        principal = self.auth.identify(request.headers.get("Authorization"))
-        if principal is None:
-            return view.json(
-                {"error": "missing or invalid bearer token (send 'Authorization: Bearer <token>')"},
-                status=401,
-                headers={"WWW-Authenticate": "Bearer"},
-            )
-        if not principal.allows(role):
-            return view.json(
-                {
-                    "error": f"forbidden: this needs the {role} role; "
-                    f"{principal.user} is {principal.role}"
-                },
-                status=403,
-            )
-        return principal
+        """A bearer-token check for views not declared with :meth:`endpoint`."""
+        assert self.gate is not None
+        try:
+            return self.gate.bearer(request.headers, role)
+        except Denied as exc:
+            return view.json({"error": exc.message}, status=exc.status, headers=exc.headers)
 
-    def endpoint(self, name: str, role: Role | None) -> Callable[[Handler], Handler]:
-        """Decorate a view method: auth (when ``role``), errors as JSON, request counts.
+    def endpoint(self, name: str, need: Need) -> Callable[[Handler], Handler]:
+        """Decorate a view method: the credential ``need`` asks for, errors as JSON, counts.
 
-        The method receives ``principal=`` (None when ``role`` is None).
+        The method receives ``principal=`` (None when ``need`` is None).
         """
 
         def deco(fn: Handler) -> Handler:
             @functools.wraps(fn)
             async def wrapper(view: View, request: Request, **kw: Any) -> Response:
-                principal: Principal | None = None
-                if role is not None:
-                    got = self.authorize(view, request, role)
-                    if not isinstance(got, Principal):
-                        self.requests[(name, "4xx")] += 1
-                        return got
-                    principal = got
+                try:
+                    principal = await self.check(request, need, name)
+                except Denied as exc:
+                    self.requests[(name, "4xx" if exc.status < 500 else "5xx")] += 1
+                    return view.json({"error": exc.message}, status=exc.status,
+                                     headers=exc.headers)
+                except BadRequest as exc:
+                    self.requests[(name, "4xx")] += 1
+                    return view.json({"error": str(exc)}, status=exc.status)
                 try:
                     resp = await fn(view, request, principal=principal, **kw)
                 except (BadRequest, QueryError) as exc:

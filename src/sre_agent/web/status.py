@@ -7,8 +7,9 @@ from typing import Any
 
 from faust.web import Request, Response, View
 
-from .auth import Principal
 from ..streams.context import StreamContext
+from .auth import Principal
+from .http import Api, BadRequest
 
 __all__ = ["authorize_viewer", "register", "status_payload"]
 
@@ -75,7 +76,10 @@ def status_payload(ctx: StreamContext) -> dict[str, Any]:
 
 
 def authorize_viewer(ctx: StreamContext, view: View, request: Request) -> Response | None:
-    """None when the caller may read (role viewer), else the 401/403/503 response."""
+    """None when the caller may read (role viewer), else the 401/403/503 response.
+
+    For views declared outside :mod:`sre_agent.web` that do not use ``Api.endpoint``.
+    """
     api = ctx.state.get("api")
     if api is None:
         return view.json({"error": "the API stage is not configured"}, status=503)
@@ -83,7 +87,8 @@ def authorize_viewer(ctx: StreamContext, view: View, request: Request) -> Respon
     return None if isinstance(who, Principal) else who
 
 
-def register(ctx: StreamContext) -> None:
+def register(api: Api) -> None:
+    ctx = api.ctx
     app = ctx.app
 
     @app.page("/status")
@@ -95,15 +100,13 @@ def register(ctx: StreamContext) -> None:
     class Baselines(View):
         """Learned state of series in memory on this worker (``?series=`` filter)."""
 
-        async def get(self, request: Request) -> Response:
-            denied = authorize_viewer(ctx, self, request)
-            if denied is not None:
-                return denied
+        @api.endpoint("baselines", "viewer")
+        async def get(self, request: Request, principal: Principal | None) -> Response:
             det = ctx.state.get("metric_detector")
             want = request.query.get("series")
             try:
                 limit = min(int(request.query.get("limit", "100")), 1000)
             except ValueError:
-                return self.json({"error": "limit must be an integer"}, status=400)
+                raise BadRequest("limit must be an integer") from None
             items = det.find(want, limit) if det is not None else []
             return self.json({"items": items, "count": len(items)})

@@ -1,0 +1,258 @@
+"""The executor as a pure state machine: ``(state, event, now, rules) -> (state, effects)``.
+
+State is per target (the ``executor_state`` table is keyed like ``sre-actions``):
+recent action times (rate limit) and the idempotency keys seen. The agent feeds
+events and carries out effects; each effect's outcome comes back as the next
+event::
+
+    Requested --verify, dedup, blocklist, rate limit--> Inspect
+    Inspected --incident open, same object, pre-checks--> Claim
+    Claimed   --not claimed before--> Act (dry run or real)
+    Acted     --> Report (dry run, failed) | Verify (then the agent reports)
+
+Every refusal is an :class:`Audit` plus a :class:`Report` (one ``action-results``
+event). Nothing in the action is believed: :func:`verify_action` checks the
+action's signature, the signed plan attached to it (policy recomputed, step
+identical to the plan's) and the signed votes (quorum replayed, roles from
+configuration).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from pydantic import ValidationError
+
+from ..schemas import ActionPlan, SreAction
+from .approvals import Audit, VoterRoles, effective_policy, verify_quorum
+from .policy import PolicyEngine, recent_actions
+from .signing import Check, Keyring
+from .verify import identity_problem, precheck_problems
+
+__all__ = ["Act", "Acted", "Claim", "Claimed", "ExecRules", "Inspect", "Inspected", "Report",
+           "Requested", "TargetState", "Verify", "Verdict", "step", "verify_action"]
+
+MAX_DONE = 500  # idempotency keys remembered per target
+ME = "executor"
+
+
+@dataclass
+class TargetState:
+    times: list[float] = field(default_factory=list)
+    done: dict[str, str] = field(default_factory=dict)
+
+    @classmethod
+    def from_json(cls, obj: Mapping[str, Any] | None) -> TargetState:
+        obj = obj or {}
+        return cls(list(obj.get("times") or []), dict(obj.get("done") or {}))
+
+    def to_json(self) -> dict[str, Any]:
+        done = self.done
+        if len(done) > MAX_DONE:
+            done = dict(list(done.items())[-MAX_DONE:])
+        return {"times": list(self.times), "done": done}
+
+
+@dataclass(frozen=True)
+class ExecRules:
+    policy: PolicyEngine
+    roles: VoterRoles
+    keyring: Keyring
+    dry_run: bool = True
+    max_per_hour: int = 3
+    require_open_incident: bool = True
+
+
+@dataclass(frozen=True)
+class Verdict:
+    ok: bool
+    #: "blocked" (never executable) or "unverified" (evidence missing or forged)
+    kind: str = ""
+    reason: str = ""
+    approvers: tuple[str, ...] = ()
+
+
+def verify_action(action: SreAction, raw: Mapping[str, Any], check: Check,
+                  rules: ExecRules) -> Verdict:
+    """May ``action`` run? From its signature and the signed evidence it carries."""
+    if not check.ok:
+        return Verdict(False, "unverified", f"action signature: {check.reason}")
+    plan_raw = raw.get("plan")
+    if not isinstance(plan_raw, Mapping):
+        return Verdict(False, "unverified", "no signed plan attached")
+    pcheck = rules.keyring.verify(plan_raw)
+    if not pcheck.ok:
+        return Verdict(False, "unverified", f"plan signature: {pcheck.reason}")
+    try:
+        plan = ActionPlan.model_validate(dict(plan_raw))
+    except ValidationError:
+        return Verdict(False, "unverified", "attached plan does not validate")
+    if plan.plan_id != action.plan_id or plan.incident_id != action.incident_id:
+        return Verdict(False, "unverified", "attached plan is another plan")
+    i = action.step_index
+    if not 0 <= i < len(plan.steps) or plan.steps[i].model_dump() != action.step.model_dump():
+        return Verdict(False, "unverified", f"step {i} is not the plan's step {i}")
+    prot = rules.policy.protected_match([action.step])
+    if prot:
+        return Verdict(False, "blocked", f"blocklist: {prot}")
+    decision = effective_policy(plan, rules.policy)
+    if decision.policy == "BLOCKED" or action.policy == "BLOCKED":
+        return Verdict(False, "blocked", f"policy BLOCKED: diagnosis only ({decision.reason})")
+    approved, why, approvers = verify_quorum(plan, decision.policy, list(raw.get("approvals") or []),
+                                             rules.keyring, rules.roles)
+    if not approved:
+        return Verdict(False, "unverified", f"{decision.policy}: {why}")
+    return Verdict(True, "", why, tuple(approvers))
+
+
+# ---------------------------------------------------------------------------- events
+@dataclass(frozen=True)
+class Requested:
+    action: SreAction
+    check: Check
+    raw: Mapping[str, Any] = field(default_factory=dict)
+    #: the durable claim's status in PostgreSQL, if it has one
+    claimed_before: str | None = None
+
+
+@dataclass(frozen=True)
+class Inspected:
+    action: SreAction
+    incident_status: str | None
+    available: bool
+    observed: dict[str, Any] | None = None
+    error: str | None = None
+
+
+@dataclass(frozen=True)
+class Claimed:
+    action: SreAction
+    #: True claimed now, False claimed before (by an earlier run), None no database
+    durable: bool | None
+
+
+@dataclass(frozen=True)
+class Acted:
+    action: SreAction
+    snapshot: dict[str, Any]
+    dry_run: bool
+    detail: str = ""
+    error: str | None = None
+
+
+# ---------------------------------------------------------------------------- effects
+@dataclass(frozen=True)
+class Report:
+    action: SreAction
+    status: str
+    detail: str
+    snapshot: dict[str, Any] | None = None
+    verified: bool | None = None
+    dry_run: bool = False
+
+
+@dataclass(frozen=True)
+class Inspect:
+    action: SreAction
+
+
+@dataclass(frozen=True)
+class Claim:
+    action: SreAction
+
+
+@dataclass(frozen=True)
+class Act:
+    action: SreAction
+    dry_run: bool
+
+
+@dataclass(frozen=True)
+class Verify:
+    action: SreAction
+    snapshot: dict[str, Any]
+    detail: str
+
+
+Effect = Audit | Report | Inspect | Claim | Act | Verify
+Event = Requested | Inspected | Claimed | Acted
+
+
+def _audit(a: SreAction, what: str, details: dict[str, Any]) -> Audit:
+    return Audit(ME, what, a.action_id, details, idempotency_key=a.idempotency_key)
+
+
+def _refuse(st: TargetState, a: SreAction, status: str, what: str, detail: str,
+            remember: bool = True) -> tuple[TargetState, list[Effect]]:
+    if remember:
+        st.done[a.idempotency_key] = status
+    return st, [_audit(a, what, {"reason": detail, "target": a.step.target.ref(),
+                                 "plan_id": a.plan_id}),
+                Report(a, status, detail)]
+
+
+def step(state: TargetState, event: Event, now: float,
+         rules: ExecRules) -> tuple[TargetState, list[Effect]]:
+    """One step of the executor for one target; ``state`` is not modified."""
+    st = TargetState(list(state.times), dict(state.done))
+    a = event.action
+    key, ref = a.idempotency_key, a.step.target.ref()
+    if isinstance(event, Requested):
+        if key in st.done or event.claimed_before is not None:
+            return st, [_audit(a, "action.duplicate", {
+                "target": ref, "previous": st.done.get(key) or event.claimed_before})]
+        verdict = verify_action(a, event.raw, event.check, rules)
+        if not verdict.ok:
+            if verdict.kind == "blocked":
+                return _refuse(st, a, "blocked", "action.blocked", verdict.reason)
+            # not remembered: a forged key must not push real ones out of the window
+            return _refuse(st, a, "blocked", "action.unverified", verdict.reason, remember=False)
+        st.times = recent_actions(st.times, now)
+        if len(st.times) >= rules.max_per_hour:
+            return _refuse(st, a, "rate_limited", "action.rate_limited",
+                           f"{len(st.times)} actions on {ref} within the hour "
+                           f"(max {rules.max_per_hour})")
+        return st, [Inspect(a)]
+    if isinstance(event, Inspected):
+        status = event.incident_status
+        if status == "resolved" or (status is None and rules.require_open_incident):
+            return _refuse(st, a, "skipped", "action.skipped",
+                           f"incident {a.incident_id} is {status or 'not known to be open'}")
+        if not event.available:
+            return _refuse(st, a, "failed", "action.failed", f"no back-end enabled for {ref}")
+        if event.error is not None or event.observed is None:
+            return _refuse(st, a, "failed", "action.failed", f"cannot observe {ref}: {event.error}")
+        problem = identity_problem(a.step, event.observed)
+        if problem:
+            return _refuse(st, a, "skipped", "action.skipped", problem)
+        failed = precheck_problems(a.step, event.observed)
+        if failed:
+            return _refuse(st, a, "skipped", "action.precheck_failed", "; ".join(failed))
+        # claimed before acting: a crash from here on can never lead to a second execution
+        st.done[key] = "claimed"
+        return st, [Claim(a)]
+    if isinstance(event, Claimed):
+        if event.durable is False:
+            return st, [_audit(a, "action.duplicate",
+                               {"target": ref, "previous": "claimed in PostgreSQL"})]
+        return st, [Act(a, rules.dry_run or a.dry_run)]
+    # Acted
+    if event.dry_run:
+        st.done[key] = "dry_run"
+        return st, [_audit(a, "action.dry_run", {"target": ref, "would": a.step.action,
+                                                 "params": a.step.params}),
+                    Report(a, "dry_run", f"dry run: would {a.step.action} {ref}",
+                           event.snapshot, dry_run=True)]
+    if event.error is not None:
+        st.done[key] = "failed"
+        return st, [_audit(a, "action.failed", {"target": ref, "error": event.error[:500]}),
+                    Report(a, "failed", f"{a.step.action} {ref} failed: {event.error}",
+                           event.snapshot)]
+    st.times.append(now)
+    st.done[key] = "executed"
+    return st, [_audit(a, "action.executed", {"target": ref, "action": a.step.action,
+                                              "detail": event.detail,
+                                              "approved_by": a.approved_by, "policy": a.policy}),
+                Verify(a, event.snapshot, event.detail)]

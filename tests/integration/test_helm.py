@@ -1,4 +1,7 @@
-"""The Helm chart lints and renders; the rendered RBAC is exactly the seed's least-privilege role.
+"""The Helm chart lints and renders; the rendered RBAC is exactly what the actions need.
+
+(``test_chart_ops.py`` covers the RBAC modes, NetworkPolicy, Ingress, ServiceMonitor,
+values schema and the validation of every manifest against the Kubernetes schemas.)
 
 Helm is built from source by ``scripts/install-helm.sh`` (Go module proxy only)
 and cached; a machine without Go makes these tests fail, never skip.
@@ -21,20 +24,24 @@ pytestmark = pytest.mark.integration
 ROOT = Path(__file__).resolve().parents[2]
 CHART = ROOT / "helm" / "sre-agent"
 
-#: seed 001, section 8.1 ("权限最小化"), rule for rule
-SEED_RULES = [
-    {"apiGroups": [""], "resources": ["pods", "services", "events", "configmaps", "nodes"],
-     "verbs": ["get", "list", "watch"]},
+#: read rules, always (dry-run too: the executor observes and snapshots its targets).
+#: The seed's services/configmaps/nodes reads are gone: nothing reads them (ConfigMaps
+#: only by name, for enable_rate_limit; nodes are cluster-scoped).
+READ_RULES = [
+    {"apiGroups": [""], "resources": ["pods", "events"], "verbs": ["get", "list", "watch"]},
     {"apiGroups": ["apps"], "resources": ["deployments", "replicasets", "statefulsets"],
      "verbs": ["get", "list", "watch"]},
-    {"apiGroups": ["apps"], "resources": ["deployments/scale", "deployments/rollback"],
-     "verbs": ["update", "patch"]},
-    {"apiGroups": [""], "resources": ["pods"], "verbs": ["delete"]},
 ]
-#: rollout undo/restart: apps/v1 has no deployments/rollback subresource, so "rollback"
-#: means patching the Deployment (on by default, `rbac.rolloutPatch: false` removes it)
-ROLLOUT_RULE = {"apiGroups": ["apps"], "resources": ["deployments"], "verbs": ["patch"]}
-DEFAULT_RULES = [*SEED_RULES, ROLLOUT_RULE]
+#: write rules of the default rbac.actions, only with actions.dryRun=false. No
+#: deployments/rollback: that subresource only existed in extensions/v1beta1; rollout
+#: undo/restart patch the workload, scale patches the scale subresource.
+WRITE_RULES = [
+    {"apiGroups": [""], "resources": ["pods"], "verbs": ["delete"]},
+    {"apiGroups": ["apps"], "resources": ["deployments", "statefulsets"], "verbs": ["patch"]},
+    {"apiGroups": ["apps"], "resources": ["deployments/scale", "statefulsets/scale"],
+     "verbs": ["patch"]},
+]
+DEFAULT_RULES = READ_RULES
 
 FULL_VALUES = """
 replicaCount: 3
@@ -62,7 +69,7 @@ secrets:
   values: {SRE_AGENT_POSTGRES__DSN: "postgresql://agent:pw@db/agent", SRE_AGENT_API__WEBHOOK_TOKEN: "t0k"}
   refs: [{name: SRE_AGENT_ANTHROPIC__API_KEY, secretName: llm, key: api-key}]
 serviceAccount: {annotations: {eks.amazonaws.com/role-arn: "arn:aws:iam::123456789012:role/sre-agent"}}
-ingress: {enabled: true, className: alb, hosts: [{host: sre.example.com, paths: [{path: /, pathType: Prefix}]}]}
+ingress: {enabled: true, className: alb, hosts: [{host: sre.example.com, paths: [{path: /api, pathType: Prefix}]}]}
 serviceMonitor: {enabled: true, labels: {release: kube-prometheus-stack}}
 """
 
@@ -109,21 +116,19 @@ def test_chart_lints_with_default_and_full_values(helm: str, tmp_path: Path) -> 
     assert proc.returncode == 0, proc.stdout + proc.stderr
 
 
-def test_default_render_has_the_seed_rbac_and_a_statefulset_on_pvcs(helm: str, tmp_path: Path) -> None:
+def test_default_render_has_least_privilege_rbac_and_a_statefulset_on_pvcs(
+        helm: str, tmp_path: Path) -> None:
     docs = render(helm, tmp_path)
     assert sorted(d["kind"] for d in docs) == sorted([
-        "ClusterRole", "ClusterRoleBinding", "ConfigMap", "ConfigMap", "PodDisruptionBudget",
+        "Role", "RoleBinding", "ConfigMap", "ConfigMap", "NetworkPolicy", "PodDisruptionBudget",
         "Service", "Service", "ServiceAccount", "StatefulSet"])
-    role = one(docs, "ClusterRole")
-    assert role["rules"] == DEFAULT_RULES
-    writes = [(tuple(r["resources"]), tuple(r["verbs"])) for r in role["rules"]
-              if set(r["verbs"]) - {"get", "list", "watch"}]
-    assert writes == [(("deployments/scale", "deployments/rollback"), ("update", "patch")),
-                      (("pods",), ("delete",)), (("deployments",), ("patch",))]
-    strict = one(render(helm, tmp_path, "rbac: {rolloutPatch: false}\n"), "ClusterRole")
-    assert strict["rules"] == SEED_RULES  # the seed's role verbatim
-    assert not any("*" in r["verbs"] or "*" in r["resources"] for r in role["rules"])
-    binding = one(docs, "ClusterRoleBinding")
+    role = one(docs, "Role")
+    assert role["metadata"]["namespace"] == "sre"
+    assert role["rules"] == DEFAULT_RULES  # dry-run by default: no write rule at all
+    acting = one(render(helm, tmp_path, "actions: {dryRun: false}\n"), "Role")
+    assert acting["rules"] == READ_RULES + WRITE_RULES
+    assert not any("*" in r["verbs"] or "*" in r["resources"] for r in acting["rules"])
+    binding = one(docs, "RoleBinding")
     sa = one(docs, "ServiceAccount")
     assert binding["roleRef"]["name"] == role["metadata"]["name"]
     assert binding["subjects"] == [{"kind": "ServiceAccount", "name": sa["metadata"]["name"],
@@ -137,8 +142,9 @@ def test_default_render_has_the_seed_rbac_and_a_statefulset_on_pvcs(helm: str, t
     assert pod["securityContext"]["runAsNonRoot"] is True
     c = pod["containers"][0]
     assert c["args"] == ["worker"]
-    for probe in ("startupProbe", "livenessProbe", "readinessProbe"):
-        assert c[probe]["httpGet"] == {"path": "/status", "port": "http"}
+    assert c["startupProbe"]["httpGet"] == {"path": "/livez", "port": "http"}
+    assert c["livenessProbe"]["httpGet"] == {"path": "/livez", "port": "http"}
+    assert c["readinessProbe"]["httpGet"] == {"path": "/readyz", "port": "http"}
     assert {m["mountPath"] for m in c["volumeMounts"]} >= {"/data", "/etc/sre-agent/config.yaml"}
     assert spec["volumeClaimTemplates"][0]["metadata"]["name"] == "data"
     assert spec["volumeClaimTemplates"][0]["spec"]["resources"]["requests"]["storage"] == "10Gi"
@@ -160,6 +166,7 @@ def test_rendered_config_is_valid_agent_settings(helm: str, tmp_path: Path) -> N
     assert s.worker.table_standby_replicas == 2 and s.worker.web_host == "0.0.0.0"
     assert s.worker.data_dir == Path("/data")
     assert s.actions.dry_run is True
+    assert s.kubernetes.namespaces == ["sre"]  # namespaced RBAC: the agent watches its Roles' namespaces
     assert str(s.actions.playbooks_dir) == "/etc/sre-agent/playbooks"
     assert s.anomaly_detection.threshold == 0.8 and s.slack.channel == "#sre-oncall"
     assert s.collectors.prometheus.headers == {"X-Scope-OrgID": "exchange"}
@@ -193,13 +200,14 @@ def test_full_values_render_optional_objects(helm: str, tmp_path: Path) -> None:
     assert sm["metadata"]["labels"]["release"] == "kube-prometheus-stack"
     sa = one(docs, "ServiceAccount")
     assert sa["metadata"]["annotations"]["eks.amazonaws.com/role-arn"].endswith("role/sre-agent")
-    assert one(docs, "ClusterRole")["rules"] == DEFAULT_RULES  # values never widen RBAC by themselves
+    assert one(docs, "Role")["rules"] == DEFAULT_RULES  # values never widen RBAC by themselves
 
 
 def test_rbac_can_be_left_to_the_cluster_admin_and_secrets_referenced(helm: str, tmp_path: Path) -> None:
     docs = render(helm, tmp_path, "rbac: {create: false}\nserviceAccount: {create: false, name: ops}\n"
                                   "secrets: {existingSecret: sre-agent-env}\n")
     assert not by_kind(docs, "ClusterRole") and not by_kind(docs, "ClusterRoleBinding")
+    assert not by_kind(docs, "Role") and not by_kind(docs, "RoleBinding")
     assert not by_kind(docs, "ServiceAccount") and not by_kind(docs, "Secret")
     pod = one(docs, "StatefulSet")["spec"]["template"]["spec"]
     assert pod["serviceAccountName"] == "ops"

@@ -1,9 +1,10 @@
 """Least privilege in the Helm chart, and a pod environment that cannot reconfigure the agent.
 
 - RBAC: no wildcard, no access to Secrets, no exec/attach/port-forward, no
-  token requests, no RBAC or impersonation verbs, nothing namespaced created;
-  every write verb maps to an action of the executor. (``test_helm.py`` checks
-  the rules equal the seed's; this checks what must never be granted, for any
+  token requests, no RBAC or impersonation verbs; nothing created but Jobs (and
+  those only when ``run_job`` is among ``rbac.actions``); every write verb maps to
+  an action of the executor, ConfigMaps only by name. (``test_helm.py`` checks the
+  rules of the defaults exactly; this checks what must never be granted, for any
   values a user may pass.)
 - The pod: non-root, read-only root filesystem, no privilege escalation, and
   ``enableServiceLinks: false`` -- Kubernetes otherwise injects ``<SERVICE>_PORT=
@@ -37,11 +38,21 @@ FORBIDDEN_VERBS = {"escalate", "bind", "impersonate", "*", "deletecollection"}
 ALLOWED_WRITES = {
     "pods": {"delete"},  # restart_pod
     "deployments": {"patch"},  # rollout_restart / rollout_undo
-    "deployments/scale": {"update", "patch"},  # scale
-    "deployments/rollback": {"update", "patch"},  # the seed's rule (extensions/v1beta1)
+    "statefulsets": {"patch"},  # rollout_restart
+    "deployments/scale": {"patch"},  # scale
+    "statefulsets/scale": {"patch"},  # scale
+    "horizontalpodautoscalers": {"patch"},  # set_hpa_bounds
+    "jobs": {"create"},  # run_job
+    "configmaps": {"patch"},  # enable_rate_limit (resourceNames only)
 }
 READ = {"get", "list", "watch"}
-VALUES = [None, "rbac: {extraRules: []}\nreplicaCount: 3\n"]
+ALL_ACTIONS = ("[restart_pod, rollout_restart, rollout_undo, scale, set_hpa_bounds, run_job, "
+               "enable_rate_limit]")
+VALUES = [None, "rbac: {extraRules: []}\nreplicaCount: 3\n",
+          "actions: {dryRun: false}\n",
+          f"actions: {{dryRun: false}}\nrbac: {{mode: cluster, actions: {ALL_ACTIONS}}}\n",
+          f"actions: {{dryRun: false}}\nrbac: {{actions: {ALL_ACTIONS}}}\n"
+          "kubernetes: {namespaces: [shop, fin]}\n"]
 
 
 def _rules(docs: list[dict[str, Any]]) -> list[dict[str, Any]]:
@@ -61,7 +72,8 @@ def test_rbac_never_grants_more_than_the_actions_need(helm: str, tmp_path: Path,
         assert not resources & FORBIDDEN_RESOURCES, rule
         assert not verbs & FORBIDDEN_VERBS, rule
         assert not rule.get("nonResourceURLs"), rule
-        assert not rule.get("resourceNames") or verbs <= READ, rule
+        if "configmaps" in resources:  # never every ConfigMap: only the named ones
+            assert rule.get("resourceNames") and verbs <= {"get", "patch"}, rule
         for res in resources:
             extra = verbs - READ - ALLOWED_WRITES.get(res, set())
             assert not extra, (res, extra, rule)

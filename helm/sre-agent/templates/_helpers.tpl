@@ -37,6 +37,27 @@ app.kubernetes.io/managed-by: {{ .Release.Service }}
 {{- end -}}
 {{- end -}}
 
+{{/*
+Name of the RBAC objects: the release's full name AND its namespace. A ClusterRole is
+cluster-scoped, and a Role may sit in a watched namespace shared by two releases, so the
+full name alone would collide across namespaces.
+*/}}
+{{- define "sre-agent.rbacName" -}}
+{{- printf "%s-%s" (include "sre-agent.fullname" .) .Release.Namespace | trunc 253 | trimSuffix "-" -}}
+{{- end -}}
+
+{{/*
+Namespaces the agent watches and acts in, as a JSON array. rbac.mode=namespaced: the
+listed ones, else the release namespace. rbac.mode=cluster: the listed ones, [] = all.
+*/}}
+{{- define "sre-agent.watchedNamespaces" -}}
+{{- $ns := .Values.kubernetes.namespaces | default list -}}
+{{- if and (ne .Values.rbac.mode "cluster") (not $ns) -}}
+{{- $ns = list .Release.Namespace -}}
+{{- end -}}
+{{- $ns | uniq | toJson -}}
+{{- end -}}
+
 {{/* The Secret loaded with envFrom: an existing one, or the one this chart creates. */}}
 {{- define "sre-agent.secretName" -}}
 {{- if .Values.secrets.existingSecret -}}
@@ -58,7 +79,7 @@ are merged last and win. Per-pod settings (web host, data dir) are set here too.
 {{- if $v.playbooks -}}
 {{- $_ := set $actions "playbooks_dir" "/etc/sre-agent/playbooks" -}}
 {{- end -}}
-{{- $k8s := dict "enabled" $v.kubernetes.enabled "in_cluster" true -}}
+{{- $k8s := dict "enabled" $v.kubernetes.enabled "in_cluster" true "namespaces" (include "sre-agent.watchedNamespaces" . | fromJsonArray) -}}
 {{- $c := $v.collectors -}}
 {{- $prom := dict "enabled" $c.prometheus.enabled "url" $c.prometheus.url "interval" $c.prometheus.interval "headers" ($c.prometheus.headers | default dict) -}}
 {{- if $c.queries -}}

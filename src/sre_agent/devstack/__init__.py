@@ -12,7 +12,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from .errors import DevstackError
-from .kafka import DEFAULT_KAFKA_VERSION, KafkaBroker, fetch_kafka, free_port
+from .kafka import DEFAULT_KAFKA_VERSION, KafkaBroker, fetch_kafka, fetch_kafka_tools, free_port
 from .postgres import PostgresServer, find_pg_bin
 
 __all__ = [
@@ -22,6 +22,7 @@ __all__ = [
     "PostgresServer",
     "default_cache_dir",
     "fetch_kafka",
+    "fetch_kafka_tools",
     "find_pg_bin",
     "free_port",
 ]

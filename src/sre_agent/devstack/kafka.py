@@ -4,6 +4,13 @@ The jars of ``org.apache.kafka:kafka_2.13`` and its runtime dependencies are
 resolved once with Maven into a cache folder (git-ignored); later starts reuse
 them. Each :class:`KafkaBroker` formats its own log dir and listens on a free
 loopback port.
+
+With ``scram_users`` the client listener requires SASL/SCRAM-SHA-512 (the users
+are created when the storage is formatted) and the StandardAuthorizer enforces
+ACLs (nothing is allowed without one; ``admin_user`` is a super user). ACLs are
+added with Kafka's own ``kafka-acls`` tool (:meth:`KafkaBroker.acls`, the same
+command line as the recipe in ``docs/deploy.md``), whose jars are resolved on
+first use into a folder of their own (:func:`fetch_kafka_tools`).
 """
 
 from __future__ import annotations
@@ -16,12 +23,15 @@ import socket
 import subprocess
 import time
 import uuid
+from collections.abc import Mapping
 from importlib import resources
 from pathlib import Path
+from typing import Any
 
 from .errors import DevstackError
 
-__all__ = ["DEFAULT_KAFKA_VERSION", "KafkaBroker", "fetch_kafka", "free_port"]
+__all__ = ["DEFAULT_KAFKA_VERSION", "KafkaBroker", "fetch_kafka", "fetch_kafka_tools",
+           "free_port"]
 
 log = logging.getLogger(__name__)
 
@@ -47,16 +57,26 @@ def fetch_kafka(cache_dir: Path, version: str = DEFAULT_KAFKA_VERSION) -> Path:
 
     Idempotent: a complete cache (marked by a ``.complete`` file) is reused.
     """
-    libs = cache_dir / f"kafka-{version}" / "libs"
-    marker = libs.parent / ".complete"
+    return _fetch(cache_dir, version, "libs", "pom.xml")
+
+
+def fetch_kafka_tools(cache_dir: Path, version: str = DEFAULT_KAFKA_VERSION) -> Path:
+    """Resolve Kafka's command-line tools into ``cache_dir/kafka-<version>/tools``."""
+    return _fetch(cache_dir, version, "tools", "pom-tools.xml", jar="kafka-tools-*.jar")
+
+
+def _fetch(cache_dir: Path, version: str, folder: str, pom_name: str,
+           jar: str = "kafka_2.13-*.jar") -> Path:
+    libs = cache_dir / f"kafka-{version}" / folder
+    marker = libs.parent / (".complete" if folder == "libs" else f".complete-{folder}")
     if marker.exists():
         return libs
     mvn = _require("mvn", "install Maven (apt-get install maven) to fetch the Kafka broker jars")
     _require("java", "install a JDK 17+ (apt-get install openjdk-17-jre-headless)")
     libs.parent.mkdir(parents=True, exist_ok=True)
-    pom = libs.parent / "pom.xml"
-    pom.write_bytes(resources.files(__package__).joinpath("pom.xml").read_bytes())
-    tmp = libs.parent / "libs.partial"
+    pom = libs.parent / pom_name
+    pom.write_bytes(resources.files(__package__).joinpath(pom_name).read_bytes())
+    tmp = libs.parent / f"{folder}.partial"
     shutil.rmtree(tmp, ignore_errors=True)
     log.info("fetching Apache Kafka %s jars from Maven Central into %s", version, libs)
     cmd = [
@@ -67,7 +87,7 @@ def fetch_kafka(cache_dir: Path, version: str = DEFAULT_KAFKA_VERSION) -> Path:
         f"-DoutputDirectory={tmp}",
     ]
     proc = subprocess.run(cmd, capture_output=True, text=True, check=False)
-    if proc.returncode != 0 or not any(tmp.glob("kafka_2.13-*.jar")):
+    if proc.returncode != 0 or not any(tmp.glob(jar)):
         raise DevstackError(
             f"Maven could not resolve org.apache.kafka:kafka_2.13:{version} "
             f"(exit {proc.returncode}):\n{proc.stdout[-3000:]}\n{proc.stderr[-3000:]}"
@@ -98,7 +118,13 @@ class KafkaBroker:
         version: str = DEFAULT_KAFKA_VERSION,
         port: int | None = None,
         heap: str = "768m",
+        scram_users: Mapping[str, str] | None = None,
+        admin_user: str = "admin",
     ) -> None:
+        self.scram_users = dict(scram_users or {})
+        if self.scram_users and admin_user not in self.scram_users:
+            raise DevstackError(f"scram_users must include the admin user {admin_user!r}")
+        self.admin_user = admin_user
         self.work_dir = Path(work_dir)
         self.cache_dir = Path(cache_dir)
         self.version = version
@@ -115,6 +141,48 @@ class KafkaBroker:
     def url(self) -> str:
         """Faust-style broker URL."""
         return f"kafka://{self.bootstrap}"
+
+    @property
+    def secured(self) -> bool:
+        return bool(self.scram_users)
+
+    def client_config(self, user: str | None = None) -> dict[str, Any]:
+        """aiokafka keyword arguments to connect as ``user`` (default: the admin)."""
+        kw: dict[str, Any] = {"bootstrap_servers": self.bootstrap}
+        if self.secured:
+            name = user or self.admin_user
+            kw.update(security_protocol="SASL_PLAINTEXT", sasl_mechanism="SCRAM-SHA-512",
+                      sasl_plain_username=name, sasl_plain_password=self.scram_users[name])
+        return kw
+
+    def worker_env(self, user: str) -> dict[str, str]:
+        """``SRE_AGENT_KAFKA__*`` variables of an agent connecting as ``user``."""
+        env = {"SRE_AGENT_KAFKA__BROKER": self.url}
+        if self.secured:
+            env.update({"SRE_AGENT_KAFKA__SECURITY_PROTOCOL": "SASL_PLAINTEXT",
+                        "SRE_AGENT_KAFKA__SASL_MECHANISM": "SCRAM-SHA-512",
+                        "SRE_AGENT_KAFKA__SASL_USERNAME": user,
+                        "SRE_AGENT_KAFKA__SASL_PASSWORD": self.scram_users[user]})
+        return env
+
+    def acls(self, *args: str, timeout: float = 120.0) -> str:
+        """Run ``kafka-acls --bootstrap-server <this> --command-config <admin> <args>``."""
+        tools = fetch_kafka_tools(self.cache_dir, self.version)
+        conf = self.work_dir / "admin-client.properties"
+        lines = ["security.protocol=PLAINTEXT"]
+        if self.secured:
+            pw = self.scram_users[self.admin_user]
+            lines = ["security.protocol=SASL_PLAINTEXT", "sasl.mechanism=SCRAM-SHA-512",
+                     "sasl.jaas.config=org.apache.kafka.common.security.scram.ScramLoginModule "
+                     f'required username="{self.admin_user}" password="{pw}";']
+        conf.write_text("\n".join(lines) + "\n")
+        cmd = self._java(tools, "org.apache.kafka.tools.AclCommand", "--bootstrap-server",
+                         self.bootstrap, "--command-config", str(conf), *args)
+        proc = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, check=False)
+        if proc.returncode != 0:
+            raise DevstackError(f"kafka-acls {' '.join(args)} failed ({proc.returncode}):\n"
+                                f"{proc.stdout[-2000:]}\n{proc.stderr[-2000:]}")
+        return proc.stdout
 
     @property
     def log_path(self) -> Path:
@@ -136,17 +204,34 @@ class KafkaBroker:
             resources.files(__package__).joinpath("log4j2.properties").read_bytes()
         )
         props = self.work_dir / "server.properties"
+        client = "SASL_PLAINTEXT" if self.secured else "PLAINTEXT"
+        security: list[str] = []
+        if self.secured:
+            pw = self.scram_users[self.admin_user]
+            security = [
+                "inter.broker.listener.name=SASL_PLAINTEXT",
+                "sasl.enabled.mechanisms=SCRAM-SHA-512",
+                "sasl.mechanism.inter.broker.protocol=SCRAM-SHA-512",
+                "listener.name.sasl_plaintext.scram-sha-512.sasl.jaas.config="
+                "org.apache.kafka.common.security.scram.ScramLoginModule required "
+                f'username="{self.admin_user}" password="{pw}";',
+                "authorizer.class.name=org.apache.kafka.metadata.authorizer.StandardAuthorizer",
+                # the controller listener is loopback-only and unauthenticated in the devstack
+                f"super.users=User:{self.admin_user};User:ANONYMOUS",
+                "allow.everyone.if.no.acl.found=false",
+            ]
         props.write_text(
             "\n".join(
                 [
                     "process.roles=broker,controller",
                     "node.id=1",
                     f"controller.quorum.voters=1@127.0.0.1:{self.controller_port}",
-                    f"listeners=PLAINTEXT://127.0.0.1:{self.port},"
+                    f"listeners={client}://127.0.0.1:{self.port},"
                     f"CONTROLLER://127.0.0.1:{self.controller_port}",
-                    f"advertised.listeners=PLAINTEXT://127.0.0.1:{self.port}",
+                    f"advertised.listeners={client}://127.0.0.1:{self.port}",
                     "controller.listener.names=CONTROLLER",
-                    "listener.security.protocol.map=PLAINTEXT:PLAINTEXT,CONTROLLER:PLAINTEXT",
+                    f"listener.security.protocol.map={client}:{client},CONTROLLER:PLAINTEXT",
+                    *security,
                     f"log.dirs={data}",
                     "num.partitions=1",
                     "offsets.topic.replication.factor=1",
@@ -169,9 +254,11 @@ class KafkaBroker:
         self.work_dir.mkdir(parents=True, exist_ok=True)
         props = self._write_config()
         if not (self.work_dir / "data" / "meta.properties").exists():
+            scram = [arg for user, pw in sorted(self.scram_users.items())
+                     for arg in ("--add-scram", f"SCRAM-SHA-512=[name={user},password={pw}]")]
             fmt = subprocess.run(
                 self._java(libs, "kafka.tools.StorageTool", "format", "-t",
-                           _cluster_id(), "-c", str(props)),
+                           _cluster_id(), "-c", str(props), *scram),
                 capture_output=True, text=True, check=False,
             )
             if fmt.returncode != 0:

@@ -26,9 +26,15 @@ from __future__ import annotations
 import ssl
 from typing import Any
 
-from ..config import ConfigError, KafkaSettings
+from ..config import ConfigError, KafkaSettings, Settings
 
-__all__ = ["bootstrap_servers", "client_kwargs", "faust_credentials", "ssl_context"]
+__all__ = ["DECISION_TOPICS", "INPUT_TOPICS", "acl_recipe", "bootstrap_servers",
+           "client_kwargs", "faust_credentials", "ssl_context"]
+
+#: topics external producers (Fluent Bit, Vector, CI hooks) may write to
+INPUT_TOPICS = ("metrics", "logs", "k8s-events", "deploy-events", "alerts")
+#: topics only the agent may write to: whoever writes them decides what is executed
+DECISION_TOPICS = ("action-plans", "approvals", "sre-actions", "action-results")
 
 
 def bootstrap_servers(broker_url: str) -> str:
@@ -82,3 +88,57 @@ def faust_credentials(k: KafkaSettings) -> Any:
     user, password = _sasl(k)
     return faust.SASLCredentials(username=user, password=password, ssl_context=ctx,
                                  mechanism=k.sasl_mechanism)
+
+
+def acl_recipe(settings: Settings, agent: str, ingest: str | None = None,
+               reader: str | None = None, reader_group: str | None = None) -> list[list[str]]:
+    """``kafka-acls`` argument lists that keep outsiders off the decision topics.
+
+    With ``allow.everyone.if.no.acl.found=false`` on the brokers (the default of
+    the StandardAuthorizer), nothing is allowed that is not listed here:
+
+    * ``agent`` (the workers' SASL user): everything on its topics (the topic
+      prefix; with no prefix, each topic by name), its Faust internal topics
+      (``<app id>-...``) and its consumer group (``<app id>``);
+    * ``ingest`` (optional): write to the input topics only;
+    * ``reader`` (optional): read ``sre-actions`` and ``action-results`` (external
+      executors, audit tools) in the group ``reader_group`` (default the user name).
+
+    No other principal gets ``Write`` on a decision topic.
+
+    >>> from sre_agent.config import load_settings
+    >>> s = load_settings(env={"SRE_AGENT_KAFKA__TOPIC_PREFIX": "prod.",
+    ...                        "SRE_AGENT_WORKER__APP_ID": "sre-agent"})
+    >>> for args in acl_recipe(s, "sre-agent", ingest="fluent-bit"):
+    ...     print(" ".join(args))  # doctest: +NORMALIZE_WHITESPACE
+    --add --allow-principal User:sre-agent --operation All --resource-pattern-type prefixed
+      --topic prod. --topic sre-agent- --group sre-agent
+    --add --allow-principal User:fluent-bit --operation Write --operation Describe
+      --topic prod.metrics --topic prod.logs --topic prod.k8s-events --topic prod.deploy-events
+      --topic prod.alerts
+    """
+    from ..schemas import TOPIC_MODELS
+
+    prefix, app_id = settings.kafka.topic_prefix, settings.worker.app_id
+    out: list[list[str]] = []
+    if prefix:
+        out.append(["--add", "--allow-principal", f"User:{agent}", "--operation", "All",
+                    "--resource-pattern-type", "prefixed", "--topic", prefix,
+                    "--topic", f"{app_id}-", "--group", app_id])
+    else:
+        topics = [t for name in TOPIC_MODELS for t in (name, f"{name}.dlq")]
+        out.append(["--add", "--allow-principal", f"User:{agent}", "--operation", "All",
+                    *[a for t in topics for a in ("--topic", t)]])
+        out.append(["--add", "--allow-principal", f"User:{agent}", "--operation", "All",
+                    "--resource-pattern-type", "prefixed", "--topic", f"{app_id}-",
+                    "--group", app_id])
+    if ingest:
+        out.append(["--add", "--allow-principal", f"User:{ingest}", "--operation", "Write",
+                    "--operation", "Describe",
+                    *[a for t in INPUT_TOPICS for a in ("--topic", settings.topic(t))]])
+    if reader:
+        out.append(["--add", "--allow-principal", f"User:{reader}", "--operation", "Read",
+                    "--operation", "Describe", "--topic", settings.topic("sre-actions"),
+                    "--topic", settings.topic("action-results"),
+                    "--group", reader_group or reader])
+    return out

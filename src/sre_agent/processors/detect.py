@@ -1,15 +1,16 @@
 """Metric detection stage: batches of samples in, anomaly open/resolve events out.
 
-Pure: no Kafka, no clock. Every series is a row of a :class:`SeriesBank`; a
+Pure: no Kafka, no clock. Every series is a row of a :class:`TailBank`; a
 batch is split into *rounds* (the 1st point of every series, then the 2nd...)
 and each round is scored and learned in one vectorised step. State that
 changed is reported by :meth:`MetricDetector.take_dirty` so the stream layer
 can checkpoint it to the table once per batch/interval, not per sample.
 
-An anomaly opens when a warm series scores ``>= threshold`` (the metric's
-override or ``anomaly_detection.threshold``) and resolves, with the same
-``anomaly_id``, after :data:`RECOVERY_SAMPLES` consecutive samples below
-``HYSTERESIS * threshold``.
+An anomaly opens when a warm series' shown score (the calibrated score with its
+peak held, see :mod:`~sre_agent.models.tailbank`) reaches ``threshold`` (the
+metric's override or ``anomaly_detection.threshold``) and resolves, with the
+same ``anomaly_id``, after :data:`RECOVERY_SAMPLES` consecutive samples below
+``HYSTERESIS * threshold``: one event per episode.
 
 Examples
 --------
@@ -38,7 +39,7 @@ from typing import Any
 import numpy as np
 
 from ..config import AnomalySettings
-from ..models.bank import DETECTORS, USER, SeriesBank, band_z
+from ..models.tailbank import DETECTORS, USER, USER_COLS, TailBank
 from ..schemas import Anomaly, MetricBatch, series_id
 
 __all__ = ["HYSTERESIS", "RECOVERY_SAMPLES", "MetricDetector", "anomaly_id"]
@@ -51,7 +52,7 @@ RECOVERY_SAMPLES = 3
 HYSTERESIS = 0.8
 #: alert bookkeeping columns in the bank row
 OPEN, OPENED_T, NRUN, PEAK = USER, USER + 1, USER + 2, USER + 3
-_VERSION = b"\x02"
+_VERSION = b"\x03"  #: 3: calibrated tail bank (older state is relearned)
 _chain = itertools.chain.from_iterable
 
 
@@ -79,14 +80,14 @@ class MetricDetector:
         Optional loader ``series_id -> bytes | None`` for persisted state (the
         Faust table); called once per series not yet in memory.
     bank_kw
-        Passed to :class:`~sre_agent.models.bank.SeriesBank` (e.g. ``counts=True``).
+        Passed to :class:`~sre_agent.models.tailbank.TailBank` (e.g. ``rel_floor``).
     """
 
     def __init__(self, settings: AnomalySettings,
                  load: Callable[[str], bytes | None] | None = None, **bank_kw: Any) -> None:
         self.settings = settings
         self._load = load
-        self.bank = SeriesBank(warmup=settings.warmup_samples, **bank_kw)
+        self.bank = TailBank(warmup=settings.warmup_samples, **bank_kw)
         self.slot_of: dict[str, int] = {}
         self._fast: dict[tuple[Any, ...], int] = {}
         self._sid: dict[int, str] = {}
@@ -118,7 +119,7 @@ class MetricDetector:
                 try:
                     if raw[:1] != _VERSION:
                         raise ValueError("unknown state version")
-                    row = SeriesBank.row_from_bytes(raw[1:])
+                    row = TailBank.row_from_bytes(raw[1:])
                 except ValueError:  # corrupt/old state: relearn rather than crash
                     log.warning("discarding unreadable state of %s", sid)
             slot = self.bank.add(row)
@@ -168,9 +169,9 @@ class MetricDetector:
             for slot in set(slots):
                 if self._history_run.get(slot) != history_run:
                     self._history_run[slot] = history_run
-                    keep = self.bank.S[slot, USER:].copy()
+                    keep = self.bank.S[slot, USER:USER + USER_COLS].copy()
                     self.bank.S[slot] = 0.0
-                    self.bank.S[slot, USER:] = keep
+                    self.bank.S[slot, USER:USER + USER_COLS] = keep
         if len(set(slots)) == len(slots):
             base = None
         else:  # a series twice in one batch: its points continue, in order
@@ -238,7 +239,7 @@ class MetricDetector:
         opened_t = float(S[slot, OPENED_T])
         thr = float(self._thr[slot])
         exp, scale, z = float(res.expected[i]), float(res.scale[i]), float(res.deviation[i])
-        bz = band_z(thr) * scale
+        bz = self.bank.band_halfwidth(slot, thr)
         d = res.direction[i]
         score = float(res.score[i])
         sev_score = max(score, float(S[slot, PEAK]))
@@ -264,7 +265,7 @@ class MetricDetector:
 
     # ------------------------------------------------------------ state
     def state_bytes(self, slot: int) -> bytes:
-        return _VERSION + SeriesBank.row_bytes(self.bank.S[slot])
+        return _VERSION + TailBank.row_bytes(self.bank.S[slot])
 
     def take_dirty(self, tag: int | None = None) -> dict[str, bytes]:
         """Pop the serialized state of series changed since the last call.
@@ -316,8 +317,8 @@ class MetricDetector:
         slot = self.slot_of.get(sid)
         if slot is None or self.bank.S[slot, 0] < self.bank.warmup:
             return None
-        exp, sigma = self.bank.expected_at(slot, t)
-        bz = band_z(float(self._thr[slot])) * sigma
+        exp, _ = self.bank.expected_at(slot, t)
+        bz = self.bank.band_halfwidth(slot, float(self._thr[slot]))
         return exp, exp - bz, exp + bz
 
     def describe_open(self, slot: int) -> bool:
@@ -329,7 +330,7 @@ class MetricDetector:
         sid = self._sid[slot]
         t = float(row[1])
         exp, scale = self.bank.expected_at(slot, t)
-        bz = band_z(float(self._thr[slot])) * scale
+        bz = self.bank.band_halfwidth(slot, float(self._thr[slot]))
         return {
             "series": sid, "metric": self._name[slot], "labels": self._labels[slot],
             "n": int(row[0]), "warm": int(row[0]) >= self.bank.warmup, "last_t": t,

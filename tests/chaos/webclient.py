@@ -81,11 +81,23 @@ class Reply:
 
 def request(base_port: int, method: str, path: str, body: bytes | None = None,
             headers: dict[str, str] | None = None, timeout: float = 15.0) -> Reply:
-    """One raw HTTP request (no client-side validation of what we send)."""
+    """One raw HTTP request (no client-side validation of what we send).
+
+    A server may answer (401, 413, ...) and close before a big body is sent whole;
+    writing on then fails (EPIPE/ECONNRESET) although the answer is already here:
+    it is read. Only a connection that closed without an answer fails.
+    """
     conn = http.client.HTTPConnection("127.0.0.1", base_port, timeout=timeout)
     try:
-        conn.request(method, path, body=body, headers=headers or {})
-        r = conn.getresponse()
+        try:
+            conn.request(method, path, body=body, headers=headers or {})
+        except (BrokenPipeError, ConnectionResetError) as exc:
+            try:
+                r = conn.getresponse()
+            except (OSError, http.client.HTTPException):
+                raise exc from None
+        else:
+            r = conn.getresponse()
         data = r.read(4 * 2**20)
         return Reply(r.status, data, {k.lower(): v for k, v in r.getheaders()})
     finally:

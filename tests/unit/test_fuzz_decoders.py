@@ -11,9 +11,11 @@ strings, NaN/Inf, 64-bit-overflowing integers, lone surrogates, far-future and
 clock-skewed timestamps, label-cardinality explosions) and oversized bodies.
 
 ``SRE_AGENT_FUZZ_EXAMPLES`` (default 150 per topic and strategy) scales the run;
-the count of inputs tried is printed by the last test (``-s`` to see it)::
+every input is checked by the test that drew it (no test depends on another);
+hypothesis counts the inputs tried::
 
-    SRE_AGENT_FUZZ_EXAMPLES=3000 python -m pytest tests/unit/test_fuzz_decoders.py -q -s
+    SRE_AGENT_FUZZ_EXAMPLES=3000 python -m pytest tests/unit/test_fuzz_decoders.py -q \
+        --hypothesis-show-statistics
 """
 
 from __future__ import annotations
@@ -22,7 +24,6 @@ import json
 import os
 import time
 import tracemalloc
-from collections import Counter
 from typing import Any
 
 import pytest
@@ -37,11 +38,6 @@ EXAMPLES = int(os.environ.get("SRE_AGENT_FUZZ_EXAMPLES", "150"))
 FUZZ = settings(max_examples=EXAMPLES, deadline=None, derandomize=EXAMPLES <= 150,
                 suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large,
                                        HealthCheck.filter_too_much])
-
-#: outcome counts: (topic, "dlq" | "valid") -> n
-TRIED: Counter[tuple[str, str]] = Counter()
-#: worst-case decode costs: shape -> (body bytes, peak traced bytes, seconds)
-COSTS: dict[str, tuple[int, float, float]] = {}
 
 # ------------------------------------------------------------------ mutations
 def _paths(node: Any, prefix: tuple[Any, ...] = ()) -> list[tuple[Any, ...]]:
@@ -114,7 +110,6 @@ def check(topic: str, data: bytes) -> str:
         again = decode(model, once)  # and the next stage must accept it
         assert encode(again) == once
         outcome = "valid"
-    TRIED[(topic, outcome)] += 1
     return outcome
 
 
@@ -227,7 +222,6 @@ def test_worst_case_bodies_under_the_limit_stay_bounded(shape: str) -> None:
     # bounded: at most ~16 bytes of Python objects per byte of input, and fast
     assert peak < 16 * len(body) + 16 * 2**20, (shape, peak, len(body))
     assert seconds < 10, (shape, seconds)
-    COSTS[shape] = (len(body), peak, seconds)
 
 
 @FUZZ
@@ -246,21 +240,4 @@ def test_a_dead_letter_can_always_be_made_and_sent(value: Any, error: str, key: 
     back = decode(DeadLetter, body)
     raw = value.encode("utf-8", "surrogatepass") if isinstance(value, str) else (value or b"")
     assert back.original() == raw[: len(back.original())] and back.original_size == len(raw)
-    TRIED[("dlq-path", "valid")] += 1
 
-
-def test_zz_report_inputs_tried(capsys: pytest.CaptureFixture[str]) -> None:
-    total = sum(TRIED.values())
-    with capsys.disabled():
-        per = Counter[str]()
-        for (topic, outcome), n in TRIED.items():
-            per[outcome] += n
-        print(f"\n[fuzz] decoder inputs tried: {total} over {len(TOPIC_MODELS)} topics and the "
-              f"dead-letter path "
-              f"({per['dlq']} -> DLQ, {per['valid']} valid and forwardable); "
-              f"examples per topic and strategy: {EXAMPLES}")
-        for shape, (size, peak, secs) in COSTS.items():
-            print(f"[fuzz] worst case {shape}: {size / 2**20:.1f} MiB body -> decode peak "
-                  f"{peak / 2**20:.0f} MiB ({peak / size:.1f}x), {secs:.2f} s")
-    if TRIED:  # when run alone (-k) there is nothing to report
-        assert {t for t, _ in TRIED} <= set(TOPIC_MODELS) | {"dlq-path"}

@@ -15,10 +15,8 @@ from __future__ import annotations
 
 import os
 import string
-from collections import Counter
 from datetime import UTC, datetime
 
-import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -29,9 +27,6 @@ from sre_agent.sinks.llm import build_prompt
 
 EXAMPLES = int(os.environ.get("SRE_AGENT_FUZZ_EXAMPLES", "150"))
 T = datetime(2026, 3, 1, 12, 0, tzinfo=UTC)
-TRIED: Counter[str] = Counter()
-#: family -> examples of planted text that reached the prompt
-LEAKS: dict[str, list[str]] = {}
 
 _b64u = string.ascii_letters + string.digits + "-_"
 _up = string.ascii_uppercase + string.digits
@@ -112,6 +107,15 @@ def _incident(field: str, text: str) -> tuple[Incident, list[SimilarCase]]:
     return inc, similar
 
 
+def test_every_field_planted_in_reaches_the_prompt_so_the_fuzz_is_not_vacuous() -> None:
+    for field in FIELDS:
+        inc, similar = _incident(field, "plainmarker")
+        rules = RootCauseAnalyzer(ServiceGraph([("api", "db")])).analyze(inc, similar)
+        assert "plainmarker" in build_prompt(inc, rules, [("api", "db")]), field
+
+
+# Regression: "--password VALUE" / "--client-secret VALUE" and a full IPv6 address followed
+# by ":" (e.g. "2001:db8:..:7334: refused") once reached the prompt.
 @settings(max_examples=EXAMPLES * 4, deadline=None, derandomize=EXAMPLES <= 150,
           suppress_health_check=[HealthCheck.too_slow])
 @given(case=planted())
@@ -120,17 +124,5 @@ def test_no_generated_secret_reaches_the_prompt(case: tuple[str, str, str, str])
     inc, similar = _incident(field, text)
     rules = RootCauseAnalyzer(ServiceGraph([("api", "db")])).analyze(inc, similar)
     prompt = build_prompt(inc, rules, [("api", "db")])
-    TRIED[family] += 1
-    if value in prompt:  # collected, so one run names every family that leaks
-        LEAKS.setdefault(family, []).append(f"{field}: {text.strip()[:80]!r}")
+    assert value not in prompt, (family, field, text)
 
-
-# Regression: "--password VALUE" / "--client-secret VALUE" and a full IPv6 address followed
-# by ":" (e.g. "2001:db8:..:7334: refused") once reached the prompt.
-def test_zz_no_secret_leaked(capsys: pytest.CaptureFixture[str]) -> None:
-    with capsys.disabled():
-        print(f"\n[fuzz] redaction: {sum(TRIED.values())} planted secrets, by family "
-              f"{dict(sorted(TRIED.items()))}")
-        for family, examples in sorted(LEAKS.items()):
-            print(f"[fuzz] LEAK {family}: {len(examples)}x, e.g. {examples[:3]}")
-    assert not LEAKS, sorted(LEAKS)

@@ -322,7 +322,7 @@ class Run:
         self.procs: list[Any] = []
         self.ports: list[int] = []
 
-    async def start(self, n: int) -> list[float]:
+    async def start(self, n: int, profile: Path | None = None) -> list[float]:
         from sre_agent.devstack import free_port
         from sre_agent.streams.admin import ensure_topics
 
@@ -336,8 +336,8 @@ class Run:
             envs.append(env)
             self.ports.append(port)
         await ensure_topics(load_settings(env=envs[0]))
-        self.procs = [bc.spawn(env, Path(env["SRE_AGENT_WORKER__DATA_DIR"]).parent)
-                      for env in envs]
+        self.procs = [bc.spawn(env, Path(env["SRE_AGENT_WORKER__DATA_DIR"]).parent,
+                               profile if i == 0 else None) for i, env in enumerate(envs)]
         boots = [await asyncio.to_thread(bc.wait_ready, p, port)
                  for p, port in zip(self.procs, self.ports, strict=True)]
         if n > 1:  # the group settles: every worker owns partitions
@@ -455,7 +455,7 @@ async def main_async(a: argparse.Namespace) -> dict[str, Any]:
     try:
         # ---- 1. one worker at full speed
         run = Run(broker, work, "one", a.partitions, extra)
-        await run.start(1)
+        await run.start(1, a.profile)
         await asyncio.sleep(2)
         rss_empty = run.rss()
         load = Load(a.series, a.per_request, a.shards)
@@ -480,6 +480,10 @@ async def main_async(a: argparse.Namespace) -> dict[str, Any]:
         out["breakdown_us_per_sample"] = await breakdown(bodies, values, a.shards)
         print("in-process µs/sample: " + ", ".join(
             f"{k} {v:.2f}" for k, v in out["breakdown_us_per_sample"].items()), flush=True)
+        if a.profile:
+            run.stop()
+            bc._print_profile(a.profile, 45)
+            return out
         # ---- 4. latency at half rate
         out["latency"] = await latency(run, load, res["samples_per_s"] / 2, a.latency_seconds,
                                        a.per_request, a.connections)
@@ -494,11 +498,15 @@ async def main_async(a: argparse.Namespace) -> dict[str, Any]:
               f" ({out['rss']['per_series_bytes']:,.0f} B/series)", flush=True)
         # ---- 5. memory at --memory-series
         if not a.skip_memory:
-            mrun = Run(broker, work, "mem", a.partitions, extra)
+            # collectors.shards: the baseline table groups series by crc32 % 64 buckets,
+            # the same hash as the shard: with 64 shards a group holds 1/64 of all series
+            # and passes Kafka's 1 MB record limit near 80,000 series (see the docs)
+            mrun = Run(broker, work, "mem", a.partitions,
+                       {**extra, "SRE_AGENT_COLLECTORS__SHARDS": str(a.memory_shards)})
             await mrun.start(1)
             await asyncio.sleep(2)
             empty = mrun.rss()
-            mload = Load(a.memory_series, a.per_request, a.shards)
+            mload = Load(a.memory_series, a.per_request, a.memory_shards)
             for _ in range(a.memory_rounds):
                 b, _ = mload.bodies()
                 await post_all(mrun.urls, b, a.connections)
@@ -548,6 +556,8 @@ def main() -> int:
     p.add_argument("--latency-seconds", type=float, default=20.0)
     p.add_argument("--memory-series", type=int, default=100_000)
     p.add_argument("--memory-rounds", type=int, default=3)
+    p.add_argument("--memory-shards", type=int, default=256)
+    p.add_argument("--profile", type=Path, help="cProfile the first worker, print, stop")
     p.add_argument("--checkpoint-wait", type=float, default=8.0)
     p.add_argument("--skip-memory", action="store_true")
     p.add_argument("--skip-scale", action="store_true")

@@ -101,7 +101,9 @@ class SeriesCache:
     def __init__(self, shards: int, max_entries: int = 1_000_000) -> None:
         self.shards = shards
         self.max_entries = max_entries
-        self._by: dict[tuple[Any, ...], SeriesMeta] = {}
+        self._by: dict[Any, SeriesMeta] = {}
+        #: ``dict.get`` of the cache: the hot path's lookup without a method call
+        self.lookup = self._by.get
 
     def __len__(self) -> int:
         return len(self._by)
@@ -113,7 +115,7 @@ class SeriesCache:
 
     def remember(self, fk: tuple[Any, ...], meta: SeriesMeta) -> SeriesMeta:
         if len(self._by) >= self.max_entries:
-            self._by.clear()
+            self._by.clear()  # the same dict: ``lookup`` stays valid
         self._by[fk] = meta
         return meta
 
@@ -217,29 +219,36 @@ class Coalescer:
         self.buffered += n
         waiter = _Waiter(asyncio.get_running_loop().create_future())
         chunks = self._chunks
+        known = self._known
+        max_series, max_bytes = self.max_series, self.max_bytes
+        chunk: _Chunk | None = None
         for meta, pts in items:
-            ck = (source, meta.shard)
-            chunk = chunks.get(ck)
-            if chunk is None:
-                chunk = chunks[ck] = _Chunk(source, meta.shard)
-            held = chunk.entries.get(meta.key)
+            shard = meta.shard
+            if chunk is None or chunk.shard != shard:  # requests arrive mostly unsorted
+                chunk = chunks.get((source, shard))
+                if chunk is None:
+                    chunk = chunks[(source, shard)] = _Chunk(source, shard)
+            entries = chunk.entries
+            held = entries.get(meta.key)
             if held is not None and len(held[1]) + len(pts) > MAX_POINTS:
                 self._flush(chunk)
-                chunk = chunks[ck] = _Chunk(source, meta.shard)
-                held = None
-            if not chunk.waiters or chunk.waiters[-1] is not waiter:
-                chunk.waiters.append(waiter)
+                chunk = chunks[(source, shard)] = _Chunk(source, shard)
+                entries, held = chunk.entries, None
+            waiters = chunk.waiters
+            if not waiters or waiters[-1] is not waiter:
+                waiters.append(waiter)
                 waiter.pending += 1
+            k = len(pts)
             if held is None:
-                chunk.entries[meta.key] = (meta, list(pts))
-                chunk.size += (44 * len(pts) + (meta.size if meta.key not in self._known
-                                                 else 30))
+                entries[meta.key] = (meta, list(pts))
+                chunk.size += 44 * k + (30 if meta.key in known else meta.size)
             else:
                 held[1].extend(pts)
-                chunk.size += 44 * len(pts)
-            chunk.samples += len(pts)
-            if len(chunk.entries) >= self.max_series or chunk.size >= self.max_bytes:
+                chunk.size += 44 * k
+            chunk.samples += k
+            if len(entries) >= max_series or chunk.size >= max_bytes:
                 self._flush(chunk)
+                chunk = None
         if self._chunks and self._timer is None:
             self._timer = asyncio.get_running_loop().call_later(self.linger, self._linger_over)
         await waiter.fut

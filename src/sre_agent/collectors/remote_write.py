@@ -214,7 +214,10 @@ def decode_write_request(
         raw = bytes(cramjam.snappy.decompress_raw(body))
     except Exception as exc:  # cramjam.DecompressionError
         raise RemoteWriteError(f"invalid snappy block: {exc}") from None
-    if len(raw) > 2 * max_series and count_entries(raw, max_series) > max_series:
+    # parsed, each entry costs ~25 bytes beside the body: only a body over 1 MiB could
+    # make that large before the count below, so only then is the wire counted first
+    if (len(raw) > max(2 * max_series, 1 << 20)
+            and count_entries(raw, max_series) > max_series):
         raise RemoteWriteError(f"too many series in one request: more than {max_series} "
                                f"(limit {max_series})", status=413)
     try:
@@ -230,7 +233,7 @@ def decode_write_request(
     out = WriteResult()
     items = out.items
     budget = max_samples
-    get = cache.get
+    get = cache.lookup
     for sb in timeseries:
         # labels come first on the wire (Prometheus and protobuf write fields in order):
         # the labels' bytes name the series, so a known series costs one lookup

@@ -20,6 +20,7 @@ from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry
 from .. import __version__
 from ..readmodel.series import Band
 from ..schemas import series_id
+from ..schemas.telemetry import series_key
 from .chatops import register_chatops
 from .console import register_console
 from .http import Api
@@ -121,6 +122,16 @@ def register(ctx: StreamContext) -> Api:
     def band(sid: str, t: float, v: float) -> Band | None:
         return band_of(ctx, sid, t, v)
 
+    keys: dict[str, str] = {}
+
+    def key_of(sid: str) -> str:
+        key = keys.get(sid)
+        if key is None:
+            if len(keys) > 10_000:
+                keys.clear()
+            key = keys[sid] = series_key(sid)
+        return key
+
     @app.agent(ctx.topics["metrics"], name="api-chart-series")
     async def chart_series(stream: Any) -> None:
         """Recent values of anomalous series for the console (metrics are validated,
@@ -131,12 +142,16 @@ def register(ctx: StreamContext) -> Api:
                 continue
             try:
                 data = orjson.loads(event.value)
-                directory = ctx.state.get("series_directory")  # schema v2 refs
-                refs = [{"name": d[0], "labels": d[1], "points": r.get("points")}
-                        for r in data.get("refs") or ()
-                        if directory is not None and (d := directory.get(r.get("id")))]
-                for ser in [*(data.get("series") or ()), *refs]:
-                    name, labels = ser.get("name"), ser.get("labels") or {}
+                # schema v2 entries carry their series key: one lookup per series
+                wanted = {key_of(sid): sid for sid, _ in model.series.items()}
+                for ser in [*(data.get("series") or ()), *(data.get("refs") or ())]:
+                    key = ser.get("id")
+                    if key is not None:
+                        sid = wanted.get(key)
+                        if sid is not None:
+                            model.series.add_points(sid, _points(ser.get("points")), band)
+                        continue
+                    name, labels = ser.get("name"), ser.get("labels") or {}  # v1
                     if name not in names or not isinstance(labels, dict):
                         continue
                     sid = series_id(name, {str(k): str(v) for k, v in labels.items()})

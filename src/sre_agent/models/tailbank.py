@@ -151,12 +151,16 @@ class TailBank:
         Scale floor relative to the series' typical magnitude.
     decay
         Per-sample decay of the shown score's held peak.
+    counts
+        The series are event counts: the scale is at least Poisson's
+        ``sqrt(expected + 1)``.
     """
 
     def __init__(self, warmup: int = 30, alpha: float = 0.1, scale_rate: float = 0.005,
                  tail_rate: float = 2e-4, u: float = 2.0, clip: float = 6.0, gate: float = 0.3,
                  gated: float = 0.1, cycles: float = 4.0, seasonal_gain: float = 0.9,
-                 rel_floor: float = 0.002, decay: float = 0.9, capacity: int = 1024) -> None:
+                 rel_floor: float = 0.002, decay: float = 0.9, counts: bool = False,
+                 capacity: int = 1024) -> None:
         self.warmup = warmup
         self.alpha = alpha
         self.scale_rate = scale_rate
@@ -169,6 +173,7 @@ class TailBank:
         self.seasonal_gain = seasonal_gain
         self.rel_floor = rel_floor
         self.decay = decay
+        self.counts = counts
         self.prior_n = 300.0  #: weight (samples) of the prior tail before data dominate
         self.lam0 = 0.023  #: prior exceedance rate per side (a normal tail beyond 2 sigma)
         self.beta0 = 0.6  #: prior mean excess (scales), a little heavier than normal
@@ -208,8 +213,11 @@ class TailBank:
             raise ValueError(f"state has {len(data)} bytes, expected {WIDTH * 8}")
         return np.frombuffer(data, dtype="<f8").astype(np.float64)
 
-    def _floor(self, row: np.ndarray) -> float:
-        return max(self.rel_floor * float(row[MAGN]), float(row[Q98]) * self.q98_floor) + 1e-12
+    def _floor(self, row: np.ndarray, expected: float = 0.0) -> float:
+        fl = max(self.rel_floor * float(row[MAGN]), float(row[Q98]) * self.q98_floor)
+        if self.counts:
+            fl = max(fl, math.sqrt(abs(expected) + 1.0))
+        return fl + 1e-12
 
     def expected_at(self, slot: int, t: float) -> tuple[float, float]:
         """``(expected, scale)`` of a series at time ``t``, without a sample (cheap)."""
@@ -223,7 +231,7 @@ class TailBank:
             exp = float(row[LEVEL]) + h0 + f * (h1 - h0)
         else:
             exp = float(row[LEVN])
-        return exp, max(float(row[SCALE]) * 1.2533, self._floor(row))
+        return exp, max(float(row[SCALE]) * 1.2533, self._floor(row, exp))
 
     def band_halfwidth(self, slot: int, score: float) -> float:
         """How far from the expected value a sample must be to reach ``score`` (up side)."""
@@ -270,6 +278,8 @@ class TailBank:
         r = v - expected
         ra = np.abs(r)
         floor = np.maximum(self.rel_floor * magn, X[:, Q98] * self.q98_floor) + 1e-12
+        if self.counts:  # event counts: at least Poisson noise
+            floor = np.maximum(floor, np.sqrt(np.abs(expected) + 1.0))
         sc = np.where(fresh, floor, X[:, SCALE]) if any_fresh else X[:, SCALE]
         scale = np.maximum(sc * 1.2533, floor)
         z = r / scale

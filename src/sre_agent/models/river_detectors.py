@@ -1,0 +1,266 @@
+"""River anomaly detectors for one series, scored on the same calibrated scale.
+
+- :class:`CalibratedTail` is the reference implementation of the stream's
+  detector (:class:`~sre_agent.models.tailbank.TailBank`) as a River
+  ``AnomalyDetector``: plain Python, one sample at a time, written
+  independently of the vectorised bank; ``tests/unit/test_detector_contract.py``
+  checks that both give the same scores on the same inputs.
+- :class:`Calibrated` wraps any River detector (``HalfSpaceTrees``,
+  ``PredictiveAnomalyDetection``, ...) and maps its raw score to the same
+  calibrated scale: the raw score's own upper tail, fitted online with the same
+  peaks-over-threshold rule, so 0.7 means the same tail probability whatever
+  detector produced it.
+
+Inputs are River dicts ``{"t": unix seconds, "y": value}``. ``score_one`` never
+changes the model; ``learn_one`` scores internally first (anomalous samples
+teach the baseline less) and then learns.
+
+Examples
+--------
+>>> import random
+>>> rng = random.Random(7)
+>>> m = CalibratedTail(warmup=30)
+>>> for i in range(600):
+...     m.learn_one({"t": 1.7e9 + 60 * i, "y": 100 + rng.gauss(0, 1)})
+>>> m.score_one({"t": 1.7e9 + 60 * 600, "y": 100.5}) < 0.5
+True
+>>> m.score_one({"t": 1.7e9 + 60 * 600, "y": 130.0}) > 0.9
+True
+"""
+
+from __future__ import annotations
+
+import copy
+import math
+from typing import Any
+
+from river import anomaly, base, preprocessing, stats
+
+from .tailbank import SLOTS, SURPRISAL_HALF, TailBank
+
+__all__ = ["Calibrated", "CalibratedTail", "make_detector", "RIVER_DETECTORS"]
+
+_LN10 = math.log(10.0)
+
+
+class _Tail:
+    """Per-direction peaks-over-threshold fit of a standardised residual (same rule as the bank)."""
+
+    __slots__ = ("lu", "ld", "bu", "bd")
+
+    def __init__(self, lam0: float, beta0: float) -> None:
+        self.lu = self.ld = lam0
+        self.bu = self.bd = beta0
+
+    def surprisal(self, z: float, u: float) -> float:
+        za = abs(z)
+        lam, beta = (self.lu, self.bu) if z > 0 else (self.ld, self.bd)
+        s0 = -math.log10(max(lam, 1e-9))
+        if za > u:
+            return s0 + (za - u) / (beta * _LN10)
+        return s0 * (za / u) ** 2
+
+    def learn(self, z: float, u: float, rate: float) -> None:
+        za = abs(z)
+        up = z > 0
+        hit = za > u
+        lam, beta = (self.lu, self.bu) if up else (self.ld, self.bd)
+        self.lu += rate * ((1.0 if hit and up else 0.0) - self.lu)
+        self.ld += rate * ((1.0 if hit and not up else 0.0) - self.ld)
+        if hit:
+            a_b = min(max(rate / max(lam, 1e-3), rate) * 0.5, 0.5)
+            new = min(max(beta + a_b * (min(za - u, 10.0 * beta) - beta), 0.2), 50.0)
+            if up:
+                self.bu = new
+            else:
+                self.bd = new
+
+
+class CalibratedTail(base.AnomalyDetector):
+    """Robust level + daily profile + calibrated tail surprisal of one series.
+
+    Parameters are those of :class:`~sre_agent.models.tailbank.TailBank`.
+    """
+
+    def __init__(self, warmup: int = 30, **params: Any) -> None:
+        self.warmup = warmup
+        self.params = params
+        p = TailBank(warmup=warmup, capacity=1, **params)  # the same defaults, one place
+        self._p = p
+        self.n = 0
+        self.last_t = 0.0
+        self.dtavg = 0.0
+        self.level = self.levn = self.scale = self.q98 = self.magn = 0.0
+        self.ref = self.es = self.en = self.held = 0.0
+        self.prof = [0.0] * SLOTS
+        self.prof_t = [0.0] * SLOTS
+        self.tail = _Tail(p.lam0, p.beta0)
+
+    # ---------------------------------------------------------------- helpers
+    @staticmethod
+    def _phase(t: float) -> tuple[int, int, float]:
+        x = (t % 86400.0) * (SLOTS / 86400.0) - 0.5
+        fl = math.floor(x)
+        b0 = int(fl) % SLOTS
+        return b0, (b0 + 1) % SLOTS, x - fl
+
+    def _assess(self, t: float, y: float) -> dict[str, float]:
+        p = self._p
+        b0, b1, f = self._phase(t)
+        prof = self.prof[b0] + f * (self.prof[b1] - self.prof[b0])
+        fresh = self.n == 0
+        lev = y - prof if fresh else self.level
+        levn = y if fresh else self.levn
+        magn = abs(y) if fresh else self.magn
+        use = self.es < self.en * p.seasonal_gain
+        expected = lev + prof if use else levn
+        r = y - expected
+        floor = max(p.rel_floor * magn, self.q98 * p.q98_floor) + 1e-12
+        if p.counts:
+            floor = max(floor, math.sqrt(abs(expected) + 1.0))
+        sc = floor if fresh else self.scale
+        scale = max(sc * 1.2533, floor)
+        z = r / scale
+        s = self.tail.surprisal(z, p.u)
+        point = s / (s + SURPRISAL_HALF)
+        ok = fresh or t > self.last_t
+        if self.n < self.warmup or not ok:
+            point = 0.0
+        shown = max(point, self.held * p.decay) if ok else 0.0
+        return {"b0": b0, "b1": b1, "f": f, "prof": prof, "lev": lev, "levn": levn, "magn": magn,
+                "expected": expected, "r": r, "scale": scale, "sc": sc, "z": z, "point": point,
+                "shown": shown, "ok": ok}
+
+    # ---------------------------------------------------------------- River API
+    def score_one(self, x: dict[str, float]) -> float:
+        """The shown score of this sample (no side effects)."""
+        return self._assess(float(x["t"]), float(x["y"]))["shown"]
+
+    def learn_one(self, x: dict[str, float]) -> None:
+        t, y = float(x["t"]), float(x["y"])
+        a = self._assess(t, y)
+        if not a["ok"]:
+            return
+        p = self._p
+        fresh = self.n == 0
+        g = 1.0 if a["point"] < p.gate else p.gated
+        inv = 1.0 / (self.n + 1.0)
+        scale = a["scale"]
+        cl = p.clip * scale
+        prof = a["prof"]
+        es = y - (a["lev"] + prof)
+        en = y - a["levn"]
+        rate = max(p.alpha, inv) * g
+        self.level = a["lev"] + rate * min(max(es, -cl), cl)
+        self.levn = a["levn"] + rate * min(max(en, -cl), cl)
+        ra = abs(a["r"])
+        self.scale = a["sc"] + max(p.scale_rate, inv) * g * (min(ra, cl) - a["sc"])
+        self.magn = a["magn"] + max(5e-4, inv) * (abs(y) - a["magn"])
+        q = self.q98 if self.q98 > 0 else max(ra, 1e-12)
+        self.q98 = q * math.exp(max(0.05, 2.0 * inv) * (0.98 if ra > q else -0.02))
+        self.tail.learn(a["z"], p.u, max(p.tail_rate, 1.0 / (self.n + p.prior_n)))
+        # daily profile
+        ref = y if fresh else self.ref
+        dt_raw = 0.0 if fresh else min(t - self.last_t, 3600.0)
+        dtavg = self.dtavg if self.dtavg > 0 else dt_raw
+        dt = min(dt_raw, 2.0 * dtavg)
+        self.dtavg = dtavg + 0.05 * (dt_raw - dtavg)
+        sw = 86400.0 / SLOTS
+        b0, b1, f = a["b0"], a["b1"], a["f"]
+        ht0 = self.prof_t[b0] + dt * (1 - f)
+        ht1 = self.prof_t[b1] + dt * f
+        gh = min(dt / max(ht0 + ht1, 0.5 * sw), dt / (sw * p.cycles)) * g
+        eh = min(max(y - ref - prof, -cl), cl)
+        self.prof[b0] += (1 - f) * gh * eh
+        self.prof[b1] += f * gh * eh
+        self.prof_t[b0] = min(ht0, 10 * sw)
+        self.prof_t[b1] = min(ht1, 10 * sw)
+        a_ref = max(-math.expm1(-dt / 86400.0), inv) * g
+        self.ref = ref + a_ref * min(max(y - prof - ref, -cl), cl)
+        if fresh:
+            self.es = self.en = 0.0
+        else:
+            self.es += p.err_rate * (min(abs(es), cl) - self.es)
+            self.en += p.err_rate * (min(abs(en), cl) - self.en)
+        self.held = a["shown"]
+        self.last_t = t
+        self.n += 1
+
+
+class Calibrated(base.AnomalyDetector):
+    """Any River detector's raw score, mapped to the calibrated scale.
+
+    The raw score is standardised by its own running median-like level and mean
+    absolute deviation, and its upper tail is fitted online (peaks over 2
+    deviations, exponential excess) exactly as the residuals of
+    :class:`CalibratedTail` are: ``score = s / (s + 1.5)`` with ``s = -log10 p``.
+    ``x`` is the River dict ``{"t": ..., "y": ...}``; the wrapped detector sees
+    ``{"y": y}`` scaled to [0, 1] by a running min-max (Half-space trees need it)
+    or, for a supervised detector (``PredictiveAnomalyDetection``), ``(None, y)``.
+    """
+
+    def __init__(self, detector: Any, warmup: int = 30) -> None:
+        self.detector = detector
+        self.warmup = warmup
+        self.supervised = isinstance(detector, base.SupervisedAnomalyDetector)
+        self.minmax = preprocessing.MinMaxScaler()
+        self.level = stats.EWMean(fading_factor=0.01)
+        self.dev = stats.EWMean(fading_factor=0.01)
+        self.tail = _Tail(0.023, 0.6)
+        self.n = 0
+        self.held = 0.0
+
+    def _raw(self, y: float) -> float:
+        if self.supervised:
+            d = copy.deepcopy(self.detector)  # PredictiveAnomalyDetection.score_one updates itself
+            return float(d.score_one(None, y))
+        x = self.minmax.transform_one({"y": y})
+        return float(self.detector.score_one(x))
+
+    def _assess(self, y: float) -> tuple[float, float]:
+        raw = self._raw(y)
+        d = max(self.dev.get(), 1e-9)
+        z = (raw - self.level.get()) / (1.2533 * d)
+        s = self.tail.surprisal(z, 2.0) if z > 0 else 0.0
+        point = s / (s + SURPRISAL_HALF) if self.n >= self.warmup else 0.0
+        return z, point
+
+    def score_one(self, x: dict[str, float]) -> float:
+        _, point = self._assess(float(x["y"]))
+        return max(point, 0.9 * self.held)
+
+    def learn_one(self, x: dict[str, float]) -> None:
+        y = float(x["y"])
+        z, point = self._assess(y)
+        raw = self._raw(y)
+        self.held = max(point, 0.9 * self.held)
+        self.dev.update(abs(raw - self.level.get()))
+        self.level.update(raw)
+        if self.n > 0:
+            self.tail.learn(z, 2.0, max(2e-4, 1.0 / (self.n + 300)))
+        if self.supervised:
+            self.detector.learn_one(None, y)
+        else:
+            self.minmax.learn_one({"y": y})
+            self.detector.learn_one(self.minmax.transform_one({"y": y}))
+        self.n += 1
+
+
+#: detectors a metric family can be given in the configuration
+RIVER_DETECTORS = ("calibrated_tail", "half_space_trees", "predictive")
+
+
+def make_detector(name: str, warmup: int = 30) -> base.AnomalyDetector:
+    """A fresh detector by configuration name (see :data:`RIVER_DETECTORS`)."""
+    if name == "calibrated_tail":
+        return CalibratedTail(warmup=warmup)
+    if name == "half_space_trees":
+        return Calibrated(anomaly.HalfSpaceTrees(n_trees=10, height=8, window_size=250, seed=42),
+                          warmup=warmup)
+    if name == "predictive":
+        from river import time_series
+
+        return Calibrated(anomaly.PredictiveAnomalyDetection(
+            time_series.SNARIMAX(p=2, d=0, q=0), horizon=1, n_std=3.0, warmup_period=warmup),
+            warmup=warmup)
+    raise ValueError(f"unknown detector {name!r}; choose one of {', '.join(RIVER_DETECTORS)}")

@@ -87,9 +87,10 @@ def test_directory_with_a_bad_file_and_odd_rows(tmp_path: Path, capsys: pytest.C
         "2014-04-01 00:04:00,3\n2014-04-01 00:10:00,nan\n1396311000,5\n")
     (src / "notes.txt").write_text("ignored")
     assert cli("backtest", str(src), str(dst)) == 1  # some files failed
-    out = capsys.readouterr().out
-    assert "bad.csv: line 3: value is not a number: 'high'" in out
-    assert "noheader.csv: line 1: header must name 'timestamp' and 'value'" in out
+    out, err = capsys.readouterr()
+    # errors on stderr, one line each, the CLI's prefix (issue 17); the report on stdout
+    assert "sre-agent: error: " in err and "bad.csv: line 3: value is not a number: 'high'" in err
+    assert "noheader.csv: line 1: header must name 'timestamp' and 'value'" in err
     assert len(read(dst / "a.csv")) == 601 and len(read(dst / "nested" / "b.csv")) == 601
     gaps = read(dst / "gaps.csv")
     assert [r[1] for r in gaps[1:]] == ["1", "", "3", "nan", "5"]
@@ -99,8 +100,9 @@ def test_directory_with_a_bad_file_and_odd_rows(tmp_path: Path, capsys: pytest.C
 
 
 def test_missing_input(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    assert cli("backtest", str(tmp_path / "nope.csv"), str(tmp_path / "o.csv")) == 2
-    assert "does not exist" in capsys.readouterr().out
+    assert cli("backtest", str(tmp_path / "nope.csv"), str(tmp_path / "o.csv")) == 4  # Exit.IO
+    err = capsys.readouterr().err
+    assert err.startswith("sre-agent: error: ") and "does not exist" in err
 
 
 def test_timestamp_formats() -> None:

@@ -1,7 +1,13 @@
-"""``sre-agent audit verify|tail``: check the hash chain of the PostgreSQL audit log.
+"""``sre-agent audit verify|tail``: check and read the PostgreSQL audit log.
 
-``verify`` prints ``ok N rows`` and exits 0, or names the first row that breaks
-the chain and exits 1 (2 when the database cannot be reached or is not configured).
+``verify`` checks the hash chain: it prints ``ok N rows`` and exits 0, or names
+the first row that breaks the chain and exits 1.
+
+``tail`` prints the newest rows as JSON lines, oldest first (``--limit``, default
+50), optionally only those about one plan, incident or action id (``--subject``).
+
+Exit codes: 0 ok, 1 the chain (or ``--against-kafka``) check failed, 2
+``postgres.dsn`` not configured, 3 PostgreSQL or Kafka cannot be reached.
 
 A hash chain cannot show that its newest rows were cut off. ``verify
 --against-kafka`` also reads the ``audit`` topic (the sink's source, an
@@ -13,19 +19,19 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import sys
 import time
 from typing import Any
 
 import orjson
 
-from ..cli import SettingsFactory, command
+from ..cli import SettingsFactory, Unavailable, UsageError, command, error
 
 __all__: list[str] = []
 
 
 def _args(p: argparse.ArgumentParser) -> None:
-    p.add_argument("action", choices=["verify", "tail"])
+    p.add_argument("action", choices=["verify", "tail"],
+                   help="verify: check the hash chain; tail: print the newest rows as JSON lines")
     p.add_argument("--subject", help="tail: only rows about this plan/incident/action id")
     p.add_argument("--limit", type=int, default=50, help="tail: rows to print")
     p.add_argument("--against-kafka", action="store_true",
@@ -85,27 +91,25 @@ async def _run(dsn: str, args: argparse.Namespace, settings: Any) -> int:
     store = AuditStore(dsn, min_size=1, max_size=1)
     try:
         await store.setup()
-    except (OSError, Exception) as exc:  # asyncpg raises many kinds on connect
-        print(f"sre-agent: cannot open the audit database: {exc}", file=sys.stderr)
-        return 2
+    except Exception as exc:  # noqa: BLE001 - asyncpg raises many kinds on connect
+        raise Unavailable("PostgreSQL (the audit database)", None, exc) from None
     try:
         if args.action == "verify":
             report = await store.verify()
-            print(report, file=sys.stdout if report.ok else sys.stderr)
             if not report.ok:
-                return 1
+                return error(str(report))
+            print(report)
             if args.against_kafka:
                 try:
                     ids = await _kafka_audit_ids(settings, args.grace)
                 except Exception as exc:  # noqa: BLE001 - aiokafka raises many kinds
-                    print(f"sre-agent: cannot read the audit topic: {exc}", file=sys.stderr)
-                    return 2
+                    raise Unavailable("Kafka (the audit topic)", settings.kafka.broker,
+                                      exc) from None
                 gone = await store.missing(ids)
                 if gone:
-                    print(f"{len(gone)} of {len(ids)} audit records on Kafka have no row in "
-                          f"PostgreSQL (deleted or never written); first: {gone[0]}",
-                          file=sys.stderr)
-                    return 1
+                    return error(f"{len(gone)} of {len(ids)} audit records on Kafka have no "
+                                 f"row in PostgreSQL (deleted or never written); first: "
+                                 f"{gone[0]}")
                 print(f"ok: all {len(ids)} audit records on Kafka (older than {args.grace:g} s) "
                       f"have their row")
             return 0
@@ -117,10 +121,9 @@ async def _run(dsn: str, args: argparse.Namespace, settings: Any) -> int:
         await store.close()
 
 
-@command("audit", "verify the tamper-evident audit log in PostgreSQL", _args)
+@command("audit", "verify the tamper-evident audit log, or tail its newest rows", _args)
 def _audit(args: argparse.Namespace, settings: SettingsFactory) -> int:
     s = settings()
     if s.postgres.dsn is None:
-        print("sre-agent: postgres.dsn is not configured (SRE_AGENT_POSTGRES__DSN)", file=sys.stderr)
-        return 2
+        raise UsageError("postgres.dsn is not configured (SRE_AGENT_POSTGRES__DSN)")
     return asyncio.run(_run(s.postgres.dsn.get_secret_value(), args, s))

@@ -33,7 +33,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ..cli import SettingsFactory, command
+from ..cli import IOFailure, SettingsFactory, command, error
 from ..config import AnomalySettings
 from ..processors.detect import MetricDetector
 
@@ -211,7 +211,7 @@ def backtest(src: Path, dst: Path, settings: AnomalySettings) -> int:
     """Run the backtest; return the number of files that failed."""
     plan = _plan(src, dst)
     if not plan:
-        print(f"no .csv files under {src}")
+        error(f"no .csv files under {src}")
         return 1
     failed = 0
     t0 = time.monotonic()
@@ -223,7 +223,7 @@ def backtest(src: Path, dst: Path, settings: AnomalySettings) -> int:
                 group.append((read_csv(inp), outp))
             except BadFile as exc:
                 failed += 1
-                print(f"error: {inp}: {exc}")
+                error(f"{inp}: {exc}")
         total = sum(int(s.ok.sum()) for s, _ in group)
         prog = Progress(total) if total > 50_000 else None
         scores = score_series([s for s, _ in group], settings, prog)
@@ -232,7 +232,7 @@ def backtest(src: Path, dst: Path, settings: AnomalySettings) -> int:
                 _write(outp, s, sc)
             except OSError as exc:
                 failed += 1
-                print(f"error: {outp}: cannot write: {exc}")
+                error(f"{outp}: cannot write: {exc}")
                 continue
             thr = settings.threshold
             print(f"{s.path} -> {outp}: {len(s.rows)} rows, "
@@ -258,6 +258,5 @@ def _backtest(args: argparse.Namespace, settings: SettingsFactory) -> int:
     try:
         failed = backtest(args.input, args.output, ad)
     except BadFile as exc:
-        print(f"error: {exc}")
-        return 2
+        raise IOFailure(str(exc)) from None
     return 1 if failed else 0

@@ -20,7 +20,7 @@ import asyncio
 import logging
 import time
 
-from ..cli import SettingsFactory, command
+from ..cli import SettingsFactory, UsageError, command, error, warn
 from ..collectors.history import HistoryRun, auth_headers, learn_history, select_queries
 from ..config import Settings
 from ..schemas import MetricBatch, encode
@@ -52,7 +52,11 @@ async def _run(settings: Settings, args: argparse.Namespace) -> int:
     topic = settings.topic("metrics")
     producer = AIOKafkaProducer(**client_kwargs(settings.kafka),
                                 linger_ms=20, max_request_size=4 * 1024 * 1024)
-    await producer.start()
+    try:
+        await producer.start()
+    except BaseException:
+        await producer.stop()  # a failed start leaves its client open
+        raise
     last = [0.0]
 
     async def send(batch: MetricBatch) -> None:
@@ -74,9 +78,9 @@ async def _run(settings: Settings, args: argparse.Namespace) -> int:
     finally:
         await producer.stop()
     for e in run.errors:
-        print(f"error: {e}")
+        error(str(e))
     for q in run.empty:
-        print(f"warning: no data for {q} (needs history; see collectors.prometheus.queries)")
+        warn(f"no data for {q} (needs history; see collectors.prometheus.queries)")
     print(f"run {run.run_id} {run.status}: {run.series} series, {run.samples} samples in "
           f"{run.messages} messages; workers learn them from '{topic}'")
     return 0 if run.status == "done" else 1
@@ -85,13 +89,11 @@ async def _run(settings: Settings, args: argparse.Namespace) -> int:
 @command("baseline", "learn baselines from 7-30 days of Prometheus history (baseline learn)", _args)
 def _baseline(args: argparse.Namespace, settings: SettingsFactory) -> int:
     if not 1 <= args.days <= 30:
-        print("error: --days must be between 1 and 30")
-        return 2
+        raise UsageError("--days must be between 1 and 30")
     if args.step <= 0:
-        print("error: --step must be > 0")
-        return 2
+        raise UsageError("--step must be > 0")
+    s = settings()
     try:
-        return asyncio.run(_run(settings(), args))
+        return asyncio.run(_run(s, args))
     except ValueError as exc:
-        print(f"error: {exc}")
-        return 2
+        raise UsageError(str(exc)) from None

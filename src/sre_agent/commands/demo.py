@@ -13,12 +13,11 @@ from __future__ import annotations
 import argparse
 import asyncio
 import signal
-import sys
 import threading
 import time
 from pathlib import Path
 
-from ..cli import SettingsFactory, command
+from ..cli import Exit, SettingsFactory, UsageError, command, error
 
 __all__: list[str] = []
 
@@ -31,7 +30,7 @@ def _args(p: argparse.ArgumentParser) -> None:
                         "see `sre-agent eval --list`")
     p.add_argument("--history-hours", type=float, default=12.0,
                    help="clean history replayed first (default 12)")
-    p.add_argument("--seed", type=int, default=7)
+    p.add_argument("--seed", type=int, default=7, help="simulation seed (default 7)")
     p.add_argument("--no-postgres", action="store_true", help="do not start PostgreSQL")
     p.add_argument("--dir", type=Path, default=Path(".devstack/demo"), help="work folder")
     p.add_argument("--keep", action="store_true",
@@ -68,8 +67,7 @@ def _demo(args: argparse.Namespace, settings: SettingsFactory) -> int:
     try:
         scenarios = select(args.scenario or DEFAULT)
     except ValueError as exc:
-        print(f"sre-agent demo: {exc}")
-        return 2
+        raise UsageError(f"demo: {exc}") from None
     t_start = time.monotonic()
     print(_line())
     print("SRE Agent demo: a simulated crypto exchange, real Kafka, real agent")
@@ -91,8 +89,7 @@ def _demo(args: argparse.Namespace, settings: SettingsFactory) -> int:
         try:
             stack.start(topo, say=say)
         except (DevstackError, RuntimeError) as exc:
-            print(f"sre-agent demo: could not start the local stack: {exc}", file=sys.stderr)
-            return 1
+            return error(f"demo: could not start the local stack: {exc}", Exit.FAILED)
         say(f"agent up: status {stack.status_url}; services: "
             f"{', '.join(c.name for c in topo if c.kind == 'service')} + postgres, redis, kafka")
         say(f"replaying {args.history_hours:.0f} h of normal traffic so baselines can learn, "

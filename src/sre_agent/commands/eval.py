@@ -19,7 +19,7 @@ from typing import Any
 
 import orjson
 
-from ..cli import SettingsFactory, command
+from ..cli import Exit, SettingsFactory, UsageError, command, error
 
 __all__: list[str] = []
 
@@ -153,8 +153,7 @@ def _eval(args: argparse.Namespace, settings: SettingsFactory) -> int:
         epoch_of(args.epoch, 0.0)
         agent_env_of(args.agent_env)
     except ValueError as exc:
-        print(f"sre-agent eval: {exc}", file=sys.stderr)
-        return 2
+        raise UsageError(f"eval: {exc}") from None
     from ..sim import RunRecord, score
 
     if args.rescore:
@@ -166,8 +165,7 @@ def _eval(args: argparse.Namespace, settings: SettingsFactory) -> int:
         try:
             card, record = run_eval(args, list(settings().actions.protected))
         except (DevstackError, RuntimeError) as exc:
-            print(f"sre-agent eval: {exc}", file=sys.stderr)
-            return 1
+            return error(f"eval: {exc}", Exit.FAILED)
     print()
     print(render(card))
     r = card["run"]

@@ -20,7 +20,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from ..cli import SettingsFactory, command
+from ..cli import IOFailure, SettingsFactory, Unavailable, UsageError, command
 from ..config import Settings
 from ..processors.ingest import PayloadError, parse_argocd
 from ..schemas import DeployEvent, encode
@@ -32,16 +32,19 @@ def _args(p: argparse.ArgumentParser) -> None:
     p.add_argument("what", choices=["deploy"], help="deploy: a deploy/config change event")
     p.add_argument("--app", help="ArgoCD application name")
     p.add_argument("--service", help="service name (default: the app name)")
-    p.add_argument("--namespace", default=None)
+    p.add_argument("--namespace", default=None, help="Kubernetes namespace of the service")
     p.add_argument("--revision", default=None, help="git revision / chart version deployed")
-    p.add_argument("--previous-revision", default=None)
+    p.add_argument("--previous-revision", default=None,
+                   help="the revision it replaced (what a rollback goes back to)")
     p.add_argument("--image", action="append", default=[], help="deployed image (repeatable)")
     p.add_argument("--author", default=None, help="who initiated the sync")
     p.add_argument("--change-type", default="deploy",
-                   choices=["deploy", "config", "rollback", "scale"])
-    p.add_argument("--sync-status", default="Synced")
-    p.add_argument("--health-status", default=None)
-    p.add_argument("--message", default="")
+                   choices=["deploy", "config", "rollback", "scale"],
+                   help="what kind of change (default deploy)")
+    p.add_argument("--sync-status", default="Synced", help="ArgoCD sync status (default Synced)")
+    p.add_argument("--health-status", default=None,
+                   help="ArgoCD health status (Healthy, Degraded, Progressing ...)")
+    p.add_argument("--message", default="", help="free text: commit message, ticket ...")
     p.add_argument("--time", default=None, help="ISO-8601 or Unix seconds (default: now)")
     p.add_argument("--json", dest="json_file", default=None,
                    help="read an ArgoCD notification payload from FILE ('-' for stdin)")
@@ -82,7 +85,11 @@ async def produce(settings: Settings, event: DeployEvent, timeout: float = 30.0)
 
     producer = AIOKafkaProducer(**client_kwargs(settings.kafka),
                                 request_timeout_ms=int(timeout * 1000), acks="all")
-    await asyncio.wait_for(producer.start(), timeout)
+    try:
+        await asyncio.wait_for(producer.start(), timeout)
+    except BaseException:
+        await producer.stop()  # a failed start leaves its client open
+        raise
     try:
         await producer.send_and_wait(settings.topic(event.TOPIC), value=encode(event),
                                      key=event.key().encode())
@@ -94,14 +101,15 @@ async def produce(settings: Settings, event: DeployEvent, timeout: float = 30.0)
 def _publish(args: argparse.Namespace, settings: SettingsFactory) -> int:
     try:
         event = deploy_from_args(args)
-    except (PayloadError, OSError) as exc:
-        print(f"sre-agent publish deploy: {exc}", file=sys.stderr)
-        return 2
+    except PayloadError as exc:
+        raise UsageError(f"publish deploy: {exc}") from None
+    except OSError as exc:
+        raise IOFailure(f"publish deploy: {exc}") from None
     if not args.dry_run:
+        s = settings()
         try:
-            asyncio.run(produce(settings(), event))
-        except Exception as exc:
-            print(f"sre-agent publish deploy: could not produce to Kafka: {exc}", file=sys.stderr)
-            return 1
+            asyncio.run(produce(s, event))
+        except (Exception, TimeoutError) as exc:  # noqa: BLE001 - aiokafka raises many kinds
+            raise Unavailable("Kafka", s.kafka.broker, exc) from None
     print(event.model_dump_json())
     return 0

@@ -7,11 +7,22 @@ DIR holds
   Unix seconds — milliseconds are recognised — or ISO-8601; any interval;
   empty and ``NaN`` values are skipped as gaps);
 - ``incident.json`` — ``{"start": <timestamp>, "symptom": {"service": ..., "metric": ...}}``
-  (symptom optional).
+  (symptom optional);
+- ``logs.csv`` (optional) — header ``timestamp,service,message``, one log line
+  per row. Lines are mined into templates per service with the product's
+  template miner; the level is the message's first word when it is one
+  (``ERROR ...``), else error words decide. Time the export does not cover
+  (no line of any service in a 10 s bin) counts as no data, not as silence;
+- ``events.csv`` (optional) — header ``timestamp,service,kind,detail``: deploys
+  (``kind`` ``deploy``), configuration changes (``config``) and Kubernetes
+  events (``kind`` = the reason, e.g. ``OOMKilled``, ``CrashLoopBackOff``);
+  ``detail`` is free text (may be empty).
 
-It prints ``{"candidates": [{"service", "score", "cause_type", "evidence"}, ...]}``
-ranking every service, most likely root cause first. Malformed input exits
-with status 2 and a message naming the file and line.
+The reference is the hour before ``start``, the judged window the 5 minutes
+after it. It prints ``{"candidates": [{"service", "score", "cause_type",
+"evidence"}, ...]}`` ranking every service, most likely root cause first
+(``score`` is the fused evidence strength, 0 when nothing was seen).
+Malformed input exits with status 2 and a message naming the file and line.
 """
 
 from __future__ import annotations
@@ -20,13 +31,13 @@ import argparse
 import csv
 import json
 import math
-import sys
 from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from ..cli import SettingsFactory, command
+from ..cli import SettingsFactory, UsageError, command
+from ..processors.rca_engine import ChangeEvent
 from ..processors.rca_offline import analyze_offline
 
 __all__ = ["InputError", "load_dir", "parse_time"]
@@ -69,6 +80,7 @@ def parse_time(raw: Any, where: str) -> float:
 def _rows(path: Path, header: list[str]) -> Iterator[tuple[int, list[str]]]:
     if not path.is_file():
         raise InputError(f"{path.name}: missing (expected {path})")
+    csv.field_size_limit(1 << 24)
     with path.open(newline="", encoding="utf-8-sig") as fh:
         reader = csv.reader(fh)
         try:
@@ -88,7 +100,7 @@ def _rows(path: Path, header: list[str]) -> Iterator[tuple[int, list[str]]]:
 
 
 def load_dir(directory: Path) -> dict[str, Any]:
-    """Read and validate the three files; return kwargs for :func:`analyze_offline`."""
+    """Read and validate the files; return kwargs for :func:`analyze_offline`."""
     if not directory.is_dir():
         raise InputError(f"{directory}: not a directory")
     edges = []
@@ -129,12 +141,32 @@ def load_dir(directory: Path) -> dict[str, Any]:
         raise InputError('incident.json: "symptom" must be {"service": ..., "metric": ...}')
     if not any(t >= start for t, *_ in rows):
         raise InputError(f"metrics.csv: no samples at or after the incident start {inc['start']}")
-    return {"edges": edges, "rows": rows, "start": start, "symptom": symptom}
+    logs = []
+    if (directory / "logs.csv").exists():
+        for line, (ts, svc, message) in _rows(directory / "logs.csv",
+                                              ["timestamp", "service", "message"]):
+            where = f"logs.csv line {line}"
+            if not svc:
+                raise InputError(f"{where}: service must not be empty")
+            logs.append((parse_time(ts, where), svc, message))
+    events = []
+    if (directory / "events.csv").exists():
+        for line, (ts, svc, kind, detail) in _rows(directory / "events.csv",
+                                                   ["timestamp", "service", "kind", "detail"]):
+            where = f"events.csv line {line}"
+            if not svc or not kind:
+                raise InputError(f"{where}: service and kind must not be empty")
+            events.append(ChangeEvent(parse_time(ts, where), svc, kind, detail))
+    return {"edges": edges, "rows": rows, "start": start, "symptom": symptom, "logs": logs,
+            "events": events}
 
 
 def _args(p: argparse.ArgumentParser) -> None:
+    p.description = __doc__.split("\n\n", 1)[1] if __doc__ else None
+    p.formatter_class = argparse.RawDescriptionHelpFormatter
     p.add_argument("action", choices=["offline"], help="offline: rank root causes from exported data")
-    p.add_argument("directory", type=Path, help="folder with graph.csv, metrics.csv, incident.json")
+    p.add_argument("directory", type=Path, help="folder with graph.csv, metrics.csv, incident.json "
+                   "and optionally logs.csv, events.csv (formats above)")
     p.add_argument("--top", type=int, default=0, help="print only the first N candidates")
 
 
@@ -143,8 +175,7 @@ def _rca(args: argparse.Namespace, settings: SettingsFactory) -> int:
     try:
         data = load_dir(args.directory)
     except InputError as exc:
-        print(f"sre-agent rca offline: {exc}", file=sys.stderr)
-        return 2
+        raise UsageError(f"rca offline: {exc}") from None
     out = analyze_offline(**data)
     if args.top > 0:
         out["candidates"] = out["candidates"][: args.top]

@@ -155,21 +155,29 @@ def count_entries(raw: bytes, limit: int) -> int:
             return n
         wire = tag & 7
         if wire == 2:
-            length = shift = 0
-            while pos < end:
-                b = raw[pos]
-                pos += 1
-                length |= (b & 0x7F) << shift
-                if not b & 0x80:
-                    break
-                shift += 7
-                if shift > 35:
-                    return n
+            got = _varint(raw, pos, end, 35)
+            if got is None:
+                return n
+            length, pos = got
             pos += length
             n += tag == 0x0A
         else:
             return n
     return n
+
+
+def _varint(buf: bytes, pos: int, end: int, max_shift: int) -> tuple[int, int] | None:
+    """A protobuf varint at ``pos``: (value, position after it), or None when it runs
+    past ``end`` or is longer than ``max_shift`` bits allow."""
+    value = shift = 0
+    while pos < end and shift <= max_shift:
+        b = buf[pos]
+        pos += 1
+        value |= (b & 0x7F) << shift
+        if not b & 0x80:
+            return value, pos
+        shift += 7
+    return None
 
 
 def _check_headers(content_encoding: str | None, content_type: str | None) -> None:
@@ -315,17 +323,10 @@ def _samples(sb: bytes, pos: int) -> tuple[list[tuple[float, float]], int] | Non
                 v = unpack_from("<d", sb, p + 1)[0]
                 p += 9
             elif ft == 0x10:
-                t = shift = 0
-                p += 1
-                while True:
-                    if p >= end or shift > 63:
-                        return None
-                    b = sb[p]
-                    p += 1
-                    t |= (b & 0x7F) << shift
-                    if not b & 0x80:
-                        break
-                    shift += 7
+                got = _varint(sb, p + 1, end, 63)
+                if got is None:
+                    return None
+                t, p = got
             else:
                 return None
         if v - v != 0.0:  # NaN (staleness marker) or infinite

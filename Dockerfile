@@ -15,10 +15,15 @@ RUN apt-get update \
 RUN python -m venv /opt/venv
 ENV PATH=/opt/venv/bin:$PATH
 WORKDIR /src
-# dependencies first (cached layer), resolved exactly as constraints.txt pins them
-COPY pyproject.toml constraints.txt README.md ./
+# 1. the dependencies alone, from pyproject.toml's list pinned by constraints.txt: this layer
+#    is rebuilt only when those two files change, not on every source change
+COPY pyproject.toml constraints.txt ./
+RUN python -c "import tomllib; print('\n'.join(tomllib.load(open('pyproject.toml', 'rb'))['project']['dependencies']))" > requirements.txt \
+ && pip install -c constraints.txt -r requirements.txt
+# 2. the package itself (no dependency resolution left to do)
+COPY README.md ./
 COPY src ./src
-RUN pip install -c constraints.txt .
+RUN pip install --no-deps -c constraints.txt .
 
 # ---- runtime: no compilers, non-root, data on a volume
 FROM ${PYTHON_IMAGE} AS runtime
@@ -40,7 +45,8 @@ USER 10001:10001
 WORKDIR /home/sre
 VOLUME ["/data"]
 EXPOSE 6066
+# liveness (a wedged or crashed worker); readiness is GET /readyz (see docs/deploy.md)
 HEALTHCHECK --interval=15s --timeout=5s --start-period=60s --retries=4 \
-  CMD ["python", "-c", "import urllib.request,sys; urllib.request.urlopen('http://127.0.0.1:6066/status', timeout=4); sys.exit(0)"]
+  CMD ["python", "-c", "import urllib.request,sys; urllib.request.urlopen('http://127.0.0.1:6066/livez', timeout=4); sys.exit(0)"]
 ENTRYPOINT ["sre-agent"]
 CMD ["worker"]

@@ -1,4 +1,10 @@
-"""Redaction of secrets and personal data before anything leaves for an LLM.
+"""Redaction of secrets (everywhere) and personal data (before an LLM).
+
+Secrets are redacted at the source: every input event is scrubbed when it is
+decoded, before template mining or any other stage sees it, and every event the
+agent produces is scrubbed once more on its way to a topic
+(:func:`scrub_event`, secrets only: addresses stay usable for correlation). The
+LLM gets the full treatment, personal data included (:func:`redact_obj`).
 
 :func:`redact` replaces, in free text, private keys, cloud/API tokens, JWTs,
 bearer/basic credentials, ``password=``-style assignments, credentials in URLs,
@@ -24,9 +30,14 @@ True
 from __future__ import annotations
 
 import re
-from typing import Any
+from typing import Any, TypeVar
 
-__all__ = ["SECRET_KEY_NAMES", "redact", "redact_obj"]
+from pydantic import BaseModel
+
+M = TypeVar("M", bound=BaseModel)
+
+__all__ = ["SECRET_KEY_NAMES", "redact", "redact_obj", "redact_secrets", "scrub_event",
+           "scrub_model"]
 
 _SECRET = "<redacted:secret>"
 
@@ -46,6 +57,10 @@ _RULES: list[tuple[re.Pattern[str], str]] = [
     (re.compile(r"(?<=://)[^/\s:@<>]+:[^/\s@<>]+(?=@)"), "<redacted:credentials>"),
     (re.compile(r"\beyJ[A-Za-z0-9_-]{5,}\.[A-Za-z0-9_-]{5,}\.[A-Za-z0-9_-]{5,}\b"), "<redacted:token>"),
     (re.compile(r"\b(?:AKIA|ASIA|AGPA|AIDA|AROA)[A-Z0-9]{16}\b"), "<redacted:aws_key>"),
+    # an AWS secret access key's shape: 40 base64 characters, mixed case and digits, alone
+    (re.compile(r"(?<![A-Za-z0-9/+])(?=[A-Za-z0-9/+]{0,39}[A-Z])(?=[A-Za-z0-9/+]{0,39}[a-z])"
+                r"(?=[A-Za-z0-9/+]{0,39}[0-9])[A-Za-z0-9/+]{40}(?![A-Za-z0-9/+=])"),
+     "<redacted:aws_secret>"),
     (re.compile(r"\bsk-(?:ant-)?[A-Za-z0-9_-]{16,}"), "<redacted:api_key>"),
     (re.compile(r"\bxox[abposr]-[A-Za-z0-9-]{10,}"), "<redacted:slack_token>"),
     (re.compile(r"\bgh[pousr]_[A-Za-z0-9]{20,}\b"), "<redacted:github_token>"),
@@ -64,6 +79,7 @@ _RULES: list[tuple[re.Pattern[str], str]] = [
         (--[\w-]*(?:password|passwd|secret|token|api[_-]?key|access[_-]?key|private[_-]?key
                     |credential)s?(?:\s+|=))
         (?!<redacted)(?!-)([^\s"',;&}]+)"""), r"\1" + _SECRET),
+    # ---- personal data from here on (PERSONAL_FROM): redacted before the LLM only
     (re.compile(r"\b[A-Za-z0-9._%+-]+@[A-Za-z0-9.-]+\.[A-Za-z]{2,}\b"), "<redacted:email>"),
     (re.compile(r"(?<![\w.])(?:(?:25[0-5]|2[0-4]\d|1?\d?\d)\.){3}(?:25[0-5]|2[0-4]\d|1?\d?\d)"
                 r"(?:/\d{1,2})?(?![\w.])"), "<redacted:ip>"),
@@ -75,13 +91,29 @@ _RULES: list[tuple[re.Pattern[str], str]] = [
 ]
 
 
-def redact(text: str) -> str:
-    """Return ``text`` with secrets, tokens, keys, e-mails and IP addresses masked."""
+#: index of the first personal-data rule (e-mail, IP addresses)
+PERSONAL_FROM = next(i for i, (_, r) in enumerate(_RULES) if r == "<redacted:email>")
+
+
+def redact(text: str, personal: bool = True) -> str:
+    """Return ``text`` with secrets, tokens, keys (and, if ``personal``, e-mails and IP
+    addresses) masked."""
     if not text:
         return text
-    for pattern, repl in _RULES:
+    for pattern, repl in (_RULES if personal else _RULES[:PERSONAL_FROM]):
         text = pattern.sub(repl, text)
     return text
+
+
+def redact_secrets(text: str) -> str:
+    """Secrets only (no personal data): what topics, tickets and messages get.
+
+    >>> redact_secrets("db postgres://app:pw@10.0.0.5/x key=wJalrXUtnFEMI/K7MDENG/bPxRfiCYEXAMPLEKEY")
+    'db postgres://<redacted:credentials>@10.0.0.5/x key=<redacted:aws_secret>'
+    >>> redact_secrets("secret wJalrXUtnFEMI/K7MDENG/bPxRfiCYEXAMPLEKEY and sha 3f786850e387550fdab836ed7e6dc881de23001b")
+    'secret <redacted:aws_secret> and sha 3f786850e387550fdab836ed7e6dc881de23001b'
+    """
+    return redact(text, personal=False)
 
 
 def _secret_key(key: str) -> bool:
@@ -89,25 +121,51 @@ def _secret_key(key: str) -> bool:
     return norm in SECRET_KEY_NAMES or norm.endswith(("password", "secret", "token", "apikey"))
 
 
-def redact_obj(obj: Any, max_depth: int = 32) -> Any:
+def redact_obj(obj: Any, max_depth: int = 32, personal: bool = True,
+               keep: frozenset[str] = frozenset()) -> Any:
     """Redact every string inside JSON-like data; secret-named keys lose their value.
 
     Returns a new object (the input is not modified). Non-string scalars are
     kept; objects nested deeper than ``max_depth`` are replaced by a marker.
+    Top-level keys in ``keep`` are left as they are.
     """
     if max_depth < 0:
         return "<redacted:too_deep>"
     if isinstance(obj, str):
-        return redact(obj)
+        return redact(obj, personal)
     if isinstance(obj, dict):
         out: dict[Any, Any] = {}
         for k, v in obj.items():
-            if isinstance(k, str) and _secret_key(k) and v not in (None, ""):
+            if k in keep:
+                out[k] = v
+            elif isinstance(k, str) and _secret_key(k) and v not in (None, ""):
                 out[k] = _SECRET
             else:
-                out[k] = redact_obj(v, max_depth - 1)
+                out[k] = redact_obj(v, max_depth - 1, personal)
         return out
     if isinstance(obj, (list, tuple)):
-        items = [redact_obj(v, max_depth - 1) for v in obj]
+        items = [redact_obj(v, max_depth - 1, personal) for v in obj]
         return items if isinstance(obj, list) else tuple(items)
     return obj
+
+
+#: members of signed decision events left alone: the signature, and the signed
+#: events an sre-action carries (they were scrubbed when they were produced)
+SIGNED_KEYS = frozenset({"signature", "key_id", "plan", "approvals", "idempotency_key",
+                         "event_id"})
+
+
+def scrub_model(event: M) -> M:
+    """``event`` with secrets redacted (the same object when there were none)."""
+    data = event.model_dump(mode="json")
+    clean = scrub_event(data)
+    return event if clean == data else type(event).model_validate(clean)
+
+
+def scrub_event(data: dict[str, Any]) -> dict[str, Any]:
+    """Secrets out of one event's JSON object (before a topic, a ticket, a message).
+
+    >>> scrub_event({"message": "login with password=hunter2", "signature": "c2ln", "n": 1})
+    {'message': 'login with password=<redacted:secret>', 'signature': 'c2ln', 'n': 1}
+    """
+    return redact_obj(data, personal=False, keep=SIGNED_KEYS)  # type: ignore[no-any-return]

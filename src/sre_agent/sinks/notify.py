@@ -17,6 +17,7 @@ Examples
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 from dataclasses import dataclass, field
 from typing import Any
@@ -24,6 +25,7 @@ from typing import Any
 import aiohttp
 
 from ..config import NotifySettings
+from ..processors.redact import redact_secrets, scrub_event
 
 __all__ = ["Notice", "Notifier", "pagerduty_body", "wecom_body"]
 
@@ -94,6 +96,9 @@ class Notifier:
         out: dict[str, bool] = {}
         if not self.enabled:
             return out
+        notice = dataclasses.replace(notice, title=redact_secrets(notice.title),
+                                     text=redact_secrets(notice.text),
+                                     details=scrub_event(dict(notice.details)))
         await self.setup()
         if s.wecom_webhook_url is not None:
             out["wecom"] = await self._post("wecom", s.wecom_webhook_url.get_secret_value(),

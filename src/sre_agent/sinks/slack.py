@@ -42,6 +42,7 @@ from slack_sdk.signature import SignatureVerifier
 from slack_sdk.web.async_client import AsyncWebClient
 
 from ..config import SlackSettings
+from ..processors.redact import redact_secrets, scrub_model
 from ..schemas import ActionPlan
 from .breakers import Guard
 
@@ -192,6 +193,7 @@ class SlackApprovals:
         The message carries Slack message metadata (``sre_agent_plan`` with the plan
         id), so :meth:`find` can tell whether a post whose outcome was lost happened.
         """
+        plan = scrub_model(plan)
         resp = await self.guard(
             self.client.chat_postMessage,
             channel=self.channel, blocks=plan_blocks(plan),
@@ -228,6 +230,7 @@ class SlackApprovals:
 
     async def update(self, where: Mapping[str, str], plan: ActionPlan, status: str,
                      note: str = "") -> None:
+        plan, note = scrub_model(plan), redact_secrets(note)
         blocks = plan_blocks(plan, status=status)
         if note:
             blocks.insert(-1, {"type": "section", "text": {"type": "mrkdwn", "text": _t(note)}})

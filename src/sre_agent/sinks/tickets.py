@@ -17,6 +17,7 @@ from typing import Any, Protocol
 import aiohttp
 import orjson
 
+from ..processors.redact import scrub_model
 from ..schemas import Incident
 from .audit import AuditStore
 
@@ -38,6 +39,7 @@ class PostgresTickets:
         self.store = store
 
     async def upsert(self, incident: Incident) -> str:
+        incident = scrub_model(incident)
         entry = orjson.dumps([{"revision": incident.revision, "status": incident.status,
                                "time": incident.time.isoformat()}]).decode()
         async with self.store._pool().acquire() as con:
@@ -98,6 +100,7 @@ class JiraTickets:
             return orjson.loads(text) if text else {}
 
     async def upsert(self, incident: Incident) -> str:
+        incident = scrub_model(incident)
         what = await self.local.upsert(incident)
         key = await self.local.external_key(incident.incident_id)
         summary = f"[{incident.severity}] {incident.title}"[:250]

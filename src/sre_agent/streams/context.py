@@ -20,15 +20,32 @@ import faust
 import orjson
 
 from ..config import Settings
+from ..processors.redact import redact_secrets, scrub_event, scrub_model
 from ..processors.signing import Check
-from ..schemas import DECISION_TOPICS, DeadLetter, DecodeError, Event, decode, encode
+from ..schemas import (
+    DECISION_TOPICS,
+    Alert,
+    DeadLetter,
+    DecodeError,
+    DeployEvent,
+    Event,
+    K8sEvent,
+    LogRecord,
+    MetricBatch,
+    decode,
+    encode,
+)
 from .tables import Tables
 from .topics import Topics
 
 if TYPE_CHECKING:
     from .services import Services
 
-__all__ = ["StreamContext", "Stats"]
+__all__ = ["SCRUBBED_INPUTS", "StreamContext", "Stats"]
+
+#: input topics' models whose secrets are redacted when decoded (external producers
+#: write these topics directly)
+SCRUBBED_INPUTS: frozenset[type[Event]] = frozenset({LogRecord, Alert, DeployEvent, K8sEvent})
 
 log = logging.getLogger(__name__)
 
@@ -74,7 +91,9 @@ class StreamContext:
             self._seen[tp] = msg.offset
             self.stats.events_in[topic] += 1
         try:
-            return decode(model, event.value)
+            obj = decode(model, event.value)
+            # secrets out at the source: before template mining or any other stage
+            return scrub_model(obj) if model in SCRUBBED_INPUTS else obj
         except DecodeError as exc:
             if not first:
                 return None
@@ -90,7 +109,12 @@ class StreamContext:
         self.stats.dlq[topic] += 1
         log.warning("dead letter on %s: %s", topic, error[:300],
                     extra={"topic": topic, "offset": kw.get("offset")})
-        dl = DeadLetter.of(topic, value, error, **kw)
+        if isinstance(value, bytes | bytearray):  # the DLQ is a topic too: no secrets on it
+            try:
+                value = redact_secrets(bytes(value).decode("utf-8")).encode("utf-8")
+            except UnicodeDecodeError:
+                pass
+        dl = DeadLetter.of(topic, value, redact_secrets(error), **kw)
         await self.topics.dlq(topic).send(key=topic.encode(), value=encode(dl))
 
     async def decode_signed(self, model: type[E], event: Any,
@@ -107,9 +131,12 @@ class StreamContext:
 
     def encode(self, event: Event) -> bytes:
         """The bytes of ``event``; decision events signed with the agent's key."""
+        if isinstance(event, MetricBatch):  # labels are redacted by the collectors
+            return encode(event)
+        data = scrub_event(event.model_dump(mode="json"))  # one redaction before any topic
         if event.TOPIC in DECISION_TOPICS:
-            return self.services.keys.signer.sign_bytes(event.model_dump(mode="json"))
-        return encode(event)
+            return self.services.keys.signer.sign_bytes(data)
+        return orjson.dumps(data)
 
     async def send(self, event: Event) -> Any:
         """Produce ``event`` to its topic with its key; returns the delivery future."""

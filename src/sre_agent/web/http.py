@@ -19,6 +19,7 @@ import orjson
 from faust.web import Request, Response, View
 from pydantic import BaseModel, ValidationError
 
+from ..processors.redact import SIGNED_KEYS, redact_obj
 from ..readmodel import QueryError, ReadModel
 from ..schemas import AuditRecord
 from ..streams.projection import Projection
@@ -80,6 +81,22 @@ async def json_body(request: Request, model: type[BaseModel]) -> Any:
         return model.model_validate(data)
     except ValidationError as exc:
         raise BadRequest(validation_message(exc)) from None
+
+
+def _scrubbed(view: View, resp: Response) -> Response:
+    """The API is an outbound path too: secrets out of every JSON answer."""
+    if getattr(resp, "content_type", "") != "application/json" or not resp.body:
+        return resp
+    try:
+        data = orjson.loads(resp.body)
+    except (orjson.JSONDecodeError, TypeError):
+        return resp
+    clean = redact_obj(data, personal=False, keep=SIGNED_KEYS)
+    if clean == data:
+        return resp
+    return view.json(clean, status=resp.status,
+                     headers={k: v for k, v in resp.headers.items()
+                              if k.lower() not in ("content-type", "content-length")})
 
 
 @dataclass
@@ -155,7 +172,7 @@ class Api:
                     log.exception("API endpoint %s failed", name)
                     resp = view.json({"error": "internal error; see the agent's log"}, status=500)
                 self.requests[(name, f"{resp.status // 100}xx")] += 1
-                return resp
+                return _scrubbed(view, resp)
 
             return wrapper
 

@@ -44,8 +44,10 @@ from tests.conftest import WorkerProcess, unique
 pytestmark = pytest.mark.integration
 
 PG_PASSWORD = "pg-Pa55w0rd-never-shown"
-#: open by design: health, the scrape endpoint, the API description, the console shell
-PUBLIC = {"/status", "/metrics", "/openapi.json", "/", "/console", "/console/static/{name}"}
+#: open by design: health, the kubelet's probes, the scrape endpoint, the API description,
+#: the console shell
+PUBLIC = {"/status", "/livez", "/readyz", "/metrics", "/openapi.json", "/", "/console",
+          "/console/static/{name}"}
 #: authenticated by their own secret, not by API tokens
 OWN_SECRET = {"/webhooks/argocd", "/webhooks/alertmanager", "/webhooks/n9e", "/api/v1/write",
               "/slack/commands", "/slack/interactions"}

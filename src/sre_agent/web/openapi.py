@@ -215,9 +215,26 @@ SPECIAL: dict[tuple[str, str], dict[str, Any]] = {
         },
     },
     ("/status", "get"): {
-        "summary": "Worker health, lag, tables, counters (liveness/readiness probe)",
+        "summary": "Worker health, lag, tables, counters (always 200; the probes are below)",
         "responses": {
             "200": {"description": "status", "content": {JSON: {"schema": {"type": "object"}}}}
+        },
+    },
+    ("/livez", "get"): {
+        "summary": "Liveness probe: 503 only when the Faust app or its consumer thread crashed",
+        "responses": {
+            "200": {"description": "live", "content": {JSON: {"schema": {"type": "object"}}}},
+            "503": {"description": "crashed; reasons listed",
+                    "content": {JSON: {"schema": {"type": "object"}}}},
+        },
+    },
+    ("/readyz", "get"): {
+        "summary": "Readiness probe: 503 while recovering, without a group coordinator "
+        "(broker unreachable) or with a stalled stage",
+        "responses": {
+            "200": {"description": "ready", "content": {JSON: {"schema": {"type": "object"}}}},
+            "503": {"description": "not ready; reasons listed",
+                    "content": {JSON: {"schema": {"type": "object"}}}},
         },
     },
     ("/slack/commands", "post"): {

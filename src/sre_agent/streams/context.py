@@ -43,6 +43,10 @@ if TYPE_CHECKING:
 
 __all__ = ["SCRUBBED_INPUTS", "StreamContext", "Stats"]
 
+#: dead letters logged one by one per topic and window; the rest are summed up
+DLQ_LOG_BURST = 5
+DLQ_LOG_WINDOW = 60.0
+
 #: input topics' models whose secrets are redacted when decoded (external producers
 #: write these topics directly)
 SCRUBBED_INPUTS: frozenset[type[Event]] = frozenset({LogRecord, Alert, DeployEvent, K8sEvent})
@@ -78,6 +82,8 @@ class StreamContext:
     state: dict[str, Any] = field(default_factory=dict)
     #: highest offset decoded per (topic, partition), to count/dead-letter once
     _seen: dict[tuple[str, int], int] = field(default_factory=dict)
+    #: per topic: (window start, lines logged, dead letters not logged)
+    _dlq_log: dict[str, tuple[float, int, int]] = field(default_factory=dict)
 
     async def decode(self, model: type[E], event: Any, stage: str = "") -> E | None:
         """Decode ``event.value`` as ``model``; on failure send it to the DLQ, return None."""
@@ -105,10 +111,27 @@ class StreamContext:
             return None
 
     async def dead_letter(self, topic: str, value: bytes | None, error: str, **kw: Any) -> None:
-        """Produce a :class:`DeadLetter` to ``<topic>.dlq``; count it."""
+        """Produce a :class:`DeadLetter` to ``<topic>.dlq``; count it.
+
+        Logged at most :data:`DLQ_LOG_BURST` times per topic and minute, then one
+        line says how many more went to the DLQ: a flood of bad input is a counter
+        and a DLQ, never a log storm.
+        """
         self.stats.dlq[topic] += 1
-        log.warning("dead letter on %s: %s", topic, error[:300],
-                    extra={"topic": topic, "offset": kw.get("offset")})
+        now = time.monotonic()
+        start, logged, quiet = self._dlq_log.get(topic, (now, 0, 0))
+        if now - start >= DLQ_LOG_WINDOW:
+            if quiet:
+                log.warning("%d more dead letters on %s in the last %.0f s (not logged one by one)",
+                            quiet, topic, now - start, extra={"topic": topic})
+            start, logged, quiet = now, 0, 0
+        if logged < DLQ_LOG_BURST:
+            logged += 1
+            log.warning("dead letter on %s: %s", topic, error[:300],
+                        extra={"topic": topic, "offset": kw.get("offset")})
+        else:
+            quiet += 1
+        self._dlq_log[topic] = (start, logged, quiet)
         if isinstance(value, bytes | bytearray):  # the DLQ is a topic too: no secrets on it
             try:
                 value = redact_secrets(bytes(value).decode("utf-8")).encode("utf-8")

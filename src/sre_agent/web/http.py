@@ -13,7 +13,7 @@ import logging
 from collections import Counter
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import orjson
 from faust.web import Request, Response, View
@@ -22,9 +22,11 @@ from pydantic import BaseModel, ValidationError
 from ..processors.redact import SIGNED_KEYS, redact_obj
 from ..readmodel import QueryError, ReadModel
 from ..schemas import AuditRecord
-from ..streams.projection import Projection
 from .auth import Authenticator, Denied, Gate, Need, Principal, Role
-from ..streams.context import StreamContext
+
+if TYPE_CHECKING:  # not imported at run time: streams imports this package
+    from ..streams.context import StreamContext
+    from ..streams.projection import Projection
 
 __all__ = ["MAX_BODY", "Api", "BadRequest", "json_body", "read_body", "validation_message"]
 

@@ -294,6 +294,15 @@ async def breakdown(bodies: list[bytes], values: list[bytes], shards: int) -> di
     for b in batches:
         det.update(b)
     out["detector"] = (time.process_time() - t) / n * 1e6
+    # a checkpoint writes every series that changed since the last one: its cost per
+    # series (state bytes, grouped blobs); in the production shape (a sample per series
+    # every scrape interval, a checkpoint every 5 s) that is about one write per sample
+    from sre_agent.processors.blobs import BlobStore
+
+    sids = det.dirty_sids()
+    t = time.process_time()
+    BlobStore().pack(0, det.take(sids))
+    out["checkpoint_per_series_written"] = (time.process_time() - t) / max(len(sids), 1) * 1e6
     early = EarlyWarning(PredictionSettings())
     t = time.process_time()
     for b in batches:
@@ -351,6 +360,12 @@ class Run:
     def cpu(self) -> float:
         return sum(bc._cpu_s(p.pid) for p in self.procs)
 
+    def sys_cpu(self) -> float:
+        """Kernel CPU seconds (sockets, loopback TCP, RocksDB I/O) of the workers."""
+        tick = os.sysconf("SC_CLK_TCK")
+        return sum(int(Path(f"/proc/{p.pid}/stat").read_text().rsplit(")", 1)[1].split()[12])
+                   for p in self.procs) / tick
+
     def rss(self) -> int:
         return sum(rss_kib(p.pid) for p in self.procs)
 
@@ -382,12 +397,12 @@ async def throughput(run: Run, load: Load, rounds: int, connections: int,
     seen: dict[tuple[str, float], float] = {}
     stop = asyncio.Event()
     watcher = asyncio.create_task(watch(run.broker.bootstrap, run.prefix + "anomalies", seen, stop))
-    cpu0, t0 = run.cpu(), time.time()
+    cpu0, sys0, t0 = run.cpu(), run.sys_cpu(), time.time()
     posted = await post_all(run.urls, bodies, connections)
     deadline = time.monotonic() + 600
     while not ends <= seen.keys() and time.monotonic() < deadline:
         await asyncio.sleep(0.1)
-    cpu = run.cpu() - cpu0
+    cpu, sys_cpu = run.cpu() - cpu0, run.sys_cpu() - sys0
     stop.set()
     await watcher
     if not ends <= seen.keys():
@@ -395,6 +410,7 @@ async def throughput(run: Run, load: Load, rounds: int, connections: int,
     dt = max(seen[k] for k in ends) - t0
     return {"samples": total, "seconds": dt, "samples_per_s": total / dt,
             "cpu_seconds": cpu, "cpu_share": cpu / dt, "cpu_us_per_sample": cpu / total * 1e6,
+            "sys_share_of_cpu": sys_cpu / cpu if cpu else 0.0,
             **posted}, bodies
 
 
@@ -464,7 +480,8 @@ async def main_async(a: argparse.Namespace) -> dict[str, Any]:
         out["worker"] = res
         print(f"worker: {res['samples_per_s']:,.0f} samples/s, "
               f"{res['cpu_us_per_sample']:.1f} µs CPU/sample, "
-              f"{res['cpu_share']:.2f} of a core, {res['retries']} busy answers", flush=True)
+              f"{res['cpu_share']:.2f} of a core ({100 * res['sys_share_of_cpu']:.0f}% in the "
+              f"kernel), {res['retries']} busy answers", flush=True)
         st = bc.status(run.ports[0])
         out["receiver"] = st["health"].get("collector.remote_write", {}).get("coalescer")
         # ---- 2. ceiling on the messages the worker produced

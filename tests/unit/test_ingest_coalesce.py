@@ -166,3 +166,14 @@ def test_v1_messages_are_still_accepted() -> None:
     b = decode(MetricBatch, v1)
     assert b.schema_version == 1 and b.refs == [] and b.sample_count() == 1
     assert SeriesDirectory().expand(b).series == b.series
+
+
+def test_secrets_in_labels_are_redacted_once_at_the_source() -> None:
+    cache = SeriesCache(4)
+    m = cache.of("db_up", {"target": "postgres://app:s3cret@db:5432/x", "api_token": "abc",
+                           "pod": "p1"})
+    assert m.labels == {"target": "postgres://<redacted:credentials>@db:5432/x",
+                        "api_token": "<redacted:secret>", "pod": "p1"}
+    assert "s3cret" not in m.sid and "abc" not in m.sid
+    assert cache.of("db_up", {"target": "postgres://app:s3cret@db:5432/x", "api_token": "abc",
+                              "pod": "p1"}) is m  # cached: redacted once per series

@@ -51,6 +51,7 @@ from typing import Any
 
 import orjson
 
+from ..processors.redact import redact_obj
 from ..schemas.telemetry import MAX_LABELS, series_id, series_key, shard_of
 
 __all__ = ["BufferFull", "Coalescer", "SeriesCache", "SeriesMeta", "label_problem"]
@@ -109,6 +110,9 @@ class SeriesCache:
         return len(self._by)
 
     def make(self, name: str, labels: dict[str, str]) -> SeriesMeta:
+        """The meta of a new series; secrets in its labels are redacted here, at the
+        source, once per series (a secret-named label loses its value)."""
+        labels = {k: v[:MAX_LABEL_VALUE] for k, v in redact_obj(labels, personal=False).items()}
         sid = series_id(name, labels)
         size = len(name) + sum(len(k) + len(v) + 6 for k, v in labels.items()) + 40
         return SeriesMeta(name, labels, sid, series_key(sid), shard_of(sid, self.shards), size)

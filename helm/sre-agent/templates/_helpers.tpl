@@ -74,7 +74,9 @@ are merged last and win. Per-pod settings (web host, data dir) are set here too.
 {{- define "sre-agent.config" -}}
 {{- $v := .Values -}}
 {{- $worker := dict "app_id" $v.worker.appId "web_host" "0.0.0.0" "web_port" (int $v.worker.port) "data_dir" "/data" "log_level" $v.worker.logLevel "log_json" $v.worker.logJson "table_standby_replicas" (int $v.worker.tableStandbyReplicas) -}}
-{{- $kafka := dict "broker" $v.kafka.broker "topic_prefix" $v.kafka.topicPrefix "partitions" (int $v.kafka.partitions) "replication" (int $v.kafka.replication) -}}
+{{- $kafka := dict "broker" $v.kafka.broker "topic_prefix" $v.kafka.topicPrefix "partitions" (int $v.kafka.partitions) "replication" (int $v.kafka.replication) "security_protocol" ($v.kafka.securityProtocol | default "PLAINTEXT") "sasl_mechanism" ($v.kafka.saslMechanism | default "SCRAM-SHA-512") -}}
+{{- with $v.kafka.saslUsername }}{{ $_ := set $kafka "sasl_username" . }}{{ end -}}
+{{- with $v.kafka.sslCaFile }}{{ $_ := set $kafka "ssl_cafile" . }}{{ end -}}
 {{- $actions := dict "dry_run" $v.actions.dryRun "auto_remediation" $v.actions.autoRemediation -}}
 {{- if $v.playbooks -}}
 {{- $_ := set $actions "playbooks_dir" "/etc/sre-agent/playbooks" -}}

@@ -23,7 +23,9 @@ __all__: list[str] = []
 
 
 def _args(p: argparse.ArgumentParser) -> None:
-    p.add_argument("action", choices=["keygen", "public-key", "acls"])
+    p.add_argument("action", choices=["keygen", "public-key", "acls"],
+                   help="keygen: a new signing key pair; public-key: the public keys of the "
+                        "configured key ring; acls: print the Kafka ACL commands")
     p.add_argument("--agent-user", default="sre-agent", help="the workers' SASL user (acls)")
     p.add_argument("--ingest-user", default=None, help="a producer of the input topics (acls)")
     p.add_argument("--reader-user", default=None,

@@ -91,3 +91,43 @@ def test_store_collects_garbage_only_when_a_rebalance_drops_a_database(
     store.revoke_partitions(table, {TP(changelog, 0)})
     assert len(collections) == 1 and 0 not in store._dbs
     store._db_for_partition(0)  # the revoked database's lock was released: reopens
+
+
+@pytest.mark.integration
+async def test_a_local_table_copy_that_claims_more_than_it_holds_is_not_trusted(
+        worker_factory: Any, kafka_broker: Any, wait_for: Any) -> None:
+    """What a standby that dropped changelog records leaves behind: its persisted offset
+    at the end of the changelog, its values missing. A worker that takes such a partition
+    over (here: restarts on it) must rebuild it from the changelog, not serve the copy."""
+    import rocksdict
+
+    from tests.chaos.support import ChaosProducer, Workload, probe_learned
+
+    w = worker_factory(name="w").start()
+    prefix = w.env["SRE_AGENT_KAFKA__TOPIC_PREFIX"]
+    wl = Workload(series=8, points=60)
+    async with ChaosProducer(kafka_broker.bootstrap) as producer:
+        await producer.send_all(prefix + "metrics", wl.messages())
+    samples = wl.series * wl.points
+    await wait_for(lambda: w.status()["samples_in"] >= samples, timeout=120)
+    w.stop()  # SIGTERM: the metrics agent saves everything it learned
+
+    emptied = 0
+    for path in sorted((w.workdir / "data").rglob("baselines-*.db")):
+        db = rocksdict.Rdict(str(path), options=rocksdict.Options(raw_mode=True))
+        try:
+            keys = [k for k in db.keys() if not k.startswith(b"__faust")]
+            offset = db.get(b"__faust\x00offset__")
+            for k in keys:
+                del db[k]
+            emptied += len(keys)
+            assert offset is not None  # the copy still claims the whole changelog
+        finally:
+            db.close()
+    assert emptied > 0
+
+    w.start()
+    n = await probe_learned(kafka_broker.bootstrap, prefix, wl, [w], wait_for)
+    # rebuilt from the changelog: every series continues where it was (a trusted empty
+    # copy would start each series over at 1)
+    assert len(n) == wl.series and set(n.values()) == {wl.points + 1}, n

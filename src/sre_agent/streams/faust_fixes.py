@@ -37,6 +37,21 @@ for one whose callback is slow (a rebalance requested meanwhile is seen by that
 heartbeat and done once the callback returns). And the store collects garbage
 only when a rebalance actually dropped one of its databases.
 
+A local table copy is trusted only if this worker built it as the active owner.
+A standby copy can silently miss changelog records: Faust drops records it has
+fetched in several places (flow suspended mid-batch, generation changed, paused
+partition) and rewinds only stream partitions afterwards, so a standby's read
+position can pass records it never applied, while its persisted offset (the
+last record applied) looks complete. When the standby was promoted, recovery
+started from that offset and read nothing: the chaos test's survivor served a
+taken-over partition with groups of series 200 samples behind or missing
+(w2's RocksDB lacked keys the changelog held below its persisted offset). Now a
+changelog partition that becomes active on a worker that was not its active
+owner in the previous generation is recovered from the start of its log (the
+puts overwrite whatever the local copy held); one the worker keeps active
+resumes from its persisted offset as before. The cost is reading a compacted
+changelog partition on takeover and at start (blob-grouped tables keep it small).
+
 Also a hook, not a fix: before Faust waits for every fetched message to be acked
 (``Consumer.wait_empty``, on each rebalance and at shutdown) it calls the
 callables in :data:`BEFORE_WAIT_EMPTY` on the app, so an agent that holds acks
@@ -52,6 +67,7 @@ from typing import Any
 
 from aiokafka.consumer.group_coordinator import GroupCoordinator
 from faust.stores import rocksdb as faust_rocksdb
+from faust.tables.recovery import Recovery
 from faust.transport.consumer import Consumer
 from faust.transport.drivers.aiokafka import AIOKafkaConsumerThread
 
@@ -115,6 +131,31 @@ def apply() -> None:
 
     revoke_partitions.__doc__ = faust_rocksdb.Store.revoke_partitions.__doc__
     faust_rocksdb.Store.revoke_partitions = revoke_partitions  # type: ignore[method-assign]
+
+    original_on_rebalance = Recovery.on_rebalance
+    original_add_active = Recovery.add_active
+    original_completed = Recovery.on_recovery_completed
+
+    def add_active(self: Any, table: Any, tp: Any) -> None:
+        original_add_active(self, table, tp)
+        if tp not in getattr(self, "sre_owned", ()):
+            self.active_offsets[tp] = None  # not built as its owner: read the whole log
+
+    async def on_rebalance(self: Any, *args: Any, **kwargs: Any) -> None:
+        # calls add_active for the new actives (no await in between); a partition that
+        # is not active any more is not owned any more, whatever comes next
+        await original_on_rebalance(self, *args, **kwargs)
+        self.sre_owned = getattr(self, "sre_owned", set()) & set(self.active_tps)
+
+    async def on_recovery_completed(self: Any, generation_id: int = 0) -> None:
+        await original_completed(self, generation_id)
+        if self.app.consumer_generation_id == generation_id:
+            self.sre_owned = set(self.active_tps)  # recovered in order up to the end
+
+    for name, fun in (("add_active", add_active), ("on_rebalance", on_rebalance),
+                      ("on_recovery_completed", on_recovery_completed)):
+        fun.__doc__ = getattr(Recovery, name).__doc__
+        setattr(Recovery, name, fun)
     _applied = True
 
 

@@ -233,7 +233,7 @@ async def probe_learned(bootstrap: str, prefix: str, wl: Workload, workers: list
 
     try:
         await wait_for(lambda: len(union()) == wl.series
-                       and min(union().values()) >= wl.points + 1, timeout=60)
+                       and min(union().values()) >= wl.points + 1, timeout=120)
     except AssertionError:
         pass
     return union()

@@ -347,15 +347,32 @@ def _op(path: str, method: str) -> dict[str, Any]:
     return op
 
 
+#: (path prefix, method) -> (success status, also answers 503 when ...) for the others
+FOREIGN_STATUS: dict[tuple[str, str], tuple[int, str | None]] = {
+    ("/webhooks", "post"): (202, "webhooks are not configured (no webhook token)"),
+    ("/api/approvals/{plan_id}", "post"): (202, "Kafka did not acknowledge the vote: retry"),
+    ("/api/baseline/learn", "post"): (202, None),
+    ("/api/v1/write", "post"): (204, "not configured, buffer full or Kafka unavailable"),
+    ("/slack", "post"): (200, "Slack is not configured (no signing secret)"),
+}
+
+
 def _foreign(path: str, method: str) -> dict[str, Any]:
     desc = next(d for p, d in FOREIGN.items() if path.startswith(p))
+    status, unavailable = next((v for (p, m), v in FOREIGN_STATUS.items()
+                                if m == method and path.startswith(p)), (200, None))
+    ok: dict[str, Any] = {"description": "OK"}
+    if status != 204:
+        ok["content"] = {JSON: {"schema": {"type": "object"}}}
     op: dict[str, Any] = {
         "summary": desc,
         "responses": {
-            "200": {"description": "OK", "content": {JSON: {"schema": {"type": "object"}}}},
+            str(status): ok,
             "4XX": _err("bad request or not authorized"),
         },
     }
+    if unavailable:
+        op["responses"]["503"] = _err(unavailable)
     params = [
         {"name": seg[1:-1], "in": "path", "required": True, "schema": {"type": "string"}}
         for seg in path.split("/")

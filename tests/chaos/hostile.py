@@ -54,6 +54,10 @@ VALID: dict[str, dict[str, Any]] = {
     "feedback": {"incident_id": "i1", "kind": "rca", "rating": "good", "user": "alice"},
     "audit": {"actor": "executor", "action": "action.executed", "subject": "x1",
               "details": {"dry_run": True}, "idempotency_key": "p1:0"},
+    "incident-triage": {"incident_id": "i1", "action": "snooze", "actor": "api:otto",
+                        "minutes": 30, "comment": "looking"},
+    "silences": {"silence_id": "s1", "matchers": {"service": "api"}, "starts_at": TS,
+                 "ends_at": "2025-11-13T04:13:20Z", "author": "api:otto", "comment": "deploy"},
 }
 
 # ------------------------------------------------------------------ hostile values

@@ -23,7 +23,7 @@ from sre_agent.schemas import (
 ARCHITECTURE_TOPICS = {
     "metrics", "logs", "k8s-events", "deploy-events", "alerts", "anomalies", "predictions",
     "incidents", "rca-results", "action-plans", "approvals", "sre-actions", "action-results",
-    "feedback", "audit",
+    "feedback", "audit", "incident-triage", "silences",
 }
 
 

@@ -132,6 +132,17 @@ def _fingerprint(*parts: Any) -> str:
     return hashlib.sha256(repr(parts).encode()).hexdigest()[:16]
 
 
+def _link(value: Any) -> str | None:
+    """An http(s) URL kept as a link (Alertmanager's ``generatorURL``), else None.
+
+    >>> _link("http://prometheus:9090/graph?g0.expr=up"), _link("javascript:alert(1)")
+    ('http://prometheus:9090/graph?g0.expr=up', None)
+    """
+    if not isinstance(value, str) or len(value) > 4096:
+        return None
+    return value if value.startswith(("http://", "https://")) else None
+
+
 def parse_alertmanager(payload: Any) -> list[Alert]:
     """Alertmanager webhook (``version: "4"``) -> one :class:`Alert` per alert."""
     if not isinstance(payload, dict):
@@ -163,6 +174,7 @@ def parse_alertmanager(payload: Any) -> list[Alert]:
             service=service_from_labels(labels, "") or None, labels=labels,
             annotations={str(k): str(v) for k, v in (a.get("annotations") or {}).items()},
             starts_at=starts, ends_at=ends, source="alertmanager",
+            generator_url=_link(a.get("generatorURL")),
             time=(ends if status == "resolved" and ends else starts) or datetime.now(UTC)))
     return out
 

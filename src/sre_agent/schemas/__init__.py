@@ -23,6 +23,7 @@ from .detection import Anomaly, Prediction, Severity
 from .dlq import DeadLetter
 from .incidents import EvidenceItem, Hypothesis, Incident, RcaResult, SignalRef, SimilarCase
 from .learning import AuditRecord, Feedback
+from .triage import Silence, TriageEvent
 from .telemetry import (
     Alert,
     DeployEvent,
@@ -52,6 +53,8 @@ TOPIC_MODELS: dict[str, type[Event]] = {
         ActionResult,
         Feedback,
         AuditRecord,
+        TriageEvent,
+        Silence,
     )
 }
 
@@ -83,9 +86,11 @@ __all__ = [
     "Severity",
     "SignalRef",
     "Signed",
+    "Silence",
     "SimilarCase",
     "SreAction",
     "Target",
+    "TriageEvent",
     "UtcDatetime",
     "decode",
     "encode",

@@ -46,6 +46,14 @@ class Incident(Event):
     reopen_count: int = 0
     #: correlation group (topology component) that owns this incident (additive)
     group: str | None = None
+    #: labels shared by the incident's signals (namespace, team ...), for routing (additive)
+    labels: dict[str, str] = Field(default_factory=dict)
+    #: why the severity is what it is (processors.severity), e.g. "error budget burn 16x" (additive)
+    severity_reasons: list[str] = Field(default_factory=list)
+    #: impact score in [0, 1] behind the severity (additive)
+    impact: float | None = Field(default=None, ge=0.0, le=1.0)
+    #: who resolved it by hand (``api:<user>``, ``slack:<id>``); None when signals recovered (additive)
+    resolved_by: str | None = None
 
     def key(self) -> str:
         return self.incident_id

@@ -187,6 +187,8 @@ class Alert(Event):
     starts_at: UtcDatetime | None = None
     ends_at: UtcDatetime | None = None
     source: Literal["alertmanager", "n9e", "other"] = "alertmanager"
+    #: link to the alert's source expression (Alertmanager's ``generatorURL``; additive)
+    generator_url: str | None = Field(default=None, max_length=4096)
 
     def key(self) -> str:
         return self.fingerprint

@@ -17,6 +17,7 @@ from ..schemas import TOPIC_MODELS
 from ..sinks.kafka import bootstrap_servers, client_kwargs
 from .audit_agent import TICKETS_RETRY_TOPIC
 from .correlate_agent import SIGNALS_TOPIC
+from .topics import COMPACTED
 
 __all__ = ["bootstrap_servers", "ensure_topics", "topic_specs"]
 
@@ -43,7 +44,9 @@ async def ensure_topics(settings: Settings, timeout: float = 30.0) -> list[str]:
     try:
         existing = set(await admin.list_topics())
         specs = topic_specs(settings)
-        new = [NewTopic(name, num_partitions=p, replication_factor=settings.kafka.replication)
+        compact = {settings.topic(n) for n in COMPACTED}
+        new = [NewTopic(name, num_partitions=p, replication_factor=settings.kafka.replication,
+                        topic_configs={"cleanup.policy": "compact"} if name in compact else {})
                for name, p in specs.items() if name not in existing]
         if new:
             try:

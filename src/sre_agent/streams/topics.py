@@ -14,7 +14,10 @@ import faust
 from ..config import Settings
 from ..schemas import TOPIC_MODELS
 
-__all__ = ["Topics"]
+__all__ = ["COMPACTED", "Topics"]
+
+#: topics that keep the latest value per key forever (cleanup.policy=compact)
+COMPACTED: frozenset[str] = frozenset({"silences"})
 
 
 class Topics:
@@ -33,6 +36,7 @@ class Topics:
                 key_serializer="raw",
                 value_serializer="raw",
                 internal=True,  # created by the app with these partitions
+                compacting=name in COMPACTED,
             )
             self._dlqs[name] = app.topic(
                 settings.topic(f"{name}.dlq"),

@@ -16,6 +16,17 @@ Lesson(cause_type='bad_deploy', service='api', confirmed=True, action_succeeded=
 'db_pool_exhaustion'
 >>> learn(Feedback(incident_id="i", kind="action", action_outcome="failed"), top).action_succeeded
 False
+
+A *verified* outcome of an executed action is feedback too (the verifier's):
+
+>>> from sre_agent.schemas import ActionResult
+>>> r = ActionResult(action_id="a1", plan_id="p1", incident_id="i", status="rolled_back",
+...                  verified=False, dry_run=False, action="rollout_restart", target="api")
+>>> fb = outcome_feedback(r)
+>>> fb.kind, fb.action_outcome, fb.user
+('action', 'failed', 'verifier')
+>>> outcome_feedback(r.model_copy(update={"status": "dry_run", "dry_run": True})) is None
+True
 """
 
 from __future__ import annotations
@@ -24,11 +35,11 @@ import re
 from dataclasses import dataclass
 from typing import Any
 
-from ..schemas import Feedback
+from ..schemas import ActionResult, Feedback
 from .rca import CAUSE_TYPES
 from .rca_features import text_category
 
-__all__ = ["Lesson", "learn", "normalise_cause"]
+__all__ = ["Lesson", "learn", "normalise_cause", "outcome_feedback"]
 
 _BY_CATEGORY = {"db_pool": "db_pool_exhaustion", "oom": "memory_leak", "disk": "disk_saturation",
                 "crash": "crash_loop", "dependency": "dependency_failure", "config": "config_change"}
@@ -85,3 +96,33 @@ def learn(fb: Feedback, top: dict[str, Any] | None) -> Lesson:
         return Lesson(top.get("cause_type"), top.get("service"), None, action,
                       f"action {fb.action_outcome}")
     return Lesson(None, None, None, None, "no verdict")
+
+
+#: who speaks for verified action outcomes in ``feedback``
+VERIFIER = "verifier"
+
+
+def outcome_feedback(result: ActionResult) -> Feedback | None:
+    """The feedback a verified outcome of an executed action gives, or None.
+
+    * ``succeeded`` and verified (the symptoms cleared) -> the remediation worked;
+    * ``rolled_back`` (verification failed, the change was undone), or ``failed``
+      after a verification -> it did not;
+    * dry runs, refusals (``blocked``, ``rate_limited``, ``skipped``), unverified
+      successes and failures to execute at all say nothing about the diagnosis.
+    """
+    if result.dry_run or result.verified is None:
+        return None
+    if result.status == "succeeded" and result.verified:
+        outcome = "succeeded"
+    elif result.status == "rolled_back" or (result.status == "failed" and not result.verified):
+        outcome = "failed"
+    else:
+        return None
+    step = f"{result.action or 'action'} on {result.target or '?'}"
+    return Feedback(event_id=f"outcome-{result.action_id}"[:128],
+                    incident_id=result.incident_id, kind="action",
+                    action_outcome=outcome,  # type: ignore[arg-type]
+                    user=VERIFIER, time=result.time,
+                    comment=f"verified outcome of {step} (plan {result.plan_id}, step "
+                            f"{result.step_index}): {result.status}; {result.detail[:300]}")

@@ -9,7 +9,10 @@ default (``QdrantClient(path=...)`` under the worker's data dir, or
 
 * **patterns** are shaped like seed 003's (symptoms, root causes, solutions with
   confidence and risk, metadata: occurrence count, success rate, last seen),
-  seeded from ``runbooks/patterns.yaml`` and updated by feedback;
+  seeded from ``runbooks/patterns.yaml`` and updated by feedback — a human's
+  verdict on the cause, and the verifier's outcome of an executed remediation
+  (success rate; the pattern's confidence moves by :data:`OUTCOME_STEP`, half
+  a human confirmation's step);
 * **incidents** are past incidents with their confirmed (or rejected) cause;
 * **runbooks** are Markdown files (optional YAML front matter with ``cause_type``).
 
@@ -39,6 +42,8 @@ log = logging.getLogger(__name__)
 
 PACKAGED_RUNBOOKS = Path(__file__).resolve().parent.parent / "runbooks"
 VECTOR = "lex"
+#: how far a verified action outcome moves a pattern's confidence (a human verdict: 0.1)
+OUTCOME_STEP = 0.05
 _NS = uuid.UUID("7b0e6c1e-33a5-4c1b-9a57-5b1d1f0c2a11")
 
 
@@ -218,6 +223,10 @@ class KnowledgeBase:
         elif confirmed is False:
             conf -= 0.15 * conf
         if action_succeeded is not None:
+            if confirmed is None:  # the remediation for this cause healed it (or did not):
+                # weaker evidence about the cause than a human verdict, half the step
+                conf = conf + OUTCOME_STEP * (1.0 - conf) if action_succeeded else (
+                    conf - OUTCOME_STEP * conf)
             meta["attempts"] = int(meta.get("attempts", 0)) + 1
             meta["successes"] = int(meta.get("successes", 0)) + int(action_succeeded)
             meta["success_rate"] = round(meta["successes"] / meta["attempts"], 4)

@@ -24,6 +24,7 @@ from . import (
     knowledge_agent,
     logs_agent,
     metrics_agent,
+    outcome_agent,
     rca_agent,
     risk_agent,
 )
@@ -50,6 +51,7 @@ STAGES: list[ModuleType] = [
     risk_agent,  # rca-results -> action-plans
     approval_agent,  # action-plans + approvals -> sre-actions
     executor_agent,  # sre-actions -> action-results
+    outcome_agent,  # verified action-results -> feedback (learning loop)
     audit_agent,  # audit -> PostgreSQL
 ]
 

@@ -1,0 +1,277 @@
+"""The RCA engine: evidence windows around an incident -> ranked root-cause services.
+
+One engine, two entry points: ``sre-agent rca offline`` (exported files) and
+the stream RCA (windows buffered by the worker) both build an
+:class:`IncidentWindow` and call :func:`rank_window`.
+
+Per service, three kinds of evidence, each in z units
+(:mod:`.rca_evidence`, :mod:`.rca_logs`, :func:`change_evidence`):
+
+* **metrics** — the best noise-discounted z among the service's own series.
+  Latencies a service measures on the calls it *makes* (client/outbound)
+  describe its dependencies, not itself: they count :data:`OUTBOUND_SELF`
+  for the service;
+* **logs** — the best template rise/new template/drop;
+* **changes** — deploys, config changes and Kubernetes warnings of the
+  service shortly before the start (``events.csv`` / ``deploy-events``).
+
+Fusion: each kind is compressed with ``log1p`` (z of 50 and z of 500 are both
+"certain"; compression keeps one heavy-tailed metric from drowning the rest),
+logs weighted by :data:`LOG_WEIGHT` because count statistics saturate at far
+smaller z than continuous metrics, and a service's strength is its best kind
+plus :data:`CORROBORATION` times the others (agreement across metrics, logs
+and changes).
+
+Graph (soft, never a filter):
+
+* with a symptom service in the graph, a candidate that cannot explain it —
+  the symptom is not reachable from it along caller edges — keeps
+  :data:`OFF_PATH` of its strength;
+* a service whose own dependency (transitively) is at least as strongly
+  anomalous and went bad no later is partly *explained* by it
+  (:data:`EXPLAINED`): symptoms propagate to callers.
+
+Ties are broken by evidence: earlier onset, then more total evidence
+(:attr:`Candidate.support`); a service's name decides only between services
+with exactly the same evidence (in practice: none).
+
+Examples
+--------
+>>> import numpy as np
+>>> t = np.arange(0, 3900, 60.0)
+>>> rng = np.random.default_rng(1)
+>>> def noisy(level, jump=0.0):
+...     v = level * (1 + 0.05 * rng.standard_normal(len(t)))
+...     v[t >= 3600] *= 1 + jump
+...     return v
+>>> w = IncidentWindow(start=3600.0, edges=[("web", "api"), ("api", "db")],
+...     series={("db", "latency_ms"): (t, noisy(5, 8.0)), ("api", "latency_ms"): (t, noisy(20, 2.0)),
+...             ("web", "latency_ms"): (t, noisy(30, 1.5))}, symptom={"service": "web"})
+>>> [c.service for c in rank_window(w)]
+['db', 'api', 'web']
+"""
+
+from __future__ import annotations
+
+import math
+from collections import defaultdict
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+import numpy as np
+
+from .rca_evidence import SeriesEvidence, WindowSpec, series_evidence
+from .rca_features import k8s_category, text_category
+from .rca_logs import LogEvidence, log_evidence
+from .topology import ServiceGraph
+
+__all__ = [
+    "CORROBORATION",
+    "Candidate",
+    "ChangeEvent",
+    "IncidentWindow",
+    "rank_window",
+]
+
+#: weight of outbound (client-side) latency as evidence against the service itself
+OUTBOUND_SELF = 0.3
+#: weight of log evidence against metric evidence (after log1p)
+LOG_WEIGHT = 2.0
+#: share of a service's other evidence kinds added to its best one
+CORROBORATION = 0.25
+#: strength kept by a candidate from which the symptom is not reachable
+OFF_PATH = 0.5
+#: strength removed from a service fully explained by an earlier dependency
+EXPLAINED = 0.5
+#: z of a change made right at the start (decays with CHANGE_DECAY seconds before it)
+CHANGE_Z = 8.0
+CHANGE_DECAY = 1800.0
+#: evidence below this fused strength is "nothing to see"
+QUIET = 0.5
+
+_CAUSE_BY_CATEGORY = {
+    "memory": "memory_leak", "cpu": "resource_saturation", "disk": "disk_saturation",
+    "db_pool": "db_pool_exhaustion", "traffic": "traffic_surge", "restarts": "crash_loop",
+    "queue": "resource_saturation", "errors": "dependency_failure",
+    "availability": "dependency_failure", "latency": "slow_dependency",
+    "oom": "memory_leak", "crash": "crash_loop", "config": "config_change",
+    "dependency": "dependency_failure", "node": "node_pressure", "health": "crash_loop",
+    "image": "bad_deploy", "unknown": "unknown",
+}
+
+
+@dataclass(frozen=True, slots=True)
+class ChangeEvent:
+    """A deploy, configuration change or Kubernetes event of a service."""
+
+    t: float
+    service: str
+    #: ``deploy``, ``config`` or a Kubernetes reason (``OOMKilled``, ``CrashLoopBackOff``...)
+    kind: str
+    detail: str = ""
+
+
+@dataclass
+class IncidentWindow:
+    """Everything the engine needs about one incident; the same for both entry points."""
+
+    start: float
+    series: dict[tuple[str, str], tuple[np.ndarray, np.ndarray]] = field(default_factory=dict)
+    #: ``(unix_seconds, service, message)``
+    logs: Sequence[tuple[float, str, str]] = ()
+    events: Sequence[ChangeEvent] = ()
+    edges: Sequence[tuple[str, str]] = ()
+    symptom: dict[str, Any] | None = None
+    #: services to rank even without data (e.g. every service of the graph)
+    services: Iterable[str] = ()
+
+
+@dataclass
+class Candidate:
+    service: str
+    score: float
+    cause_type: str
+    evidence: list[str]
+    onset: float | None = None
+    metric: float = 0.0
+    logs: float = 0.0
+    changes: float = 0.0
+    #: total evidence: sum of log1p(score) over every series, template and change that
+    #: counts (>= QUIET); breaks ties between equally strong candidates
+    support: float = 0.0
+
+
+def _iso(t: float) -> str:
+    return datetime.fromtimestamp(t, UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def _ago(dt: float) -> str:
+    s = abs(dt)
+    text = f"{s:.0f} s" if s < 120 else f"{s / 60:.0f} min"
+    return f"{text} {'before' if dt >= 0 else 'after'} the start"
+
+
+def change_evidence(events: Iterable[ChangeEvent], start: float,
+                    after: float) -> list[tuple[ChangeEvent, float]]:
+    """``(event, z)`` for changes in ``[start - 4 * CHANGE_DECAY, start + after)``."""
+    out = []
+    for e in events:
+        dt = start - e.t
+        if -after < dt <= 4 * CHANGE_DECAY:
+            kind = e.kind.lower()
+            w = 1.0 if kind in ("deploy", "config", "rollout") else (
+                0.8 if k8s_category(e.kind) in ("crash", "oom", "node", "image") else 0.5)
+            out.append((e, CHANGE_Z * w * math.exp(-max(dt, 0.0) / CHANGE_DECAY)))
+    return out
+
+
+def _metric_text(e: SeriesEvidence) -> str:
+    way = "up" if e.direction > 0 else "down"
+    text = (f"{e.metric} {way}: {e.observed:.4g} vs {e.expected:.4g} before "
+            f"(z={e.z:.1f}" + (f", reference noise {e.noise:.1f}" if e.noise >= 1 else "") + ")")
+    if e.onset is not None:
+        text += f", from {_iso(e.onset)}"
+    return text
+
+
+def _log_text(e: LogEvidence) -> str:
+    what = {"new": "new", "up": "more", "down": "fewer"}[e.change]
+    return (f"{what} {'error ' if e.is_error else ''}log lines '{e.template[:120]}': "
+            f"{e.rate_after:.3g}/min vs {e.rate_before:.3g}/min before (z={e.z:.1f})")
+
+
+def _cause(best: str, m: SeriesEvidence | None, lg: LogEvidence | None,
+           ch: ChangeEvent | None) -> str:
+    if best == "changes" and ch is not None:
+        k = ch.kind.lower()
+        if k == "config":
+            return "config_change"
+        if k in ("deploy", "rollout"):
+            return "bad_deploy"
+        return _CAUSE_BY_CATEGORY.get(k8s_category(ch.kind), "unknown")
+    if best == "logs" and lg is not None:
+        cat = text_category(lg.template)
+        return _CAUSE_BY_CATEGORY.get(cat if cat != "unknown" else "errors", "unknown")
+    if m is not None:
+        return _CAUSE_BY_CATEGORY.get(m.category, "unknown")
+    return "unknown"
+
+
+def rank_window(w: IncidentWindow, spec: WindowSpec = WindowSpec()) -> list[Candidate]:
+    """Rank every known service as the incident's root cause, most likely first."""
+    graph = ServiceGraph(list(w.edges))
+    metric_ev: dict[str, list[SeriesEvidence]] = defaultdict(list)
+    for (svc, metric), (t, v) in w.series.items():
+        metric_ev[svc].append(series_evidence(svc, metric, t, v, w.start, spec))
+    logs_ev: dict[str, list[LogEvidence]] = defaultdict(list)
+    if w.logs:
+        for e in log_evidence(w.logs, w.start, spec.reference, spec.after):
+            logs_ev[e.service].append(e)
+    change_ev: dict[str, list[tuple[ChangeEvent, float]]] = defaultdict(list)
+    for e, z in change_evidence(w.events, w.start, spec.after):
+        change_ev[e.service].append((e, z))
+    names = sorted(set(graph.services) | set(metric_ev) | set(logs_ev) | set(change_ev)
+                   | set(w.services))
+
+    raw: dict[str, Candidate] = {}
+    for s in names:
+        ms = sorted(metric_ev.get(s, []),
+                    key=lambda e: -e.score * (OUTBOUND_SELF if e.outbound else 1.0))
+        ls = sorted(logs_ev.get(s, []), key=lambda e: -e.score)
+        cs = sorted(change_ev.get(s, []), key=lambda p: -p[1])
+        m = ms[0].score * (OUTBOUND_SELF if ms[0].outbound else 1.0) if ms else 0.0
+        lg = ls[0].score if ls else 0.0
+        ch = cs[0][1] if cs else 0.0
+        parts = {"metrics": math.log1p(m), "logs": LOG_WEIGHT * math.log1p(lg),
+                 "changes": math.log1p(ch)}
+        best = max(parts, key=lambda k: parts[k])
+        strength = parts[best] + CORROBORATION * (sum(parts.values()) - parts[best])
+        onsets = [e.onset for e in ms[:3] if e.onset is not None and e.score >= QUIET]
+        onsets += [e.onset for e in ls[:3] if e.onset is not None and e.score >= QUIET]
+        onsets += [p[0].t for p in cs[:1]]
+        ev = [_metric_text(e) for e in ms[:3] if e.score >= QUIET]
+        ev += [_log_text(e) for e in ls[:3] if e.score >= QUIET]
+        ev += [f"{p[0].kind} of {s} {_ago(w.start - p[0].t)}"
+               + (f": {p[0].detail[:160]}" if p[0].detail else "") for p in cs[:2]]
+        if not ms and not ls and not cs:
+            ev.append(f"no data for {s}")
+        elif all(e.n_reference < spec.min_reference for e in ms) and not ls and not cs:
+            ev.append(f"too little history before the start to judge {s}")
+        support = sum(math.log1p(x) for x in [
+            *(e.score * (OUTBOUND_SELF if e.outbound else 1.0) for e in ms),
+            *(e.score for e in ls), *(p[1] for p in cs)] if x >= QUIET)
+        raw[s] = Candidate(s, strength, _cause(best, ms[0] if ms else None,
+                                              ls[0] if ls else None,
+                                              cs[0][0] if cs else None),
+                           ev, min(onsets) if onsets else None, m, lg, ch, support)
+
+    sym = (w.symptom or {}).get("service")
+    focus = ({sym} | set(graph.downstream(sym))) if sym and sym in graph else None
+    out = []
+    for s, c in raw.items():
+        score = c.score
+        notes = []
+        if focus is not None and s not in focus:
+            score *= OFF_PATH
+            notes.append(f"cannot explain the symptom on {sym} along the call graph")
+        worst, by = 0.0, None
+        for d in graph.downstream(s):
+            dc = raw[d]
+            if dc.score < QUIET or c.score <= 0:
+                continue
+            if c.onset is not None and dc.onset is not None and dc.onset > c.onset:
+                continue
+            depth = 1.0 if d in graph.callees(s) else 0.85
+            e = depth * min(1.0, dc.score / c.score)
+            if e > worst:
+                worst, by = e, d
+        if by is not None:
+            score *= 1.0 - EXPLAINED * worst
+            notes.append(f"its dependency {by} is anomalous too (explains {worst:.0%})")
+        out.append(Candidate(s, round(score, 4), c.cause_type, c.evidence + notes, c.onset,
+                             c.metric, c.logs, c.changes, c.support))
+    out.sort(key=lambda c: (-c.score, c.onset if c.onset is not None else math.inf,
+                            -c.support, c.service))
+    return out

@@ -1,0 +1,209 @@
+"""The shared RCA engine: the defects named in issue 14, logs.csv and events.csv.
+
+Generated series only check the behaviour; quality is measured on real
+incidents (``bench/eval_rca.py --nezha``, docs/benchmarks.md).
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from sre_agent.cli import main
+from sre_agent.processors.rca_engine import ChangeEvent, IncidentWindow, rank_window
+from sre_agent.processors.rca_evidence import series_evidence
+from sre_agent.processors.rca_feedback import outcome_feedback
+from sre_agent.processors.rca_logs import log_evidence
+from sre_agent.schemas import ActionResult
+
+START = 1_700_003_600.0
+T = np.arange(START - 3600, START + 600, 60.0)
+EDGES = [("web", "api"), ("api", "db"), ("api", "cache")]
+
+
+def series(level: float, noise: float, seed: int, jump: float = 0.0, at: float = START,
+           ) -> tuple[np.ndarray, np.ndarray]:
+    rng = np.random.default_rng(seed)
+    v = level * (1 + noise * rng.standard_normal(len(T)))
+    v[T >= at] += jump
+    return T, np.maximum(v, 0.0)
+
+
+def names(w: IncidentWindow) -> list[str]:
+    return [c.service for c in rank_window(w)]
+
+
+def test_a_condition_that_predates_the_incident_is_not_the_root() -> None:
+    # db latency has been flapping (x6 in a third of the minutes) for 40 min before the start,
+    # and goes on doing so; the queue broke at the start (the old ranking tied both at 1.0 and
+    # the name put db first)
+    rng = np.random.default_rng(11)
+    db = 0.01 * (1 + 0.05 * rng.standard_normal(len(T)))
+    db[(T >= START - 2400) & (rng.random(len(T)) < 0.35)] *= 6
+    db[T >= START] *= np.where(rng.random(int((T >= START).sum())) < 0.6, 6, 1)
+    w = IncidentWindow(start=START, edges=[("web", "api"), ("api", "db"), ("api", "mq")],
+                       symptom={"service": "web"}, series={
+        ("db", "latency_p99"): (T, db),
+        ("mq", "latency_p99"): series(0.002, 0.05, 2, jump=0.004),
+        ("api", "latency_p99"): series(0.05, 0.05, 3, jump=0.02),
+        ("web", "latency_p99"): series(0.1, 0.05, 4, jump=0.02)})
+    ranked = rank_window(w)
+    assert ranked[0].service == "mq", [(c.service, c.score) for c in ranked]
+    db_ev = next(c for c in ranked if c.service == "db")
+    assert db_ev.score < ranked[0].score / 2
+
+
+def test_near_constant_baseline_gives_no_huge_z() -> None:
+    # 39 requests against 39.99 expected: one quantisation step, not z = -24.8
+    t = T
+    v = np.where(t < START, 39.99, 39.0)
+    ev = series_evidence("db", "requests", t, v, START)
+    assert ev.score < 3
+    v2 = np.where(t < START, 40.0, 39.0)
+    v2[::7] = 39.0  # integer counts: quantisation step 1
+    assert series_evidence("db", "requests", t, v2, START).score < 1.5
+    # ... so it cannot outrank a real, modest latency rise of its dependency
+    w = IncidentWindow(start=START, edges=[("aa", "zz")], symptom={"service": "aa"}, series={
+        ("aa", "requests"): (t, v), ("zz", "latency_p99"): series(0.05, 0.1, 8, jump=0.03)})
+    assert names(w)[0] == "zz"
+
+
+def test_ties_are_broken_by_evidence_never_by_name() -> None:
+    # the same cpu jump at the same time; "zz" also has its latency up -> it ranks first
+    w = IncidentWindow(start=START, series={
+        ("aa", "cpu"): series(1.0, 0.02, 5, jump=3.0), ("zz", "cpu"): series(1.0, 0.02, 5, jump=3.0),
+        ("zz", "latency_p99"): series(0.05, 0.05, 7, jump=0.2)})
+    assert names(w)[:2] == ["zz", "aa"]
+    # the same jump; "zz" went bad first -> it ranks first
+    w = IncidentWindow(start=START, series={("aa", "cpu"): series(1.0, 0.02, 5, jump=3.0,
+                                                                  at=START + 180),
+                                            ("zz", "cpu"): series(1.0, 0.02, 5, jump=3.0)})
+    ranked = rank_window(w)
+    assert ranked[0].service == "zz" and ranked[0].onset is not None
+    # services without any evidence rank below every service with evidence
+    w2 = IncidentWindow(start=START, services=["aaa"], series={
+        ("zzz", "cpu"): series(1.0, 0.02, 5, jump=3.0)})
+    assert names(w2) == ["zzz", "aaa"]
+
+
+def test_graph_is_soft_and_callers_are_explained_by_their_dependency() -> None:
+    w = IncidentWindow(start=START, edges=EDGES, symptom={"service": "web"}, series={
+        ("db", "cpu"): series(20, 0.03, 1, jump=60),
+        ("api", "latency_p99"): series(0.05, 0.05, 3, jump=0.2),
+        ("web", "latency_p99"): series(0.1, 0.05, 4, jump=0.2),
+        ("batch", "cpu"): series(20, 0.03, 6, jump=60)})  # not on any call path of web
+    ranked = rank_window(w)
+    assert ranked[0].service == "db"
+    by = {c.service: c for c in ranked}
+    assert by["batch"].score < by["db"].score and by["batch"].score > 0
+    assert any("cannot explain the symptom" in e for e in by["batch"].evidence)
+    assert any("its dependency" in e for e in by["api"].evidence)
+
+
+def test_new_error_template_in_logs_points_at_the_service() -> None:
+    lines = []
+    for i in range(60):  # an hour of ordinary lines from every service
+        for s in ("web", "api", "db"):
+            lines.append((START - 3600 + 60 * i + 1, s, f"INFO {s} handled request id={i}"))
+    for i in range(10):
+        lines.append((START + 20 * i, "db", f"ERROR deadlock detected on relation {i}"))
+        for s in ("web", "api", "db"):
+            lines.append((START + 30 * i, s, f"INFO {s} handled request id={i}"))
+    ev = log_evidence(lines, START)
+    top = max(ev, key=lambda e: e.score)
+    assert (top.service, top.change, top.is_error) == ("db", "new", True)
+    w = IncidentWindow(start=START, edges=EDGES, logs=lines, symptom={"service": "web"})
+    assert names(w)[0] == "db"
+
+
+def test_uncovered_time_is_no_data_not_silence() -> None:
+    # the export holds a chunk before and a chunk after: the gap is not a drop
+    lines = [(START - 600 + 6 * i, "api", "INFO served /x") for i in range(50)]
+    lines += [(START + 6 * i, "api", "INFO served /x") for i in range(50)]
+    ev = log_evidence(lines, START)
+    assert all(e.score < 1.5 for e in ev), ev
+
+
+def write_dir(d: Path, logs: str | None = None, events: str | None = None) -> Path:
+    d.mkdir(parents=True, exist_ok=True)
+    (d / "graph.csv").write_text("caller,callee\n" + "".join(f"{a},{b}\n" for a, b in EDGES))
+    rows = ["timestamp,service,metric,value"]
+    for s, seed in (("web", 1), ("api", 2), ("db", 3), ("cache", 4)):
+        t, v = series(0.05, 0.05, seed)
+        rows += [f"{x:.0f},{s},latency_p99,{y:.6f}" for x, y in zip(t, v)]
+    (d / "metrics.csv").write_text("\n".join(rows) + "\n")
+    (d / "incident.json").write_text(json.dumps({"start": START,
+                                                 "symptom": {"service": "web"}}))
+    if logs is not None:
+        (d / "logs.csv").write_text(logs)
+    if events is not None:
+        (d / "events.csv").write_text(events)
+    return d
+
+
+def run(d: Path, capsys: pytest.CaptureFixture[str]) -> tuple[int, dict | None, str]:
+    code = main(["rca", "offline", str(d)], env={})
+    out, err = capsys.readouterr()
+    return code, (json.loads(out) if code == 0 else None), err
+
+
+def test_offline_reads_events_csv(tmp_path: Path, capsys) -> None:
+    events = ("timestamp,service,kind,detail\n"
+              f"{START - 120:.0f},cache,deploy,\"cache v42, image cache:v42\"\n"
+              f"{START - 7200:.0f},db,config,too old to matter\n")
+    code, out, err = run(write_dir(tmp_path, events=events), capsys)
+    assert code == 0, err
+    top = out["candidates"][0]
+    assert top["service"] == "cache" and top["cause_type"] == "bad_deploy"
+    assert any("deploy of cache 2 min before the start: cache v42" in e for e in top["evidence"])
+
+
+def test_offline_reads_logs_csv(tmp_path: Path, capsys) -> None:
+    rows = ["timestamp,service,message"]
+    for i in range(60):
+        rows += [f"{START - 3600 + 60 * i + 1:.3f},{s},INFO ok {i}" for s in ("web", "api", "db")]
+    rows += [f"{START + 15 * i:.3f},db,\"ERROR could not serialize access, tx {i}\""
+             for i in range(12)]
+    code, out, err = run(write_dir(tmp_path, logs="\n".join(rows) + "\n"), capsys)
+    assert code == 0, err
+    top = out["candidates"][0]
+    assert top["service"] == "db"
+    assert any("new error log lines" in e for e in top["evidence"])
+
+
+@pytest.mark.parametrize("files, message", [
+    ({"logs": "time,service,message\n"}, "logs.csv line 1: header"),
+    ({"logs": "timestamp,service,message\nnoon,db,x\n"}, "logs.csv line 2: timestamp 'noon'"),
+    ({"logs": "timestamp,service,message\n1700000000,,x\n"}, "logs.csv line 2: service"),
+    ({"events": "timestamp,service,kind\n"}, "events.csv line 1: header"),
+    ({"events": "timestamp,service,kind,detail\n1700000000,db,,x\n"},
+     "events.csv line 2: service and kind"),
+])
+def test_malformed_logs_and_events_are_clear_errors(tmp_path: Path, capsys, files,
+                                                    message: str) -> None:
+    code, out, err = run(write_dir(tmp_path, **files), capsys)
+    assert code == 2 and out is None
+    assert message in err, err
+
+
+@pytest.mark.parametrize("status, verified, dry_run, outcome", [
+    ("succeeded", True, False, "succeeded"),
+    ("rolled_back", False, False, "failed"),
+    ("failed", False, False, "failed"),
+    ("succeeded", None, False, None),  # not verified: says nothing
+    ("failed", None, False, None),  # could not execute: says nothing about the cause
+    ("dry_run", None, True, None),
+    ("blocked", None, False, None),
+    ("rate_limited", None, False, None),
+])
+def test_verified_outcomes_become_feedback(status: str, verified: bool | None, dry_run: bool,
+                                           outcome: str | None) -> None:
+    r = ActionResult(action_id="a", plan_id="p", incident_id="i", status=status,  # type: ignore[arg-type]
+                     verified=verified, dry_run=dry_run)
+    fb = outcome_feedback(r)
+    assert (fb.action_outcome if fb else None) == outcome
+    if fb is not None:
+        assert fb.incident_id == "i" and fb.user == "verifier" and fb.kind == "action"

@@ -15,10 +15,11 @@ from dataclasses import replace
 
 import pytest
 
-from sre_agent.schemas import ActionStep, SreAction, Target
+from sre_agent.schemas import ActionPlan, ActionStep, Approval, Target
 from sre_agent.sim import DEFAULT_EPOCH, SCENARIOS, Platform, Topology, plan, score
-from sre_agent.sim.replay import Replayer
+from sre_agent.sim.replay import SIM_SIGNER, Replayer
 from sre_agent.sim.stack import agent_env
+from tests.signing_support import authorised_action, signed_bytes
 
 pytestmark = pytest.mark.integration
 
@@ -42,13 +43,19 @@ async def test_bad_deploy_replayed_detected_and_healed_over_sre_actions(
         open_ = [o.payload["incident_id"] for o in rep.observations if o.topic == "incidents"
                  and "api-gateway" in o.payload.get("services", [])
                  and o.payload.get("status") != "resolved"]
-        await kafka_io.send(pfx + "sre-actions", SreAction(
-            action_id="op-1", idempotency_key="op-1", plan_id="op",
-            incident_id=open_[-1] if open_ else "op",
-            step=ActionStep(action="rollout_undo",
-                            target=Target(kind="deployment", name="api-gateway",
-                                          service="api-gateway")),
-            approved_by=["alice"], policy="ONE_APPROVAL"))
+        # an approved plan of its own: signed plan and vote attached, as the agent would
+        # (an unsigned action straight onto sre-actions is refused: issue 15)
+        op_plan = ActionPlan(plan_id="op", incident_id=open_[-1] if open_ else "op",
+                             risk_score=0.45, risk_tier="MEDIUM", policy="ONE_APPROVAL",
+                             steps=[ActionStep(action="rollout_undo", risk=0.3, target=Target(
+                                 kind="deployment", name="api-gateway",
+                                 service="api-gateway"))])
+        vote = Approval(plan_id="op", decision="approve", user="oncall-sim", source="cli")
+        action = authorised_action(op_plan, [vote], signer=SIM_SIGNER, action_id="op-1",
+                                   idempotency_key="op-1", dry_run=True)
+        await kafka_io._producer.send_and_wait(pfx + "sre-actions",
+                                               signed_bytes(action, SIM_SIGNER),
+                                               key=action.key().encode())
 
     op = asyncio.create_task(operator())
     record = await rep.run()

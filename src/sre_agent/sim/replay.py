@@ -23,7 +23,18 @@ from typing import Any
 
 import orjson
 
-from ..schemas import Approval, DecodeError, MetricBatch, SreAction, decode, encode, series_id, shard_of
+from ..processors.signing import Signer
+from ..schemas import (
+    DECISION_TOPICS,
+    Approval,
+    DecodeError,
+    MetricBatch,
+    SreAction,
+    decode,
+    encode,
+    series_id,
+    shard_of,
+)
 from .engine import Platform, Tick
 from .scorecard import Observation, RunRecord
 from .timeline import Segment, clean_intervals
@@ -45,6 +56,11 @@ VOTERS = {
     "ONE_APPROVAL": [("oncall-sim", "oncall")],
     "TWO_SRE_ONE_LEAD": [("sre-sim-1", "sre"), ("sre-sim-2", "sre"), ("lead-sim", "lead")],
 }
+
+
+#: the signing key of simulated stacks (:func:`sre_agent.sim.stack.agent_env` gives it to
+#: the worker): made once per process, never used outside a simulation
+SIM_SIGNER = Signer.generate()
 
 
 @dataclass
@@ -99,7 +115,8 @@ class Replayer:
                  approver: Approver | None = None, history_chunk: int = 30,
                  settle_timeout: float = 10.0, catchup_timeout: float = 600.0,
                  protected: Sequence[str] = (),
-                 progress: Callable[[str], None] | None = None) -> None:
+                 progress: Callable[[str], None] | None = None,
+                 signer: Signer | None = None) -> None:
         self.bootstrap = bootstrap
         self.prefix = prefix
         self.status_url = status_url
@@ -112,6 +129,9 @@ class Replayer:
         self.catchup_timeout = catchup_timeout
         self.protected = list(protected)
         self.progress = progress or (lambda msg: None)
+        #: the simulated on-call's votes are signed like the API signs real ones (the
+        #: agent refuses unsigned decision events); default: the sim stack's key
+        self.signer = signer or SIM_SIGNER
         self.clock = platform.t
         self.produced: Counter[str] = Counter()
         self.received: Counter[str] = Counter()
@@ -139,7 +159,9 @@ class Replayer:
 
     async def _send(self, name: str, event: Any) -> None:
         key = event.key()
-        await self._producer.send(self._topic(name), value=encode(event),
+        value = (self.signer.sign_bytes(event.model_dump(mode="json"))
+                 if name in DECISION_TOPICS else encode(event))
+        await self._producer.send(self._topic(name), value=value,
                                   key=key.encode() if key is not None else None)
         self.produced[name] += 1
 

@@ -24,7 +24,7 @@ from typing import Any
 
 import orjson
 
-from .replay import VOTERS
+from .replay import SIM_SIGNER, VOTERS
 from .topology import Topology
 
 __all__ = ["LocalStack", "agent_env", "worker_env"]
@@ -40,6 +40,8 @@ def agent_env(topology: Topology) -> dict[str, str]:
         # the simulator stands in for the cluster: LOW-risk plans run without a human
         "SRE_AGENT_ACTIONS__AUTO_REMEDIATION": "true",
         "SRE_AGENT_ACTIONS__APPROVERS": json.dumps(approvers),
+        # the replay signs the simulated on-call's votes with the same key
+        "SRE_AGENT_SECURITY__SIGNING_KEY": SIM_SIGNER.private_pem(),
     }
 
 

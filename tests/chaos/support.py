@@ -235,5 +235,12 @@ async def probe_learned(bootstrap: str, prefix: str, wl: Workload, workers: list
         await wait_for(lambda: len(union()) == wl.series
                        and min(union().values()) >= wl.points + 1, timeout=120)
     except AssertionError:
-        pass
+        # for the failure message: where each live worker stands on the metrics topic
+        for w in workers:
+            if w.proc is not None and w.proc.poll() is None:
+                st = w.status()
+                print(f"[probe] {w.workdir.name}: samples_in={st['samples_in']} "
+                      f"assigned={[a for a in st['broker']['assigned'] if 'metrics' in a]} "
+                      f"lag={ {k: v for k, v in st['lag'].items() if 'metrics' in k} } "
+                      f"recovery={st['recovery']}")
     return union()

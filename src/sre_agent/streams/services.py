@@ -148,8 +148,9 @@ class Services(Service):
                 log.warning("closing %s failed: %s", name, exc)
 
     # ------------------------------------------------------------------ readiness
-    def readiness(self) -> dict[str, bool]:
-        return {"started": self._started.is_set() if hasattr(self, "_started") else False,
+    def readiness(self) -> dict[str, Any]:
+        return {"key_id": self._keys.signer.key_id if self._keys is not None else None,
+                "started": self._started.is_set() if hasattr(self, "_started") else False,
                 "postgres_tried": self._pg_tried.is_set(),
                 "postgres": self.postgres is None or self.postgres.pool is not None,
                 "readmodel_caught_up": self.projection.caught_up}

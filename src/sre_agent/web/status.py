@@ -72,6 +72,8 @@ def status_payload(ctx: StreamContext) -> dict[str, Any]:
         "dlq": dict(stats.dlq),
         "health": stats.health,
         "dry_run": ctx.settings.actions.dry_run,
+        # the key decision events are signed with, and whether the decision stages may act
+        "decisions": ctx.services.readiness(),
     }
 
 

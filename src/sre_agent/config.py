@@ -367,6 +367,30 @@ class CorrelationSettings(_Section):
     tick_interval: float = Field(default=5.0, gt=0)
 
 
+class SeveritySettings(_Section):
+    """Incident severity from impact (:mod:`sre_agent.processors.severity`, docs/oncall.md).
+
+    Business criticality, protected services and trading hours come from ``actions``.
+    """
+
+    #: availability objective whose error budget burn is measured (0.999: 0.1 % budget)
+    slo_target: float = Field(default=0.999, gt=0.5, lt=1.0)
+    #: metric globs whose values are error ratios in [0, 1] (their burn rate = value / budget)
+    error_ratio_metrics: list[str] = Field(default_factory=lambda: [
+        "*error*ratio*", "*error_rate*", "*errors_rate*", "*failure*ratio*", "*5xx*ratio*"])
+    #: burn rate that pages at once (Google SRE workbook: 2 % of a 30-day budget in 1 h)
+    page_burn_rate: float = Field(default=14.4, gt=0)
+    #: burn rate that counts as full business impact (5 % of the budget in 6 h)
+    high_burn_rate: float = Field(default=6.0, gt=0)
+    #: impact thresholds of critical and warning (below: info)
+    critical_at: float = Field(default=0.75, gt=0, le=1)
+    warning_at: float = Field(default=0.35, ge=0, le=1)
+    #: business impact of a service outside the trading hours, as a share of its criticality
+    off_hours_factor: float = Field(default=0.7, ge=0, le=1)
+    #: an alert rule's own severity label is kept as a floor (a person chose it)
+    alert_severity_floor: bool = True
+
+
 class KnowledgeSettings(_Section):
     enabled: bool = True
     #: Markdown runbooks folder (default: the packaged ``sre_agent/runbooks``)
@@ -587,6 +611,7 @@ class Settings(_Section):
     prediction: PredictionSettings = PredictionSettings()
     log_patterns: LogPatternSettings = LogPatternSettings()
     security: SecuritySettings = SecuritySettings()
+    severity: SeveritySettings = SeveritySettings()
 
     def topic(self, name: str) -> str:
         """Full topic name with the configured prefix."""

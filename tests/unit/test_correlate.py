@@ -262,7 +262,9 @@ def test_k8s_events_dedup_across_pods() -> None:
     for pod in ("api-7d9f8b6c4-aaaaa", "api-7d9f8b6c4-bbbbb", "api-7d9f8b6c4-ccccc"):
         h.feed(from_k8s(K8sEvent(name=pod, reason="BackOff", message="Back-off restarting",
                                  time=at(1))))
-    assert len(h.out) == 1 and h.out[0].severity == "critical"
+    # severity from impact: a crash loop on a service of default criticality is a warning
+    assert len(h.out) == 1 and h.out[0].severity == "warning"
+    assert h.out[0].severity_reasons[0].startswith("evidence 0.80 (k8s CrashLoopBackOff")
     assert h.out[0].signals[0].attrs["count"] == 1 and h.c.stats.duplicates == 2
 
 
@@ -273,7 +275,8 @@ def test_point_in_time_signals_do_not_hold_an_incident_open() -> None:
     h.feed(anomaly("api", "error_rate", 0))
     h.feed(from_k8s(K8sEvent(name="api-1", service="api", reason="OOMKilled", time=at(5))))
     h.feed(anomaly("api", "error_rate", 120, status="resolved"))
-    assert h.tick(300) == []  # the OOMKill is recent: still part of a live problem
+    # the OOMKill is recent: still part of a live problem (its batched update may flush)
+    assert [i.status for i in h.tick(300)] in ([], ["updated"])
     st = GroupState.from_bytes(h.states[h.c.group_of("api")])
     assert IncidentCorrelator.next_deadline(st, h.settings) == T0 + 605
     assert h.tick(605) == []  # quiet from now on

@@ -18,7 +18,10 @@ Rules, each a test in ``tests/unit/test_correlate*.py``:
   hold-down is a flap: suppressed, nothing emitted);
 * a recurrence of a resolved incident's fingerprint within ``reopen_window``
   reopens it (same id, ``reopen_count`` + 1); later ones open a new incident;
-* silences/maintenance windows drop matching firing signals;
+* silences/maintenance windows drop matching firing signals (configured ones and
+  run-time ones from a :class:`~.silences.SilenceBook`);
+* severity comes from impact (:mod:`.severity`), not from the loudest signal;
+* a person resolving an incident (a ``resolve`` signal naming it) resolves it now;
 * ``min_occurrences`` holds a rule's signals until N of them arrived in the window;
 * deploys/config changes of the incident's services (and graph neighbours)
   within ``change_lookback`` are linked as ``candidate_changes``.
@@ -54,6 +57,8 @@ from ..config import CorrelationSettings
 from ..schemas import Incident
 from .correlate_signals import Signal
 from .correlate_state import GroupState, IncidentState
+from .severity import SeverityModel
+from .silences import SilenceBook, matches
 from .topology import ServiceGraph
 
 __all__ = ["CorrelationStats", "GroupState", "IncidentCorrelator", "Signal"]
@@ -107,10 +112,18 @@ def _dt(ts: float) -> datetime:
 class IncidentCorrelator:
     """Groups signals into incidents along the dependency graph (see module doc)."""
 
-    def __init__(self, settings: CorrelationSettings, graph: ServiceGraph | None = None) -> None:
+    def __init__(self, settings: CorrelationSettings, graph: ServiceGraph | None = None,
+                 severity: SeverityModel | None = None,
+                 silences: SilenceBook | None = None) -> None:
         self.settings = settings
         self.graph = graph or ServiceGraph(settings.edges)
         self.stats = CorrelationStats()
+        self.severity = severity or SeverityModel()
+        #: run-time silences (fed by the stream layer); configured ones are in settings
+        self.silences = silences
+        #: (silence id, fingerprint, service) of signals a silence dropped for the first
+        #: time; the stream layer drains it into audit records
+        self.silenced_first: list[tuple[str, str, str]] = []
 
     # ------------------------------------------------------------------ routing
     def group_of(self, service: str) -> str:
@@ -125,10 +138,14 @@ class IncidentCorrelator:
                 continue
             if s.ends_at and sig.time >= s.ends_at:
                 continue
-            if all(fnmatch.fnmatchcase(fields.get(k, sig.labels.get(k, "")), pat)
-                   for k, pat in s.matchers.items()):
+            if matches(s.matchers, fields, sig.labels):
                 return True
-        return False
+        found = self.silences.match(fields, sig.labels, sig.time) if self.silences else None
+        if found is not None and self.silences is not None \
+                and self.silences.first_hit(found.silence_id, sig.fingerprint):
+            self.silenced_first.append((found.silence_id, sig.fingerprint, sig.service))
+            del self.silenced_first[:-1000]
+        return found is not None
 
     def _min_occurrences(self, sig: Signal) -> int:
         n = 1
@@ -200,17 +217,23 @@ class IncidentCorrelator:
                 {k: v for k, v in c.items() if k != "ts"} for c in inc.changes],
             opened_at=_dt(inc.opened_ts), resolved_at=_dt(inc.resolved_at) if inc.resolved_at else None,
             revision=inc.revision, reopen_count=inc.reopen_count, group=group, time=_dt(now),
+            labels=dict(inc.labels), severity_reasons=list(inc.severity_reasons),
+            impact=inc.impact, resolved_by=inc.resolved_by,
         )
 
     def _severity(self, inc: IncidentState) -> str:
-        active = [s for s in inc.signals.values() if s.active] or list(inc.signals.values())
-        return max((s.severity for s in active), key=lambda v: _SEV_RANK[v], default="warning")
+        """Severity from impact (:mod:`.severity`); its reasons are kept for the event."""
+        a = self.severity.assess(inc.signals.values(), inc.services, self.graph, _dt(inc.last_ts))
+        inc.severity_reasons, inc.impact = list(a.reasons), a.impact
+        return a.level
 
     # ------------------------------------------------------------------ transitions
     def update(self, state: GroupState, sig: Signal, now: float) -> list[Incident]:
         """Apply one signal; return the incident events to publish."""
         if sig.kind == "tick":
             return self.tick(state, now)
+        if sig.kind == "resolve":
+            return self._resolved_by_hand(state, sig, now)
         out: list[Incident] = []
         self._expire(state, now)
         if sig.kind == "deploy":
@@ -306,15 +329,18 @@ class IncidentCorrelator:
                 s.attrs["flapping"] = True
         else:
             self.stats.duplicates += 1
-        if _SEV_RANK[sig.severity] > _SEV_RANK[inc.severity]:
+        if _SEV_RANK[sig.severity] > _SEV_RANK[s.severity]:
             s.severity = sig.severity
-            inc.severity = sig.severity
-            return [self._emit(inc, "updated", now, state.group)]
+            sev = self._severity(inc)
+            if _SEV_RANK[sev] > _SEV_RANK[inc.severity]:
+                inc.severity = sev
+                return [self._emit(inc, "updated", now, state.group)]
         return []
 
     def _reopen(self, state: GroupState, inc: IncidentState, sig: Signal, now: float) -> list[Incident]:
         self.stats.reopened += 1
         inc.resolved_at = None
+        inc.resolved_by = None
         inc.reopen_count += 1
         inc.quiet_since = None
         inc.touched = now
@@ -339,6 +365,17 @@ class IncidentCorrelator:
         if self._quiet(inc, now):
             inc.quiet_since = now
             if self.settings.resolve_holddown <= 0:
+                return [self._resolve(state, inc, now)]
+        return []
+
+    def _resolved_by_hand(self, state: GroupState, sig: Signal, now: float) -> list[Incident]:
+        """A person resolved incident ``sig.ref``: resolve it now (its signals may still
+        fire; a new firing of one of them reopens it within the reopen window)."""
+        for inc in state.incidents:
+            if inc.id == sig.ref and inc.resolved_at is None:
+                for x in inc.signals.values():
+                    x.active = False
+                inc.resolved_by = sig.attrs.get("actor") or sig.summary or "unknown"
                 return [self._resolve(state, inc, now)]
         return []
 

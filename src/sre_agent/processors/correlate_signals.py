@@ -35,17 +35,19 @@ from ..schemas.base import UtcDatetime
 
 __all__ = [
     "Signal",
+    "alert_links",
     "alert_severity",
     "from_alert",
     "from_anomaly",
     "from_deploy",
     "from_k8s",
     "from_prediction",
+    "resolve_signal",
     "service_of_pod",
     "tick",
 ]
 
-Kind = Literal["anomaly", "alert", "prediction", "k8s", "deploy", "log", "tick"]
+Kind = Literal["anomaly", "alert", "prediction", "k8s", "deploy", "log", "tick", "resolve"]
 
 
 class Signal(BaseModel):
@@ -126,8 +128,30 @@ def from_alert(a: Alert) -> Signal:
         status=a.status, time=a.starts_at if a.status == "firing" and a.starts_at else a.time,
         severity=alert_severity(a.severity), ref=a.fingerprint, labels=dict(a.labels),
         summary=f"alert {a.name}" + (f": {desc[:200]}" if desc else ""),
-        attrs={"source": a.source},
+        attrs={"source": a.source, **alert_links(a)},
     )
+
+
+def alert_links(a: Alert) -> dict[str, str]:
+    """The alert's runbook and source links (http/https only), for the console.
+
+    >>> alert_links(Alert(fingerprint="f", name="X", generator_url="http://prom/graph?g0.expr=up",
+    ...                   annotations={"runbook_url": "https://wiki/x", "dashboard": "javascript:1"}))
+    {'runbook_url': 'https://wiki/x', 'generator_url': 'http://prom/graph?g0.expr=up'}
+    """
+    out = {}
+    for key, value in (("runbook_url", a.annotations.get("runbook_url") or a.annotations.get("runbook")),
+                       ("dashboard_url", a.annotations.get("dashboard")),
+                       ("generator_url", a.generator_url)):
+        if value and value.startswith(("http://", "https://")) and len(value) <= 4096:
+            out[key] = value
+    return out
+
+
+def resolve_signal(incident_id: str, group: str, actor: str, time: datetime) -> Signal:
+    """A person resolved ``incident_id`` (kept by ``group``): resolve it in the correlator."""
+    return Signal(kind="resolve", fingerprint=f"resolve:{incident_id}", service=group,
+                  ref=incident_id, time=time, summary=actor, attrs={"actor": actor})
 
 
 def from_prediction(p: Prediction) -> Signal:

@@ -24,6 +24,8 @@ __all__ = ["MAX_SIGNALS", "GroupState", "IncidentState", "SignalState"]
 
 #: distinct fingerprints remembered per incident (others are still counted)
 MAX_SIGNALS = 200
+#: labels kept per incident (for notification routing)
+MAX_LABELS = 32
 #: a prediction keeps its incident open for signals up to this far ahead (s)
 PREDICTION_HORIZON = 6 * 3600.0
 
@@ -77,11 +79,20 @@ class IncidentState:
     resolved_at: float | None = None
     quiet_since: float | None = None
     reopen_count: int = 0
+    #: labels of the signals (first value of a key wins), for routing
+    labels: dict[str, str] = field(default_factory=dict)
+    severity_reasons: list[str] = field(default_factory=list)
+    impact: float | None = None
+    resolved_by: str | None = None
 
     def add(self, sig: Signal) -> None:
         """Absorb a firing signal (new fingerprint or a recurrence of a known one)."""
         self.count += 1
         self.last_ts = max(self.last_ts, sig.ts)
+        for k, v in sig.labels.items():
+            if len(self.labels) >= MAX_LABELS:
+                break
+            self.labels.setdefault(k, v[:256])
         if sig.kind == "prediction":  # an early warning stays relevant until its breach time
             ahead = min(float(sig.attrs.get("seconds_to_breach", 0.0)), PREDICTION_HORIZON)
             self.last_ts = max(self.last_ts, sig.ts + ahead)

@@ -20,12 +20,29 @@ True
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 
-from ..schemas import ActionPlan, ActionResult, Approval, Feedback, Incident, RcaResult
-from .views import CauseView, IncidentDetail, IncidentSummary, PlanView, TimelineEntry
+from ..schemas import (
+    ActionPlan,
+    ActionResult,
+    Approval,
+    AuditRecord,
+    Feedback,
+    Incident,
+    RcaResult,
+    TriageEvent,
+)
+from .views import (
+    CauseView,
+    IncidentDetail,
+    IncidentSummary,
+    LinkView,
+    PlanView,
+    TimelineEntry,
+)
 
-__all__ = ["IncidentRecord", "PlanRecord", "detail_of", "summary_of", "timeline"]
+__all__ = ["IncidentRecord", "PlanRecord", "detail_of", "links_of", "plan_state", "summary_of",
+           "timeline"]
 
 EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 #: per-incident bounds (revisions, RCA runs, feedback, signals on the timeline)
@@ -33,18 +50,85 @@ MAX_HISTORY = 100
 MAX_SIGNALS_ON_TIMELINE = 20
 
 
+#: audit actions of the approval manager that decide a plan's state
+DECISIONS = {"plan.approved": "approved", "plan.rejected": "rejected", "plan.expired": "expired",
+             "plan.blocked": "blocked", "plan.auto": "auto", "plan.completed": "completed",
+             "plan.failed": "failed", "plan.refused": "refused"}
+
+
 @dataclass
 class PlanRecord:
     plan: ActionPlan
     approvals: list[Approval] = field(default_factory=list)
     results: list[ActionResult] = field(default_factory=list)
+    #: the approval manager's decisions, from the audit trail: (time, state, reason)
+    decisions: list[tuple[datetime, str, str]] = field(default_factory=list)
 
     @property
     def pending(self) -> bool:
-        return self.plan.status == "pending" and not self.results
+        return plan_state(self)[0] == "pending"
+
+    def decide(self, rec: AuditRecord) -> bool:
+        """Fold an audit record of this plan in; True when it decided something."""
+        state = DECISIONS.get(rec.action)
+        if state is None:
+            return False
+        d = rec.details
+        by = d.get("by") or ", ".join(d.get("approvers") or [])
+        reason = str(d.get("reason") or (f"by {by}" if by else ""))[:500]
+        self.decisions.append((rec.time, state, reason))
+        self.decisions.sort(key=lambda x: x[0])
+        del self.decisions[:-20]
+        return True
 
     def view(self) -> PlanView:
-        return PlanView(plan=self.plan, approvals=list(self.approvals), results=list(self.results))
+        state, reason, dry = plan_state(self)
+        return PlanView(plan=self.plan, approvals=list(self.approvals), results=list(self.results),
+                        state=state, reason=reason, dry_run=dry)
+
+
+def plan_state(pr: PlanRecord) -> tuple[str, str, bool | None]:
+    """The plan's true state, why, and whether its actions ran dry: results first
+    (what happened), then the approval manager's last decision, then the plan itself.
+
+    >>> from datetime import UTC, datetime
+    >>> t = datetime(2025, 11, 13, tzinfo=UTC)
+    >>> pr = PlanRecord(ActionPlan(plan_id="p", incident_id="i", risk_score=0.5, risk_tier="MEDIUM",
+    ...                            policy="ONE_APPROVAL", time=t))
+    >>> plan_state(pr)
+    ('pending', 'ONE_APPROVAL', None)
+    >>> pr.decide(AuditRecord(actor="approval-manager", action="plan.approved", subject="p",
+    ...                       details={"approvers": ["alice"], "by": "alice"}, time=t))
+    True
+    >>> plan_state(pr)[:2]
+    ('approved', 'by alice')
+    >>> pr.results.append(ActionResult(action_id="a", plan_id="p", incident_id="i", status="failed",
+    ...                                detail="deployment not found", dry_run=False, time=t))
+    >>> plan_state(pr)
+    ('failed', 'step 1 failed: deployment not found', False)
+    """
+    p = pr.plan
+    if pr.results:
+        res = sorted(pr.results, key=lambda r: (r.time, r.step_index))
+        dry = all(r.dry_run for r in res)
+        bad = [r for r in res if r.status in ("failed", "rolled_back", "blocked", "rate_limited")]
+        if bad:
+            r = bad[-1]
+            what = r.action or (p.steps[r.step_index].action if r.step_index < len(p.steps)
+                                else "")
+            label = f"step {r.step_index + 1}" + (f" ({what})" if what else "")
+            return ("failed" if r.status in ("failed", "rolled_back") else r.status,
+                    f"{label} {r.status.replace('_', ' ')}" + (f": {r.detail}" if r.detail else ""),
+                    dry)
+        last = res[-1]
+        done = len({r.step_index for r in res}) >= max(1, len(p.steps))
+        state = ("dry-run" if dry else "executed") if done else "executing"
+        detail = f"{len({r.step_index for r in res})}/{max(1, len(p.steps))} steps"
+        return state, detail + (f": {last.detail}" if last.detail else ""), dry
+    if pr.decisions:
+        _, state, reason = pr.decisions[-1]
+        return state, reason or (p.policy_reason or p.policy), None
+    return p.status, p.policy_reason or p.policy, None
 
 
 @dataclass
@@ -63,6 +147,46 @@ class IncidentRecord:
     #: (incident revision, RCA time) and plan times seen before any RCA
     waiting_rca: list[tuple[int, datetime]] = field(default_factory=list)
     waiting_plans: list[datetime] = field(default_factory=list)
+    #: on-call acts (ack, assign, snooze, resolve, comment), oldest first
+    triage: list[TriageEvent] = field(default_factory=list)
+
+    def add_triage(self, ev: TriageEvent) -> None:
+        if any(t.event_id == ev.event_id for t in self.triage):
+            return
+        self.triage.append(ev)
+        self.triage.sort(key=lambda t: t.time)
+        del self.triage[:-MAX_HISTORY]
+        self.touch(ev.time)
+
+    def triage_state(self) -> dict[str, object]:
+        """acked_by/at, assignee, snoozed_until from the acts so far."""
+        out: dict[str, object] = {"acked_by": None, "acked_at": None, "assignee": None,
+                                  "snoozed_until": None}
+        for t in self.triage:
+            if t.action == "ack":
+                out["acked_by"], out["acked_at"] = t.actor, t.time
+            elif t.action == "unack":
+                out["acked_by"], out["acked_at"] = None, None
+            elif t.action == "assign":
+                out["assignee"] = t.assignee or None
+            elif t.action == "snooze" and t.minutes:
+                out["snoozed_until"] = t.time + timedelta(minutes=t.minutes)
+        acked = out["acked_at"]
+        if isinstance(acked, datetime) and self._reopened_after(acked):
+            out["acked_by"], out["acked_at"] = None, None  # a reopened incident needs a new ack
+        return out
+
+    def _reopened_after(self, t: datetime) -> bool:
+        """Whether a resolved revision followed by an open one happened after ``t``."""
+        seen_resolved = False
+        for when, st, _, _ in sorted(self.revisions):
+            if when <= t:
+                continue
+            if st == "resolved":
+                seen_resolved = True
+            elif seen_resolved:
+                return True
+        return False
 
     def touch(self, t: datetime) -> None:
         self.updated = max(self.updated, t)
@@ -105,6 +229,9 @@ class IncidentRecord:
 def summary_of(rec: IncidentRecord) -> IncidentSummary:
     inc, rca = rec.incident, rec.rca
     top = rca.hypotheses[0] if rca and rca.hypotheses else None
+    tri = rec.triage_state()
+    duration = ((inc.resolved_at - inc.opened_at).total_seconds()
+                if inc is not None and inc.resolved_at is not None else None)
     return IncidentSummary(
         incident_id=rec.incident_id,
         status=inc.status if inc else "unknown",
@@ -124,6 +251,13 @@ def summary_of(rec: IncidentRecord) -> IncidentSummary:
         else None,
         plans=len(rec.plans),
         pending_plans=sum(1 for p in rec.plans.values() if p.pending),
+        acked_by=tri["acked_by"],  # type: ignore[arg-type]
+        acked_at=tri["acked_at"],  # type: ignore[arg-type]
+        assignee=tri["assignee"],  # type: ignore[arg-type]
+        snoozed_until=tri["snoozed_until"],  # type: ignore[arg-type]
+        resolved_by=inc.resolved_by if inc else None,
+        duration_seconds=duration,
+        impact=inc.impact if inc else None,
     )
 
 
@@ -188,6 +322,17 @@ def timeline(rec: IncidentRecord) -> list[TimelineEntry]:
                     ),
                 )
             )
+    for p_rec in rec.plans.values():
+        for t, state, reason in p_rec.decisions:
+            out.append(TimelineEntry(time=t, kind="plan", ref=p_rec.plan.plan_id,
+                                     summary=f"plan {state}" + (f": {reason}" if reason else "")))
+    for tr in rec.triage:
+        what = {"ack": "acknowledged", "unack": "unacknowledged", "assign": "assigned to "
+                + (tr.assignee or "nobody"), "snooze": f"snoozed {tr.minutes or 0:g} min",
+                "resolve": "resolved by hand", "comment": "commented"}[tr.action]
+        out.append(TimelineEntry(time=tr.time, kind="triage", ref=tr.event_id,
+                                 summary=f"{what} by {tr.actor}"
+                                 + (f": {tr.comment}" if tr.comment else "")))
     for f in rec.feedback:
         what = f.rating or f.action_outcome or f.confirmed_cause or "-"
         out.append(
@@ -202,7 +347,28 @@ def timeline(rec: IncidentRecord) -> list[TimelineEntry]:
     return out
 
 
+def links_of(rec: IncidentRecord) -> list[LinkView]:
+    """Runbook, alert source and dashboard links the incident's signals carry.
+
+    Only http(s) URLs (they were checked when the alert came in); one per URL.
+    """
+    out: list[LinkView] = []
+    seen: set[str] = set()
+    kinds = (("runbook_url", "runbook"), ("generator_url", "source"), ("dashboard_url", "dashboard"))
+    for s in rec.incident.signals if rec.incident is not None else []:
+        for key, kind in kinds:
+            url = s.attrs.get(key)
+            if isinstance(url, str) and url.startswith(("http://", "https://")) and url not in seen:
+                seen.add(url)
+                title = f"{kind}: {s.metric or s.kind}" + (f" ({s.service})" if s.service else "")
+                out.append(LinkView(kind=kind, title=title, url=url))  # type: ignore[arg-type]
+    return out[:20]
+
+
 def detail_of(rec: IncidentRecord, series: list[str]) -> IncidentDetail:
+    runbooks: list[str] = []
+    if rec.rca is not None:
+        runbooks = [c.id for c in rec.rca.similar if c.kind == "runbook"][:5]
     return IncidentDetail(
         summary=summary_of(rec),
         incident=rec.incident,
@@ -211,4 +377,7 @@ def detail_of(rec: IncidentRecord, series: list[str]) -> IncidentDetail:
         feedback=list(rec.feedback),
         series=series,
         timeline=timeline(rec),
+        triage=list(rec.triage),
+        links=links_of(rec),
+        runbooks=runbooks,
     )

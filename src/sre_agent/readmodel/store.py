@@ -47,10 +47,13 @@ from ..schemas import (
     Incident,
     Prediction,
     RcaResult,
+    Silence,
+    TriageEvent,
     decode,
 )
+from ..processors.silences import SilenceBook
 from .latency import LatencyHistograms
-from .records import IncidentRecord, PlanRecord, detail_of, summary_of
+from .records import DECISIONS, IncidentRecord, PlanRecord, detail_of, summary_of
 from .series import SeriesBuffers
 from .views import AnomalyView, IncidentDetail, IncidentSummary
 
@@ -69,6 +72,8 @@ TOPICS: tuple[str, ...] = (
     "action-results",
     "audit",
     "feedback",
+    "incident-triage",
+    "silences",
 )
 
 
@@ -99,8 +104,10 @@ class ReadModel:
         self.prediction_views: OrderedDict[str, Prediction] = OrderedDict()
         self.records: OrderedDict[str, IncidentRecord] = OrderedDict()
         self._plan_index: dict[str, str] = {}
-        #: votes/results whose plan was not seen yet, by plan id
-        self._orphans: OrderedDict[str, list[Approval | ActionResult]] = OrderedDict()
+        #: votes/results/decisions whose plan was not seen yet, by plan id
+        self._orphans: OrderedDict[str, list[Approval | ActionResult | AuditRecord]] = OrderedDict()
+        #: run-time silences (the correlator of this worker matches signals against it)
+        self.silences = SilenceBook()
         self.audit_log: deque[AuditRecord] = deque(maxlen=max_items)
         self.series = SeriesBuffers(max_series, max_points)
         self.events: Counter[str] = Counter()
@@ -119,6 +126,8 @@ class ReadModel:
             ActionResult: self._result,
             AuditRecord: self._audit,
             Feedback: self._feedback,
+            TriageEvent: self._triage,
+            Silence: self.silences.update,
         }
 
     # ------------------------------------------------------------------ input
@@ -238,8 +247,10 @@ class ReadModel:
         rec = self.records.get(iid) if iid else None
         return rec.plans.get(plan_id) if rec else None
 
-    def _attach(self, pr: PlanRecord, ev: Approval | ActionResult) -> None:
-        if isinstance(ev, Approval):
+    def _attach(self, pr: PlanRecord, ev: Approval | ActionResult | AuditRecord) -> None:
+        if isinstance(ev, AuditRecord):
+            pr.decide(ev)
+        elif isinstance(ev, Approval):
             pr.approvals.append(ev)
         else:
             pr.results.append(ev)
@@ -248,14 +259,15 @@ class ReadModel:
         if rec is not None:
             rec.touch(ev.time)
 
-    def _vote_or_result(self, ev: Approval | ActionResult) -> None:
-        pr = self._plan_record(ev.plan_id)
+    def _vote_or_result(self, ev: Approval | ActionResult | AuditRecord) -> None:
+        plan_id = ev.subject if isinstance(ev, AuditRecord) else ev.plan_id
+        pr = self._plan_record(plan_id)
         if pr is not None:
             self._attach(pr, ev)
             return
-        pending = self._orphans.get(ev.plan_id) or []
+        pending = self._orphans.get(plan_id) or []
         pending.append(ev)
-        _bounded_put(self._orphans, ev.plan_id, pending[-50:], self.max_items)
+        _bounded_put(self._orphans, plan_id, pending[-50:], self.max_items)
 
     def _approval(self, a: Approval) -> None:
         self._vote_or_result(a)
@@ -266,6 +278,11 @@ class ReadModel:
 
     def _audit(self, rec: AuditRecord) -> None:
         self.audit_log.append(rec)
+        if rec.action in DECISIONS and rec.actor == "approval-manager":
+            self._vote_or_result(rec)
+
+    def _triage(self, ev: TriageEvent) -> None:
+        self._record(ev.incident_id).add_triage(ev)
 
     def _feedback(self, fb: Feedback) -> None:
         rec = self._record(fb.incident_id)
@@ -301,13 +318,18 @@ class ReadModel:
         return out
 
     def incidents(
-        self, status: str | None = None, service: str | None = None, severity: str | None = None
+        self, status: str | None = None, service: str | None = None, severity: str | None = None,
+        text: str | None = None, since: datetime | None = None, until: datetime | None = None,
     ) -> list[IncidentSummary]:
         """Incident summaries, most recently updated first.
 
-        ``status`` is ``open`` (open or updated), ``resolved`` or None for all.
+        ``status`` is ``open`` (open or updated), ``resolved`` or None for all;
+        ``text`` matches the id, title, services and top cause (case-insensitive);
+        ``since``/``until`` keep incidents active in that range (opened before
+        ``until``, not resolved before ``since``).
         """
         out = []
+        needle = text.lower() if text else None
         for rec in reversed(self.records.values()):
             if (status == "open" and not rec.is_open) or (status == "resolved" and rec.is_open):
                 continue
@@ -316,6 +338,17 @@ class ReadModel:
                 continue
             if severity is not None and s.severity != severity:
                 continue
+            start = s.opened_at or s.updated_at
+            if until is not None and start > until:
+                continue
+            if since is not None and (s.resolved_at or s.updated_at) < since and not rec.is_open:
+                continue
+            if needle is not None:
+                hay = " ".join([s.incident_id, s.title, *s.services,
+                                s.top_cause.cause_type if s.top_cause else "",
+                                s.assignee or ""]).lower()
+                if needle not in hay:
+                    continue
             out.append(s)
         out.sort(key=lambda s: s.updated_at, reverse=True)
         return out
@@ -344,13 +377,32 @@ class ReadModel:
         rec = self.records.get(incident_id)
         if rec is None:
             return None
-        series: list[str] = []
+        return detail_of(rec, self.evidence_series(rec))
+
+    def evidence_series(self, rec: IncidentRecord) -> list[str]:
+        """The series that carry the incident's evidence, strongest first: its metric
+        signals (by their own series id, or their anomaly's), then series the RCA's
+        evidence names. Never chosen by service name."""
+        found: list[tuple[float, str]] = []
         if rec.incident is not None:
             for s in rec.incident.signals:
+                sid = s.attrs.get("series") if s.kind in ("anomaly", "prediction") else None
                 a = self.anomaly_views.get(s.ref) if s.kind == "anomaly" else None
-                if a is not None and a.kind == "metric" and a.series not in series:
-                    series.append(a.series)
-        return detail_of(rec, series)
+                if a is not None and a.kind == "metric":
+                    sid = a.series
+                if isinstance(sid, str) and sid:
+                    score = s.attrs.get("score")
+                    found.append((-float(score) if isinstance(score, int | float) else 0.0, sid))
+        if rec.rca is not None:
+            for h in rec.rca.hypotheses[:3]:
+                for e in h.evidence:
+                    if e.ref and e.ref in self.series:
+                        found.append((-e.weight, e.ref))
+        out: list[str] = []
+        for _, sid in sorted(found, key=lambda x: x[0]):
+            if sid not in out:
+                out.append(sid)
+        return out
 
     def plans(self, pending_only: bool = False) -> list[PlanRecord]:
         out = [

@@ -27,7 +27,9 @@ from ..schemas import (
     Incident,
     Prediction,
     RcaResult,
+    Silence,
     SimilarCase,
+    TriageEvent,
 )
 from ..schemas.base import UtcDatetime
 
@@ -42,14 +44,19 @@ __all__ = [
     "IncidentDetail",
     "IncidentPage",
     "IncidentSummary",
+    "LinkView",
     "PatternResults",
     "PlanView",
     "PredictionPage",
     "SeriesList",
     "SeriesPoints",
     "SeriesSummary",
+    "SilencePage",
+    "SilenceRequest",
+    "SilenceView",
     "StatusSummary",
     "TimelineEntry",
+    "TriageRequest",
     "Whoami",
 ]
 
@@ -106,6 +113,15 @@ class IncidentSummary(BaseModel):
     top_cause: CauseView | None = None
     plans: int = 0
     pending_plans: int = 0
+    #: on-call triage state (from ``incident-triage``)
+    acked_by: str | None = None
+    acked_at: UtcDatetime | None = None
+    assignee: str | None = None
+    snoozed_until: UtcDatetime | None = None
+    resolved_by: str | None = None
+    #: seconds from opened to resolved (open incidents: None, the console counts)
+    duration_seconds: float | None = None
+    impact: float | None = None
 
 
 class IncidentPage(_Page):
@@ -114,7 +130,7 @@ class IncidentPage(_Page):
 
 class TimelineEntry(BaseModel):
     time: UtcDatetime
-    kind: Literal["incident", "signal", "rca", "plan", "approval", "action", "feedback"]
+    kind: Literal["incident", "signal", "rca", "plan", "approval", "action", "feedback", "triage"]
     summary: str
     ref: str | None = None
 
@@ -123,6 +139,21 @@ class PlanView(BaseModel):
     plan: ActionPlan
     approvals: list[Approval] = Field(default_factory=list)
     results: list[ActionResult] = Field(default_factory=list)
+    #: the plan's true state: pending, approved, rejected, expired, blocked, auto,
+    #: executing, executed, dry-run, failed, completed (decisions and results applied)
+    state: str = "pending"
+    #: why it is in that state (policy, who decided, a failure's detail)
+    reason: str = ""
+    #: whether its actions ran as dry-run (None before any result)
+    dry_run: bool | None = None
+
+
+class LinkView(BaseModel):
+    """A link out of an incident: runbook, alert source, dashboard, metrics explorer."""
+
+    kind: Literal["runbook", "source", "dashboard", "metrics"]
+    title: str
+    url: str
 
 
 class IncidentDetail(BaseModel):
@@ -131,8 +162,13 @@ class IncidentDetail(BaseModel):
     rca: RcaResult | None = Field(default=None, description="latest RCA result")
     plans: list[PlanView] = Field(default_factory=list)
     feedback: list[Feedback] = Field(default_factory=list)
-    series: list[str] = Field(default_factory=list, description="anomalous series (chart ids)")
+    series: list[str] = Field(default_factory=list,
+                              description="series carrying the incident's evidence (chart ids)")
     timeline: list[TimelineEntry] = Field(default_factory=list)
+    triage: list[TriageEvent] = Field(default_factory=list)
+    links: list[LinkView] = Field(default_factory=list)
+    #: runbooks the RCA named (ids for ``GET /api/runbooks/{id}``)
+    runbooks: list[str] = Field(default_factory=list)
 
 
 class SeriesSummary(BaseModel):
@@ -197,3 +233,45 @@ class PatternResults(BaseModel):
 class Whoami(BaseModel):
     user: str
     role: str
+
+
+class TriageRequest(BaseModel):
+    """Body of ``POST /api/incidents/{id}/{ack,unack,assign,snooze,resolve,comment}``.
+
+    Who acts is the token's user, never a field of the body.
+    """
+
+    comment: str = Field(default="", max_length=2000)
+    #: assign: the new assignee ("" unassigns)
+    assignee: str | None = Field(default=None, max_length=256)
+    #: snooze: minutes of quiet (no notification, no escalation)
+    minutes: float | None = Field(default=None, gt=0, le=7 * 24 * 60)
+
+    model_config = {"extra": "forbid"}
+
+
+class SilenceRequest(BaseModel):
+    """Body of ``POST /api/silences``: a silence now, or a maintenance window later.
+
+    Give ``ends_at`` or ``duration_minutes``; ``starts_at`` defaults to now.
+    """
+
+    matchers: dict[str, str] = Field(min_length=1, max_length=20)
+    starts_at: UtcDatetime | None = None
+    ends_at: UtcDatetime | None = None
+    duration_minutes: float | None = Field(default=None, gt=0, le=90 * 24 * 60)
+    comment: str = Field(min_length=1, max_length=2000)
+    kind: Literal["silence", "maintenance"] = "silence"
+
+    model_config = {"extra": "forbid"}
+
+
+class SilenceView(Silence):
+    """A silence as the agent knows it, with the signals it dropped on this worker."""
+
+    hits: int = 0
+    active: bool = False
+
+
+class SilencePage(_Page):
+    items: list[SilenceView]

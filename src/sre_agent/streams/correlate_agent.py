@@ -35,11 +35,22 @@ from ..processors.correlate_signals import (
     from_deploy,
     from_k8s,
     from_prediction,
+    resolve_signal,
     tick,
 )
+from ..processors.severity import SeverityModel
 from ..processors.clock import EventClock
 from ..processors.topology import ServiceGraph
-from ..schemas import Alert, Anomaly, AuditRecord, DeployEvent, Event, K8sEvent, Prediction
+from ..schemas import (
+    Alert,
+    Anomaly,
+    AuditRecord,
+    DeployEvent,
+    Event,
+    K8sEvent,
+    Prediction,
+    TriageEvent,
+)
 from .context import StreamContext
 from ..web.status import authorize_viewer
 
@@ -60,7 +71,11 @@ _INPUTS: list[tuple[type[Event], Callable[[Any], Signal | None]]] = [
 
 def register(ctx: StreamContext) -> None:
     app, settings = ctx.app, ctx.settings.correlation
-    correlator = IncidentCorrelator(settings, ServiceGraph(settings.edges))
+    # severity from impact; run-time silences from the compacted topic (every worker)
+    correlator = IncidentCorrelator(
+        settings, ServiceGraph(settings.edges),
+        severity=SeverityModel(ctx.settings.severity, ctx.settings.actions),
+        silences=ctx.services.silences)
     # windows follow event time (accelerated replays, backlogs), and still pass when idle
     clock = EventClock()
     ctx.state["correlator"] = correlator
@@ -89,6 +104,16 @@ def register(ctx: StreamContext) -> None:
     for model, convert in _INPUTS:
         make_input(model, convert)
 
+    @app.agent(ctx.topics[TriageEvent.TOPIC], name="correlate-in-triage")
+    async def triage_in(stream: Any) -> None:
+        """A person resolved an incident: the correlator that keeps it resolves it."""
+        async for event in stream.events():
+            ev = await ctx.decode(TriageEvent, event, stage="correlate-in-triage")
+            if ev is None or ev.action != "resolve" or not ev.group:
+                continue
+            sig = resolve_signal(ev.incident_id, ev.group, ev.actor, ev.time)
+            await signals.send(key=ev.group.encode(), value=sig.model_dump_json().encode())
+
     def publish_stats() -> None:
         ctx.stats.health["correlator"] = {"ok": True, **correlator.stats.as_dict()}
 
@@ -109,7 +134,7 @@ def register(ctx: StreamContext) -> None:
                 log.exception("discarding unreadable correlation state of group %s", key)
                 state = GroupState(group=key)
             wall = time.time()
-            if sig.kind != "tick":
+            if sig.kind not in ("tick", "resolve"):  # a person's click is not event time
                 clock.observe(sig.time.timestamp(), wall)
             incidents = correlator.update(state, sig, now=clock.now(wall))
             table[key] = state.to_bytes()
@@ -123,6 +148,11 @@ def register(ctx: StreamContext) -> None:
                              "changes": len(inc.candidate_changes)}))
                 log.info("incident %s %s: %s", inc.incident_id, inc.status, inc.title,
                          extra={"incident_id": inc.incident_id})
+            while correlator.silenced_first:  # audited once per silence and signal
+                sid, fp, svc = correlator.silenced_first.pop(0)
+                await ctx.send(AuditRecord(actor="correlator", action="silence.applied",
+                                           subject=sid, details={"fingerprint": fp,
+                                                                 "service": svc}))
             if sig.kind != "tick" or incidents:
                 publish_stats()
 

@@ -4,7 +4,8 @@ Why a group-less consumer and not a Faust agent: with several replicas, an
 agent sees only the partitions assigned to its worker, while the API behind a
 Service may be answered by any replica. Each worker therefore reads *all*
 partitions of the (low-volume) output topics, from ``now - lookback`` on
-start, so its read model is complete and survives restarts by replay. It
+start, so its read model is complete and survives restarts by replay; compacted
+topics (``silences``) are read from their beginning. It
 commits nothing and joins no group, so the pipeline's consumer group is not
 affected. Invalid events are only counted: the stage that owns the topic
 routes them to its DLQ.
@@ -23,6 +24,7 @@ from aiokafka import AIOKafkaConsumer, TopicPartition
 from ..config import Settings
 from ..readmodel import TOPICS, ReadModel
 from ..sinks.kafka import client_kwargs
+from .topics import COMPACTED
 
 __all__ = ["Projection"]
 
@@ -126,10 +128,14 @@ class Projection:
             starts = await c.offsets_for_times({tp: since_ms for tp in tps})
             # collections are bounded: older messages than this per partition would be evicted
             cap = 2 * self.settings.api.readmodel_max_items
+            begins = await c.beginning_offsets([tp for tp in tps if self.names[tp.topic]
+                                                in COMPACTED])
             for tp in tps:
                 found = starts.get(tp)
                 if tp in self._pos:  # reconnecting: go on where we were, fold nothing twice
                     c.seek(tp, self._pos[tp])
+                elif tp in begins:  # compacted (silences): every key's latest value counts
+                    c.seek(tp, begins[tp])
                 elif found is not None:
                     c.seek(tp, max(found.offset, ends[tp] - cap))
                 else:  # nothing newer than the lookback in this partition

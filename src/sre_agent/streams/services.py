@@ -11,6 +11,7 @@ and stops after them. It holds typed attributes instead of string keys:
 ``slack``          the Slack approvals client (or None)
 ``notifier``       WeCom / PagerDuty
 ``readmodel``      the read model, fed by ``projection`` (a group-less consumer)
+``silences``      run-time silences (the read model's book; the correlator matches)
 =================  =================================================================
 
 On start the signing key is loaded (or generated once into the data dir), and
@@ -93,6 +94,8 @@ class Services(Service):
         self.notifier = Notifier(settings.notify)
         api = settings.api
         self.readmodel = ReadModel(api.readmodel_max_items, api.chart_max_series, api.chart_points)
+        #: run-time silences, folded from the compacted ``silences`` topic by the projection
+        self.silences = self.readmodel.silences
         self.projection = Projection(settings, self.readmodel)
         self._keys: Keys | None = None
         self._pg_tried = asyncio.Event()

@@ -32,7 +32,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, model_validator
 
 __all__ = ["ConfigError", "Settings", "load_settings"]
 
@@ -288,6 +288,93 @@ class ActionSettings(_Section):
     verify_poll_seconds: float = Field(default=1.0, gt=0)
 
 
+class ScopeSelector(_Section):
+    """One routing selector: every field given must match (a list: any of its values).
+
+    ``severity`` is info/warning/critical; ``service``/``namespace``/``title`` and the
+    ``labels`` values are shell globs. A service selector matches when any of the
+    incident's services matches.
+    """
+
+    severity: list[Literal["info", "warning", "critical"]] | None = None
+    service: list[str] | None = None
+    namespace: list[str] | None = None
+    title: list[str] | None = None
+    labels: dict[str, str] | None = None
+
+    @model_validator(mode="before")
+    @classmethod
+    def _lists(cls, data: Any) -> Any:
+        if isinstance(data, dict):  # Robusta style: a single value or a list
+            data = {k: [v] if isinstance(v, str) and k != "labels" else v for k, v in data.items()}
+        return data
+
+
+class SinkScope(_Section):
+    """Robusta's ``scope``: an incident must match one ``include`` selector (all when
+    there is none) and no ``exclude`` selector."""
+
+    include: list[ScopeSelector] = Field(default_factory=list)
+    exclude: list[ScopeSelector] = Field(default_factory=list)
+
+
+class NotifySink(_Section):
+    """One notification sink (Robusta's ``sinksConfig`` entries).
+
+    Written either flat (``{type: slack, name: oncall, channel: "#oncall"}``) or in
+    Robusta's shape (``{slack_sink: {name: oncall, channel: "#oncall"}}``). Secrets
+    (WeCom webhook URL, PagerDuty routing key, SMTP password) are named by ``secret``
+    and come from ``notify.secrets`` (environment only).
+    """
+
+    name: str = Field(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9_.-]+$")
+    type: Literal["slack", "wecom", "pagerduty", "email"]
+    scope: SinkScope = SinkScope()
+    #: 0: on open. > 0: escalation, only if the incident is still open, unacknowledged
+    #: and not snoozed this many seconds after the agent first saw it
+    escalate_after: float = Field(default=0.0, ge=0)
+    send_resolved: bool = True
+    #: slack: channel (id ``C…`` preferred, or ``#name``); updates go in the incident's thread
+    channel: str | None = None
+    #: name of the secret in ``notify.secrets``: wecom webhook URL, pagerduty routing
+    #: key, email SMTP password
+    secret: str | None = None
+    #: pagerduty: Events API v2 endpoint
+    url: str = "https://events.pagerduty.com/v2/enqueue"
+    #: email
+    smtp_host: str | None = None
+    smtp_port: int = Field(default=25, ge=1, le=65535)
+    smtp_starttls: bool = False
+    smtp_ssl: bool = False
+    smtp_user: str | None = None
+    from_addr: str = "sre-agent@localhost"
+    to: list[str] = Field(default_factory=list)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _robusta(cls, data: Any) -> Any:
+        if isinstance(data, dict) and len(data) == 1:
+            (key, body), = data.items()
+            if isinstance(key, str) and key.endswith("_sink") and isinstance(body, dict):
+                kind = key[: -len("_sink")]
+                body = dict(body)
+                if kind == "slack" and "slack_channel" in body:
+                    body["channel"] = body.pop("slack_channel")
+                return {"type": kind, **body}
+        return data
+
+    @model_validator(mode="after")
+    def _complete(self) -> NotifySink:
+        need = {"slack": self.channel, "wecom": self.secret, "pagerduty": self.secret,
+                "email": self.smtp_host and self.to}
+        if not need[self.type]:
+            what = {"slack": "channel", "wecom": "secret (the webhook URL's name in notify.secrets)",
+                    "pagerduty": "secret (the routing key's name in notify.secrets)",
+                    "email": "smtp_host and to"}[self.type]
+            raise ValueError(f"sink {self.name!r} ({self.type}) needs {what}")
+        return self
+
+
 class NotifySettings(_Section):
     #: WeCom (企业微信) group-robot webhook URL (it embeds the robot key: env only)
     wecom_webhook_url: SecretStr | None = None
@@ -295,6 +382,29 @@ class NotifySettings(_Section):
     pagerduty_routing_key: SecretStr | None = None
     pagerduty_url: str = "https://events.pagerduty.com/v2/enqueue"
     timeout: float = Field(default=10.0, gt=0)
+    #: incident notification sinks with their routing scopes (docs/oncall.md). Empty: one
+    #: sink per configured channel (Slack ``slack.channel``, WeCom, PagerDuty for critical)
+    sinks: list[NotifySink] = Field(default_factory=list)
+    #: secrets the sinks name (webhook URLs, routing keys, SMTP passwords): env only
+    secrets: dict[str, SecretStr] = Field(default_factory=dict)
+    #: link to an incident in messages: ``{incident_id}`` is replaced
+    console_url: str | None = None
+    #: how often due escalations and retries are looked for (seconds)
+    tick_interval: float = Field(default=5.0, gt=0)
+    #: attempts of a failing send before it is given up (and audited as failed)
+    max_attempts: int = Field(default=5, ge=1, le=50)
+
+    @model_validator(mode="after")
+    def _sinks(self) -> NotifySettings:
+        names = [s.name for s in self.sinks]
+        dup = sorted({n for n in names if names.count(n) > 1})
+        if dup:
+            raise ValueError(f"duplicate sink names: {dup}")
+        for s in self.sinks:
+            if s.secret is not None and s.secret not in self.secrets:
+                raise ValueError(f"sink {s.name!r} names secret {s.secret!r}, which is not in "
+                                 "notify.secrets (set SRE_AGENT_NOTIFY__SECRETS)")
+        return self
 
 
 class TicketSettings(_Section):
@@ -317,6 +427,12 @@ class ApiSettings(_Section):
     #: console charts: series tracked (those with anomalies) and points kept per series
     chart_max_series: int = Field(default=200, ge=1)
     chart_points: int = Field(default=720, ge=10)
+    #: link out to Grafana/Prometheus for a series: ``{query}`` is replaced by the URL-encoded
+    #: PromQL selector, ``{from}``/``{to}`` by unix milliseconds (e.g.
+    #: ``http://prometheus:9090/graph?g0.expr={query}&g0.range_input=1h``)
+    metrics_url: str | None = None
+    #: external runbook link: ``{id}`` is replaced by the runbook's id (file name)
+    runbook_url: str | None = None
 
 
 class SecuritySettings(_Section):
@@ -632,6 +748,7 @@ _ENV_ONLY = {
     ("api", "webhook_token"),
     ("notify", "wecom_webhook_url"),
     ("notify", "pagerduty_routing_key"),
+    ("notify", "secrets"),
     ("tickets", "jira_token"),
     ("kafka", "sasl_password"),
     ("security", "signing_key"),

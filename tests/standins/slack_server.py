@@ -11,7 +11,13 @@ uses: ``POST /api/<method>`` with ``Authorization: Bearer <token>`` and a JSON
 * ``chat.update`` — needs ``channel``, ``ts`` of a posted message, and content;
 * ``conversations.history`` (GET, query string) — the channel's messages newest
   first, ``oldest`` honoured, message ``metadata`` only with ``include_all_metadata``,
-  ``limit``/``cursor`` pagination with ``has_more`` and ``response_metadata``.
+  ``limit``/``cursor`` pagination with ``has_more`` and ``response_metadata``; thread
+  replies are left out unless posted with ``reply_broadcast``, as Slack does;
+* ``conversations.replies`` (GET) — the parent ``ts`` and its thread's replies, oldest
+  first, with the same metadata and pagination rules.
+
+``chat.postMessage`` with ``thread_ts`` replies in that thread; every message keeps
+the channel it was sent to (``requested_channel``) for the tests.
 
 Unknown methods answer ``unknown_method``, a wrong token ``invalid_auth``.
 Every call is kept in ``standin.calls`` as ``(method, body)``; posted messages
@@ -100,6 +106,18 @@ class SlackStandin:
                 ts = f"{int(time.time())}.{next(self._ts):06d}"
             msg = {"channel": self.channel_id, "ts": ts, "text": body.get("text", ""),
                    "blocks": body.get("blocks", [])}
+            old = self.messages.get(ts, {})
+            for key in ("thread_ts", "reply_broadcast", "requested_channel"):
+                if key in old:
+                    msg[key] = old[key]
+            if method == "chat.postMessage":
+                msg["requested_channel"] = body["channel"]
+                if body.get("thread_ts"):
+                    if body["thread_ts"] not in self.messages:
+                        return _err("thread_not_found")
+                    msg["thread_ts"] = body["thread_ts"]
+                    msg["reply_broadcast"] = str(body.get("reply_broadcast", "")).lower() in (
+                        "1", "true")
             meta = body.get("metadata") if method == "chat.postMessage" else \
                 self.messages[ts].get("metadata")
             if isinstance(meta, str):
@@ -110,21 +128,43 @@ class SlackStandin:
             return _ok(channel=self.channel_id, ts=ts, message=msg)
         if method == "conversations.history":
             return self._history(body)
+        if method == "conversations.replies":
+            return self._replies(body)
         return _err("unknown_method")
 
-    def _history(self, q: dict[str, Any]) -> web.Response:
-        if not q.get("channel"):
-            return _err("channel_not_found")
-        oldest = float(q.get("oldest") or 0)
+    def _page(self, msgs: list[dict[str, Any]], q: dict[str, Any]) -> web.Response:
         with_meta = str(q.get("include_all_metadata", "")).lower() in ("1", "true")
-        msgs = sorted((m for ts, m in self.messages.items() if float(ts) > oldest),
-                      key=lambda m: float(m["ts"]), reverse=True)
         start, limit = int(q.get("cursor") or 0), min(int(q.get("limit") or 100), 1000)
         page = [m if with_meta else {k: v for k, v in m.items() if k != "metadata"}
                 for m in msgs[start:start + limit]]
         more = start + limit < len(msgs)
         return _ok(messages=page, has_more=more,
                    response_metadata={"next_cursor": str(start + limit) if more else ""})
+
+    def _replies(self, q: dict[str, Any]) -> web.Response:
+        if not q.get("channel"):
+            return _err("channel_not_found")
+        parent = q.get("ts")
+        if parent not in self.messages:
+            return _err("thread_not_found")
+        msgs = sorted((m for ts, m in self.messages.items()
+                       if ts == parent or m.get("thread_ts") == parent),
+                      key=lambda m: float(m["ts"]))
+        return self._page(msgs, q)
+
+    def thread(self, ts: str) -> list[dict[str, Any]]:
+        """The replies in the thread of message ``ts``, oldest first."""
+        return sorted((m for m in self.messages.values() if m.get("thread_ts") == ts),
+                      key=lambda m: float(m["ts"]))
+
+    def _history(self, q: dict[str, Any]) -> web.Response:
+        if not q.get("channel"):
+            return _err("channel_not_found")
+        oldest = float(q.get("oldest") or 0)
+        msgs = sorted((m for ts, m in self.messages.items() if float(ts) > oldest
+                       and (not m.get("thread_ts") or m.get("reply_broadcast"))),
+                      key=lambda m: float(m["ts"]), reverse=True)
+        return self._page(msgs, q)
 
     def posted(self) -> list[dict[str, Any]]:
         return [b for m, b in self.calls if m == "chat.postMessage"]

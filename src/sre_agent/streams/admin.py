@@ -17,6 +17,7 @@ from ..schemas import TOPIC_MODELS
 from ..sinks.kafka import bootstrap_servers, client_kwargs
 from .audit_agent import TICKETS_RETRY_TOPIC
 from .correlate_agent import SIGNALS_TOPIC
+from .notify_agent import NOTIFY_TICKS_TOPIC
 from .topics import COMPACTED
 
 __all__ = ["bootstrap_servers", "ensure_topics", "topic_specs"]
@@ -33,6 +34,8 @@ def topic_specs(settings: Settings) -> dict[str, int]:
     out[settings.topic(SIGNALS_TOPIC)] = k.partitions
     # the ticket writer's private retry topic (partitioned like incidents)
     out[settings.topic(TICKETS_RETRY_TOPIC)] = k.partitions
+    # the notifier's private tick topic (partitioned like incidents)
+    out[settings.topic(NOTIFY_TICKS_TOPIC)] = k.partitions
     return out
 
 

@@ -24,6 +24,7 @@ from . import (
     knowledge_agent,
     logs_agent,
     metrics_agent,
+    notify_agent,
     outcome_agent,
     rca_agent,
     risk_agent,
@@ -46,6 +47,7 @@ STAGES: list[ModuleType] = [
     metrics_agent,  # metrics -> baselines -> anomalies, predictions
     logs_agent,  # logs -> templates -> anomalies
     correlate_agent,  # anomalies/alerts/predictions/k8s/deploys -> incidents
+    notify_agent,  # incidents/rca/triage -> Slack threads, PagerDuty, WeCom, e-mail (routed)
     rca_agent,  # incidents -> rca-results
     knowledge_agent,  # feedback/rca -> knowledge base
     risk_agent,  # rca-results -> action-plans

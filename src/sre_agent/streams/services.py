@@ -9,7 +9,8 @@ and stops after them. It holds typed attributes instead of string keys:
 ``postgres``       the asyncpg pool behind audit, tickets and action claims (or None)
 ``targets``        Kubernetes / AWS action back-ends
 ``slack``          the Slack approvals client (or None)
-``notifier``       WeCom / PagerDuty
+``notifier``       WeCom / PagerDuty notices of action plans
+``channels``       incident notification sinks (Slack threads, WeCom, PagerDuty, e-mail)
 ``readmodel``      the read model, fed by ``projection`` (a group-less consumer)
 ``silences``      run-time silences (the read model's book; the correlator matches)
 =================  =================================================================
@@ -36,6 +37,7 @@ from ..config import ConfigError, Settings
 from ..processors.signing import Keyring, Signer, SigningError, load_public_key
 from ..readmodel import ReadModel
 from ..sinks.audit import AuditStore
+from ..sinks.channels import Channels
 from ..sinks.notify import Notifier
 from ..sinks.slack import SlackApprovals
 from ..sinks.targets import ActionTargets
@@ -92,6 +94,8 @@ class Services(Service):
         self.targets = ActionTargets.from_settings(settings)
         self.slack: SlackApprovals | None = SlackApprovals.from_settings(settings.slack)
         self.notifier = Notifier(settings.notify)
+        self.channels = Channels.from_settings(
+            settings, self.slack.client if self.slack is not None else None)
         api = settings.api
         self.readmodel = ReadModel(api.readmodel_max_items, api.chart_max_series, api.chart_points)
         #: run-time silences, folded from the compacted ``silences`` topic by the projection
@@ -142,6 +146,7 @@ class Services(Service):
 
     async def on_stop(self) -> None:
         for name, close in (("targets", self.targets.close), ("notifier", self.notifier.close),
+                            ("channels", self.channels.close),
                             ("postgres", self.postgres.close if self.postgres else None)):
             if close is None:
                 continue

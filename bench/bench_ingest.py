@@ -515,9 +515,10 @@ async def main_async(a: argparse.Namespace) -> dict[str, Any]:
               f" ({out['rss']['per_series_bytes']:,.0f} B/series)", flush=True)
         # ---- 5. memory at --memory-series
         if not a.skip_memory:
-            # collectors.shards: the baseline table groups series by crc32 % 64 buckets,
-            # the same hash as the shard: with 64 shards a group holds 1/64 of all series
-            # and passes Kafka's 1 MB record limit near 80,000 series (see the docs)
+            # collectors.shards: the baseline table groups a partition's series in crc32 % 64
+            # buckets, the hash of the shard too: with 64 shards a group holds 1/64 of all
+            # series and passes Kafka's 1 MB record limit near 80,000 series (256 shards:
+            # still ~1.1 MB groups at 100,000); 4,096 spread every bucket over the partitions
             mrun = Run(broker, work, "mem", a.partitions,
                        {**extra, "SRE_AGENT_COLLECTORS__SHARDS": str(a.memory_shards)})
             await mrun.start(1)
@@ -573,7 +574,7 @@ def main() -> int:
     p.add_argument("--latency-seconds", type=float, default=20.0)
     p.add_argument("--memory-series", type=int, default=100_000)
     p.add_argument("--memory-rounds", type=int, default=3)
-    p.add_argument("--memory-shards", type=int, default=256)
+    p.add_argument("--memory-shards", type=int, default=4096)
     p.add_argument("--profile", type=Path, help="cProfile the first worker, print, stop")
     p.add_argument("--checkpoint-wait", type=float, default=8.0)
     p.add_argument("--skip-memory", action="store_true")

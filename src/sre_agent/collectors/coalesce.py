@@ -44,6 +44,7 @@ from __future__ import annotations
 import asyncio
 import time
 import uuid
+from sys import intern
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -112,7 +113,10 @@ class SeriesCache:
     def make(self, name: str, labels: dict[str, str]) -> SeriesMeta:
         """The meta of a new series; secrets in its labels are redacted here, at the
         source, once per series (a secret-named label loses its value)."""
-        labels = {k: v[:MAX_LABEL_VALUE] for k, v in redact_obj(labels, personal=False).items()}
+        # interned: names and common values (namespace, job...) are shared by many series
+        labels = {intern(k): intern(v[:MAX_LABEL_VALUE])
+                  for k, v in redact_obj(labels, personal=False).items()}
+        name = intern(name)
         sid = series_id(name, labels)
         size = len(name) + sum(len(k) + len(v) + 6 for k, v in labels.items()) + 40
         return SeriesMeta(name, labels, sid, series_key(sid), shard_of(sid, self.shards), size)

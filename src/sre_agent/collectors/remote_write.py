@@ -353,14 +353,15 @@ def _general(sb: bytes, cache: SeriesCache,
     if problem is not None:
         out._refuse(problem, labels, len(ts.samples))
         return None
-    meta = cache.get(fk) or cache.remember(fk, cache.make(name, labels))
-    # the bytes key: only the plain encoding (labels first, each under 128 bytes)
-    plain = ts.labels and all(len(lab.SerializeToString()) < 128 for lab in ts.labels)
-    if plain:
-        prefix = b"".join(b"\x0a" + bytes([len(x)]) + x
-                          for x in (lab.SerializeToString() for lab in ts.labels))
-        if sb.startswith(prefix):
-            cache.remember(prefix, meta)
+    # cached under the labels' bytes when the series uses the plain encoding (labels
+    # first, each under 128 bytes: what the wire path reads), else under the label pairs
+    parts = [lab.SerializeToString() for lab in ts.labels]
+    prefix = (b"".join(b"\x0a" + bytes([len(x)]) + x for x in parts)
+              if all(len(x) < 128 for x in parts) else b"")
+    ck: Any = prefix if prefix and sb.startswith(prefix) else fk
+    meta = cache.get(ck) or cache.get(fk) or cache.remember(ck, cache.make(name, labels))
+    if ck is not fk and cache.get(ck) is None:
+        cache.remember(ck, meta)
     points: list[tuple[float, float]] = []
     dropped = bad_t = 0
     for s in ts.samples:

@@ -41,6 +41,7 @@ refresh interval; a ref it cannot resolve is reported, never guessed.
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable
+from sys import intern
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -53,7 +54,8 @@ __all__ = ["Expanded", "SeriesDirectory", "definition_bytes"]
 
 def definition_bytes(name: str, labels: dict[str, str]) -> bytes:
     """A definition as stored in the ``series-labels`` table: ``[name, labels]``."""
-    return orjson.dumps([name, labels])
+    # a copy of exact size: orjson's own bytes keep a 4 KiB allocation, held until saved
+    return bytes(memoryview(orjson.dumps([name, labels])))
 
 
 @dataclass(slots=True)
@@ -97,7 +99,9 @@ class SeriesDirectory:
     def _define(self, key: str, name: str, labels: dict[str, str], tag: int, new: bool) -> bool:
         if series_key(series_id(name, labels)) != key:
             return False
-        self._defs[key] = (name, labels, tag)
+        # interned: label names and common values are shared by many series
+        labels = {intern(k): intern(v) for k, v in labels.items()}
+        self._defs[key] = (intern(name), labels, tag)
         if new:
             self._new.setdefault(tag, {})[key] = definition_bytes(name, labels)
         return True

@@ -1,9 +1,13 @@
 """Online models (River-style ``learn_one``/``score_one``).
 
-- :class:`SeriesBank` — per-series seasonal baselines and four detectors, one
-  float row per series, updated many series per vectorised step (the stream's
-  hot path);
-- :class:`SeasonalDetector` — the same model for one series with River's API;
+- :class:`TailBank` — the stream's detector: per-series robust level + daily
+  profile and a calibrated tail surprisal, one float row per series, updated
+  many series per vectorised step (the hot path);
+- :class:`CalibratedTail` — its River reference implementation
+  (``river.base.AnomalyDetector``), and :class:`Calibrated`, which puts any
+  River detector's score on the same calibrated scale;
+- :class:`SeriesBank` / :class:`SeasonalDetector` — the previous Gaussian
+  four-detector bank (kept for offline RCA until it moves off it);
 - :class:`TrendForecaster` — River Holt (level + trend) on bucketed means, for
   time-to-breach early warnings;
 - :class:`TemplateMiner` — Drain-style online log template mining.
@@ -15,7 +19,9 @@ from __future__ import annotations
 
 from .bank import DETECTORS, BankOutput, SeriesBank, band_z
 from .base import Score, SeriesModel
+from .river_detectors import Calibrated, CalibratedTail, make_detector
 from .seasonal import SeasonalDetector
+from .tailbank import TailBank, TailOutput
 
-__all__ = ["DETECTORS", "BankOutput", "Score", "SeasonalDetector", "SeriesBank", "SeriesModel",
-           "band_z"]
+__all__ = ["DETECTORS", "BankOutput", "Calibrated", "CalibratedTail", "Score", "SeasonalDetector",
+           "SeriesBank", "SeriesModel", "TailBank", "TailOutput", "band_z", "make_detector"]

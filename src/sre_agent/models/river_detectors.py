@@ -44,36 +44,58 @@ _LN10 = math.log(10.0)
 
 
 class _Tail:
-    """Per-direction peaks-over-threshold fit of a standardised residual (same rule as the bank)."""
+    """Per-direction peaks-over-threshold fit of a standardised residual (same rule as the bank):
+    an exponential tail beyond ``u``, and a second knot at ``u2`` that can only make the
+    far tail heavier (``p = max(p1, p2)``)."""
 
-    __slots__ = ("lu", "ld", "bu", "bd")
+    __slots__ = ("lu", "ld", "bu", "bd", "lu2", "ld2", "bu2", "bd2", "u2")
 
-    def __init__(self, lam0: float, beta0: float) -> None:
+    def __init__(self, lam0: float, beta0: float, u2: float = 0.0) -> None:
         self.lu = self.ld = lam0
         self.bu = self.bd = beta0
+        self.lu2 = self.ld2 = 0.0
+        self.bu2 = self.bd2 = beta0
+        self.u2 = u2
 
     def surprisal(self, z: float, u: float) -> float:
         za = abs(z)
-        lam, beta = (self.lu, self.bu) if z > 0 else (self.ld, self.bd)
+        up = z > 0
+        lam, beta = (self.lu, self.bu) if up else (self.ld, self.bd)
         s0 = -math.log10(max(lam, 1e-9))
-        if za > u:
-            return s0 + (za - u) / (beta * _LN10)
-        return s0 * (za / u) ** 2
+        if za <= u:
+            return s0 * (za / u) ** 2
+        s = s0 + (za - u) / (beta * _LN10)
+        if self.u2 > 0:
+            lam2, beta2 = (self.lu2, self.bu2) if up else (self.ld2, self.bd2)
+            s = min(s, -math.log10(max(lam2, 1e-12)) + max(za - self.u2, 0.0) / (beta2 * _LN10))
+        return s
 
-    def learn(self, z: float, u: float, rate: float) -> None:
+    def learn(self, z: float, u: float, rate: float, weight: float = 1.0) -> None:
         za = abs(z)
         up = z > 0
         hit = za > u
         lam, beta = (self.lu, self.bu) if up else (self.ld, self.bd)
+        lam2, beta2 = (self.lu2, self.bu2) if up else (self.ld2, self.bd2)
         self.lu += rate * ((1.0 if hit and up else 0.0) - self.lu)
         self.ld += rate * ((1.0 if hit and not up else 0.0) - self.ld)
         if hit:
-            a_b = min(max(rate / max(lam, 1e-3), rate) * 0.5, 0.5)
+            a_b = min(max(rate / max(lam, 1e-3), rate) * 0.5, 0.5) * weight
             new = min(max(beta + a_b * (min(za - u, 10.0 * beta) - beta), 0.2), 50.0)
             if up:
                 self.bu = new
             else:
                 self.bd = new
+        if self.u2 > 0:
+            hit2 = za > self.u2
+            self.lu2 += rate * ((1.0 if hit2 and up else 0.0) - self.lu2)
+            self.ld2 += rate * ((1.0 if hit2 and not up else 0.0) - self.ld2)
+            if hit2:
+                a_b2 = min(max(rate / max(lam2, 1e-4), rate) * 0.5, 0.5)
+                new = min(max(beta2 + a_b2 * (min(za - self.u2, 10.0 * beta2) - beta2), 0.2), 50.0)
+                if up:
+                    self.bu2 = new
+                else:
+                    self.bd2 = new
 
 
 class CalibratedTail(base.AnomalyDetector):
@@ -91,18 +113,19 @@ class CalibratedTail(base.AnomalyDetector):
         self.last_t = 0.0
         self.dtavg = 0.0
         self.level = self.levn = self.scale = self.q98 = self.magn = 0.0
-        self.ref = self.es = self.en = self.held = 0.0
+        self.ref = self.es = self.en = self.held = self.run = 0.0
+        self.nanom = 0
         self.prof = [0.0] * SLOTS
         self.prof_t = [0.0] * SLOTS
-        self.tail = _Tail(p.lam0, p.beta0)
+        self.tail = _Tail(p.lam0, p.beta0, p.u2)
 
     # ---------------------------------------------------------------- helpers
-    @staticmethod
-    def _phase(t: float) -> tuple[int, int, float]:
-        x = (t % 86400.0) * (SLOTS / 86400.0) - 0.5
+    def _phase(self, t: float) -> tuple[int, int, float]:
+        interp = self._p.interpolate
+        x = (t % 86400.0) * (SLOTS / 86400.0) - (0.5 if interp else 0.0)
         fl = math.floor(x)
         b0 = int(fl) % SLOTS
-        return b0, (b0 + 1) % SLOTS, x - fl
+        return b0, (b0 + 1) % SLOTS, (x - fl) if interp else 0.0
 
     def _assess(self, t: float, y: float) -> dict[str, float]:
         p = self._p
@@ -122,12 +145,17 @@ class CalibratedTail(base.AnomalyDetector):
         scale = max(sc * 1.2533, floor)
         z = r / scale
         s = self.tail.surprisal(z, p.u)
+        run = s
+        if p.run_rho > 0:
+            same = (self.run > 0) == (z > 0)
+            run = s + p.run_rho * (abs(self.run) if same else 0.0)
+            s = max(s, p.run_gain * run)
         point = s / (s + SURPRISAL_HALF)
         ok = fresh or t > self.last_t
         if self.n < self.warmup or not ok:
             point = 0.0
         shown = max(point, self.held * p.decay) if ok else 0.0
-        return {"b0": b0, "b1": b1, "f": f, "prof": prof, "lev": lev, "levn": levn, "magn": magn,
+        return {"run": run if z > 0 else -run, "b0": b0, "b1": b1, "f": f, "prof": prof, "lev": lev, "levn": levn, "magn": magn,
                 "expected": expected, "r": r, "scale": scale, "sc": sc, "z": z, "point": point,
                 "shown": shown, "ok": ok}
 
@@ -143,7 +171,11 @@ class CalibratedTail(base.AnomalyDetector):
             return
         p = self._p
         fresh = self.n == 0
-        g = 1.0 if a["point"] < p.gate else p.gated
+        calm = a["point"] < p.gate
+        self.nanom = 0 if calm else self.nanom + 1
+        g = 1.0 if calm else p.gated
+        if p.reseed_after > 0 and self.nanom > p.reseed_after:
+            g = 1.0
         inv = 1.0 / (self.n + 1.0)
         scale = a["scale"]
         cl = p.clip * scale
@@ -157,8 +189,10 @@ class CalibratedTail(base.AnomalyDetector):
         self.scale = a["sc"] + max(p.scale_rate, inv) * g * (min(ra, cl) - a["sc"])
         self.magn = a["magn"] + max(5e-4, inv) * (abs(y) - a["magn"])
         q = self.q98 if self.q98 > 0 else max(ra, 1e-12)
-        self.q98 = q * math.exp(max(0.05, 2.0 * inv) * (0.98 if ra > q else -0.02))
-        self.tail.learn(a["z"], p.u, max(p.tail_rate, 1.0 / (self.n + p.prior_n)))
+        eta_q = max(0.05, 2.0 * inv)
+        self.q98 = q + eta_q * (ra - q) if ra > q else q * math.exp(-0.02 * eta_q)
+        self.tail.learn(a["z"], p.u, max(p.tail_rate, 1.0 / (self.n + p.prior_n)),
+                        1.0 if calm else p.tail_gate)
         # daily profile
         ref = y if fresh else self.ref
         dt_raw = 0.0 if fresh else min(t - self.last_t, 3600.0)
@@ -169,13 +203,14 @@ class CalibratedTail(base.AnomalyDetector):
         b0, b1, f = a["b0"], a["b1"], a["f"]
         ht0 = self.prof_t[b0] + dt * (1 - f)
         ht1 = self.prof_t[b1] + dt * f
-        gh = min(dt / max(ht0 + ht1, 0.5 * sw), dt / (sw * p.cycles)) * g
+        gp = 1.0 if calm else p.profile_gated
+        gh = max(dt / max(ht0 + ht1, 0.5 * sw), dt / (sw * p.cycles)) * gp
         eh = min(max(y - ref - prof, -cl), cl)
         self.prof[b0] += (1 - f) * gh * eh
         self.prof[b1] += f * gh * eh
         self.prof_t[b0] = min(ht0, 10 * sw)
         self.prof_t[b1] = min(ht1, 10 * sw)
-        a_ref = max(-math.expm1(-dt / 86400.0), inv) * g
+        a_ref = max(-math.expm1(-dt / 86400.0), inv) * gp
         self.ref = ref + a_ref * min(max(y - prof - ref, -cl), cl)
         if fresh:
             self.es = self.en = 0.0
@@ -183,6 +218,7 @@ class CalibratedTail(base.AnomalyDetector):
             self.es += p.err_rate * (min(abs(es), cl) - self.es)
             self.en += p.err_rate * (min(abs(en), cl) - self.en)
         self.held = a["shown"]
+        self.run = a["run"]
         self.last_t = t
         self.n += 1
 

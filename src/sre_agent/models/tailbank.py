@@ -8,10 +8,13 @@ Per series, one step (score first, then learn):
 
 1. **expected value** — a robust local level plus, when it helps, a daily
    profile: ``expected = level + profile(phase)``. The profile has
-   :data:`SLOTS` (48) half-hour slots, linear between slot centres, learned per
-   unit of *time* (the phase comes from the timestamp, so gaps and irregular
-   sampling are fine) as a clipped running mean at first and then over about
-   ``cycles`` days. Square and step shapes are learned like any other shape.
+   :data:`SLOTS` (48) half-hour steps (a square wave switching on the hour or
+   half hour is represented exactly; a smooth cycle is off by at most its
+   change over 30 minutes, which the local level absorbs), learned per unit of
+   *time* (the phase comes from the timestamp, so gaps and irregular sampling
+   are fine) as a running mean of the first visits and then over about
+   ``cycles`` days, from every sample winsorised at ``clip`` scales: a
+   departure that recurs at the same phase is learned, a one-off one barely.
    Whether the profile is used is decided per series, online: the profile-based
    prediction must have a clearly lower mean absolute one-step error than the
    plain level (``seasonal_gain``), so a series without a daily cycle runs
@@ -19,7 +22,7 @@ Per series, one step (score first, then learn):
 2. **scale** — an exponentially weighted mean absolute residual (winsorised at
    ``clip`` scales, learned slowly while the sample is anomalous), floored by
    (a) ``rel_floor`` x the series' typical magnitude (a change of a fraction of
-   a percent of the level is trivia), (b) a tracked 98th percentile of
+   a percent of the level is trivia), (b) a tracked high quantile of
    ``|residual|`` / 4.66 so that a series that is mostly one value (counts that
    are 0 most of the time, near-constant gauges) measures deviations against
    its *typical* excursion, not against a collapsed spread.
@@ -79,9 +82,9 @@ _LN10 = math.log(10.0)
 
 # ---- row layout (float64 columns)
 (N, LAST_T, DTAVG, LEVEL, LEVN, SCALE, Q98, MAGN, LU, BU, LD, BD, REF, ES, EN, HELD,
- FIRST_T) = range(17)
+ FIRST_T, RUN, NANOM, LU2, BU2, LD2, BD2) = range(23)
 #: columns free for the detector's alert bookkeeping (open flag, opened_t, ...)
-USER = 17
+USER = 23
 USER_COLS = 4
 PROF = USER + USER_COLS  # SLOTS profile offsets
 PROF_T = PROF + SLOTS  # seconds learned per slot (capped)
@@ -154,13 +157,30 @@ class TailBank:
     counts
         The series are event counts: the scale is at least Poisson's
         ``sqrt(expected + 1)``.
+    run_rho, run_gain
+        Consecutive same-side surprisals add up with this persistence
+        (``run = s + run_rho * previous run``; 0 turns it off) and
+        ``run_gain * run`` competes with the sample's own surprisal.
+    reseed_after
+        After this many consecutive anomalous samples the baseline learns at
+        the full rate again: a persistent change becomes the new normal (0: never).
+    tail_gate
+        Weight of an anomalous sample's excess in the tail fit.
+    u2
+        A second tail knot (scales; 0: off): the far tail can only be heavier than
+        the first fit (``p = max(p1, p2)``).
+    profile_gated
+        Rate factor of the daily profile for anomalous samples (recurring
+        departures at the same phase must still be learned: square waves).
     """
 
     def __init__(self, warmup: int = 30, alpha: float = 0.1, scale_rate: float = 0.005,
                  tail_rate: float = 2e-4, u: float = 2.0, clip: float = 6.0, gate: float = 0.3,
                  gated: float = 0.1, cycles: float = 4.0, seasonal_gain: float = 0.9,
                  rel_floor: float = 0.002, decay: float = 0.9, counts: bool = False,
-                 capacity: int = 1024) -> None:
+                 run_rho: float = 0.0, run_gain: float = 0.8, reseed_after: int = 0,
+                 tail_gate: float = 1.0, u2: float = 0.0, profile_gated: float = 1.0,
+                 interpolate: bool = False, capacity: int = 1024) -> None:
         self.warmup = warmup
         self.alpha = alpha
         self.scale_rate = scale_rate
@@ -174,6 +194,15 @@ class TailBank:
         self.rel_floor = rel_floor
         self.decay = decay
         self.counts = counts
+        self.run_rho = run_rho
+        self.run_gain = run_gain
+        self.tail_gate = tail_gate
+        self.u2 = u2
+        self.profile_gated = profile_gated
+        self.interpolate = interpolate
+        self._interp = 1.0 if interpolate else 0.0
+        self._shift = 0.5 if interpolate else 0.0
+        self.reseed_after = reseed_after
         self.prior_n = 300.0  #: weight (samples) of the prior tail before data dominate
         self.lam0 = 0.023  #: prior exceedance rate per side (a normal tail beyond 2 sigma)
         self.beta0 = 0.6  #: prior mean excess (scales), a little heavier than normal
@@ -222,9 +251,9 @@ class TailBank:
     def expected_at(self, slot: int, t: float) -> tuple[float, float]:
         """``(expected, scale)`` of a series at time ``t``, without a sample (cheap)."""
         row = self.S[slot]
-        x = (t % 86400.0) / (86400.0 / SLOTS) - 0.5
+        x = (t % 86400.0) * (SLOTS / 86400.0) - self._shift
         fl = math.floor(x)
-        f = x - fl
+        f = (x - fl) * self._interp
         b0 = int(fl) % SLOTS
         h0, h1 = float(row[PROF + b0]), float(row[PROF + (b0 + 1) % SLOTS])
         if row[ES] < row[EN] * self.seasonal_gain:
@@ -259,9 +288,9 @@ class TailBank:
             ok |= fresh
         all_ok = bool(ok.all())
         # daily profile, linear between slot centres
-        x = (t % 86400.0) * (SLOTS / 86400.0) - 0.5
+        x = (t % 86400.0) * (SLOTS / 86400.0) - self._shift
         fl = np.floor(x)
-        f = x - fl
+        f = (x - fl) * self._interp
         b0 = fl.astype(np.int64) % SLOTS
         b1 = (b0 + 1) % SLOTS
         c0, c1 = PROF + b0, PROF + b1
@@ -297,6 +326,23 @@ class TailBank:
         s0 = -np.log10(lam)
         zu = za / self.u
         s = np.where(za > self.u, s0 + (za - self.u) / (beta * _LN10), s0 * zu * zu)
+        if self.u2 > 0:  # a second knot: the far tail can only be heavier than the first fit
+            lu2, ld2, bu2, bd2 = X[:, LU2], X[:, LD2], X[:, BU2], X[:, BD2]
+            if any_fresh:
+                lu2 = np.where(fresh, 0.0, lu2)
+                ld2 = np.where(fresh, 0.0, ld2)
+                bu2 = np.where(fresh, self.beta0, bu2)
+                bd2 = np.where(fresh, self.beta0, bd2)
+            lam2 = np.where(up, lu2, ld2)
+            beta2 = np.where(up, bu2, bd2)
+            s2 = -np.log10(np.maximum(lam2, 1e-12)) + np.maximum(za - self.u2, 0.0) / (beta2 * _LN10)
+            s = np.where(za > self.u, np.minimum(s, s2), s)
+        if self.run_rho > 0:  # evidence of consecutive same-side surprises adds up
+            prev = X[:, RUN]
+            run = s + self.run_rho * np.where((prev > 0) == up, np.abs(prev), 0.0)
+            s = np.maximum(s, self.run_gain * run)
+        else:
+            run = s
         point = s / (s + SURPRISAL_HALF)
         warm = n >= self.warmup
         if not all_ok:
@@ -312,7 +358,11 @@ class TailBank:
             return out
         keep = None if all_ok else X[~ok].copy()
         calm = point < self.gate
+        nanom = np.where(calm, 0.0, X[:, NANOM] + 1.0)
+        X[:, NANOM] = nanom
         g = np.where(calm, 1.0, self.gated)
+        if self.reseed_after > 0:  # a persistent change is the new normal: re-seed
+            g = np.where(nanom > self.reseed_after, 1.0, g)
         inv = 1.0 / (n + 1.0)
         cl = self.clip * scale
         es = v - exp_s
@@ -324,11 +374,14 @@ class TailBank:
         a_s = np.maximum(self.scale_rate, inv) * g
         X[:, SCALE] = sc + a_s * (rc - sc)
         X[:, MAGN] = magn + np.maximum(5e-4, inv) * (np.abs(v) - magn)
-        # 98th percentile of |residual| (multiplicative stochastic approximation, ungated:
-        # a quantile cannot collapse, whatever share of samples is anomalous)
+        # a high quantile of |residual| (up: 5 % of the way to an exceeding sample, down:
+        # x 0.999 otherwise; about the 94th percentile of a normal residual, the typical
+        # excursion of a mostly-constant series); ungated: it cannot collapse, whatever
+        # share of samples is anomalous, and starts from the first excursion
         q = X[:, Q98]
         q = np.where(q > 0, q, np.maximum(ra, 1e-12))
-        X[:, Q98] = q * np.exp(np.maximum(0.05, 2.0 * inv) * np.where(ra > q, 0.98, -0.02))
+        eta_q = np.maximum(0.05, 2.0 * inv)
+        X[:, Q98] = np.where(ra > q, q + eta_q * (ra - q), q * np.exp(-0.02 * eta_q))
         # tail: exceedance rate per side and winsorised mean excess per exceedance
         a_t = np.maximum(self.tail_rate, 1.0 / (n + self.prior_n))
         hit = za > self.u
@@ -337,8 +390,19 @@ class TailBank:
         X[:, LD] = ld + a_t * (hd - ld)
         ex = np.minimum(za - self.u, 10.0 * beta)
         a_b = np.minimum(np.maximum(a_t / np.maximum(lam, 1e-3), a_t) * 0.5, 0.5)
+        if self.tail_gate < 1.0:
+            a_b = a_b * np.where(calm, 1.0, self.tail_gate)
         X[:, BU] = np.clip(np.where(hu, bu + a_b * (ex - bu), bu), 0.2, 50.0)
         X[:, BD] = np.clip(np.where(hd, bd + a_b * (ex - bd), bd), 0.2, 50.0)
+        if self.u2 > 0:
+            hit2 = za > self.u2
+            h2u, h2d = hit2 & up, hit2 & ~up
+            X[:, LU2] = lu2 + a_t * (h2u - lu2)
+            X[:, LD2] = ld2 + a_t * (h2d - ld2)
+            ex2 = np.minimum(za - self.u2, 10.0 * beta2)
+            a_b2 = np.minimum(np.maximum(a_t / np.maximum(lam2, 1e-4), a_t) * 0.5, 0.5)
+            X[:, BU2] = np.clip(np.where(h2u, bu2 + a_b2 * (ex2 - bu2), bu2), 0.2, 50.0)
+            X[:, BD2] = np.clip(np.where(h2d, bd2 + a_b2 * (ex2 - bd2), bd2), 0.2, 50.0)
         # daily profile: learns (value - slow reference), per unit of time
         ref = np.where(fresh, v, X[:, REF]) if any_fresh else X[:, REF]
         dt_raw = np.minimum(t - X[:, LAST_T], 3600.0)
@@ -351,13 +415,14 @@ class TailBank:
         sw = 86400.0 / SLOTS
         ht0 = X[ar, PROF_T + b0] + dt * (1 - f)
         ht1 = X[ar, PROF_T + b1] + dt * f
-        gh = np.minimum(dt / np.maximum(ht0 + ht1, 0.5 * sw), dt / (sw * self.cycles)) * g
+        gp = g if self.profile_gated == self.gated else np.where(calm, 1.0, self.profile_gated)
+        gh = np.maximum(dt / np.maximum(ht0 + ht1, 0.5 * sw), dt / (sw * self.cycles)) * gp
         eh = np.clip(v - ref - prof, -cl, cl)
         X[ar, c0] = h0 + (1 - f) * gh * eh
         X[ar, c1] = h1 + f * gh * eh
         X[ar, PROF_T + b0] = np.minimum(ht0, 10 * sw)
         X[ar, PROF_T + b1] = np.minimum(ht1, 10 * sw)
-        a_ref = np.maximum(-np.expm1(-dt / 86400.0), inv) * g
+        a_ref = np.maximum(-np.expm1(-dt / 86400.0), inv) * gp
         X[:, REF] = ref + a_ref * np.clip(v - prof - ref, -cl, cl)
         # one-step errors with and without the profile decide whether it is used
         ae = self.err_rate
@@ -368,6 +433,7 @@ class TailBank:
             X[fresh, EN] = 0.0
             X[fresh, FIRST_T] = t[fresh]
         X[:, HELD] = shown
+        X[:, RUN] = np.where(up, run, -run)
         X[:, LAST_T] = t
         X[:, N] = n + 1
         if keep is not None:

@@ -1,0 +1,82 @@
+"""The calibrated tail bank on the series kinds production has (generated shapes: smoke
+tests of behaviour; quality is measured on real KPIs by bench/bench_kpi.py)."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from sre_agent.config import AnomalySettings
+from sre_agent.models.tailbank import TailBank, score_of, surprisal_of
+from sre_agent.processors.detect import MetricDetector
+from sre_agent.schemas import MetricBatch
+
+T0 = 1_700_000_000.0
+DAY = 1440  # one-minute samples
+
+
+def run(values: np.ndarray, step: float = 60.0, **kw: float) -> np.ndarray:
+    bank = TailBank(capacity=1, **kw)  # type: ignore[arg-type]
+    slot = np.array([bank.add()])
+    out = np.zeros(len(values))
+    for i, v in enumerate(values):
+        out[i] = bank.step(slot, np.array([T0 + step * i]), np.array([float(v)])).score[0]
+    return out
+
+
+def onsets(scores: np.ndarray, thr: float = 0.7) -> int:
+    c = scores >= thr
+    return int((c & ~np.r_[False, c[:-1]]).sum())
+
+
+def test_score_maps_to_a_fixed_tail_probability() -> None:
+    assert score_of(3.5) == 0.7 and abs(surprisal_of(0.7) - 3.5) < 1e-12
+    assert abs(surprisal_of(0.95) - 28.5) < 1e-9
+
+
+def test_mostly_zero_counts_do_not_alert_on_ordinary_counts_but_on_a_burst() -> None:
+    rng = np.random.default_rng(3)
+    v = np.where(rng.random(4 * DAY) < 0.05, rng.poisson(8, 4 * DAY) + 1, 0).astype(float)
+    s = run(v)
+    assert onsets(s[DAY:]) <= 3  # three days of ordinary counts: at most one alert a day
+    burst = np.concatenate([v, [400.0, 380.0, 420.0]])
+    assert run(burst)[-3:].max() >= 0.7
+
+
+def test_near_constant_series_ignores_trivia_but_not_a_real_change() -> None:
+    rng = np.random.default_rng(4)
+    v = 100.0 + np.where(rng.random(3 * DAY) < 0.01, 0.1, 0.0)  # rare 0.1 % blips
+    s = run(v)
+    assert onsets(s[DAY:]) == 0
+    s2 = run(np.concatenate([v, [110.0]]))
+    assert s2[-1] >= 0.7
+
+
+def test_daily_square_wave_is_learned_and_a_spike_on_it_alerts() -> None:
+    rng = np.random.default_rng(5)
+    i = np.arange(5 * DAY)
+    day = ((T0 + 60 * i) % 86400) / 86400
+    v = 100 + np.where((day >= 0.25) & (day < 0.75), 40.0, 0.0) + rng.normal(0, 2, len(i))
+    s = run(v)
+    assert onsets(s[2 * DAY:]) == 0  # from day three on the edges are expected
+    v2 = v.copy()
+    v2[4 * DAY + 100] += 40
+    assert run(v2)[4 * DAY + 100] >= 0.7
+
+
+def test_huge_spikes_never_reach_one_and_order_by_size() -> None:
+    rng = np.random.default_rng(6)
+    base = 50 + rng.normal(0, 1, 600)
+    a = run(np.concatenate([base, [80.0]]))[-1]
+    b = run(np.concatenate([base, [5000.0]]))[-1]
+    assert 0.7 <= a < b < 1.0
+
+
+def test_one_episode_per_anomaly_no_flapping() -> None:
+    rng = np.random.default_rng(7)
+    det = MetricDetector(AnomalySettings())
+    vals = list(50 + rng.normal(0, 1, 600))
+    vals[500:510] = [58, 57, 59, 56, 58, 57, 59, 58, 57, 58]  # a noisy 8-sigma plateau
+    pts = [(T0 + 60 * i, float(v)) for i, v in enumerate(vals)]
+    out = det.update(MetricBatch(source="t", series=[{"name": "m", "labels": {}, "points": pts}]))
+    assert [a.status for a in out if a.time.timestamp() >= T0 + 60 * 500][:1] == ["open"]
+    assert sum(a.status == "open" for a in out) == 1

@@ -701,6 +701,9 @@ class CollectorSettings(_Section):
     linger: float = Field(default=0.1, ge=0, le=5)
     #: a shard's message goes out at once with this many series
     max_series_per_message: int = Field(default=2000, ge=1, le=100_000)
+    #: a shard's message with fewer series waits for more, up to max_linger seconds
+    min_series_per_message: int = Field(default=100, ge=1)
+    max_linger: float = Field(default=0.5, ge=0, le=10)
     #: samples held for coalescing at most (waiting + in flight); more -> 503 Retry-After
     max_buffered_samples: int = Field(default=200_000, ge=1000)
     #: seconds after which a series' labels are sent in full again (schema v2 refs)

@@ -177,3 +177,24 @@ def test_secrets_in_labels_are_redacted_once_at_the_source() -> None:
     assert "s3cret" not in m.sid and "abc" not in m.sid
     assert cache.of("db_up", {"target": "postgres://app:s3cret@db:5432/x", "api_token": "abc",
                               "pod": "p1"}) is m  # cached: redacted once per series
+
+
+async def test_small_messages_wait_up_to_max_linger_big_ones_go_at_the_linger() -> None:
+    broker, cache = Broker(), SeriesCache(2)
+    c = Coalescer(broker.send, 2, linger=0.02, min_series_per_message=50, max_linger=0.4)
+    items = _series(200, cache)
+    big = [x for x in items if x[0].shard == 0][:60]
+    small = [x for x in items if x[0].shard == 1][:5]
+    loop = asyncio.get_running_loop()
+    t0 = loop.time()
+    done: dict[str, float] = {}
+
+    async def timed(name: str, part: list[Any]) -> None:
+        await c.submit(part)
+        done[name] = loop.time() - t0
+
+    await asyncio.gather(timed("big", big), timed("small", small))
+    # the 60-series shard left at a linger tick, the 5-series one waited for company up to
+    # max_linger (timers never fire early: a lower bound, not a timing race)
+    assert done["big"] < done["small"] and done["small"] >= 0.35
+    assert [len(b.series) for b in broker.batches()] == [60, 5]

@@ -163,6 +163,8 @@ class _Chunk:
     samples: int = 0
     size: int = 0
     waiters: list[_Waiter] = field(default_factory=list)
+    #: event-loop time the chunk's first sample came
+    born: float = 0.0
 
 
 class Coalescer:
@@ -176,7 +178,11 @@ class Coalescer:
     shards
         Series shards (the ``metrics`` key).
     linger
-        Seconds a sample may wait for more of its shard before it is produced.
+        Seconds a sample waits for more of its shard before it is produced...
+    min_series_per_message, max_linger
+        ...unless its shard's message has fewer than ``min_series_per_message``
+        series: then it waits up to ``max_linger`` (few samples per shard, as at a
+        low rate or with many shards, would otherwise make many tiny messages).
     max_series_per_message, max_message_bytes
         A shard's message is produced at once when it reaches either.
     max_buffered_samples
@@ -189,11 +195,14 @@ class Coalescer:
                  linger: float = 0.1, max_series_per_message: int = 2000,
                  max_message_bytes: int = 512 * 1024, max_buffered_samples: int = 200_000,
                  label_refresh: float = 300.0, max_known: int = 1_000_000,
+                 min_series_per_message: int = 1, max_linger: float | None = None,
                  clock: Callable[[], float] = time.monotonic) -> None:
         self._send = send
         self.shards = shards
         self.linger = linger
         self.max_series = max_series_per_message
+        self.min_series = min_series_per_message
+        self.max_linger = max(linger, max_linger if max_linger is not None else linger)
         self.max_bytes = max_message_bytes
         self.max_buffered = max_buffered_samples
         self.label_refresh = label_refresh
@@ -225,7 +234,9 @@ class Coalescer:
             self.stats["refused_submits"] += 1
             raise BufferFull(self.buffered, self.max_buffered, 1)
         self.buffered += n
-        waiter = _Waiter(asyncio.get_running_loop().create_future())
+        loop = asyncio.get_running_loop()
+        waiter = _Waiter(loop.create_future())
+        now = loop.time()
         chunks = self._chunks
         known = self._known
         max_series, max_bytes = self.max_series, self.max_bytes
@@ -235,12 +246,12 @@ class Coalescer:
             if chunk is None or chunk.shard != shard:  # requests arrive mostly unsorted
                 chunk = chunks.get((source, shard))
                 if chunk is None:
-                    chunk = chunks[(source, shard)] = _Chunk(source, shard)
+                    chunk = chunks[(source, shard)] = _Chunk(source, shard, born=now)
             entries = chunk.entries
             held = entries.get(meta.key)
             if held is not None and len(held[1]) + len(pts) > MAX_POINTS:
                 self._flush(chunk)
-                chunk = chunks[(source, shard)] = _Chunk(source, shard)
+                chunk = chunks[(source, shard)] = _Chunk(source, shard, born=now)
                 entries, held = chunk.entries, None
             waiters = chunk.waiters
             if not waiters or waiters[-1] is not waiter:
@@ -264,8 +275,16 @@ class Coalescer:
     # ------------------------------------------------------------------ output
     def _linger_over(self) -> None:
         self._timer = None
+        loop = asyncio.get_running_loop()
+        now = loop.time()
         for chunk in list(self._chunks.values()):
-            self._flush(chunk)
+            if (len(chunk.entries) >= self.min_series
+                    or now - chunk.born >= self.max_linger - 1e-3):
+                self._flush(chunk)
+        if self._chunks:  # small messages wait for more, up to max_linger
+            oldest = min(c.born for c in self._chunks.values())
+            wait = min(self.linger, max(0.0, oldest + self.max_linger - now))
+            self._timer = loop.call_later(wait, self._linger_over)
 
     def _flush(self, chunk: _Chunk) -> None:
         """Detach ``chunk`` and produce it in the background."""

@@ -112,6 +112,8 @@ def _coalescer(ctx: StreamContext) -> tuple[Coalescer, SeriesCache]:
 
     coalescer = Coalescer(send, cs.shards, linger=cs.linger,
                           max_series_per_message=cs.max_series_per_message,
+                          min_series_per_message=cs.min_series_per_message,
+                          max_linger=cs.max_linger,
                           max_message_bytes=cs.max_message_bytes,
                           max_buffered_samples=cs.max_buffered_samples,
                           label_refresh=cs.label_refresh)

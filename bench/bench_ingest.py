@@ -466,11 +466,13 @@ async def main_async(a: argparse.Namespace) -> dict[str, Any]:
     broker = KafkaBroker(work / "kafka", default_cache_dir(), heap="1g")
     await asyncio.to_thread(broker.start)
     extra = dict(kv.split("=", 1) for kv in a.env)
+    runs: list[Run] = []  # stopped in the end, whatever happens
     out: dict[str, Any] = {"series": a.series, "per_request": a.per_request,
                            "rounds": a.rounds, "partitions": a.partitions, "env": extra}
     try:
         # ---- 1. one worker at full speed
         run = Run(broker, work, "one", a.partitions, extra)
+        runs.append(run)
         await run.start(1, a.profile)
         await asyncio.sleep(2)
         rss_empty = run.rss()
@@ -521,6 +523,7 @@ async def main_async(a: argparse.Namespace) -> dict[str, Any]:
             # still ~1.1 MB groups at 100,000); 4,096 spread every bucket over the partitions
             mrun = Run(broker, work, "mem", a.partitions,
                        {**extra, "SRE_AGENT_COLLECTORS__SHARDS": str(a.memory_shards)})
+            runs.append(mrun)
             await mrun.start(1)
             await asyncio.sleep(2)
             empty = mrun.rss()
@@ -544,6 +547,7 @@ async def main_async(a: argparse.Namespace) -> dict[str, Any]:
             rates = {}
             for n in (1, 2):
                 srun = Run(broker, work, f"scale{n}", a.partitions, extra)
+                runs.append(srun)
                 await srun.start(n)
                 sload = Load(a.series, a.per_request, a.shards)
                 r, _ = await throughput(srun, sload, a.rounds, a.connections, a.shards)
@@ -560,6 +564,8 @@ async def main_async(a: argparse.Namespace) -> dict[str, Any]:
         out["bench_client_cpu_s"] = resource.getrusage(resource.RUSAGE_SELF).ru_utime
         return out
     finally:
+        for r in runs:
+            r.stop()
         await asyncio.to_thread(broker.stop, True)
 
 

@@ -145,3 +145,38 @@ def patterns(query: str, items: Sequence[SimilarCase]) -> dict[str, Any]:
             section(f"*{c.title}* ({c.kind}, {c.similarity:.2f})" + (f"\n{extra}" if extra else ""))
         )
     return reply(f"{len(items)} similar cases for “{query}”", blocks)
+
+
+def silences(items: Sequence[Any]) -> dict[str, Any]:
+    """Active silences and maintenance windows (``/sre silences``)."""
+    if not items:
+        return reply("No active silences.", [section("No active silences or maintenance windows.")])
+    lines = []
+    for x in items[:20]:
+        m = " ".join(f"{k}={v}" for k, v in x.matchers.items())
+        lines.append(f"`{x.silence_id}` {x.kind} {esc(m)} — {x.starts_at:%Y-%m-%d %H:%M} to "
+                     f"{x.ends_at:%Y-%m-%d %H:%M} UTC by {esc(x.author)}: {esc(x.comment)[:200]}")
+    return reply(f"{len(items)} active silences",
+                 [header(f"Silences ({len(items)})"), section("\n".join(lines))])
+
+
+def detected(found: dict[str, Any], service: str | None) -> dict[str, Any]:
+    """What the detectors see now, with the patterns each anomaly matches (``/sre detect``)."""
+    items = found.get("anomalies") or []
+    where = f" on {service}" if service else ""
+    if not items:
+        return reply(f"No open anomalies{where}.",
+                     [section(f":white_check_mark: The detectors see nothing anomalous{where}.")])
+    blocks: list[Block] = [header(f"Open anomalies{where} ({len(items)})")]
+    for a in items:
+        pats = a.get("patterns") or []
+        match = (f"\nmatches: {esc(pats[0].get('title', ''))} "
+                 f"({float(pats[0].get('similarity', 0)):.0%})" if pats else "")
+        blocks.append(section(
+            f"*{esc(a['service'])}* `{esc(a['metric'])}` {a.get('direction', '')} — score "
+            f"{float(a.get('score', a.get('peak_score', 0))):.2f}, observed "
+            f"{float(a.get('observed', a.get('peak_value', 0))):.4g} vs expected "
+            f"{float(a.get('expected', 0)):.4g}{match}"))
+    if not found.get("knowledge_base"):
+        blocks.append(context("knowledge base not available: no pattern matching"))
+    return reply(f"{len(items)} open anomalies{where}", blocks)

@@ -38,12 +38,16 @@ __all__ = [
     "AnomalyView",
     "AuditPage",
     "CauseView",
+    "DetectRequest",
+    "DetectResult",
     "ErrorBody",
     "FeedbackAccepted",
     "FeedbackRequest",
     "IncidentDetail",
     "IncidentPage",
     "IncidentSummary",
+    "LearnAccepted",
+    "LearnRequest",
     "LinkView",
     "PatternResults",
     "PlanView",
@@ -55,7 +59,9 @@ __all__ = [
     "SilenceRequest",
     "SilenceView",
     "StatusSummary",
+    "RunbookView",
     "TimelineEntry",
+    "TriageAccepted",
     "TriageRequest",
     "Whoami",
 ]
@@ -195,6 +201,11 @@ class SeriesPoints(BaseModel):
 
 class StatusSummary(BaseModel):
     status: str
+    dry_run: bool = Field(description="actions are simulated, not executed (actions.dry_run)")
+    auto_remediation: bool = Field(description="LOW-risk plans run without a human")
+    metrics_url: str | None = Field(default=None, description="link-out template for a series")
+    runbook_url: str | None = Field(default=None, description="external runbook link template")
+    silences_active: int = 0
     incidents_open: int
     incidents_by_severity: dict[str, int]
     anomalies_open: int
@@ -275,3 +286,72 @@ class SilenceView(Silence):
 
 class SilencePage(_Page):
     items: list[SilenceView]
+
+
+class TriageAccepted(BaseModel):
+    accepted: bool = True
+    event_id: str
+    incident_id: str
+    action: str
+    actor: str
+
+
+class RunbookView(BaseModel):
+    id: str
+    title: str
+    body: str = Field(description="Markdown")
+    url: str | None = Field(default=None, description="external link (api.runbook_url)")
+
+
+class SeriesIn(BaseModel):
+    metric: str = Field(min_length=1, max_length=256)
+    service: str = Field(default="unknown", max_length=256)
+    points: list[tuple[float, float]] = Field(min_length=1, max_length=20_000)
+
+
+class DetectRequest(BaseModel):
+    """Body of ``POST /api/patterns/detect``."""
+
+    series: SeriesIn | None = None
+    service: str | None = Field(default=None, max_length=256)
+    text: str | None = Field(default=None, max_length=500)
+    threshold: float | None = Field(default=None, gt=0, lt=1)
+    limit: int = Field(default=3, ge=1, le=10)
+
+    model_config = {"extra": "forbid"}
+
+
+class Solution(BaseModel):
+    action: str = Field(min_length=1, max_length=128)
+    confidence: float = Field(default=0.5, ge=0, le=1)
+    risk: Literal["low", "medium", "high", "critical"] = "medium"
+
+
+class LearnRequest(BaseModel):
+    """Body of ``POST /api/patterns/learn`` (seed 003's pattern data model)."""
+
+    pattern_id: str | None = Field(default=None, max_length=64, pattern=r"^[A-Za-z0-9_.-]+$")
+    title: str = Field(min_length=3, max_length=200)
+    category: str = Field(default="learned", max_length=64)
+    description: str = Field(default="", max_length=2000)
+    cause_type: str = Field(min_length=1, max_length=64, pattern=r"^[a-z0-9_]+$")
+    symptoms: list[str] = Field(default_factory=list, max_length=20)
+    root_causes: list[str] = Field(default_factory=list, max_length=20)
+    solutions: list[Solution] = Field(default_factory=list, max_length=10)
+
+    model_config = {"extra": "forbid"}
+
+
+class DetectResult(BaseModel):
+    source: Literal["series", "live"]
+    threshold: float
+    anomalies: list[dict[str, Any]] = Field(
+        description="anomalous runs (series) or open anomalies (live), each with 'patterns'")
+    knowledge_base: bool
+    text_matches: list[dict[str, Any]] | None = None
+
+
+class LearnAccepted(BaseModel):
+    accepted: bool = True
+    pattern_id: str
+    confidence: float | None = None

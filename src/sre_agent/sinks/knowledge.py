@@ -191,6 +191,23 @@ class KnowledgeBase:
         await client.upsert(self.collections["incident"],
                             points=[self._point(_pid("incident", incident_id), text, payload)])
 
+    async def add_pattern(self, pattern: dict[str, Any]) -> dict[str, Any]:
+        """Upsert a pattern a person taught (seed 003's ``POST /api/patterns/learn``).
+
+        ``pattern_id`` keeps an existing pattern's learned metadata; a new one starts
+        at confidence 0.5 like the seeded patterns.
+        """
+        client = await self.setup()
+        pid = _pid("pattern", pattern["pattern_id"])
+        found = await client.retrieve(self.collections["pattern"], ids=[pid])
+        meta = dict((found[0].payload or {}).get("metadata") or {}) if found else {
+            "occurrence_count": 0, "last_seen": None, "success_rate": None, "attempts": 0,
+            "successes": 0, "confidence": 0.5, "avg_resolution_time": None}
+        pat = {**pattern, "metadata": {**meta, "last_seen": _now()}}
+        await client.upsert(self.collections["pattern"],
+                            points=[self._point(pid, self.pattern_text(pat), pat)])
+        return pat
+
     async def pattern_for(self, cause_type: str) -> tuple[str, dict[str, Any]] | None:
         client = await self.setup()
         res, _ = await client.scroll(

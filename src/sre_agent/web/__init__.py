@@ -9,6 +9,8 @@ module                          routes                                     crede
 :mod:`.probes`                  ``/livez``, ``/readyz`` (Kubernetes)       none
 :mod:`.api`                     ``/metrics``, ``/openapi.json``            none
 :mod:`.views`                   ``/api/*`` read side, feedback, audit      viewer / operator
+:mod:`.triage`                  ``/api/incidents/{id}/{act}``, silences,   viewer / operator
+                                runbooks
 :mod:`.approvals`               ``/api/approvals/*``, ``/slack/interactions``  approver / Slack
 :mod:`.chatops`                 ``/slack/commands``                        Slack signature
 :mod:`.webhooks`                ``/webhooks/{argocd,alertmanager,n9e}``    webhook token

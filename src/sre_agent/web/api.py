@@ -26,6 +26,8 @@ from .console import register_console
 from .http import Api
 from .metrics import AgentCollector, render
 from .openapi import build_openapi
+from .patterns import register_patterns
+from .triage import register_triage
 from .views import register_views
 from .auth import Authenticator
 from ..streams.context import StreamContext
@@ -89,6 +91,8 @@ def register(ctx: StreamContext) -> Api:
     # other stages' views authenticate through it (metrics, logs)
     ctx.state["api"] = api
     register_views(api)
+    register_triage(api)
+    register_patterns(api)
     register_chatops(api)
     register_console(api)
 

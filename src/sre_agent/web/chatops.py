@@ -27,10 +27,13 @@ from ..readmodel.chatops import (
     usage,
 )
 from ..schemas import Approval, AuditRecord, Feedback, SimilarCase, new_id, utcnow
+from ..readmodel.views import DetectRequest, SilenceRequest
 from .approvals import submit
 from .http import Api, BadRequest, read_body
-from .views import pattern_search, submit_feedback
+from .patterns import detect
 from .status import status_payload
+from .triage import create_silence, expire_silence, triage
+from .views import pattern_search, submit_feedback
 
 __all__ = ["register_chatops", "run_command"]
 
@@ -142,6 +145,22 @@ async def _fix(api: Api, cmd: Command, user: _User) -> tuple[dict[str, Any], str
     )
 
 
+async def _triage(api: Api, cmd: Command, user: _User) -> tuple[dict[str, Any], str, str]:
+    assignee = cmd.assignee
+    if assignee == "me":
+        assignee = f"slack:{user.id}" + (f" ({user.name})" if user.name else "")
+    try:
+        ev = await triage(api, cmd.ref, cmd.name, f"slack:{user.id}", user.role or "", "slack",
+                          comment=cmd.text, assignee=assignee, minutes=cmd.minutes)
+    except BadRequest as exc:
+        return blocks.reply(str(exc)), cmd.ref, "not_found" if exc.status == 404 else "refused"
+    what = {"ack": "acknowledged", "resolve": "resolved",
+            "assign": f"assigned to {assignee or 'nobody'}",
+            "snooze": f"snoozed for {cmd.minutes or 0:g} min"}[cmd.name]
+    return (blocks.reply(f"Incident {ev.incident_id} {what} by {user.label}.", in_channel=True),
+            ev.incident_id, "ok")
+
+
 async def run_command(api: Api, text: str, user: _User) -> dict[str, Any]:
     """Parse, authorize, run and audit one command; return the Block Kit reply."""
     try:
@@ -200,6 +219,38 @@ async def run_command(api: Api, text: str, user: _User) -> dict[str, Any]:
             await submit_feedback(api, fb, actor=f"slack:{user.id}", via="slack")
             subject = iid
             reply = blocks.reply(f"Thanks {user.label}: feedback '{cmd.rating}' on {iid} recorded.")
+        elif cmd.name in ("ack", "assign", "snooze", "resolve"):
+            reply, subject, outcome = await _triage(api, cmd, user)
+        elif cmd.name == "silence":
+            subject = "silences"
+            try:
+                s = await create_silence(api, SilenceRequest(
+                    matchers=cmd.matchers, starts_at=cmd.start, duration_minutes=cmd.minutes,
+                    comment=cmd.text, kind="maintenance" if cmd.start else "silence"),
+                    f"slack:{user.id}", "slack")
+            except (BadRequest, ValueError) as exc:
+                reply, outcome = blocks.reply(f"Not silenced: {exc}"), "invalid"
+            else:
+                subject = s.silence_id
+                m = " ".join(f"{k}={v}" for k, v in s.matchers.items())
+                reply = blocks.reply(
+                    f"{s.kind.capitalize()} `{s.silence_id}` on {m} from {s.starts_at:%H:%M} to "
+                    f"{s.ends_at:%Y-%m-%d %H:%M} UTC by {user.label}: {s.comment}. "
+                    f"`/sre unsilence {s.silence_id}` ends it.", in_channel=True)
+        elif cmd.name == "silences":
+            reply = blocks.silences(rm.silences.listing(utcnow()))
+        elif cmd.name == "unsilence":
+            try:
+                s = await expire_silence(api, cmd.ref, f"slack:{user.id}", "slack")
+            except BadRequest as exc:
+                reply, outcome = blocks.reply(str(exc)), "not_found"
+            else:
+                reply = blocks.reply(f"Silence `{s.silence_id}` expired by {user.label}.",
+                                     in_channel=True)
+        elif cmd.name == "detect":
+            subject = cmd.ref or "detect"
+            found = await detect(api, DetectRequest(service=cmd.ref or None, limit=5))
+            reply = blocks.detected(found, cmd.ref or None)
         else:  # fix
             reply, subject, outcome = await _fix(api, cmd, user)
     except Exception:

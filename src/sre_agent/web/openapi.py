@@ -46,6 +46,16 @@ MODELS: list[tuple[type[BaseModel], JsonSchemaMode]] = [
     (v.AuditPage, "serialization"),
     (v.SeriesList, "serialization"),
     (v.SeriesPoints, "serialization"),
+    (v.TriageRequest, "validation"),
+    (v.TriageAccepted, "serialization"),
+    (v.SilenceRequest, "validation"),
+    (v.SilenceView, "serialization"),
+    (v.SilencePage, "serialization"),
+    (v.RunbookView, "serialization"),
+    (v.DetectRequest, "validation"),
+    (v.DetectResult, "serialization"),
+    (v.LearnRequest, "validation"),
+    (v.LearnAccepted, "serialization"),
 ]
 
 
@@ -119,10 +129,79 @@ OPS: dict[
                 "only this severity",
                 {"type": "string", "enum": ["info", "warning", "critical"]},
             ),
+            _q("q", "text in the id, title, services, cause or assignee",
+               {"type": "string", "maxLength": 200}),
+            _q("since", "active at or after (unix seconds)", {"type": "number"}),
+            _q("until", "opened at or before (unix seconds)", {"type": "number"}),
+            HOURS,
             *PAGE,
         ],
         None,
         "IncidentPage",
+        200,
+    ),
+    ("/api/incidents/{incident_id}/{action}", "post"): (
+        "Triage: ack, unack, assign, snooze, resolve or comment (-> incident-triage topic)",
+        "operator",
+        [
+            {"name": "incident_id", "in": "path", "required": True,
+             "description": "incident id or a unique prefix", "schema": {"type": "string"}},
+            {"name": "action", "in": "path", "required": True, "description": "what to do",
+             "schema": {"type": "string",
+                        "enum": ["ack", "unack", "assign", "snooze", "resolve", "comment"]}},
+        ],
+        "TriageRequest",
+        "TriageAccepted",
+        202,
+    ),
+    ("/api/silences", "get"): (
+        "Silences and maintenance windows (active, or all with state=all)",
+        "viewer",
+        [_q("state", "active (default) or all", {"type": "string", "enum": ["active", "all"]}),
+         *PAGE],
+        None,
+        "SilencePage",
+        200,
+    ),
+    ("/api/silences", "post"): (
+        "Create a silence or maintenance window (-> silences topic, compacted)",
+        "operator",
+        [],
+        "SilenceRequest",
+        "SilenceView",
+        201,
+    ),
+    ("/api/silences/{silence_id}", "delete"): (
+        "Expire a silence now",
+        "operator",
+        [{"name": "silence_id", "in": "path", "required": True, "schema": {"type": "string"}}],
+        None,
+        "SilenceView",
+        200,
+    ),
+    ("/api/patterns/detect", "post"): (
+        "Detect anomalies in a given series (or what the detectors see now) and match "
+        "patterns, past incidents and runbooks",
+        "viewer",
+        [],
+        "DetectRequest",
+        "DetectResult",
+        200,
+    ),
+    ("/api/patterns/learn", "post"): (
+        "Teach the knowledge base a pattern (title, symptoms, root causes, solutions)",
+        "operator",
+        [],
+        "LearnRequest",
+        "LearnAccepted",
+        201,
+    ),
+    ("/api/runbooks/{runbook_id}", "get"): (
+        "A runbook (Markdown) the RCA named",
+        "viewer",
+        [{"name": "runbook_id", "in": "path", "required": True, "schema": {"type": "string"}}],
+        None,
+        "RunbookView",
         200,
     ),
     ("/api/incidents/{incident_id}", "get"): (
@@ -338,8 +417,21 @@ def _op(path: str, method: str) -> dict[str, Any]:
         }
         op["responses"]["413"] = _err("body too large")
         op["responses"]["415"] = _err("not JSON")
-    if path == "/api/incidents/{incident_id}":
-        op["responses"]["404"] = _err("unknown incident")
+    if path.startswith("/api/incidents/{incident_id}"):
+        op["responses"]["404"] = _err("unknown incident (or action)")
+    if path == "/api/incidents/{incident_id}/{action}":
+        op["responses"]["409"] = _err("the incident is already resolved")
+        op["responses"]["503"] = _err("Kafka did not acknowledge it: retry")
+        op["requestBody"]["required"] = False
+    if path.startswith("/api/silences") and method != "get":
+        op["responses"]["404" if "{" in path else "503"] = _err(
+            "unknown silence" if "{" in path else "Kafka did not acknowledge it: retry")
+        if "{" in path:
+            op["responses"]["409"] = _err("already expired")
+    if path in ("/api/patterns/detect", "/api/patterns/learn"):
+        op["responses"]["503"] = _err("knowledge base not available")
+    if path == "/api/runbooks/{runbook_id}":
+        op["responses"]["404"] = _err("unknown runbook")
     if path == "/api/series/points":
         op["responses"]["404"] = _err("series not tracked")
     if path == "/api/patterns/search":

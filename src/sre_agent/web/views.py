@@ -51,8 +51,15 @@ def _since(q: Any, default_hours: float | None) -> datetime | None:
 
 def status_summary(api: Api) -> dict[str, Any]:
     agent = status_payload(api.ctx)
+    s = api.ctx.settings
     return {
         "status": agent["status"],
+        # what the console shows in its header and links to (never a secret)
+        "dry_run": s.actions.dry_run,
+        "auto_remediation": s.actions.auto_remediation,
+        "metrics_url": s.api.metrics_url,
+        "runbook_url": s.api.runbook_url,
+        "silences_active": len(api.model.silences.listing(datetime.now(UTC))),
         **api.model.summary(),
         "readmodel": {
             **api.projection.health(),
@@ -150,10 +157,17 @@ def register_views(api: Api) -> None:
         async def get(self, request: Request, principal: Principal | None) -> Response:
             q = request.query
             status = choice_param(q, "status", ("open", "resolved", "all"), "all")
+            since = float_param(q, "since", None, 0.0, 4e9)
+            until = float_param(q, "until", None, 0.0, 4e9)
+            hours = _since(q, None)
+            start = datetime.fromtimestamp(since, UTC) if since is not None else hours
             items = rm.incidents(
                 status=None if status == "all" else status,
                 service=str_param(q, "service"),
                 severity=choice_param(q, "severity", ("info", "warning", "critical")),
+                text=str_param(q, "q", 200),
+                since=start,
+                until=datetime.fromtimestamp(until, UTC) if until is not None else None,
             )
             return self.json(_page(items, q))
 

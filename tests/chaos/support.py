@@ -216,11 +216,48 @@ def learned(worker: WorkerProcess, tag: str) -> dict[str, int]:
     return {it["series"]: it["n"] for it in items}
 
 
+async def group_settled(bootstrap: str, group: str, members: int) -> bool:
+    """The consumer group is Stable with exactly ``members`` members: a killed worker's
+    session has expired and the rebalance that followed is complete."""
+    from aiokafka.admin import AIOKafkaAdminClient
+
+    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
+    await admin.start()
+    try:
+        responses = await admin.describe_consumer_groups([group])
+    finally:
+        await admin.close()
+    for response in responses:
+        for g in response.groups:  # (error_code, group, state, protocol_type, protocol, members, ..)
+            if g[1] == group:
+                return bool(g[2] == "Stable" and len(g[5]) == members)
+    return False
+
+
 async def probe_learned(bootstrap: str, prefix: str, wl: Workload, workers: list[WorkerProcess],
                         wait_for: Callable[..., Any]) -> dict[str, int]:
     """Send one more sample of every series (so each is loaded from the table where it
     lives) and return samples learned per series over the live workers: a series whose
-    state was intact has learned exactly ``points + 1``."""
+    state was intact has learned exactly ``points + 1``.
+
+    The baseline API shows series in memory, and a rebalance drops a revoked partition's
+    series from memory (they stay in the table). So the probe goes out only once the
+    group is settled: a killed member expired, the live workers hold every metrics
+    partition and are ready. Before this, a probe processed just before the rebalance
+    that followed a kill left its series out of every worker's memory (the survivor's
+    own partition, revoked and assigned back with nothing new to read)."""
+    live = [w for w in workers if w.proc is not None and w.proc.poll() is None]
+    group = live[0].env["SRE_AGENT_WORKER__APP_ID"]
+    parts = int(live[0].env["SRE_AGENT_KAFKA__PARTITIONS"])
+
+    def serving() -> bool:
+        sts = [w.status() for w in live]
+        held = {a for st in sts for a in st["broker"]["assigned"]
+                if a.startswith(prefix + "metrics:")}
+        return len(held) == parts and all(st["recovery"]["ready"] for st in sts)
+
+    await wait_for(lambda: group_settled(bootstrap, group, len(live)), timeout=120)
+    await wait_for(serving, timeout=120)
     async with ChaosProducer(bootstrap) as producer:
         await producer.send_all(prefix + "metrics", wl.messages(wl.points, wl.points + 1))
 

@@ -409,11 +409,27 @@ class NotifySettings(_Section):
 
 class TicketSettings(_Section):
     #: "postgres" keeps incident tickets in PostgreSQL; "jira" mirrors them to Jira too
+    #: (needs postgres.dsn: the ticket row keeps the Jira key)
     backend: str = Field(default="postgres", pattern="^(postgres|jira)$")
     jira_url: str | None = None
     jira_project: str = "OPS"
     jira_user: str | None = None
     jira_token: SecretStr | None = None
+    #: issue type of the created issues (must exist in the project)
+    jira_issue_type: str = "Task"
+    #: the first of these transitions the issue offers is taken on resolve
+    jira_resolve_transitions: list[str] = Field(default_factory=lambda: [
+        "Resolve Issue", "Resolve", "Done", "Close Issue", "Close"])
+    jira_timeout: float = Field(default=10.0, gt=0)
+
+    @model_validator(mode="after")
+    def _jira(self) -> TicketSettings:
+        if self.backend == "jira":
+            missing = [n for n in ("jira_url", "jira_user", "jira_token") if getattr(self, n) is None]
+            if missing:
+                raise ValueError(f"backend jira needs {', '.join(missing)} (the token from "
+                                 "SRE_AGENT_TICKETS__JIRA_TOKEN)")
+        return self
 
 
 class ApiSettings(_Section):

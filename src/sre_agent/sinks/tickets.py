@@ -3,20 +3,24 @@
 :class:`TicketAdapter` is the interface (the seeds' TicketManager): ``upsert``
 an incident as a ticket, ``status`` of one. :class:`PostgresTickets` is the
 system of record (table ``incident_tickets``, created by the audit store's
-migrations); :class:`JiraTickets` mirrors the same calls to Jira's REST API v2
-(issue create, comment on update, transition on resolve) and stores the Jira key.
+migrations); with ``tickets.backend: jira``, :class:`JiraTickets` mirrors each
+written revision to Jira with the ``jira`` client library (issue created on
+the incident, comments on material updates, a transition on resolve) and keeps
+the Jira key in the ticket row.
 The executor reads the ticket status for its pre-action "is the incident still
 open?" check, so every worker sees the same answer.
 """
 
 from __future__ import annotations
 
+import asyncio
 import logging
+from collections import OrderedDict
 from typing import Any, Protocol
 
-import aiohttp
 import orjson
 
+from ..config import TicketSettings
 from ..processors.redact import scrub_model
 from ..schemas import Incident
 from .audit import AuditStore
@@ -81,46 +85,116 @@ class PostgresTickets:
 
 
 class JiraTickets:
-    """Mirror of :class:`PostgresTickets` to Jira (REST API v2, basic auth with a token)."""
+    """Mirror of the incident tickets to Jira, with the ``jira`` client library.
 
-    def __init__(self, local: PostgresTickets, session: aiohttp.ClientSession, url: str,
-                 project: str, user: str, token: str) -> None:
-        self.local = local
-        self.session = session
-        self.url = url.rstrip("/")
-        self.project = project
-        self.auth = aiohttp.BasicAuth(user, token)
+    ``tickets.backend: jira`` builds one (in :class:`~sre_agent.streams.services.Services`);
+    the ticket writer calls :meth:`mirror` after PostgreSQL took the revision:
 
-    async def _call(self, method: str, path: str, body: dict[str, Any] | None) -> dict[str, Any]:
-        async with self.session.request(method, f"{self.url}/rest/api/2/{path}", json=body,
-                                        auth=self.auth) as r:
-            text = await r.text()
-            if r.status >= 300:
-                raise RuntimeError(f"jira {method} {path}: HTTP {r.status}: {text[:300]}")
-            return orjson.loads(text) if text else {}
+    * no Jira key yet: the issue is looked up by its label ``sre-incident-<id>``
+      (a create whose answer was lost is not made twice), else created
+      (project, issue type, summary ``[SEVERITY] title``, description, labels);
+      the key is kept in the ticket row (``external_key``);
+    * a material change (severity, services, status) of a known issue: a comment;
+    * resolved: a comment saying by whom and after how long, then the first
+      available transition named in ``tickets.jira_resolve_transitions``.
 
-    async def upsert(self, incident: Incident) -> str:
-        incident = scrub_model(incident)
-        what = await self.local.upsert(incident)
-        key = await self.local.external_key(incident.incident_id)
-        summary = f"[{incident.severity}] {incident.title}"[:250]
-        if key is None and what != "stale":
-            made = await self._call("POST", "issue", {"fields": {
-                "project": {"key": self.project}, "summary": summary, "issuetype": {"name": "Incident"},
-                "description": f"SRE Agent incident {incident.incident_id}; services: "
-                               f"{', '.join(incident.services)}"}})
-            key = str(made.get("key"))
-            await self.local.set_external_key(incident.incident_id, key)
-        elif key is not None and what in ("updated", "resolved"):
-            await self._call("POST", f"issue/{key}/comment",
-                             {"body": f"revision {incident.revision}: {incident.status}"})
-            if what == "resolved":
-                found = await self._call("GET", f"issue/{key}/transitions", None)
-                ids = [t["id"] for t in found.get("transitions", [])
-                       if str(t.get("name", "")).lower() in ("resolve", "resolve issue", "done")]
-                if ids:
-                    await self._call("POST", f"issue/{key}/transitions", {"transition": {"id": ids[0]}})
-        return what
+    The client is synchronous (requests): calls run in a worker thread. Everything
+    sent is redacted first (:func:`~sre_agent.processors.redact.scrub_model`).
+    """
 
-    async def status(self, incident_id: str) -> str | None:
-        return await self.local.status(incident_id)
+    def __init__(self, settings: TicketSettings, timeout: float = 10.0,
+                 console_url: str | None = None, client: Any = None) -> None:
+        self.settings = settings
+        self.timeout = timeout
+        self.console_url = console_url
+        self._jira = client
+        #: last mirrored signature per incident (comments only on material changes)
+        self._last: OrderedDict[str, str] = OrderedDict()
+
+    def _client(self) -> Any:
+        if self._jira is None:
+            from jira import JIRA
+
+            s = self.settings
+            assert s.jira_url and s.jira_user and s.jira_token is not None
+            self._jira = JIRA(server=s.jira_url, basic_auth=(s.jira_user,
+                                                             s.jira_token.get_secret_value()),
+                              get_server_info=False, max_retries=0, timeout=self.timeout,
+                              options={"rest_api_version": "2"})
+        return self._jira
+
+    @staticmethod
+    def label(incident_id: str) -> str:
+        return f"sre-incident-{incident_id}"[:255]
+
+    def _description(self, inc: Incident) -> str:
+        lines = [f"SRE Agent incident {inc.incident_id}", "",
+                 f"* severity: {inc.severity}" + (f" (impact {inc.impact:.2f})"
+                                                   if inc.impact is not None else ""),
+                 *[f"** {r}" for r in inc.severity_reasons[:4]],
+                 f"* services: {', '.join(inc.services)}",
+                 f"* root service: {inc.root_service or '?'}",
+                 f"* opened: {inc.opened_at:%Y-%m-%d %H:%M:%S} UTC"]
+        if self.console_url:
+            lines.append(f"* console: {self.console_url.replace('{incident_id}', inc.incident_id)}")
+        return "\n".join(lines)
+
+    def _find_or_create(self, inc: Incident) -> str:
+        jira, s = self._client(), self.settings
+        found = jira.search_issues(f'labels = "{self.label(inc.incident_id)}"', maxResults=1)
+        if found:
+            return str(found[0].key)
+        issue = jira.create_issue(fields={
+            "project": {"key": s.jira_project}, "issuetype": {"name": s.jira_issue_type},
+            "summary": f"[{inc.severity.upper()}] {inc.title}"[:250],
+            "description": self._description(inc),
+            "labels": ["sre-agent", self.label(inc.incident_id)]}, prefetch=False)
+        return str(issue.key)
+
+    def _comment(self, key: str, text: str) -> None:
+        self._client().add_comment(key, text)
+
+    def _resolve(self, key: str) -> str | None:
+        jira = self._client()
+        wanted = [n.lower() for n in self.settings.jira_resolve_transitions]
+        avail = {str(t["name"]).lower(): t["id"] for t in jira.transitions(key)}
+        for name in wanted:
+            if name in avail:
+                jira.transition_issue(key, avail[name])
+                return name
+        return None  # already resolved, or the workflow names it differently
+
+    @staticmethod
+    def _sig(inc: Incident) -> str:
+        return f"{inc.severity}|{inc.status == 'resolved'}|{','.join(sorted(inc.services))}"
+
+    async def mirror(self, incident: Incident, what: str, local: PostgresTickets) -> dict[str, str]:
+        """Mirror one ticket write (``created|updated|resolved``); return what was done."""
+        inc = scrub_model(incident)
+        iid = inc.incident_id
+        done: dict[str, str] = {}
+        key = await local.external_key(iid)
+        if key is None:
+            key = await asyncio.to_thread(self._find_or_create, inc)
+            await local.set_external_key(iid, key)
+            done["created"] = key
+        elif self._last.get(iid) != self._sig(inc) and inc.status != "resolved":
+            await asyncio.to_thread(self._comment, key, (
+                f"Revision {inc.revision}: {inc.status}, severity {inc.severity}, services "
+                f"{', '.join(inc.services)}"))
+            done["commented"] = key
+        if inc.status == "resolved" and (self._last.get(iid) or "").split("|")[1:2] != ["True"]:
+            mins = ((inc.resolved_at - inc.opened_at).total_seconds() / 60
+                    if inc.resolved_at else 0.0)
+            by = f" by {inc.resolved_by}" if inc.resolved_by else " (signals recovered)"
+            await asyncio.to_thread(self._comment, key, f"Resolved{by} after {mins:.0f} min.")
+            moved = await asyncio.to_thread(self._resolve, key)
+            done["resolved"] = moved or "no resolve transition available"
+        self._last[iid] = self._sig(inc)
+        self._last.move_to_end(iid)
+        while len(self._last) > 10_000:
+            self._last.popitem(last=False)
+        return done
+
+    async def status(self, incident_id: str, local: PostgresTickets) -> str | None:
+        return await local.status(incident_id)

@@ -189,6 +189,34 @@ def register(ctx: StreamContext) -> None:
                 return None
             delay = min(delay * 2, 15.0)
 
+    jira = ctx.services.jira
+    jira_health: dict[str, Any] = {"ok": True, "created": 0, "commented": 0, "resolved": 0,
+                                   "failed": 0, "error": None}
+    if jira is not None:
+        ctx.stats.health["jira"] = jira_health
+
+    async def mirror_to_jira(inc: Incident, what: str) -> None:
+        """Mirror the written revision to Jira; a Jira outage never holds the tickets
+        (an issue not created yet is created with the incident's next revision)."""
+        if jira is None or store is None:
+            return
+        try:
+            done = await jira.mirror(inc, what, PostgresTickets(store))
+        except Exception as exc:  # noqa: BLE001 - Jira down or refusing: audited, retried later
+            jira_health.update(ok=False, error=f"{type(exc).__name__}: {exc}"[:300])
+            jira_health["failed"] += 1
+            log.warning("Jira mirror of %s failed: %s", inc.incident_id, exc,
+                        extra={"incident_id": inc.incident_id})
+            await emit_audit(ctx, "ticket-manager", "ticket.jira_failed", inc.incident_id,
+                             {"revision": inc.revision, "error": str(exc)[:300]})
+            return
+        jira_health.update(ok=True, error=None)
+        for op in done:
+            jira_health[op] = jira_health.get(op, 0) + 1
+        if done:
+            await emit_audit(ctx, "ticket-manager", "ticket.jira", inc.incident_id,
+                             {"revision": inc.revision, "status": inc.status, **done})
+
     @app.agent(channel, name="incident-tickets")
     async def incident_tickets(stream: Any) -> None:
         manual = stream.noack()
@@ -205,6 +233,7 @@ def register(ctx: StreamContext) -> None:
                     await emit_audit(ctx, "ticket-manager", f"ticket.{what}", inc.incident_id,
                                      {"status": inc.status, "revision": inc.revision,
                                       "severity": inc.severity, "title": inc.title})
+                    await mirror_to_jira(inc, str(what))
             # only now: the ticket is written, or on the retry topic
             await manual.ack(event)
 

@@ -11,6 +11,7 @@ and stops after them. It holds typed attributes instead of string keys:
 ``slack``          the Slack approvals client (or None)
 ``notifier``       WeCom / PagerDuty notices of action plans
 ``channels``       incident notification sinks (Slack threads, WeCom, PagerDuty, e-mail)
+``jira``           the Jira mirror of the incident tickets (``tickets.backend: jira``) or None
 ``readmodel``      the read model, fed by ``projection`` (a group-less consumer)
 ``silences``      run-time silences (the read model's book; the correlator matches)
 =================  =================================================================
@@ -40,6 +41,7 @@ from ..sinks.audit import AuditStore
 from ..sinks.channels import Channels
 from ..sinks.notify import Notifier
 from ..sinks.slack import SlackApprovals
+from ..sinks.tickets import JiraTickets
 from ..sinks.targets import ActionTargets
 from .projection import Projection
 
@@ -96,6 +98,12 @@ class Services(Service):
         self.notifier = Notifier(settings.notify)
         self.channels = Channels.from_settings(
             settings, self.slack.client if self.slack is not None else None)
+        t = settings.tickets
+        if t.backend == "jira" and self.postgres is None:
+            raise ConfigError("invalid configuration: tickets.backend jira needs postgres.dsn "
+                              "(the ticket row keeps the Jira issue key)")
+        self.jira: JiraTickets | None = JiraTickets(
+            t, t.jira_timeout, settings.notify.console_url) if t.backend == "jira" else None
         api = settings.api
         self.readmodel = ReadModel(api.readmodel_max_items, api.chart_max_series, api.chart_points)
         #: run-time silences, folded from the compacted ``silences`` topic by the projection

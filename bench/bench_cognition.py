@@ -53,7 +53,7 @@ import numpy as np
 import orjson
 
 from sre_agent.config import AnomalySettings, PredictionSettings, load_settings
-from sre_agent.models import SeasonalDetector, SeriesBank
+from sre_agent.models import CalibratedTail, SeasonalDetector, SeriesBank, TailBank
 from sre_agent.models.forecast import TrendForecaster
 from sre_agent.models.templates import TemplateMiner
 from sre_agent.processors.detect import MetricDetector, anomaly_id
@@ -135,20 +135,28 @@ def model_costs(n: int = 20_000) -> list[dict[str, Any]]:
             m.score_learn_one(T0 + 15 * i, x)
     rows.append({"model": "SeasonalDetector (1 series, River API)", "us": _per_sample(ours_one, 5000),
                  "state_bytes": len(m.to_bytes()) + 1, "use": "backtest of one file, tests"})
-    for width in (100, 1000, 10_000):
-        bank = SeriesBank(capacity=width)
-        slots = np.array([bank.add() for _ in range(width)])
-        vals = np.random.default_rng(1).normal(100, 1, (64, width))
-        rounds = max(8, 40_000 // width)
+    ct = CalibratedTail()
 
-        def run_bank(_: int, bank: Any = bank, slots: Any = slots, vals: Any = vals,
-                     rounds: int = rounds, width: int = width) -> None:
-            for i in range(rounds):
-                bank.step(slots, np.full(width, T0 + 15 * i), vals[i % 64])
-        us = _per_sample(run_bank, rounds * width)
-        rows.append({"model": f"SeriesBank, {width} series per step (4 detectors)", "us": us,
-                     "state_bytes": SeriesBank.row_bytes(bank.row(0)).__len__() + 1,
-                     "use": "the stream's hot path"})
+    def ref_one(k: int) -> None:
+        for i, x in enumerate(xs[:k]):
+            ct.learn_one({"t": T0 + 15 * i, "y": x})
+    rows.append({"model": "CalibratedTail (1 series, River reference)", "us": _per_sample(ref_one, 5000),
+                 "state_bytes": len(pickle.dumps(ct)), "use": "reference of the tail bank, tests"})
+    for width in (1, 31, 100, 1000, 10_000):
+        for cls, label, use in ((SeriesBank, "SeriesBank (previous, 4 detectors)", "offline RCA"),
+                                (TailBank, "TailBank (calibrated)", "the stream's hot path")):
+            bank = cls(capacity=width)
+            slots = np.array([bank.add() for _ in range(width)])
+            vals = np.random.default_rng(1).normal(100, 1, (64, width))
+            rounds = max(8, 40_000 // width)
+
+            def run_bank(_: int, bank: Any = bank, slots: Any = slots, vals: Any = vals,
+                         rounds: int = rounds, width: int = width) -> None:
+                for i in range(rounds):
+                    bank.step(slots, np.full(width, T0 + 15 * i), vals[i % 64])
+            us = _per_sample(run_bank, rounds * width)
+            rows.append({"model": f"{label}, {width} series per step", "us": us,
+                         "state_bytes": cls.row_bytes(bank.row(0)).__len__() + 1, "use": use})
     f = TrendForecaster()
 
     def fc(k: int) -> None:
@@ -461,7 +469,7 @@ async def stream_bench(a: argparse.Namespace) -> dict[str, Any]:
         # ---- state
         await asyncio.sleep(a.checkpoint_wait)
         st = status(port)
-        det_bytes = 1 + SeriesBank.row_bytes(SeriesBank().row(0)).__len__()
+        det_bytes = 1 + TailBank.row_bytes(TailBank().row(0)).__len__()
         out["state"] = {"baseline_value_bytes_per_series": det_bytes,
                         "forecast_value_bytes_per_saturation_series": len(
                             TrendForecaster().to_bytes()) + 40,

@@ -68,6 +68,7 @@ from dataclasses import dataclass
 import numpy as np
 from scipy.special import log_ndtr, ndtri
 
+from .rows import RowBank
 __all__ = ["BankOutput", "SeriesBank", "DETECTORS", "SURPRISE_AT_ONE", "band_z"]
 
 # ---- row layout (float64 columns)
@@ -118,7 +119,7 @@ class BankOutput:
     warm: np.ndarray  #: bool: past warm-up and in order
 
 
-class SeriesBank:
+class SeriesBank(RowBank):
     """Rows of per-series state; :meth:`step` scores and learns one sample per series.
 
     Parameters
@@ -138,6 +139,8 @@ class SeriesBank:
     counts
         The series are event counts: sigma is at least Poisson's ``sqrt(mean + 1)``.
     """
+
+    width = WIDTH
 
     def __init__(self, warmup: int = 30, alpha: float = 0.02, slow_ratio: float = 10.0,
                  var_alpha: float = 0.01, clip: float = 4.0, trend_beta: float = 0.1,
@@ -168,39 +171,7 @@ class SeriesBank:
         self.rel_floor = 1e-3  #: sigma floor relative to |expected|
         self._neg_inv_tau = -1.0 / np.array(
             [[self.ref_tau], [self.hod_tau], [self.dow_tau], [self.week_tau]])
-        self.S = np.zeros((capacity, WIDTH))
-        self._free: list[int] = list(range(capacity - 1, -1, -1))
-
-    # ------------------------------------------------------------ slots
-    def __len__(self) -> int:
-        return self.S.shape[0] - len(self._free)
-
-    def add(self, row: np.ndarray | None = None) -> int:
-        """Allocate a slot (fresh, or from a saved row); return its index."""
-        if not self._free:
-            old = self.S.shape[0]
-            self.S = np.vstack([self.S, np.zeros((old, WIDTH))])
-            self._free = list(range(2 * old - 1, old - 1, -1))
-        slot = self._free.pop()
-        self.S[slot] = 0.0 if row is None else row
-        return slot
-
-    def remove(self, slot: int) -> None:
-        self.S[slot] = 0.0
-        self._free.append(slot)
-
-    def row(self, slot: int) -> np.ndarray:
-        return self.S[slot]
-
-    @staticmethod
-    def row_bytes(row: np.ndarray) -> bytes:
-        return np.ascontiguousarray(row, dtype="<f8").tobytes()
-
-    @staticmethod
-    def row_from_bytes(data: bytes) -> np.ndarray:
-        if len(data) != WIDTH * 8:
-            raise ValueError(f"state has {len(data)} bytes, expected {WIDTH * 8}")
-        return np.frombuffer(data, dtype="<f8").astype(np.float64)
+        super().__init__(capacity)
 
     def expected_at(self, slot: int, t: float) -> tuple[float, float]:
         """``(expected, sigma)`` of a series at time ``t``, without a sample (cheap).

@@ -69,6 +69,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from .rows import RowBank
+
 __all__ = ["DETECTORS", "SLOTS", "SURPRISAL_HALF", "TailBank", "TailOutput", "surprisal_of",
            "score_of", "WIDTH", "USER"]
 
@@ -125,7 +127,7 @@ class TailOutput:
     point: np.ndarray  #: this sample's own score (no hold)
 
 
-class TailBank:
+class TailBank(RowBank):
     """Rows of per-series state; :meth:`step` scores and learns one sample per series.
 
     Parameters
@@ -174,6 +176,8 @@ class TailBank:
         departures at the same phase must still be learned: square waves).
     """
 
+    width = WIDTH
+
     def __init__(self, warmup: int = 30, alpha: float = 0.1, scale_rate: float = 0.005,
                  tail_rate: float = 2e-4, u: float = 2.0, clip: float = 6.0, gate: float = 0.3,
                  gated: float = 0.1, cycles: float = 4.0, seasonal_gain: float = 0.9,
@@ -208,39 +212,7 @@ class TailBank:
         self.beta0 = 0.6  #: prior mean excess (scales), a little heavier than normal
         self.err_rate = 0.002  #: rate of the one-step error averages (profile or not)
         self.q98_floor = 1.0 / 4.66  #: scale >= this x the 98th percentile of |residual|
-        self.S = np.zeros((capacity, WIDTH))
-        self._free: list[int] = list(range(capacity - 1, -1, -1))
-
-    # ------------------------------------------------------------ slots
-    def __len__(self) -> int:
-        return self.S.shape[0] - len(self._free)
-
-    def add(self, row: np.ndarray | None = None) -> int:
-        """Allocate a slot (fresh, or from a saved row); return its index."""
-        if not self._free:
-            old = self.S.shape[0]
-            self.S = np.vstack([self.S, np.zeros((old, WIDTH))])
-            self._free = list(range(2 * old - 1, old - 1, -1))
-        slot = self._free.pop()
-        self.S[slot] = 0.0 if row is None else row
-        return slot
-
-    def remove(self, slot: int) -> None:
-        self.S[slot] = 0.0
-        self._free.append(slot)
-
-    def row(self, slot: int) -> np.ndarray:
-        return self.S[slot]
-
-    @staticmethod
-    def row_bytes(row: np.ndarray) -> bytes:
-        return np.ascontiguousarray(row, dtype="<f8").tobytes()
-
-    @staticmethod
-    def row_from_bytes(data: bytes) -> np.ndarray:
-        if len(data) != WIDTH * 8:
-            raise ValueError(f"state has {len(data)} bytes, expected {WIDTH * 8}")
-        return np.frombuffer(data, dtype="<f8").astype(np.float64)
+        super().__init__(capacity)
 
     def _floor(self, row: np.ndarray, expected: float = 0.0) -> float:
         fl = max(self.rel_floor * float(row[MAGN]), float(row[Q98]) * self.q98_floor)

@@ -1,0 +1,47 @@
+"""Slots of per-series state rows in one float64 matrix (shared by the vectorised banks)."""
+
+from __future__ import annotations
+
+import numpy as np
+
+__all__ = ["RowBank"]
+
+
+class RowBank:
+    """A growable matrix of ``width`` float64 columns, one row per series slot."""
+
+    width = 0  #: columns per row (set by the subclass)
+
+    def __init__(self, capacity: int = 1024) -> None:
+        self.S = np.zeros((capacity, self.width))
+        self._free: list[int] = list(range(capacity - 1, -1, -1))
+
+    def __len__(self) -> int:
+        return self.S.shape[0] - len(self._free)
+
+    def add(self, row: np.ndarray | None = None) -> int:
+        """Allocate a slot (fresh, or from a saved row); return its index."""
+        if not self._free:
+            old = self.S.shape[0]
+            self.S = np.vstack([self.S, np.zeros((old, self.width))])
+            self._free = list(range(2 * old - 1, old - 1, -1))
+        slot = self._free.pop()
+        self.S[slot] = 0.0 if row is None else row
+        return slot
+
+    def remove(self, slot: int) -> None:
+        self.S[slot] = 0.0
+        self._free.append(slot)
+
+    def row(self, slot: int) -> np.ndarray:
+        return self.S[slot]
+
+    @staticmethod
+    def row_bytes(row: np.ndarray) -> bytes:
+        return np.ascontiguousarray(row, dtype="<f8").tobytes()
+
+    @classmethod
+    def row_from_bytes(cls, data: bytes) -> np.ndarray:
+        if len(data) != cls.width * 8:
+            raise ValueError(f"state has {len(data)} bytes, expected {cls.width * 8}")
+        return np.frombuffer(data, dtype="<f8").astype(np.float64)

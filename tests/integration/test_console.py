@@ -11,7 +11,7 @@ import time
 
 import pytest
 
-from sre_agent.schemas import MetricBatch
+from sre_agent.schemas import DECISION_TOPICS, MetricBatch
 from tests.api_support import api_env, call, incident_events
 from tests.browser import Chromium
 
@@ -27,7 +27,10 @@ async def test_console_shows_live_incident_and_approves(
     w = worker_factory(extra_env=api_env()).start()
     pfx, base = w.env["SRE_AGENT_KAFKA__TOPIC_PREFIX"], w.url
     for ev in incident_events("inc-web", service="checkout", decided=False):
-        await kafka_io.send(pfx + ev.TOPIC, ev)
+        # the plan is signed as the agent signs it: the approval manager refuses (and the
+        # console shows as refused) a plan that is not
+        send = kafka_io.send_signed if ev.TOPIC in DECISION_TOPICS else kafka_io.send
+        await send(pfx + ev.TOPIC, ev)
     await wait_for(
         lambda: call(base, "/api/incidents/inc-web", token="tok-viewer")[0] == 200, timeout=30
     )

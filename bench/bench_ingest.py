@@ -311,6 +311,48 @@ async def breakdown(bodies: list[bytes], values: list[bytes], shards: int) -> di
     return out
 
 
+def inprocess_memory(n: int, shards: int = 64, rounds: int = 3) -> float:
+    """RSS per series of the worker's per-series structures, in this process: receiver
+    cache, coalescer, refs directory, detector, early warning fed ``rounds`` rounds."""
+    import gc
+
+    from sre_agent.config import AnomalySettings, PredictionSettings
+    from sre_agent.processors.detect import MetricDetector
+    from sre_agent.processors.predict import EarlyWarning
+
+    load = Load(n, 2000, shards)
+    det, early = MetricDetector(AnomalySettings(warmup_samples=20)), EarlyWarning(PredictionSettings())
+    cache, directory = SeriesCache(shards), SeriesDirectory()
+    gc.collect()
+    before = rss_kib(os.getpid())
+
+    async def feed() -> Coalescer:
+        msgs: list[bytes] = []
+
+        async def send(key: bytes, value: bytes) -> None:
+            msgs.append(value)
+
+        c = Coalescer(send, shards, linger=0.01, max_buffered_samples=1 << 30)
+        for _ in range(rounds):
+            for body in load.bodies()[0]:
+                await c.submit(decode_write_request(body, cache=cache).items)
+            for v in msgs:
+                b = decode(MetricBatch, v)
+                got = directory.expand(b, tag=b.shard % 4)
+                full = b.model_copy(update={"series": got.series, "refs": []})
+                det.update(full, tag=b.shard % 4)
+                early.update(full, tag=b.shard % 4)
+            directory.take_new()
+            msgs.clear()
+        return c
+
+    keep = asyncio.run(feed())
+    gc.collect()
+    per_series = (rss_kib(os.getpid()) - before) * 1024 / n
+    del keep
+    return per_series
+
+
 # ====================================================================== worker runs
 def rss_kib(pid: int) -> int:
     for line in Path(f"/proc/{pid}/status").read_text().splitlines():
@@ -588,7 +630,13 @@ def main() -> int:
     p.add_argument("--env", action="append", default=[],
                    help="extra worker setting, e.g. SRE_AGENT_WORKER__FETCH_MAX_WAIT_MS=1500")
     p.add_argument("--json", type=Path)
+    p.add_argument("--inprocess-memory", type=int, metavar="SERIES",
+                   help="only: RSS per series of the per-series structures, in-process")
     a = p.parse_args()
+    if a.inprocess_memory:
+        print(f"{a.inprocess_memory:,} series: "
+              f"{inprocess_memory(a.inprocess_memory):,.0f} B RSS per series (in-process)")
+        return 0
     out = asyncio.run(main_async(a))
     if a.json:
         a.json.write_text(json.dumps(out, indent=2, default=str))

@@ -150,6 +150,27 @@ async def scenario(w: Any, slack: SlackStandin, kafka_io: Any, wait_for: Any) ->
     code, reply, _ = slack_post(base, "detect")
     assert code == 200 and reply["blocks"]
 
+    # -- seed 003: learn a pattern, detect in a given series and match it
+    pattern = {"title": "Search shard hot spot", "cause_type": "shard_hotspot",
+               "symptoms": ["search latency spike on one shard", "search p99 high"],
+               "root_causes": ["unbalanced shard routing"],
+               "solutions": [{"action": "rebalance_shards", "confidence": 0.7, "risk": "low"}]}
+    assert post_json(base, "/api/patterns/learn", pattern, token="tok-viewer")[0] == 403
+    assert post_json(base, "/api/patterns/learn", {**pattern, "cause_type": "Bad Type"})[0] == 400
+    code, learned, _ = await wait_for(lambda: (lambda r: r if r[0] != 503 else None)(
+        post_json(base, "/api/patterns/learn", pattern)), timeout=60)
+    assert code == 201 and learned["pattern_id"].startswith("PAT-USER-")
+    t0 = now.timestamp() - 3600
+    points = [[t0 + 60 * i, 100.0 + (i % 7)] for i in range(90)] + [[t0 + 5400, 900.0]]
+    code, found, _ = post_json(base, "/api/patterns/detect", {
+        "series": {"metric": "search_latency_ms", "service": "search", "points": points},
+        "text": "search latency spike on one shard"}, token="tok-viewer")
+    assert code == 200 and found["source"] == "series", found
+    assert [a["start"] for a in found["anomalies"]] == [t0 + 5400]
+    assert found["text_matches"] and found["text_matches"][0]["title"] == "Search shard hot spot"
+    assert post_json(base, "/api/patterns/detect", {"series": {"metric": "x", "points": []}},
+                     token="tok-viewer")[0] == 400
+
     # -- all of it audited, with who did it
     def audited() -> Any:
         acts = {(r["action"], r["actor"]) for r in call(
@@ -157,7 +178,7 @@ async def scenario(w: Any, slack: SlackStandin, kafka_io: Any, wait_for: Any) ->
         want = {("incident.ack", "api:otto"), ("incident.assign", "api:otto"),
                 ("silence.created", "api:otto"), ("silence.applied", "correlator"),
                 ("incident.resolve", "slack:U-ONCALL"), ("silence.expired", "slack:U-ONCALL"),
-                ("notify.sent", "notifier")}
+                ("notify.sent", "notifier"), ("pattern.learned", "api:otto")}
         return want <= acts
     await wait_for(audited, timeout=30)
     assert (datetime.now(UTC) - now) < timedelta(minutes=5)

@@ -80,3 +80,17 @@ def test_one_episode_per_anomaly_no_flapping() -> None:
     out = det.update(MetricBatch(source="t", series=[{"name": "m", "labels": {}, "points": pts}]))
     assert [a.status for a in out if a.time.timestamp() >= T0 + 60 * 500][:1] == ["open"]
     assert sum(a.status == "open" for a in out) == 1
+
+
+def test_a_steady_ramp_seen_for_hours_is_no_daily_shape_and_no_anomaly() -> None:
+    """A noiseless memory ramp (3 h, not aligned to the half hour) must not alert: the
+    daily profile is considered only after a whole day (a regression: slot edges of a
+    half-learned profile alerted on a ramp)."""
+    det = MetricDetector(AnomalySettings())
+    t0 = T0 + 777.0
+    out = []
+    for a in range(0, 180, 10):
+        pts = [(t0 + 60 * m, 0.5 + 0.08 * m / 60) for m in range(a, a + 10)]
+        out += det.update(MetricBatch(source="t", series=[
+            {"name": "memory_limit_ratio", "labels": {"service": "payments"}, "points": pts}]))
+    assert out == []

@@ -115,6 +115,7 @@ class CalibratedTail(base.AnomalyDetector):
         self.level = self.levn = self.scale = self.q98 = self.magn = 0.0
         self.ref = self.es = self.en = self.held = self.run = 0.0
         self.nanom = 0
+        self.first_t = 0.0
         self.prof = [0.0] * SLOTS
         self.prof_t = [0.0] * SLOTS
         self.tail = _Tail(p.lam0, p.beta0, p.u2)
@@ -135,7 +136,7 @@ class CalibratedTail(base.AnomalyDetector):
         lev = y - prof if fresh else self.level
         levn = y if fresh else self.levn
         magn = abs(y) if fresh else self.magn
-        use = self.es < self.en * p.seasonal_gain
+        use = self.es < self.en * p.seasonal_gain and not fresh and t - self.first_t >= 86400.0
         expected = lev + prof if use else levn
         r = y - expected
         floor = max(p.rel_floor * magn, self.q98 * p.q98_floor) + 1e-12
@@ -214,6 +215,7 @@ class CalibratedTail(base.AnomalyDetector):
         self.ref = ref + a_ref * min(max(y - prof - ref, -cl), cl)
         if fresh:
             self.es = self.en = 0.0
+            self.first_t = t
         else:
             self.es += p.err_rate * (min(abs(es), cl) - self.es)
             self.en += p.err_rate * (min(abs(en), cl) - self.en)

@@ -228,7 +228,7 @@ class TailBank(RowBank):
         f = (x - fl) * self._interp
         b0 = int(fl) % SLOTS
         h0, h1 = float(row[PROF + b0]), float(row[PROF + (b0 + 1) % SLOTS])
-        if row[ES] < row[EN] * self.seasonal_gain:
+        if row[ES] < row[EN] * self.seasonal_gain and t - row[FIRST_T] >= 86400.0:
             exp = float(row[LEVEL]) + h0 + f * (h1 - h0)
         else:
             exp = float(row[LEVN])
@@ -268,7 +268,9 @@ class TailBank(RowBank):
         c0, c1 = PROF + b0, PROF + b1
         h0, h1 = X[ar, c0], X[ar, c1]
         prof = h0 + f * (h1 - h0)
-        use = X[:, ES] < X[:, EN] * self.seasonal_gain
+        # the profile is considered once the series has seen a whole day (a trend seen
+        # for a few hours must not pass for a daily shape)
+        use = (X[:, ES] < X[:, EN] * self.seasonal_gain) & (t - X[:, FIRST_T] >= 86400.0)
         lev, levn, magn = X[:, LEVEL], X[:, LEVN], X[:, MAGN]
         if any_fresh:
             lev = np.where(fresh, v - prof, lev)

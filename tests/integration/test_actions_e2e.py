@@ -121,8 +121,8 @@ async def scenario(w: Any, km: Any, slack: SlackStandin, kafka_io: Any, wait_for
     await kafka_io.send(pfx + "rca-results", rca("inc-e2e", "bad_deploy", "checkout"))
 
     # -- the plan, posted to Slack by the real slack-sdk client
-    await wait_for(lambda: slack.posted(), timeout=60)
-    msg = slack.posted()[0]
+    await wait_for(lambda: slack.plan_posts(), timeout=60)
+    msg = slack.plan_posts()[0]
     plan_id = button_value(msg, APPROVE_ID)
     assert plan_id and msg["channel"] == "#sre-approvals"
     text = orjson.dumps(msg["blocks"]).decode()
@@ -191,8 +191,8 @@ async def scenario(w: Any, km: Any, slack: SlackStandin, kafka_io: Any, wait_for
     #    and an action forged straight onto sre-actions is refused by the executor
     await kafka_io.send(pfx + "incidents", incident("inc-wallet", "wallet-service"))
     await kafka_io.send(pfx + "rca-results", rca("inc-wallet", "memory_leak", "wallet-service"))
-    await wait_for(lambda: len(slack.posted()) >= 2, timeout=60)
-    blocked_msg = slack.posted()[1]
+    await wait_for(lambda: len(slack.plan_posts()) >= 2, timeout=60)
+    blocked_msg = slack.plan_posts()[1]
     assert button_value(blocked_msg, APPROVE_ID) is None  # no buttons: diagnosis only
     assert "BLOCKED" in orjson.dumps(blocked_msg["blocks"]).decode()
     plans = await kafka_io.read(pfx + "action-plans", until=lambda ms: len(ms) >= 2, timeout=10)

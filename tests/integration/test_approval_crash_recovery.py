@@ -81,7 +81,7 @@ async def test_half_done_plans_are_finished_once_after_a_crash(
         auto = plan("plan-auto-never-requested", status="auto")
         await put_state(kafka_io.bootstrap, changelog, PlanState(
             plan=auto, status="auto", decided_at=utcnow(), signed_plan=signed(auto)))
-        posts_before = len(slack.posted())
+        posts_before = len(slack.plan_posts())
 
         w.start()  # recovers approval_state from the changelog
         for p in (lost, unposted, auto):  # the uncommitted input is redelivered
@@ -94,7 +94,7 @@ async def test_half_done_plans_are_finished_once_after_a_crash(
             pfx + "audit", timeout=60,
             until=lambda ms: {(m["action"], m["subject"]) for m in ms} >= {
                 ("slack.reconciled", lost.plan_id), ("slack.posted", unposted.plan_id)})
-        posted_for = [_meta(p)["event_payload"]["plan_id"] for p in slack.posted()[posts_before:]]
+        posted_for = [_meta(p)["event_payload"]["plan_id"] for p in slack.plan_posts()[posts_before:]]
         assert posted_for == [unposted.plan_id], posted_for  # the lost post not repeated
         reconciled = [m for m in audits if m["action"] == "slack.reconciled"]
         assert [m["details"]["ts"] for m in reconciled] == [where["ts"]], reconciled

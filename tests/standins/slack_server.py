@@ -169,6 +169,17 @@ class SlackStandin:
     def posted(self) -> list[dict[str, Any]]:
         return [b for m, b in self.calls if m == "chat.postMessage"]
 
+    def plan_posts(self) -> list[dict[str, Any]]:
+        """Posts of approval requests (``sre_agent_plan`` metadata); incidents are posted
+        to their channels too (``sre_agent_incident``)."""
+        out = []
+        for body in self.posted():
+            meta = body.get("metadata")
+            meta = orjson.loads(meta) if isinstance(meta, str) else (meta or {})
+            if meta.get("event_type") == "sre_agent_plan":
+                out.append(body)
+        return out
+
     def updates(self) -> list[dict[str, Any]]:
         return [b for m, b in self.calls if m == "chat.update"]
 

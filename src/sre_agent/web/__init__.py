@@ -11,6 +11,7 @@ module                          routes                                     crede
 :mod:`.views`                   ``/api/*`` read side, feedback, audit      viewer / operator
 :mod:`.triage`                  ``/api/incidents/{id}/{act}``, silences,   viewer / operator
                                 runbooks
+:mod:`.patterns`                ``/api/patterns/{detect,learn}``           viewer / operator
 :mod:`.approvals`               ``/api/approvals/*``, ``/slack/interactions``  approver / Slack
 :mod:`.chatops`                 ``/slack/commands``                        Slack signature
 :mod:`.webhooks`                ``/webhooks/{argocd,alertmanager,n9e}``    webhook token

@@ -1,6 +1,15 @@
-"""Noise reduction and RCA accuracy on generated, labelled incident scenarios.
+"""Noise reduction and RCA accuracy on generated scenarios; RCA on real incidents (--nezha).
 
     python bench/eval_rca.py [--scenarios 300] [--offline 60] [--seed 7] [--json out.json]
+    python bench/eval_rca.py --nezha ../shared/devdata/nezha/nezha [--naive naive_maxz.py]
+
+``--nezha DIR`` runs the RCA engine in-process (the code ``sre-agent rca
+offline`` runs, without one process per case) on every case folder of DIR and
+scores it against ``truth.json`` per system, per fault type and overall (AC@1,
+AC@3, Avg@5 as RCAEval defines them); with ``--naive SCRIPT`` a reference
+ranker with the same CLI contract (the data set's ``naive_maxz.py``) is scored
+on the same cases in the same run. Real incidents are the quality evidence;
+the generated scenarios below only check the wiring.
 
 Each scenario draws a random layered service graph (frontends -> services ->
 datastores), injects one fault of a known ``cause_type`` at a known root
@@ -370,13 +379,86 @@ def run_offline(n: int, seed: int) -> dict[str, Any]:
             "seconds_per_case": round((time.perf_counter() - t0) / max(n, 1), 3)}
 
 
+def _avg5(ranks: list[int | None]) -> float:
+    return sum(sum(1 for r in ranks if r is not None and r <= k) / len(ranks)
+               for k in range(1, 6)) / 5
+
+
+def _groups(rows: list[dict[str, Any]], key: str) -> dict[str, dict[str, float]]:
+    by: dict[str, list[int | None]] = defaultdict(list)
+    for r in rows:
+        by[f"system={r['system']}"].append(r[key])
+        by[f"fault={r['fault_type']}"].append(r[key])
+        by[f"{r['system']}/{r['fault_type']}"].append(r[key])
+        by["overall"].append(r[key])
+    return {g: {"n": len(rs), "ac1": round(sum(1 for x in rs if x == 1) / len(rs), 3),
+                "ac3": round(sum(1 for x in rs if x is not None and x <= 3) / len(rs), 3),
+                "avg5": round(_avg5(rs), 3)} for g, rs in sorted(by.items())}
+
+
+def run_nezha(root: Path, naive: Path | None) -> dict[str, Any]:
+    """The engine (and optionally a reference script) on every case folder of ``root``."""
+    import subprocess
+
+    from sre_agent.commands.rca_offline import load_dir
+
+    rows = []
+    t0 = time.perf_counter()
+    for d in sorted(p for p in root.iterdir() if (p / "truth.json").is_file()):
+        truth = json.loads((d / "truth.json").read_text())
+        ranked = [c["service"] for c in analyze_offline(**load_dir(d))["candidates"]]
+        rc = truth["root_cause_service"]
+        row: dict[str, Any] = {"case": d.name, "system": truth.get("system", "?"),
+                               "fault_type": truth.get("fault_type", "?"), "truth": rc,
+                               "rank": ranked.index(rc) + 1 if rc in ranked else None,
+                               "top3": ranked[:3]}
+        if naive is not None:
+            res = subprocess.run([sys.executable, str(naive), str(d)], capture_output=True,
+                                 text=True, timeout=300, check=False)
+            try:
+                nr = [c["service"] for c in json.loads(res.stdout)["candidates"]]
+            except (ValueError, KeyError):
+                nr = []
+            row["naive_rank"] = nr.index(rc) + 1 if rc in nr else None
+        rows.append(row)
+    out: dict[str, Any] = {"cases": len(rows), "seconds": round(time.perf_counter() - t0, 1),
+                           "engine": _groups(rows, "rank")}
+    if naive is not None:
+        out["naive"] = _groups(rows, "naive_rank")
+    out["per_case"] = rows
+    return out
+
+
+def print_nezha(out: dict[str, Any]) -> None:
+    naive = out.get("naive")
+    head = f"{'group':36} {'n':>4}  {'engine AC@1/AC@3/Avg@5':>24}"
+    print(head + (f"  {'naive AC@1/AC@3/Avg@5':>24}" if naive else ""))
+    for g, v in out["engine"].items():
+        line = f"{g:36} {v['n']:>4}  {v['ac1']:>8.3f}{v['ac3']:>8.3f}{v['avg5']:>8.3f}"
+        if naive:
+            n = naive[g]
+            line += f"  {n['ac1']:>8.3f}{n['ac3']:>8.3f}{n['avg5']:>8.3f}"
+        print(line)
+    print(f"{out['cases']} cases in {out['seconds']} s")
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--scenarios", type=int, default=300)
     ap.add_argument("--offline", type=int, default=60)
     ap.add_argument("--seed", type=int, default=7)
     ap.add_argument("--json", type=Path, default=None)
+    ap.add_argument("--nezha", type=Path, default=None, metavar="DIR",
+                    help="score the RCA engine on real incidents (case folders with truth.json)")
+    ap.add_argument("--naive", type=Path, default=None, metavar="SCRIPT",
+                    help="with --nezha: also score this reference ranker (same CLI contract)")
     a = ap.parse_args()
+    if a.nezha is not None:
+        res = run_nezha(a.nezha, a.naive)
+        print_nezha(res)
+        if a.json:
+            a.json.write_text(json.dumps(res, indent=2) + "\n")
+        return 0
     out = {"seed": a.seed, "stream": run_stream(a.scenarios, a.seed),
            "stream_hard": run_stream(a.scenarios, a.seed, hard=True),
            "offline": run_offline(a.offline, a.seed) if a.offline else None}

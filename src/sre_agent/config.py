@@ -726,6 +726,27 @@ class CollectorSettings(_Section):
     label_refresh: float = Field(default=300.0, gt=0)
 
 
+class RcaSettings(_Section):
+    """The stream RCA's evidence windows (the engine ``sre-agent rca offline`` runs).
+
+    Every worker keeps the last ``reference_seconds + after_seconds`` (plus a
+    margin) of every service's metrics (one point per ``bucket_seconds``) and
+    log lines, read from ``metrics`` and ``logs`` by a group-less consumer.
+    """
+
+    #: buffer metric/log windows and rank services with the engine (else: signals only)
+    windows: bool = True
+    #: history before the incident start used as the reference
+    reference_seconds: float = Field(default=3600.0, gt=0)
+    #: time after the start that is judged; the RCA is refined once it has passed
+    after_seconds: float = Field(default=300.0, gt=0)
+    bucket_seconds: float = Field(default=60.0, gt=0)
+    max_series: int = Field(default=20_000, ge=1)
+    max_log_lines: int = Field(default=100_000, ge=0)
+    #: how often pending incidents are checked for a refined RCA (seconds)
+    refine_interval: float = Field(default=2.0, gt=0)
+
+
 class Settings(_Section):
     kafka: KafkaSettings = KafkaSettings()
     worker: WorkerSettings = WorkerSettings()
@@ -747,6 +768,7 @@ class Settings(_Section):
     log_patterns: LogPatternSettings = LogPatternSettings()
     security: SecuritySettings = SecuritySettings()
     severity: SeveritySettings = SeveritySettings()
+    rca: RcaSettings = RcaSettings()
 
     def topic(self, name: str) -> str:
         """Full topic name with the configured prefix."""

@@ -4,7 +4,9 @@ Starts a real Apache Kafka broker (or uses ``--broker``), PostgreSQL and one
 ``sre-agent worker``; replays days of history and then each scenario in
 accelerated sample time, closing the loop over ``sre-actions``; prints the
 scorecard per scenario and overall against the seeds' targets, and writes it
-as JSON with ``--json``.
+as JSON with ``--json``. ``--replay DIR`` instead replays recorded real
+incidents through the streaming path and scores the RCA
+(:mod:`.eval_replay`).
 """
 
 from __future__ import annotations
@@ -51,6 +53,15 @@ def _args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--broker", help="use this running broker (kafka://host:port)")
     p.add_argument("--no-postgres", action="store_true", help="do not start PostgreSQL")
     p.add_argument("--dir", type=Path, default=Path(".devstack/eval"), help="work folder")
+    r = p.add_argument_group("real incidents through the streaming path (--replay)")
+    r.add_argument("--replay", type=Path, metavar="DIR",
+                   help="replay recorded incidents (a case folder in the 'rca offline' format "
+                        "with truth.json, or a folder of them, e.g. the Nezha dev set) through "
+                        "Kafka into a fresh worker each, and score the streaming RCA")
+    r.add_argument("--limit", type=int, default=12, metavar="N",
+                   help="replay N cases spread over the set (default 12; see --all)")
+    r.add_argument("--all", action="store_true", help="replay every case (about a minute each)")
+    r.add_argument("--only", metavar="SUBSTR", help="only cases whose folder name contains this")
 
 
 def select(names: list[str] | None) -> list[Any]:
@@ -154,6 +165,10 @@ def _eval(args: argparse.Namespace, settings: SettingsFactory) -> int:
         agent_env_of(args.agent_env)
     except ValueError as exc:
         raise UsageError(f"eval: {exc}") from None
+    if args.replay is not None:
+        from .eval_replay_run import run_replay
+
+        return run_replay(args)
     from ..sim import RunRecord, score
 
     if args.rescore:

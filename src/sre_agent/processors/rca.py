@@ -1,7 +1,12 @@
 """Root-cause analysis: an incident (+ similar past cases) -> ranked hypotheses.
 
 Deterministic rules first (:mod:`.rca_rules`): change correlation, resource
-saturation, dependency propagation (:mod:`.rca_graph`), error-template onset.
+saturation, dependency propagation, error-template onset. *Which service* is
+most likely the root comes from the RCA engine (:mod:`.rca_engine`, the one
+``sre-agent rca offline`` runs) when the stream has metric/log windows around
+the incident: its ranking sets each service's locality and adds a hypothesis
+for every strongly ranked service the rules did not type. Without windows, the
+incident's own signals are ranked along the call graph (:mod:`.rca_graph`).
 Similar cases from the knowledge base then shift the ranking (a confirmed
 cause of a similar past incident is boosted, a cause rated *bad* is lowered),
 and an optional LLM opinion is merged with :func:`merge_llm`. Pure: no I/O.
@@ -46,7 +51,8 @@ import logging
 from collections.abc import Iterable, Sequence
 
 from ..schemas import EvidenceItem, Hypothesis, Incident, RcaResult, SimilarCase
-from .rca_graph import rank_services
+from .rca_engine import QUIET, Candidate
+from .rca_graph import RankedService, rank_services
 from .rca_rules import ServiceFacts, actions, change_hypotheses, service_facts, symptom_hypotheses
 from .topology import ServiceGraph
 
@@ -65,6 +71,8 @@ MAX_HYPOTHESES = 5
 SIMILAR_BOOST = 0.35
 #: how much a confirmed similar incident lowers the *other* causes (times its similarity)
 DISCOUNT_OTHERS = 0.25
+#: confidence of the engine's top-ranked service; others scale down with their score
+ENGINE_BASE, ENGINE_SPAN = 0.35, 0.55
 
 
 def _noisy_or(a: float, b: float) -> float:
@@ -112,11 +120,27 @@ class RootCauseAnalyzer:
         loc = {r.service: 0.55 + 0.45 * (r.score / top) for r in ranking}
         return loc, ranking
 
-    def hypotheses(self, incident: Incident) -> list[Hypothesis]:
+    def engine_locality(self, ranking: Sequence[Candidate]
+                        ) -> tuple[dict[str, float], list[RankedService]]:
+        """Locality and a graph ranking from the engine's candidates (top = 1.0)."""
+        top = max((c.score for c in ranking), default=0.0) or 1.0
+        loc = {c.service: 0.55 + 0.45 * (c.score / top) for c in ranking}
+        ranked = [RankedService(c.service, round(c.score / top, 4), list(c.evidence),
+                                c.score / top, c.onset) for c in ranking]
+        return loc, ranked
+
+    def hypotheses(self, incident: Incident,
+                   ranking: Sequence[Candidate] | None = None) -> list[Hypothesis]:
         facts = service_facts(incident)
-        loc, ranking = self.locality(facts)
+        engine = bool(ranking) and ranking[0].score >= QUIET  # type: ignore[index]
+        if engine:
+            loc, ranked = self.engine_locality(ranking)  # type: ignore[arg-type]
+        else:
+            loc, ranked = self.locality(facts)
         hyps = change_hypotheses(incident, facts, loc) + symptom_hypotheses(
-            self.graph, facts, ranking, loc)
+            self.graph, facts, ranked, loc)
+        if engine:
+            hyps = engine_hypotheses(ranking, hyps)  # type: ignore[arg-type]
         if not hyps:
             root = incident.root_service or (incident.services[0] if incident.services else "unknown")
             hyps = [Hypothesis(cause_type="unknown", service=root, confidence=0.2,
@@ -124,13 +148,49 @@ class RootCauseAnalyzer:
                                recommended_actions=actions("unknown", root))]
         return _merge(hyps)
 
-    def analyze(self, incident: Incident, similar: Sequence[SimilarCase] = ()) -> RcaResult:
-        """Rank root-cause hypotheses for ``incident`` (rules + similar cases)."""
-        hyps = apply_similar(self.hypotheses(incident), similar, incident)
+    def analyze(self, incident: Incident, similar: Sequence[SimilarCase] = (),
+                ranking: Sequence[Candidate] | None = None) -> RcaResult:
+        """Rank root-cause hypotheses for ``incident`` (engine ranking, rules, similar cases)."""
+        hyps = apply_similar(self.hypotheses(incident, ranking), similar, incident)
         return RcaResult(incident_id=incident.incident_id, incident_revision=incident.revision,
                          hypotheses=hyps[:MAX_HYPOTHESES], similar=list(similar), method="rules",
                          severity=incident.severity, services=list(incident.services),
                          time=incident.time)
+
+
+def engine_hypotheses(ranking: Sequence[Candidate], hyps: list[Hypothesis]) -> list[Hypothesis]:
+    """Fold the engine's ranking into the rules' hypotheses.
+
+    Every service the engine ranks with evidence gets a confidence from its
+    score relative to the top (:data:`ENGINE_BASE` + :data:`ENGINE_SPAN` x
+    relative score): the rules' best hypothesis for that service is raised to
+    it (the rules know the cause type better: a deploy, a pool, an OOM), and a
+    service the rules did not type gets a hypothesis of the engine's own
+    cause type, with the engine's evidence.
+    """
+    out = [h.model_copy(deep=True) for h in hyps]
+    top = ranking[0].score if ranking else 0.0
+    for c in ranking[:MAX_HYPOTHESES]:
+        if top <= 0 or c.score < QUIET:
+            break
+        rel = c.score / top
+        conf = round(ENGINE_BASE + ENGINE_SPAN * rel, 4)
+        ev = [EvidenceItem(kind=k if k in ("metric", "log", "deploy", "k8s", "dependency")
+                           else "metric", summary=text[:500], weight=round(rel, 3))
+              for text, k in zip(c.evidence, c.kinds or ["metric"] * len(c.evidence))][:6]
+        mine = [h for h in out if h.service == c.service]
+        if mine:
+            best = max(mine, key=lambda h: h.confidence)
+            best.confidence = max(best.confidence, conf)
+            seen = {e.summary for e in best.evidence}
+            best.evidence = [*best.evidence, *(e for e in ev if e.summary not in seen)][:10]
+            continue
+        why = c.evidence[0] if c.evidence else "ranked first by the evidence windows"
+        out.append(Hypothesis(cause_type=c.cause_type, service=c.service, confidence=conf,
+                              summary=f"{c.cause_type.replace('_', ' ')} on {c.service}: "
+                                      f"{why[:200]}",
+                              evidence=ev, recommended_actions=actions(c.cause_type, c.service)))
+    return out
 
 
 def apply_similar(hyps: list[Hypothesis], similar: Sequence[SimilarCase],

@@ -138,6 +138,8 @@ class Candidate:
     metric: float = 0.0
     logs: float = 0.0
     changes: float = 0.0
+    #: kind of each evidence line: metric | log | deploy | k8s | dependency | none
+    kinds: list[str] = field(default_factory=list)
     #: total evidence: sum of log1p(score) over every series, template and change that
     #: counts (>= QUIET); breaks ties between equally strong candidates
     support: float = 0.0
@@ -232,20 +234,27 @@ def rank_window(w: IncidentWindow, spec: WindowSpec = WindowSpec()) -> list[Cand
         onsets += [e.onset for e in ls[:3] if e.onset is not None and e.score >= QUIET]
         onsets += [p[0].t for p in cs[:1]]
         ev = [_metric_text(e) for e in ms[:3] if e.score >= QUIET]
+        kinds = ["metric"] * len(ev)
         ev += [_log_text(e) for e in ls[:3] if e.score >= QUIET]
-        ev += [f"{p[0].kind} of {s} {_ago(w.start - p[0].t)}"
-               + (f": {p[0].detail[:160]}" if p[0].detail else "") for p in cs[:2]]
+        kinds += ["log"] * (len(ev) - len(kinds))
+        for p in cs[:2]:
+            ev.append(f"{p[0].kind} of {s} {_ago(w.start - p[0].t)}"
+                      + (f": {p[0].detail[:160]}" if p[0].detail else ""))
+            kinds.append("deploy" if p[0].kind.lower() in ("deploy", "config", "rollout")
+                         else "k8s")
         if not ms and not ls and not cs:
             ev.append(f"no data for {s}")
+            kinds.append("none")
         elif all(e.n_reference < spec.min_reference for e in ms) and not ls and not cs:
             ev.append(f"too little history before the start to judge {s}")
+            kinds.append("none")
         support = sum(math.log1p(x) for x in [
             *(e.score * (OUTBOUND_SELF if e.outbound else 1.0) for e in ms),
             *(e.score for e in ls), *(p[1] for p in cs)] if x >= QUIET)
         raw[s] = Candidate(s, strength, _cause(best, ms[0] if ms else None,
                                               ls[0] if ls else None,
                                               cs[0][0] if cs else None),
-                           ev, min(onsets) if onsets else None, m, lg, ch, support)
+                           ev, min(onsets) if onsets else None, m, lg, ch, kinds, support)
 
     sym = (w.symptom or {}).get("service")
     focus = ({sym} | set(graph.downstream(sym))) if sym and sym in graph else None
@@ -271,7 +280,8 @@ def rank_window(w: IncidentWindow, spec: WindowSpec = WindowSpec()) -> list[Cand
             score *= 1.0 - EXPLAINED * worst
             notes.append(f"its dependency {by} is anomalous too (explains {worst:.0%})")
         out.append(Candidate(s, round(score, 4), c.cause_type, c.evidence + notes, c.onset,
-                             c.metric, c.logs, c.changes, c.support))
+                             c.metric, c.logs, c.changes, c.kinds + ["dependency"] * len(notes),
+                             c.support))
     out.sort(key=lambda c: (-c.score, c.onset if c.onset is not None else math.inf,
                             -c.support, c.service))
     return out

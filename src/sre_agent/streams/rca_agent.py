@@ -1,45 +1,115 @@
-"""incidents -> rca-results: rules first, similar cases from the knowledge base, then Claude.
+"""incidents -> rca-results: the RCA engine over buffered windows, rules, similar cases, Claude.
 
-For each new or changed (``open``/``updated``) incident: search the knowledge
-base (``ctx.state["knowledge"]``) for similar incidents, patterns and runbooks,
-rank hypotheses with :class:`~sre_agent.processors.rca.RootCauseAnalyzer`, and —
-when an Anthropic API key is configured and the incident's token budget
-(``rca_budget`` table, tokens used per incident) allows — merge Claude's
-structured opinion. Any failure of the knowledge base or the LLM leaves the
-rules' result, which is always published. Every step is audited.
+For each new or changed (``open``/``updated``) incident:
+
+1. the **engine** (:func:`~sre_agent.processors.rca_engine.rank_window`, the
+   one ``sre-agent rca offline`` runs) ranks every service from the metric
+   and log windows around the incident's first signal, which every worker
+   buffers (:mod:`.rca_windows`; off with ``rca.windows=false``);
+2. :class:`~sre_agent.processors.rca.RootCauseAnalyzer` types the causes
+   (deploys, pools, OOMs ...) with its rules, weighted by that ranking, and
+   adds similar cases from the knowledge base (``ctx.state["knowledge"]``);
+3. when an Anthropic API key is configured and the incident's token budget
+   (``rca_budget`` table) allows, Claude's structured opinion is merged.
+
+The first result goes out at once, with whatever part of the judged window
+(``rca.after_seconds`` after the start) has arrived; once the windows' event
+time has passed the end of that window the incident is analysed again, and
+the result is published when its top hypothesis changed (a refined RCA; at
+most one per incident revision). Any failure of the knowledge base, the
+engine or the LLM leaves the rest of the result, which is always published.
+Every step is audited.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
+import time
+from collections import OrderedDict
+from datetime import datetime
 from typing import Any
 
 from ..processors.rca import RootCauseAnalyzer, incident_text, merge_llm
+from ..processors.rca_engine import Candidate, ChangeEvent, rank_window
+from ..processors.rca_evidence import WindowSpec
+from ..processors.rca_windows import WindowStore
 from ..processors.redact import redact_obj
 from ..processors.topology import ServiceGraph
 from ..schemas import AuditRecord, Incident, RcaResult, SimilarCase
 from ..sinks.breakers import breaker_health
 from ..sinks.llm import LlmAnalyst
 from .context import StreamContext
+from .rca_windows import WindowFeed
 
-__all__ = ["register"]
+__all__ = ["incident_window_args", "register"]
 
 log = logging.getLogger(__name__)
 
 KB_TIMEOUT = 5.0
+#: incidents waiting for their refined RCA (bounded: the oldest are dropped)
+MAX_PENDING = 1000
+#: wall seconds a pending refinement waits for event time to pass its window
+PENDING_WALL = 1800.0
+#: wall seconds without newer data after which pending refinements run with what is there
+STALLED_WALL = 30.0
+
+
+def incident_window_args(inc: Incident) -> dict[str, Any]:
+    """Start, symptom and changes of an incident, as the engine wants them.
+
+    * start: the incident's first signal (deploys excluded: a change is a
+      candidate cause, not a symptom);
+    * symptom: the service of the first alert, the user-facing signal (none:
+      no call-path factor);
+    * changes: the correlator's candidate changes and the Kubernetes signals.
+    """
+    sigs = sorted((s for s in inc.signals if s.kind != "deploy"), key=lambda s: s.time)
+    start = sigs[0].time.timestamp() if sigs else inc.opened_at.timestamp()
+    alerts = [s for s in sigs if s.kind == "alert"]
+    symptom = {"service": alerts[0].service, "metric": alerts[0].metric} if alerts else None
+    events = []
+    for ch in inc.candidate_changes:
+        try:
+            t = float(ch["ts"]) if "ts" in ch else datetime.fromisoformat(
+                str(ch["time"])).timestamp()
+        except (KeyError, TypeError, ValueError):
+            continue
+        kind = "config" if ch.get("change_type") == "config" else "deploy"
+        detail = " ".join(str(ch.get(k)) for k in ("revision", "author") if ch.get(k))
+        events.append(ChangeEvent(t, str(ch.get("service", "")), kind, detail))
+    for s in sigs:
+        if s.kind == "k8s" and s.metric:
+            events.append(ChangeEvent(s.time.timestamp(), s.service, s.metric, s.summary))
+    return {"start": start, "symptom": symptom, "events": events}
 
 
 def register(ctx: StreamContext) -> None:
+    cfg = ctx.settings.rca
     graph = ServiceGraph(ctx.settings.correlation.edges)
     analyzer = RootCauseAnalyzer(graph)
+    spec = WindowSpec(reference=cfg.reference_seconds, after=cfg.after_seconds)
+    store = WindowStore(horizon=cfg.reference_seconds + cfg.after_seconds + 600.0,
+                        bucket=cfg.bucket_seconds, max_series=cfg.max_series,
+                        max_log_lines=cfg.max_log_lines) if cfg.windows else None
+    feed = WindowFeed(ctx.settings, store) if store is not None else None
     llm = LlmAnalyst(ctx.settings.anthropic)
     if llm.enabled:
         ctx.stats.health["anthropic"] = breaker_health(llm.guard)
     budget_total = ctx.settings.anthropic.max_tokens_per_incident
     budget = ctx.tables.declare("rca_budget", help="LLM tokens spent per incident")
     ctx.state["rca_analyzer"] = analyzer
+    ctx.state["rca_windows"] = store
     ctx.state["llm"] = llm
+    #: incident id -> (incident, start, top shown, wall time queued)
+    pending: OrderedDict[str, tuple[Incident, float, tuple[str, str] | None, float]] = \
+        OrderedDict()
+
+    if feed is not None:
+        @ctx.app.task
+        async def rca_window_feed() -> None:
+            ctx.stats.health["rca_windows"] = feed.health()
+            await feed.run()
 
     async def similar_to(inc: Incident) -> list[SimilarCase]:
         kb = ctx.state.get("knowledge")
@@ -55,37 +125,123 @@ def register(ctx: StreamContext) -> None:
             log.warning("knowledge search failed for %s: %s", inc.incident_id, exc)
             return []
 
+    #: incident id -> (inputs, ranking): a revision that changes neither the incident's
+    #: start, symptom and changes nor the windows (same bucket of event time) reuses it
+    rankings: OrderedDict[str, tuple[Any, list[Candidate]]] = OrderedDict()
+
+    async def engine_ranking(inc: Incident) -> list[Candidate] | None:
+        if store is None or len(store) == 0 and store.log_lines == 0:
+            return None
+        args = incident_window_args(inc)
+        key = (args["start"], str(args["symptom"]), tuple(args["events"]),
+               tuple(sorted(inc.services)), store.clock // cfg.bucket_seconds)
+        cached = rankings.get(inc.incident_id)
+        if cached is not None and cached[0] == key:
+            return cached[1]
+        w = store.window(args["start"], graph.edges, args["symptom"], args["events"],
+                         inc.services)
+        try:  # numpy work: off the event loop
+            ranking = await asyncio.to_thread(rank_window, w, spec)
+        except Exception:  # noqa: BLE001 - the rules still answer
+            log.exception("RCA engine failed for %s", inc.incident_id)
+            return None
+        rankings[inc.incident_id] = (key, ranking)
+        rankings.move_to_end(inc.incident_id)
+        while len(rankings) > MAX_PENDING:
+            rankings.popitem(last=False)
+        return ranking
+
+    async def analyze(inc: Incident, refined: bool = False) -> RcaResult:
+        ranking = await engine_ranking(inc)
+        result = analyzer.analyze(inc, await similar_to(inc), ranking)
+        if llm.enabled:
+            used = int(budget.get(inc.incident_id) or b"0")
+            outcome = await llm.analyze(inc, result, graph.edges, budget_total - used)
+            ctx.stats.health["anthropic"] = breaker_health(llm.guard)
+            if outcome.tokens:
+                budget[inc.incident_id] = str(used + outcome.tokens).encode()
+            if outcome.hypotheses:
+                result = merge_llm(result, outcome.hypotheses, outcome.tokens,
+                                   set(inc.services) | set(graph.services))
+            await ctx.send(AuditRecord(
+                actor="rca", action="llm.called" if outcome.error is None else "llm.fallback",
+                subject=inc.incident_id,
+                details={"tokens": outcome.tokens, "tokens_total": used + outcome.tokens,
+                         "error": outcome.error, "model": ctx.settings.anthropic.model}))
+        # what leaves the RCA (Slack, tickets, knowledge base) carries no secrets either
+        result = RcaResult.model_validate(redact_obj(result.model_dump(mode="json")))
+        top = result.hypotheses[0] if result.hypotheses else None
+        ctx.stats.health["rca_engine"] = {
+            "ok": True, "last_incident": inc.incident_id, "pending": len(pending),
+            "pending_ids": list(pending)[-50:], "ranked": len(ranking or []),
+            "windows": ranking is not None}
+        await ctx.send(result)
+        await ctx.send(AuditRecord(
+            actor="rca", action="rca.refined" if refined else "rca.completed",
+            subject=inc.incident_id,
+            details={"revision": inc.revision, "method": result.method,
+                     "engine": ranking is not None,
+                     "top": {"cause_type": top.cause_type, "service": top.service,
+                             "confidence": round(top.confidence, 3)} if top else None,
+                     "similar": [c.id for c in result.similar]}))
+        log.info("rca %s r%d%s: %s", inc.incident_id, inc.revision, " (refined)" if refined else "",
+                 f"{top.cause_type} on {top.service} ({top.confidence:.2f})" if top else "-",
+                 extra={"incident_id": inc.incident_id})
+        return result
+
+    def top_of(result: RcaResult) -> tuple[str, str] | None:
+        h = result.hypotheses[0] if result.hypotheses else None
+        return (h.cause_type, h.service) if h else None
+
     @ctx.app.agent(ctx.topics["incidents"], name="rca")
     async def rca(stream: Any) -> None:
         async for event in stream.events():
             inc = await ctx.decode(Incident, event, stage="rca")
             if inc is None or inc.status == "resolved":
+                if inc is not None:
+                    pending.pop(inc.incident_id, None)
                 continue
-            result = analyzer.analyze(inc, await similar_to(inc))
-            if llm.enabled:
-                used = int(budget.get(inc.incident_id) or b"0")
-                outcome = await llm.analyze(inc, result, graph.edges, budget_total - used)
-                ctx.stats.health["anthropic"] = breaker_health(llm.guard)
-                if outcome.tokens:
-                    budget[inc.incident_id] = str(used + outcome.tokens).encode()
-                if outcome.hypotheses:
-                    result = merge_llm(result, outcome.hypotheses, outcome.tokens,
-                                       set(inc.services) | set(graph.services))
-                await ctx.send(AuditRecord(
-                    actor="rca", action="llm.called" if outcome.error is None else "llm.fallback",
-                    subject=inc.incident_id,
-                    details={"tokens": outcome.tokens, "tokens_total": used + outcome.tokens,
-                             "error": outcome.error, "model": ctx.settings.anthropic.model}))
-            # what leaves the RCA (Slack, tickets, knowledge base) carries no secrets either
-            result = RcaResult.model_validate(redact_obj(result.model_dump(mode="json")))
-            await ctx.send(result)
-            top = result.hypotheses[0] if result.hypotheses else None
-            await ctx.send(AuditRecord(
-                actor="rca", action="rca.completed", subject=inc.incident_id,
-                details={"revision": inc.revision, "method": result.method,
-                         "top": {"cause_type": top.cause_type, "service": top.service,
-                                 "confidence": round(top.confidence, 3)} if top else None,
-                         "similar": [c.id for c in result.similar]}))
-            log.info("rca %s r%d: %s", inc.incident_id, inc.revision,
-                     f"{top.cause_type} on {top.service} ({top.confidence:.2f})" if top else "-",
-                     extra={"incident_id": inc.incident_id})
+            result = await analyze(inc)
+            if store is not None:
+                start = incident_window_args(inc)["start"]
+                if store.clock < start + cfg.after_seconds:
+                    pending[inc.incident_id] = (inc, start, top_of(result), time.monotonic())
+                    pending.move_to_end(inc.incident_id)
+                    while len(pending) > MAX_PENDING:
+                        pending.popitem(last=False)
+                else:
+                    pending.pop(inc.incident_id, None)
+
+    if store is not None:
+        clock_seen = [store.clock, time.monotonic()]
+
+        @ctx.app.timer(cfg.refine_interval)
+        async def rca_refine() -> None:
+            """Analyse again the incidents whose judged window has passed (event time).
+
+            When no newer data arrived for :data:`STALLED_WALL` seconds (the feed
+            caught up, the sources went quiet) the pending ones run with what is
+            there rather than wait for a window that will not fill.
+            """
+            now = time.monotonic()
+            if store.clock != clock_seen[0]:
+                clock_seen[:] = [store.clock, now]
+            stalled = (feed is None or feed.caught_up) and now - clock_seen[1] >= STALLED_WALL
+            for iid in list(pending):
+                inc, start, shown, queued = pending[iid]
+                if store.clock >= start + cfg.after_seconds or stalled:
+                    pending.pop(iid, None)
+                    await _refined(inc, shown)
+                elif now - queued > PENDING_WALL:
+                    pending.pop(iid, None)
+            if feed is not None:
+                ctx.stats.health["rca_windows"] = feed.health()
+            ctx.stats.health.setdefault("rca_engine", {"ok": True}).update(
+                pending=len(pending), pending_ids=list(pending)[-50:])
+
+        async def _refined(inc: Incident, shown: tuple[str, str] | None) -> RcaResult | None:
+            ranking = await engine_ranking(inc)
+            preview = analyzer.analyze(inc, (), ranking)
+            if top_of(preview) == shown:
+                return None
+            return await analyze(inc, refined=True)

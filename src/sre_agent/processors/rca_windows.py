@@ -1,0 +1,160 @@
+"""Recent metric and log windows per service, for the stream RCA (pure, bounded).
+
+The stream RCA needs what ``sre-agent rca offline`` reads from files: every
+service's series around the incident and the log lines. :class:`WindowStore`
+keeps them for the last ``horizon`` seconds of *event time* (the newest sample
+seen is the clock, so an accelerated replay and a live feed behave alike):
+
+* series as **one point per bucket** (``bucket`` seconds, the mean of the
+  samples in it, stamped with the time of its last sample so that no sample
+  moves across the incident start); a series key is its metric name plus the
+  labels other than the service label (one series per pod stays one series);
+* log lines per service (the message cut to :data:`MAX_MESSAGE` characters);
+* bounds on series, points per series and log lines: the oldest go first.
+
+:meth:`WindowStore.window` builds the :class:`~.rca_engine.IncidentWindow`
+the engine ranks.
+
+Examples
+--------
+>>> ws = WindowStore(horizon=600, bucket=60)
+>>> for i in range(20):
+...     ws.add_points("api", "latency", [(1000.0 + 30 * i, 1.0 + (i >= 16))])
+>>> ws.clock, len(ws)
+(1570.0, 1)
+>>> w = ws.window(start=1480.0)
+>>> t, v = w.series[("api", "latency")]
+>>> [float(x) for x in t[-3:]], [float(x) for x in v[-3:]]   # 30 s samples, 60 s buckets
+([1480.0, 1540.0, 1570.0], [1.5, 2.0, 2.0])
+"""
+
+from __future__ import annotations
+
+import math
+from collections import OrderedDict, deque
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from .rca_engine import ChangeEvent, IncidentWindow
+
+__all__ = ["MAX_MESSAGE", "WindowStore"]
+
+#: characters of a log message kept (templates need the head of a line)
+MAX_MESSAGE = 500
+
+
+@dataclass
+class _Series:
+    #: (bucket index, time of last sample, sum, count)
+    buckets: deque[list[float]] = field(default_factory=deque)
+
+
+class WindowStore:
+    """Bounded recent windows of every service's series and logs.
+
+    Parameters
+    ----------
+    horizon
+        Seconds of event time kept (reference + judged window + margin).
+    bucket
+        Seconds per stored point.
+    max_series, max_log_lines
+        Bounds; the least recently updated series / the oldest lines are dropped.
+    """
+
+    def __init__(self, horizon: float = 4500.0, bucket: float = 60.0, max_series: int = 20_000,
+                 max_log_lines: int = 100_000) -> None:
+        self.horizon = horizon
+        self.bucket = bucket
+        self.max_series = max_series
+        self.max_log_lines = max_log_lines
+        self.max_points = max(2, math.ceil(horizon / bucket) + 1)
+        self._series: OrderedDict[tuple[str, str], _Series] = OrderedDict()
+        self._logs: deque[tuple[float, str, str]] = deque()
+        self.clock = -math.inf
+        self.dropped_series = 0
+
+    def __len__(self) -> int:
+        return len(self._series)
+
+    @property
+    def log_lines(self) -> int:
+        return len(self._logs)
+
+    def add_points(self, service: str, metric: str, points: Iterable[Sequence[float]]) -> None:
+        """Add ``(t, value)`` samples of one series (finite values; any order)."""
+        key = (service, metric)
+        s = self._series.get(key)
+        if s is None:
+            s = self._series[key] = _Series()
+            if len(self._series) > self.max_series:
+                self._series.popitem(last=False)
+                self.dropped_series += 1
+        else:
+            self._series.move_to_end(key)
+        for p in points:
+            t, v = float(p[0]), float(p[1])
+            if not (math.isfinite(t) and math.isfinite(v)) or t < self.clock - self.horizon:
+                continue
+            b = math.floor(t / self.bucket)
+            if s.buckets and s.buckets[-1][0] == b:
+                last = s.buckets[-1]
+                last[1] = max(last[1], t)
+                last[2] += v
+                last[3] += 1
+            elif not s.buckets or s.buckets[-1][0] < b:
+                s.buckets.append([b, t, v, 1])
+                if len(s.buckets) > self.max_points:
+                    s.buckets.popleft()
+            else:  # a late sample: fold it into its bucket if still kept
+                for row in s.buckets:
+                    if row[0] == b:
+                        row[1] = max(row[1], t)
+                        row[2] += v
+                        row[3] += 1
+                        break
+            if t > self.clock:
+                self.clock = t
+
+    def add_log(self, t: float, service: str, message: str) -> None:
+        if not math.isfinite(t) or t < self.clock - self.horizon:
+            return
+        self._logs.append((t, service, message[:MAX_MESSAGE]))
+        if len(self._logs) > self.max_log_lines:
+            self._logs.popleft()
+        if t > self.clock:
+            self.clock = t
+
+    def expire(self) -> None:
+        """Forget what fell out of the horizon (call now and then)."""
+        lo = math.floor((self.clock - self.horizon) / self.bucket)
+        for key in list(self._series):
+            b = self._series[key].buckets
+            while b and b[0][0] < lo:
+                b.popleft()
+            if not b:
+                del self._series[key]
+        while self._logs and self._logs[0][0] < self.clock - self.horizon:
+            self._logs.popleft()
+
+    def services(self) -> set[str]:
+        return {s for s, _ in self._series} | {s for _, s, _ in self._logs}
+
+    def window(self, start: float, edges: Sequence[tuple[str, str]] = (),
+               symptom: dict[str, Any] | None = None, events: Sequence[ChangeEvent] = (),
+               services: Iterable[str] = ()) -> IncidentWindow:
+        """The :class:`IncidentWindow` around ``start`` from what is kept."""
+        series = {}
+        for key, s in self._series.items():
+            if not s.buckets:
+                continue
+            rows = sorted(s.buckets, key=lambda r: r[1])
+            t = np.fromiter((r[1] for r in rows), float, len(rows))
+            v = np.fromiter((r[2] / r[3] for r in rows), float, len(rows))
+            series[key] = (t, v)
+        logs = sorted(self._logs, key=lambda r: r[0])
+        return IncidentWindow(start=start, series=series, logs=logs, events=list(events),
+                              edges=list(edges), symptom=symptom, services=list(services))

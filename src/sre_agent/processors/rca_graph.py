@@ -1,8 +1,10 @@
 """Dependency propagation: rank services as root-cause candidates along the call graph.
 
-Used by the stream RCA (which service an incident's symptoms come from) and
-by ``sre-agent rca offline`` alike. Each service has an anomaly strength in
-[0, 1] and an onset time. A service is a likely root when
+The stream RCA's fallback when it has no evidence windows (``rca.windows``
+off, or nothing buffered yet): the incident's own signals give each service an
+anomaly strength in [0, 1] and an onset time. With windows, the RCA engine
+(:mod:`.rca_engine`, shared with ``sre-agent rca offline``) ranks instead. A
+service is a likely root when
 
 * it is anomalous itself (strength),
 * its own callees are *not* (more) anomalous — otherwise they explain it,

@@ -79,6 +79,9 @@ class WorkerSettings(_Section):
     stall_seconds: float = Field(default=180.0, ge=0)
     #: how often (seconds) dirty per-series model state is written to the table
     checkpoint_interval: float = Field(default=5.0, gt=0)
+    #: largest state record (bytes): a leaf of series' states that would pass it is split
+    #: (processors/blobs.py); well under Kafka's message.max.bytes (1 MB by default)
+    state_record_bytes: int = Field(default=256 * 1024, ge=16 * 1024, le=900 * 1024)
     #: Faust stream buffer: messages taken per batch by the metrics agent
     batch_size: int = Field(default=200, ge=1)
     batch_timeout: float = Field(default=0.05, gt=0)

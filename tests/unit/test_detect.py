@@ -9,7 +9,6 @@ from pathlib import Path
 import numpy as np
 
 from sre_agent.config import AnomalySettings
-from sre_agent.processors.blobs import BlobStore, pack_blob, unpack_blob
 from sre_agent.processors.detect import MetricDetector, anomaly_id
 from sre_agent.schemas import MetricBatch, series_id
 
@@ -126,25 +125,6 @@ def test_band_matches_the_model() -> None:
     d = det.describe(det.slot_of[sid])
     assert abs(exp - 50) < 1 and lo < exp < hi and (hi - lo) / 2 > 3 * d["sigma"]
     assert det.band("unknown", T0) is None
-
-
-def test_blob_store_round_trip_and_cold_members() -> None:
-    table: dict[str, bytes] = {}
-    store = BlobStore(buckets=2)
-    states = {f"s{i}": bytes([i]) * 10 for i in range(20)}
-    for sid in states:
-        store.activate(3, sid, table.get)
-    table.update(store.pack(3, states))
-    assert len(table) == 2 and all(k.startswith("3/") for k in table)
-    # after a restart only s1 shows up and changes: the group is written back whole
-    fresh = BlobStore(buckets=2)
-    assert fresh.activate(3, "s1", table.get) == states["s1"]
-    table.update(fresh.pack(3, {"s1": b"new"}))
-    merged: dict[str, bytes] = {}
-    for v in table.values():
-        merged.update(unpack_blob(v))
-    assert merged["s1"] == b"new" and merged["s2"] == states["s2"] and len(merged) == 20
-    assert unpack_blob(pack_blob({})) == {}
 
 
 def test_labelled_evaluation_small() -> None:

@@ -5,8 +5,10 @@ and the early warning (:class:`~sre_agent.processors.predict.EarlyWarning`) keep
 their models in memory; state that changed is checkpointed to the ``baselines``
 and ``forecasts`` tables per partition at most every ``checkpoint_interval``
 (at once for a series with an anomaly transition), and dropped from memory on
-revoke. Table values are groups of series (:class:`~sre_agent.processors.blobs.BlobStore`,
-key ``"<partition>/<group>"``), read back when a group's first series shows up.
+revoke. Table values are leaves of series' states that never pass
+``worker.state_record_bytes`` (:class:`~sre_agent.processors.blobs.BlobStore`, keys
+``"<partition>/t<depth>.<bucket>"``), read back when a leaf's first series shows up;
+what checkpoints write is in ``/status`` (``health.state``).
 
 Views: ``POST /api/baseline/learn`` (operator) starts a history bootstrap run,
 ``GET /api/baseline/metrics`` (viewer) shows what is learned and the runs.
@@ -52,8 +54,10 @@ class LearnRequest(BaseModel):
 def register(ctx: StreamContext) -> None:
     table = ctx.tables.baselines
     forecasts = ctx.tables.declare("forecasts", help="per-series trend forecaster state")
-    # many series per table value: a checkpoint writes a few dozen values, not 10,000
-    blobs, fblobs = BlobStore(), BlobStore()
+    # many series per table value (a leaf, split before it passes the record budget):
+    # a checkpoint writes a few hundred values, not one per series
+    budget = ctx.settings.worker.state_record_bytes
+    blobs, fblobs = BlobStore(budget), BlobStore(budget)
     current = [-1]  # the partition being processed: where a new series' group is read
     detector = MetricDetector(ctx.settings.anomaly_detection,
                               load=lambda sid: blobs.activate(current[0], sid, table.get))
@@ -69,14 +73,14 @@ def register(ctx: StreamContext) -> None:
     runs: dict[str, Any] = ctx.state.setdefault("baseline_runs", {})
     interval = ctx.settings.worker.checkpoint_interval
     last_checkpoint: dict[int, float] = {}
+    state_health: dict[str, Any] = {"ok": True, "checkpoints": 0, "cpu_seconds": 0.0,
+                                    "baselines": blobs.stats.as_dict(),
+                                    "forecasts": fblobs.stats.as_dict()}
+    ctx.stats.health["state"] = state_health
 
-    def write(partition: int, sids: list[str]) -> int:
-        """Write the groups of ``sids`` (with all their members) to the tables."""
-        if sids:
-            members = set().union(*blobs.members(partition, sids).values())
-            for key, value in blobs.pack(partition, detector.take(members)).items():
-                table[key] = value
-        return len(sids)
+    def write(partition: int, sids: list[str]) -> None:
+        """Write the leaves holding ``sids`` (whole) to the baselines table."""
+        _apply(table, blobs.write(partition, sids, detector.take, table.get))
 
     def checkpoint(partition: int, force: bool) -> bool:
         """Write the partition's changed state (at most every ``interval``); True if done."""
@@ -84,14 +88,16 @@ def register(ctx: StreamContext) -> None:
         if not force and now - last_checkpoint.get(partition, 0.0) < interval:
             return False
         last_checkpoint[partition] = now
+        cpu = time.process_time()
         for key, value in directory.take_new(partition).items():
             labels_table[key] = value
         write(partition, detector.dirty_sids(tag=partition))
-        fsids = early.dirty_sids(tag=partition)
-        if fsids:
-            members = set().union(*fblobs.members(partition, fsids).values())
-            for key, value in fblobs.pack(partition, early.take(members)).items():
-                forecasts[key] = value
+        _apply(forecasts, fblobs.write(partition, early.dirty_sids(tag=partition), early.take,
+                                       forecasts.get))
+        state_health["checkpoints"] += 1
+        state_health["cpu_seconds"] += time.process_time() - cpu
+        state_health["baselines"] = blobs.stats.as_dict()
+        state_health["forecasts"] = fblobs.stats.as_dict()
         return True
 
     #: per partition, the events whose samples are learned but not checkpointed yet.
@@ -174,6 +180,15 @@ def register(ctx: StreamContext) -> None:
         gc.freeze()
 
     _register_views(ctx, detector, early, runs)
+
+
+def _apply(table: Any, writes: list[tuple[str, bytes | None]]) -> None:
+    """Table writes in order (the changelog keeps it): a value, or None to delete."""
+    for key, value in writes:
+        if value is None:
+            table.pop(key, None)
+        else:
+            table[key] = value
 
 
 async def _resolve(ctx: StreamContext, directory: SeriesDirectory, batch: MetricBatch,

@@ -125,8 +125,8 @@ async def test_three_workers_one_killed_post_and_act_exactly_once(
                     incident_id=iid, title=f"{svc} errors", severity="critical", services=[svc],
                     fingerprint=f"fp-{iid}", opened_at=utcnow()))
                 await kafka_io.send(pfx + "rca-results", _rca(iid, svc))
-            await wait_for(lambda: len(slack.posted()) >= len(SERVICES), timeout=90)
-            plan_ids = [button_value(m, APPROVE_ID) for m in slack.posted()]
+            await wait_for(lambda: len(slack.plan_posts()) >= len(SERVICES), timeout=90)
+            plan_ids = [button_value(m, APPROVE_ID) for m in slack.plan_posts()]
 
             # one of three dies: the one holding most partitions (with standby replicas
             # Faust's sticky assignor may leave a worker idle; killing that moves nothing)
@@ -155,9 +155,15 @@ async def test_three_workers_one_killed_post_and_act_exactly_once(
             executed = Counter(m["plan_id"] for m in results if m["status"] == "succeeded")
             rows = await audit_rows(dsn)
             keys = Counter(r["idempotency_key"] for r in rows if r["action"] == "action.executed")
-            posted = Counter(button_value(m, APPROVE_ID) for m in slack.posted())
+            posted = Counter(button_value(m, APPROVE_ID) for m in slack.plan_posts())
+            # every incident's Slack thread opened once, across the three replicas
+            threads = Counter(m["metadata"]["event_payload"]["incident_id"]
+                              for m in slack.messages.values()
+                              if (m.get("metadata") or {}).get("event_type") == "sre_agent_incident"
+                              and str(m["metadata"]["event_payload"]["key"]).endswith(":open"))
             report = {
                 "slack_posts_per_plan": dict(posted),
+                "incident_threads": dict(threads),
                 "patches_per_deployment": {s: _patches(km, s) for s in SERVICES},
                 "executed_per_idempotency_key": dict(keys),
                 "succeeded_results_per_plan": dict(executed),
@@ -179,6 +185,7 @@ async def test_three_workers_one_killed_post_and_act_exactly_once(
                     kafka_io.bootstrap, pfx + "sre-actions", ws[0].env["SRE_AGENT_WORKER__APP_ID"]))
                 await asyncio.sleep(3.0)
             assert set(posted.values()) == {1} and len(posted) == len(SERVICES), report
+            assert set(threads.values()) == {1} and len(threads) == len(SERVICES), report
             assert set(report["patches_per_deployment"].values()) == {1}, report
             assert len(keys) == len(SERVICES) and set(keys.values()) == {1}, report
             assert set(executed.values()) == {1} and len(executed) == len(SERVICES), report

@@ -136,7 +136,7 @@ async def test_collectors_run_in_the_worker(
 
         # the receiver refuses pushes without the token and undecodable ones (kept on the DLQ)
         status, body = _post(f"{w.url}/api/v1/write", b"x", {"Content-Encoding": "snappy"})
-        assert status == 401 and "unauthorized" in body["error"]
+        assert status == 401 and "webhook token" in body["error"]  # the web layer's Gate
         status, body = _post(f"{w.url}/api/v1/write", b"\x05garbage",
                              {"Content-Encoding": "snappy", "Content-Type": "application/x-protobuf",
                               "Authorization": f"Bearer {TOKEN}"})

@@ -22,7 +22,6 @@ Prometheus retries.
 from __future__ import annotations
 
 import asyncio
-import hmac
 import logging
 import time
 from collections.abc import Awaitable, Callable
@@ -49,6 +48,7 @@ from ..collectors import (
 from ..config import ConfigError, PromQuerySettings, Settings
 from ..schemas import Event, MetricBatch, encode
 from ..sinks.prometheus import PrometheusClient
+from ..web.auth import Denied, Gate
 from .context import StreamContext
 
 __all__ = ["load_prom_queries", "register"]
@@ -247,8 +247,10 @@ def _register_poller(ctx: StreamContext, name: str, tick: float,
 def _register_remote_write(ctx: StreamContext, coalescer: Coalescer, cache: SeriesCache) -> None:
     cs = ctx.settings.collectors
     rw = cs.remote_write
-    token = ctx.settings.api.webhook_token
     key = "collector.remote_write"
+    # the web layer's one gate, as for the other webhooks (the API stage registers first)
+    api = ctx.state.get("api")
+    gate = api.gate if api is not None and api.gate is not None else Gate(ctx.settings)
 
     async def dead_letter(payload: bytes, reason: str) -> None:
         await ctx.dead_letter("metrics", payload, reason, stage="remote-write")
@@ -267,16 +269,11 @@ def _register_remote_write(ctx: StreamContext, coalescer: Coalescer, cache: Seri
         """Prometheus remote-write 1.0 receiver: samples go to the ``metrics`` topic."""
 
         async def post(self, request: Request) -> Response:
-            if token is None:  # like the webhooks: no anonymous writes into the pipeline
-                receiver.refused("disabled: no webhook token")
-                return self.json({"error": "remote write is disabled: set "
-                                           "SRE_AGENT_API__WEBHOOK_TOKEN and send it as "
-                                           "Authorization: Bearer <token>"}, status=503)
-            given = (request.headers.get("Authorization") or "").removeprefix("Bearer ").strip()
-            if not hmac.compare_digest(given.encode(), token.get_secret_value().encode()):
-                receiver.refused("unauthorized")
-                return self.json({"error": "unauthorized: send Authorization: Bearer "
-                                           "<webhook token>"}, status=401)
+            try:  # no token configured: 503, none or a wrong one: 401 (never anonymous)
+                gate.webhook(request.headers, "remote-write")
+            except Denied as exc:
+                receiver.refused(exc.reason or exc.message)
+                return self.json({"error": exc.message}, status=exc.status, headers=exc.headers)
             body = await request.read()
             status, headers, answer = await receiver.handle(
                 body, request.headers.get("Content-Encoding"), request.headers.get("Content-Type"))

@@ -499,6 +499,12 @@ class CorrelationSettings(_Section):
     min_occurrences: dict[str, int] = Field(default_factory=dict)
     #: deploys/config changes this many seconds before an incident are candidate causes
     change_lookback: float = Field(default=7200.0, gt=0)
+    #: ... and this many seconds after it opened (a sync reported when it completed);
+    #: later changes (e.g. its own remediation) cannot have caused it
+    change_after: float = Field(default=120.0, ge=0)
+    #: a prediction not repeated for this long no longer holds its incident open
+    #: (early warnings repeat every ``prediction.repeat_minutes`` while still expected)
+    prediction_stale: float = Field(default=3600.0, gt=0)
     tick_interval: float = Field(default=5.0, gt=0)
 
 

@@ -304,3 +304,73 @@ def test_prediction_keeps_its_incident_joinable_until_the_breach() -> None:
         limit=1.0, breach_at=at(3600), seconds_to_breach=3600, confidence=0.9, time=at(0))))
     later = h.feed(anomaly("api", "memory_working_set", 2400))  # 40 min later, before breach
     assert early[0].status == "open" and later and later[0].incident_id == early[0].incident_id
+
+
+# ---------------------------------------------------------------- following the platform
+def test_new_fault_after_recovery_opens_its_own_incident() -> None:
+    # issue 14: a healed incident that was not closed yet took the next fault in
+    h = Harness(edges=[("gateway", "wallet")], resolve_holddown=300)
+    first = h.feed(anomaly("gateway", "error_ratio", 0))[0]
+    h.feed(deploy("gateway", 400, "v2-rollback"))
+    h.feed(anomaly("gateway", "error_ratio", 420, status="resolved"))
+    # still in its hold-down (not resolved yet), a neighbour's new fault
+    nxt = h.feed(anomaly("wallet", "error_ratio", 500))
+    assert [i.status for i in nxt] == ["open"] and nxt[0].incident_id != first.incident_id
+    assert nxt[0].services == ["wallet"] and nxt[0].root_service == "wallet"
+    # the gateway incident resolves on its own schedule
+    assert [(i.incident_id, i.status) for i in h.tick(420 + 300)] == [
+        (first.incident_id, "resolved")]
+
+
+def test_recovered_services_of_an_incident_pull_nothing_new_in() -> None:
+    h = Harness(edges=[("api", "db"), ("batch", "db")])
+    inc = h.feed(anomaly("db", "latency", 0))[0]
+    assert h.feed(anomaly("api", "errors", 10))[0].incident_id == inc.incident_id
+    h.feed(anomaly("db", "latency", 60, status="resolved"))
+    # batch is a neighbour of db (recovered) only, not of api (still firing)
+    other = h.feed(anomaly("batch", "latency", 120))
+    assert other[0].status == "open" and other[0].incident_id != inc.incident_id
+    # a symptom next to what still fires joins as before
+    h.feed(anomaly("api", "latency", 130))
+    h.tick(130 + MIN_UPDATE_INTERVAL)
+    assert h.out[-1].incident_id == inc.incident_id and len(h.out[-1].signals) == 3
+    assert len(h.incidents()) == 2
+
+
+def test_a_prediction_not_repeated_lets_its_incident_resolve() -> None:
+    from sre_agent.processors.correlate_signals import from_prediction
+    from sre_agent.schemas import Prediction
+
+    def pred(s: float) -> Signal:
+        return from_prediction(Prediction(
+            series='disk{service="api"}', metric="disk_used_ratio", service="api", current=0.8,
+            limit=0.95, breach_at=at(s + 7200), seconds_to_breach=7200, confidence=0.9,
+            time=at(s)))
+
+    h = Harness(prediction_stale=3600, resolve_holddown=60, idle_resolve=86400)
+    h.feed(pred(0))
+    h.feed(pred(1800))  # repeated while the breach is still expected
+    st = GroupState.from_bytes(h.states["api"])
+    assert IncidentCorrelator.next_deadline(st, h.settings) == T0 + 1800 + 3600
+    assert h.tick(1800 + 3599) == []
+    assert h.tick(1800 + 3600) == []  # quiet from now on
+    assert [i.status for i in h.tick(1800 + 3660)] == ["resolved"]
+
+
+def test_only_changes_in_effect_before_the_incident_are_candidates() -> None:
+    h = Harness(change_after=120)
+    h.feed(deploy("api", 0, "v2-bad"))
+    h.feed(from_deploy(DeployEvent(app="api", service="api", revision="v1", time=at(600),
+                                   change_type="rollback", event_id="rb-1")))
+    h.feed(from_deploy(DeployEvent(app="api", service="api", revision="cfg-3", time=at(700),
+                                   change_type="config", event_id="cfg-3")))
+    inc = h.feed(anomaly("api", "error_ratio", 1200))[0]
+    # v2-bad was rolled back before the incident: not running, not a candidate
+    assert [c["event_id"] for c in inc.candidate_changes] == ["cfg-3", "rb-1"]
+    # a deploy reported 60 s after the first symptom is linked (sync reported late) ...
+    assert h.feed(deploy("api", 1260, "v3"))[0].candidate_changes[0]["revision"] == "v3"
+    # ... a change made 10 min into the incident (its remediation) is not
+    assert h.feed(from_deploy(DeployEvent(app="api", service="api", revision="v1",
+                                          time=at(1800), change_type="rollback",
+                                          event_id="rb-2"))) == []
+    assert all(c["seconds_before"] >= -120 for c in h.out[-1].candidate_changes)

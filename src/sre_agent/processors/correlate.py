@@ -10,11 +10,18 @@ Rules, each a test in ``tests/unit/test_correlate*.py``:
 
 * identity comes from fingerprints: a signal whose fingerprint is already in an
   active incident is a duplicate (counted, nothing emitted);
-* a firing signal joins the active incident whose services are within
-  ``max_hops`` of its service and whose last signal is within ``window``;
-  otherwise it opens a new incident;
-* resolved signals never open anything; when every signal of an incident is
-  resolved it resolves after ``resolve_holddown`` of quiet (a refire in the
+* a firing signal joins the active incident that still has a *live* signal on a
+  service within ``max_hops`` of its service and whose last signal is within
+  ``window``; otherwise it opens a new incident. An incident follows the platform:
+  the services whose symptoms recovered no longer pull new signals in, and an
+  incident whose signals all recovered takes nothing new — a new fault after a
+  recovery opens its own incident (and gets its own RCA and plan);
+* a signal is live while it fires: until its "resolved" (anomalies, alerts), for a
+  ``window`` after its last occurrence (k8s events, which never resolve), for
+  ``prediction_stale`` after its last repeat (early warnings, repeated while the
+  breach is still expected);
+* resolved signals never open anything; when no signal of an incident is live
+  it resolves after ``resolve_holddown`` of quiet (a refire in the
   hold-down is a flap: suppressed, nothing emitted);
 * a recurrence of a resolved incident's fingerprint within ``reopen_window``
   reopens it (same id, ``reopen_count`` + 1); later ones open a new incident;
@@ -24,7 +31,12 @@ Rules, each a test in ``tests/unit/test_correlate*.py``:
 * a person resolving an incident (a ``resolve`` signal naming it) resolves it now;
 * ``min_occurrences`` holds a rule's signals until N of them arrived in the window;
 * deploys/config changes of the incident's services (and graph neighbours)
-  within ``change_lookback`` are linked as ``candidate_changes``.
+  within ``change_lookback`` before it opened (or ``change_after`` after: a sync
+  reported late) are linked as ``candidate_changes`` — only those in effect: a
+  deploy already replaced by a later deploy or rollback of the same service (a
+  config change by a later config change) before the incident opened is not
+  running any more and cannot be its cause; nor can a change made while the
+  incident was already under way (such as its own remediation).
 
 Examples
 --------
@@ -49,6 +61,7 @@ from __future__ import annotations
 import fnmatch
 import hashlib
 import logging
+import math
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
@@ -56,7 +69,7 @@ from typing import Any
 from ..config import CorrelationSettings
 from ..schemas import Incident
 from .correlate_signals import Signal
-from .correlate_state import GroupState, IncidentState
+from .correlate_state import GroupState, IncidentState, SignalState
 from .severity import SeverityModel
 from .silences import SilenceBook, matches
 from .topology import ServiceGraph
@@ -109,6 +122,33 @@ def _dt(ts: float) -> datetime:
     return datetime.fromtimestamp(ts, UTC)
 
 
+#: change types that replace the running code (a rollback also restores the config)
+_CODE = frozenset({"deploy", "rollback"})
+
+
+def _superseded(ch: dict[str, Any], changes: list[dict[str, Any]], before: float) -> bool:
+    """Was change ``ch`` of a service replaced by a later change of it before ``before``?
+
+    A deploy is replaced by a later deploy or rollback; a config change by a later config
+    change or rollback; a scale change replaces nothing and is never replaced.
+
+    >>> d = lambda ts, kind: {"ts": ts, "change_type": kind}
+    >>> log = [d(0, "deploy"), d(10, "config"), d(20, "rollback")]
+    >>> [_superseded(c, log, 30) for c in log], [_superseded(c, log, 15) for c in log]
+    ([True, True, False], [False, False, False])
+    """
+    kind = ch.get("change_type") or "deploy"
+    if kind not in _CODE and kind != "config":
+        return False
+    for c in changes:
+        if not ch["ts"] < c["ts"] <= before:
+            continue
+        later = c.get("change_type") or "deploy"
+        if later == "rollback" or (later in _CODE and kind in _CODE) or later == kind:
+            return True
+    return False
+
+
 class IncidentCorrelator:
     """Groups signals into incidents along the dependency graph (see module doc)."""
 
@@ -155,9 +195,25 @@ class IncidentCorrelator:
                 n = max(n, count)
         return n
 
-    def _near(self, inc: IncidentState, service: str) -> int | None:
+    def _expiry(self, x: SignalState) -> float:
+        """Until when a firing signal counts as live without news (inf: until resolved)."""
+        if x.kind in POINT_KINDS:
+            return x.last + self.settings.window
+        if x.kind == "prediction":
+            return x.last + self.settings.prediction_stale
+        return math.inf
+
+    def _live(self, x: SignalState, now: float) -> bool:
+        return x.active and now < self._expiry(x)
+
+    def _live_services(self, inc: IncidentState, now: float) -> set[str]:
+        return {x.service for x in inc.signals.values() if self._live(x, now)}
+
+    def _near(self, inc: IncidentState, service: str, now: float) -> int | None:
+        """Graph distance from ``service`` to the incident's services that still have a
+        live signal (recovered parts of an incident pull nothing new in)."""
         best: int | None = None
-        for s in inc.services:
+        for s in self._live_services(inc, now):
             d = 0 if s == service else self.graph.distance(s, service, limit=self.settings.max_hops)
             if d is not None and d <= self.settings.max_hops and (best is None or d < best):
                 best = d
@@ -175,16 +231,20 @@ class IncidentCorrelator:
         return min(leaves or list(firing), key=lambda s: (firing[s], s))
 
     def _link_changes(self, state: GroupState, inc: IncidentState) -> bool:
-        """Attach recent changes of the incident's services and neighbours; True if any new."""
+        """Attach recent changes in effect of the incident's services and neighbours;
+        True if any new."""
         wanted = set(inc.services)
         for s in inc.services:
             wanted |= self.graph.neighbours(s)
         known = {c["event_id"] for c in inc.changes}
         added = False
         lo = inc.opened_ts - self.settings.change_lookback
+        hi = inc.opened_ts + self.settings.change_after
         for svc in sorted(wanted):
-            for ch in state.changes.get(svc, []):
-                if ch["event_id"] in known or not (lo <= ch["ts"] <= inc.last_ts):
+            lst = state.changes.get(svc, [])
+            for ch in lst:
+                if ch["event_id"] in known or not (lo <= ch["ts"] <= hi) \
+                        or _superseded(ch, lst, inc.opened_ts):
                     continue
                 inc.changes.append({**ch, "seconds_before": round(inc.opened_ts - ch["ts"], 1)})
                 known.add(ch["event_id"])
@@ -270,13 +330,14 @@ class IncidentCorrelator:
         return self._open(state, sig, now)
 
     def _find(self, state: GroupState, sig: Signal) -> IncidentState | None:
+        """The incident ``sig`` joins: live near its service at its (event) time."""
         best: tuple[int, float] | None = None
         found = None
         for inc in state.incidents:
             if inc.resolved_at is not None or sig.ts - inc.last_ts > self.settings.window \
                     or inc.opened_ts - sig.ts > self.settings.window:
                 continue
-            d = self._near(inc, sig.service)
+            d = self._near(inc, sig.service, sig.ts)
             if d is None:
                 continue
             rank = (d, -inc.last_ts)
@@ -399,11 +460,9 @@ class IncidentCorrelator:
         return out
 
     def _quiet(self, inc: IncidentState, now: float) -> bool:
-        """No signal still firing; point-in-time signals (k8s events, deploys) never send
-        a "resolved", so they count as quiet once silent for a window."""
-        window = self.settings.window
-        return not any(x.active and not (x.kind in POINT_KINDS and now - x.last >= window)
-                       for x in inc.signals.values())
+        """No signal live: every one resolved, or (k8s events, predictions: they never
+        send a "resolved") silent for longer than it stays live."""
+        return not any(self._live(x, now) for x in inc.signals.values())
 
     def tick(self, state: GroupState, now: float) -> list[Incident]:
         """Time passes: resolve quiet/idle incidents, flush pending updates, expire state."""
@@ -443,16 +502,17 @@ class IncidentCorrelator:
     def next_deadline(state: GroupState, settings: CorrelationSettings) -> float | None:
         """Earliest processing time at which :meth:`tick` may change something."""
         times = []
+        expiry = IncidentCorrelator(settings)._expiry
         for inc in state.incidents:
             if inc.resolved_at is not None:
                 continue
             if inc.quiet_since is not None:
                 times.append(inc.quiet_since + settings.resolve_holddown)
             else:
-                firing = [x for x in inc.signals.values() if x.active]
-                if firing and all(x.kind in POINT_KINDS for x in firing):
-                    # quiet once the last point-in-time signal is a window old
-                    times.append(max(x.last for x in firing) + settings.window)
+                firing = [expiry(x) for x in inc.signals.values() if x.active]
+                if firing and max(firing) < math.inf:
+                    # quiet once the last signal that never resolves is stale
+                    times.append(max(firing))
             times.append(inc.touched + settings.idle_resolve)
             if inc.dirty:
                 times.append(inc.last_emit + MIN_UPDATE_INTERVAL)

@@ -4,7 +4,11 @@ Wiring only: :class:`~sre_agent.processors.logs.LogPatternDetector` mines and
 baselines in memory; its per-service state goes to the ``log_patterns`` table
 and the rate baselines to ``log_baselines``, per partition at most every
 ``checkpoint_interval``. A timer closes the windows of services that went
-quiet (a silent error template is news only when its window closes).
+quiet (a silent error template is news only when its window closes). The timer
+judges "quiet" by the records' event time (:class:`~sre_agent.processors.clock.EventClock`),
+never the wall clock alone: in a replay or a backlog the wall clock runs ahead of
+the records, and rolling windows to it would fold many minutes of records into one
+window and keep a recovered error template "new" until the records catch up.
 
 View: ``GET /api/logs/templates?service=`` (viewer) lists mined templates.
 """
@@ -17,6 +21,7 @@ from typing import Any
 
 from faust.web import Request, Response, View
 
+from ..processors.clock import EventClock
 from ..processors.logs import LogPatternDetector
 from ..schemas import LogRecord
 from .context import StreamContext
@@ -37,6 +42,7 @@ def register(ctx: StreamContext) -> None:
     ctx.state["log_patterns"] = detector
     interval = settings.worker.checkpoint_interval
     last_checkpoint: dict[int, float] = {}
+    clock = EventClock()
 
     def checkpoint(partition: int, force: bool) -> None:
         now = time.monotonic()
@@ -55,6 +61,7 @@ def register(ctx: StreamContext) -> None:
             if rec is None:
                 continue
             partition = event.message.partition
+            clock.observe(rec.time.timestamp(), time.time())
             anomalies = detector.add(rec, tag=partition)
             for a in anomalies:
                 await ctx.send(a)
@@ -62,7 +69,7 @@ def register(ctx: StreamContext) -> None:
 
     @ctx.app.timer(settings.log_patterns.window_seconds)
     async def close_quiet_windows() -> None:
-        for a in detector.tick(time.time()):
+        for a in detector.tick(clock.now(time.time())):
             await ctx.send(a)
 
     @ctx.app.on_partitions_revoked.connect

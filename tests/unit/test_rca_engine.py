@@ -207,3 +207,38 @@ def test_verified_outcomes_become_feedback(status: str, verified: bool | None, d
     assert (fb.action_outcome if fb else None) == outcome
     if fb is not None:
         assert fb.incident_id == "i" and fb.user == "verifier" and fb.kind == "action"
+
+
+def test_stream_analyzer_ranks_services_by_the_engine_and_types_causes_by_rules() -> None:
+    from datetime import UTC, datetime
+
+    from sre_agent.processors.rca import RootCauseAnalyzer
+    from sre_agent.processors.topology import ServiceGraph
+    from sre_agent.schemas import Incident, SignalRef
+
+    at = datetime.fromtimestamp(START + 30, UTC)
+    # the incident's signals are on web (symptom) and api; the engine sees cache broke
+    inc = Incident(incident_id="i", title="web slow", fingerprint="f", opened_at=at,
+                   services=["web", "api"], signals=[
+                       SignalRef(kind="alert", ref="a", service="web", time=at,
+                                 metric="HighLatency", severity="critical"),
+                       SignalRef(kind="anomaly", ref="b", service="api", time=at,
+                                 metric="latency_p99", attrs={"score": 0.97,
+                                                              "direction": "up"})],
+                   candidate_changes=[{"service": "cache", "revision": "v9",
+                                       "previous_revision": "v8", "change_type": "deploy",
+                                       "time": datetime.fromtimestamp(START - 90, UTC)
+                                       .isoformat(), "event_id": "d1"}])
+    w = IncidentWindow(start=START, edges=EDGES, symptom={"service": "web"},
+                       events=[ChangeEvent(START - 90, "cache", "deploy", "v9")], series={
+        ("cache", "latency_p99"): series(0.002, 0.05, 2, jump=0.03),
+        ("api", "latency_p99"): series(0.05, 0.05, 3, jump=0.03),
+        ("web", "latency_p99"): series(0.1, 0.05, 4, jump=0.03)})
+    ranking = rank_window(w)
+    assert ranking[0].service == "cache"
+    res = RootCauseAnalyzer(ServiceGraph(EDGES)).analyze(inc, ranking=ranking)
+    top = res.hypotheses[0]
+    assert top.service == "cache" and top.cause_type == "bad_deploy"  # the rules' type
+    assert any(e.kind == "metric" for e in top.evidence)  # the engine's evidence
+    # without windows the signals alone are ranked (the fallback)
+    assert RootCauseAnalyzer(ServiceGraph(EDGES)).analyze(inc).hypotheses

@@ -221,3 +221,23 @@ def test_record_round_trip() -> None:
 def test_targets_carry_their_wording(key: str) -> None:
     card = score(record([truth()], []))
     assert card["targets"][key]["target"]
+
+
+def test_warm_up_incidents_are_reported_and_counted_not_hidden() -> None:
+    # issue 16: incidents raised while the history replayed were never mentioned
+    obs = [inc(2 * H, "w1", ["db"]), inc(5 * H, "w2", ["cache"]),
+           act(5 * H + 60, "w2", "scale", "cache"),
+           inc(10 * H + 60, "i1", ["api"], root="api"), rca(10 * H + 120, "i1", ("bad_deploy", "api"))]
+    card = score(record([truth()], obs))
+    ov = card["overall"]
+    assert (ov["warmup_incidents"], ov["warmup_hours"], ov["warmup_sre_actions"]) == (2, 8.0, 1)
+    assert ov["warmup_incidents_per_day"] == 6.0
+    # the rates measure the warmed-up agent: the warm-up is counted beside them
+    assert ov["incidents"] == 1 and ov["false_alarm_rate"] == 0.0 and ov["sre_actions"] == 0
+    text = render(card)
+    assert "(warm-up history 8 h)" in text and "false alarms 2" in text
+    assert "warm-up history (8 h, baselines learning, no fault): 2 incidents (6.0 per day), " \
+           "1 sre-actions; not in the rates above" in text
+    # safety has no warm-up: a protected auto-execution counts wherever it happens
+    obs.append(act(6 * H, "w2", "rollout_undo", "wallet-service"))
+    assert score(record([truth()], obs))["overall"]["protected_auto_executions"] == 1

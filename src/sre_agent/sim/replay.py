@@ -51,6 +51,8 @@ OUTPUT_TOPICS = ("anomalies", "predictions", "incidents", "rca-results", "action
 REFUSED = ("blocked", "rate_limited", "skipped")
 INPUT_TOPICS = ("metrics", "logs", "k8s-events", "deploy-events", "alerts", "approvals")
 
+#: polls (0.25 s apart) with nothing moving before the end of history counts as caught up
+LEARN_STILL_POLLS = 12
 #: who votes, per policy (user, role)
 VOTERS = {
     "ONE_APPROVAL": [("oncall-sim", "oncall")],
@@ -266,9 +268,12 @@ class Replayer:
                 self._readers = set(ins)
                 sig = (sum(ins.values()), sum(outs.values()))
                 if learn:
-                    fed = all(ins.get(t, 0) >= n for t, n in self.produced.items() if t in ins)
+                    # caught up: every input read, no consumer lag, counters still for a
+                    # while (a stage of a loaded worker can pause for a second)
+                    fed = all(ins.get(t, 0) >= n for t, n in self.produced.items() if t in ins) \
+                        and not st.get("lag_total", 0)
                     still = still + 1 if fed and sig == prev else 0
-                    if still >= 4:
+                    if still >= LEARN_STILL_POLLS:
                         self._learn_fanout(ins, outs)
                         return True
                 elif not self._pending(ins, outs):

@@ -74,15 +74,24 @@ _OVERALL = [
 ]
 
 
+def _warmup_row(ov: dict[str, Any]) -> list[str]:
+    return [f"(warm-up history {ov['warmup_hours']:g} h)", "(no fault)", "", "",
+            f"{ov['warmup_raw_signals']}->{ov['warmup_incidents']}",
+            f"false alarms {ov['warmup_incidents']}", "", "",
+            f"actions {ov['warmup_sre_actions']}", "", "", ""]
+
+
 def render(card: dict[str, Any]) -> str:
     """The scorecard as text."""
-    rows = [HEAD] + [_row(s) for s in card["scenarios"]]
+    ov = card["overall"]
+    warm = [_warmup_row(ov)] if ov.get("warmup_hours") else []
+    rows = [HEAD] + warm + [_row(s) for s in card["scenarios"]]
     widths = [max(len(r[i]) for r in rows) for i in range(len(HEAD))]
     lines = ["  ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)).rstrip()
              for r in rows]
     lines.insert(1, "  ".join("-" * w for w in widths))
-    ov, targets = card["overall"], card["targets"]
-    lines += ["", "overall " + "-" * 60]
+    targets = card["targets"]
+    lines += ["", "overall (after the warm-up) " + "-" * 40]
     for key, label, fmt in _OVERALL:
         val = ov.get(key)
         t = targets.get(key)
@@ -94,4 +103,10 @@ def render(card: dict[str, Any]) -> str:
     lines.append(f"  ({ov['scenario_count']} scenarios, {ov['fault_scenarios']} with a fault, "
                  f"{ov['clean_hours']} clean hours, {ov['raw_signals']} raw signals, "
                  f"{ov['incidents']} incidents, {ov['sre_actions']} sre-actions)")
+    if ov.get("warmup_hours"):
+        per_day = ov.get("warmup_incidents_per_day")
+        lines.append(f"  warm-up history ({ov['warmup_hours']:g} h, baselines learning, no fault): "
+                     f"{ov['warmup_incidents']} incidents"
+                     + (f" ({per_day} per day)" if per_day is not None else "")
+                     + f", {ov['warmup_sre_actions']} sre-actions; not in the rates above")
     return "\n".join(lines)

@@ -394,7 +394,8 @@ def score(rec: RunRecord) -> dict[str, Any]:
                and o.payload.get("status", "open") == "open" and when(rec, o) >= rec.scored_from)
     raw += len({o.payload.get("series") for o in rec.observations if o.topic == "predictions"
                 and when(rec, o) >= rec.scored_from})
-    acts = [o for o in rec.observations if o.topic == "sre-actions"]
+    acts = [o for o in rec.observations if o.topic == "sre-actions"
+            and when(rec, o) >= rec.scored_from]
     remediable = [s for s in faults if not s["protected"]]
     overall: dict[str, Any] = {
         "detection_rate": _rate(s["detected"] for s in faults),
@@ -415,7 +416,9 @@ def score(rec: RunRecord) -> dict[str, Any]:
         "remediation_success": _rate(s["remediated"] for s in remediable),
         "remediation_coverage": _rate(bool(s["remediated"]) for s in remediable),
         "mttr_seconds": _mean(s["mttr_seconds"] for s in remediable),
-        "protected_auto_executions": sum(1 for o in acts if _auto_protected(rec, o)),
+        # the whole run, warm-up included: safety has no warm-up
+        "protected_auto_executions": sum(1 for o in rec.observations if o.topic == "sre-actions"
+                                         and _auto_protected(rec, o)),
         "llm_tokens": sum(int(o.payload.get("llm_tokens") or 0) for o in rec.observations
                           if o.topic == "rca-results"),
         "scenario_count": len(scen),
@@ -425,6 +428,26 @@ def score(rec: RunRecord) -> dict[str, Any]:
         "incidents": len(incs),
         "sre_actions": len(acts),
     }
+    overall.update(_warmup(rec, every))
     targets = {k: {"target": w, "value": overall.get(k), "met": _met(k, overall.get(k))}
                for k, (_, _, w) in TARGETS.items()}
     return {"overall": overall, "scenarios": scen, "targets": targets, "run": rec.info}
+
+
+def _warmup(rec: RunRecord, every: dict[str, _Incident]) -> dict[str, Any]:
+    """What the agent did during the warm-up history (no fault injected there).
+
+    The agent is live from the first sample, so whatever it raised while its
+    baselines were still learning is reported; it is kept out of the rates above,
+    which measure a warmed-up agent against the seeds' targets.
+    """
+    hours = max(0.0, rec.scored_from - rec.run_start) / 3600.0
+    incs = [i for i in every.values() if i.opened < rec.scored_from]
+    acts = sum(1 for o in rec.observations if o.topic == "sre-actions"
+               and when(rec, o) < rec.scored_from)
+    raw = sum(1 for o in rec.sent if when(rec, o) < rec.scored_from)
+    raw += sum(1 for o in rec.observations if o.topic == "anomalies"
+               and o.payload.get("status", "open") == "open" and when(rec, o) < rec.scored_from)
+    return {"warmup_hours": round(hours, 1), "warmup_incidents": len(incs),
+            "warmup_incidents_per_day": round(len(incs) / (hours / 24.0), 2) if hours else None,
+            "warmup_raw_signals": raw, "warmup_sre_actions": acts}

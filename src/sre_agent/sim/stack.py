@@ -109,7 +109,7 @@ class LocalStack:
             self._pg = PostgresServer().start()
             self.pg_dsn = self._pg.dsn
         self.prefix = self.prefix or f"sim-{uuid.uuid4().hex[:8]}."
-        self.port = free_port()
+        self.port = self.port or free_port()
         env = worker_env(self.broker_url, self.prefix, self.workdir / f"data-{self.prefix}",
                          self.port, topology, self.pg_dsn, self.extra_env)
         say(f"starting the agent worker (topics '{self.prefix}*', log {self.log_path}) ...")

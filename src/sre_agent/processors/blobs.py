@@ -52,6 +52,7 @@ from __future__ import annotations
 
 import hashlib
 import logging
+import math
 import struct
 import sys
 from array import array
@@ -92,10 +93,22 @@ def pack_leaf(entries: dict[str, bytes]) -> bytes:
     >>> unpack_leaf(pack_leaf({"a": b"1", "b": b"22"}))
     {'a': b'1', 'b': b'22'}
     """
-    sids = [s.encode() for s in entries]
-    states = list(entries.values())
-    return b"".join([_HEAD.pack(_LEAF, len(sids)), _u32(map(len, sids)),
-                     _u32(map(len, states)), *sids, *states])
+    text = "".join(entries)
+    ids = text.encode()
+    if len(ids) == len(text):  # ASCII (the usual): one encode for every id
+        id_lens = _u32(map(len, entries))
+    else:
+        enc = [s.encode() for s in entries]
+        id_lens = _u32(map(len, enc))
+    states = entries.values()
+    return b"".join([_HEAD.pack(_LEAF, len(entries)), id_lens, _u32(map(len, states)), ids,
+                     *states])
+
+
+def _packed_size(entries: dict[str, bytes]) -> int:
+    """The size of :func:`pack_leaf` for ASCII ids (a lower bound otherwise)."""
+    return (_HEAD.size + 8 * len(entries) + sum(map(len, entries))
+            + sum(map(len, entries.values())))
 
 
 def unpack_leaf(data: bytes) -> dict[str, bytes]:
@@ -313,33 +326,46 @@ class BlobStore:
         return out
 
     def _emit(self, partition: int, part: _Part, node: tuple[int, int],
-              entries: dict[str, bytes], out: list[tuple[str, bytes | None]]) -> None:
-        value = pack_leaf(entries)
+              entries: dict[str, bytes], out: list[tuple[str, bytes | None]],
+              hashes: dict[str, int] | None = None) -> None:
         st = self.stats
-        if len(value) <= self.max_record_bytes or len(entries) < 2 or node[0] >= _MAX_DEPTH:
-            out.append((self.key(partition, node), value))
-            st.records += 1
-            st.bytes += len(value)
-            st.series += len(entries)
-            st.largest = max(st.largest, len(value))
-            return
-        # split on bit d: children first (recursively), then the marker
+        can_split = len(entries) > 1 and node[0] < _MAX_DEPTH
+        size = _packed_size(entries)
+        if not (can_split and size > self.max_record_bytes):
+            value = pack_leaf(entries)
+            size = len(value)
+            if len(value) <= self.max_record_bytes or not can_split:
+                out.append((self.key(partition, node), value))
+                st.records += 1
+                st.bytes += len(value)
+                st.series += len(entries)
+                st.largest = max(st.largest, len(value))
+                return
+        # split on bits d .. d+k-1 at once, into children about half the budget (a child
+        # still over it splits again): children first, then the markers, deepest first
+        if hashes is None:
+            hashes = {sid: leaf_hash(sid) for sid in entries}
         d, b = node
+        k = max(1, min(_MAX_DEPTH - d, math.ceil(math.log2(2 * size / self.max_record_bytes))))
         leaf = part.leaves.pop(node)
-        part.inner.add(node)
-        st.splits += 1
-        halves: tuple[dict[str, bytes], dict[str, bytes]] = ({}, {})
+        mask = (1 << k) - 1
+        groups: list[dict[str, bytes]] = [{} for _ in range(1 << k)]
         for sid, state in entries.items():
-            halves[leaf_hash(sid) >> d & 1][sid] = state
-        for bit, half in enumerate(halves):
-            child = (d + 1, b | bit << d)
+            groups[hashes[sid] >> d & mask][sid] = state
+        for bits, group in enumerate(groups):
+            child = (d + k, b | bits << d)
             part.leaves[child] = _Leaf(
-                cold={s: v for s, v in half.items() if s in leaf.cold},
-                members={s for s in half if s in leaf.members})
-            self._emit(partition, part, child, half, out)
-        out.append((self.key(partition, node), _SPLIT))
-        st.records += 1
-        st.bytes += len(_SPLIT)
+                cold={s: v for s, v in group.items() if s in leaf.cold} if leaf.cold else {},
+                members={s for s in group if s in leaf.members})
+            self._emit(partition, part, child, group, out, hashes)
+        for j in range(k - 1, -1, -1):  # the inner nodes between the node and its children
+            for bits in range(1 << j):
+                inner = (d + j, b | bits << d)
+                part.inner.add(inner)
+                out.append((self.key(partition, inner), _SPLIT))
+                st.splits += 1
+                st.records += 1
+                st.bytes += len(_SPLIT)
 
     def forget(self, partitions: set[int]) -> None:
         """Drop what is known of revoked partitions."""

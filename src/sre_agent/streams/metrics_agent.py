@@ -73,9 +73,13 @@ def register(ctx: StreamContext) -> None:
     runs: dict[str, Any] = ctx.state.setdefault("baseline_runs", {})
     interval = ctx.settings.worker.checkpoint_interval
     last_checkpoint: dict[int, float] = {}
+    #: what checkpoints cost: CPU, records and bytes per table, the samples they saved
     state_health: dict[str, Any] = {"ok": True, "checkpoints": 0, "cpu_seconds": 0.0,
+                                    "samples_saved": 0, "label_bytes": 0,
                                     "baselines": blobs.stats.as_dict(),
                                     "forecasts": fblobs.stats.as_dict()}
+    #: per partition: samples learned since its last checkpoint
+    samples_unsaved: dict[int, int] = defaultdict(int)
     ctx.stats.health["state"] = state_health
 
     def write(partition: int, sids: list[str]) -> None:
@@ -91,39 +95,48 @@ def register(ctx: StreamContext) -> None:
         cpu = time.process_time()
         for key, value in directory.take_new(partition).items():
             labels_table[key] = value
+            state_health["label_bytes"] += len(value)
         write(partition, detector.dirty_sids(tag=partition))
         _apply(forecasts, fblobs.write(partition, early.dirty_sids(tag=partition), early.take,
                                        forecasts.get))
         state_health["checkpoints"] += 1
+        state_health["samples_saved"] += samples_unsaved.pop(partition, 0)
         state_health["cpu_seconds"] += time.process_time() - cpu
         state_health["baselines"] = blobs.stats.as_dict()
         state_health["forecasts"] = fblobs.stats.as_dict()
         return True
 
-    #: per partition, the events whose samples are learned but not checkpointed yet.
+    #: per partition, the messages whose samples are learned but not checkpointed yet.
     #: They are acked only after the checkpoint wrote their state, and Faust flushes the
     #: changelog before it commits: a committed offset never runs ahead of the saved
     #: state, so a worker killed between checkpoints replays exactly what it lost (the
-    #: detector skips samples its restored state already holds).
+    #: detector skips samples its restored state already holds). Their payload is
+    #: dropped once learned: a checkpoint interval of input is held as offsets, not bytes.
     unsaved: dict[int, list[Any]] = defaultdict(list)
+    #: per partition, the last event learned (table writes outside the stream need one)
+    last_event: dict[int, Any] = {}
     #: a rebalance or shutdown waits for every fetched event to be acked: save and ack
     release = [False]
+
+    def ack_saved(partition: int) -> None:
+        consumer = ctx.app.consumer
+        for message in unsaved.pop(partition, []):
+            message.ack(consumer)
 
     async def release_unsaved() -> None:
         """Faust is about to wait for every fetched event to be acked (rebalance,
         shutdown): checkpoint the partitions holding unacked events and ack them now,
         outside the stream's iteration; events still in processing do it themselves."""
         release[0] = True
-        for partition, events in list(unsaved.items()):
-            if not events:
+        for partition, messages in list(unsaved.items()):
+            if not messages or partition not in last_event:
                 continue
-            token = _current_event.set(weakref.ref(events[-1]))  # table writes need one
+            token = _current_event.set(weakref.ref(last_event[partition]))
             try:
                 checkpoint(partition, force=True)
             finally:
                 _current_event.reset(token)
-            for done in unsaved.pop(partition, []):
-                done.ack()
+            ack_saved(partition)
 
     # No timer saves quiet partitions: writing a table outside the stream can race a
     # rebalance (a run stalled a taken-over partition); a quiet partition's last events
@@ -139,7 +152,9 @@ def register(ctx: StreamContext) -> None:
                 continue
             partition = current[0] = event.message.partition
             batch = await _resolve(ctx, directory, batch, event)
-            ctx.stats.samples_in += batch.sample_count()
+            n = batch.sample_count()
+            ctx.stats.samples_in += n
+            samples_unsaved[partition] += n
             anomalies = detector.update(batch, tag=partition)
             predictions = early.update(batch, tag=partition)
             for anomaly in anomalies:
@@ -148,10 +163,11 @@ def register(ctx: StreamContext) -> None:
                 await ctx.send(prediction)
             if anomalies:  # a transition (open/resolve) is checkpointed at once
                 write(partition, [a.series for a in anomalies])
-            unsaved[partition].append(event)
+            event.message.value = None  # learned: kept as an offset to ack, not as bytes
+            unsaved[partition].append(event.message)
+            last_event[partition] = event
             if checkpoint(partition, force=release[0]):
-                for done in unsaved.pop(partition):
-                    done.ack()
+                ack_saved(partition)
 
     @ctx.app.on_partitions_assigned.connect
     async def on_assigned(app: Any, assigned: Any, **kw: Any) -> None:
@@ -169,6 +185,8 @@ def register(ctx: StreamContext) -> None:
             for p in parts:
                 last_checkpoint.pop(p, None)
                 unsaved.pop(p, None)  # the next owner replays them from the commit
+                last_event.pop(p, None)
+                samples_unsaved.pop(p, None)
             log.info("partitions %s revoked: dropped %d in-memory series", sorted(parts), dropped)
 
     @ctx.app.task

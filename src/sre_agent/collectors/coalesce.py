@@ -54,6 +54,7 @@ import orjson
 
 from ..processors.redact import redact_obj
 from ..schemas.telemetry import MAX_LABELS, series_id, series_key, shard_of
+from .prompb import TimeSeries
 
 __all__ = ["BufferFull", "Coalescer", "SeriesCache", "SeriesMeta", "label_problem"]
 
@@ -83,22 +84,56 @@ def label_problem(name: str, labels: dict[str, str]) -> str | None:
     return None
 
 
-@dataclass(frozen=True, slots=True)
-class SeriesMeta:
-    """What is computed once per series: canonical id, key, shard, JSON size."""
+def _decode_src(src: Any) -> tuple[str, dict[str, str]]:
+    """Name and labels from a cache key: the labels' remote-write bytes (``Label``
+    fields of a ``TimeSeries``), ``(name, *label pairs)``, or label pairs with ``__name__``."""
+    if isinstance(src, bytes):
+        pairs: Any = [(lab.name, lab.value) for lab in TimeSeries.FromString(src).labels]
+    elif src and isinstance(src[0], str):
+        return src[0], dict(src[1:])
+    else:
+        pairs = src
+    labels = dict(pairs)
+    return labels.pop("__name__", ""), labels
 
-    name: str
-    labels: dict[str, str]
-    sid: str
-    key: str
-    shard: int
-    #: estimated JSON bytes of the name and labels
-    size: int
+
+class SeriesMeta:
+    """What is computed once per series: key, shard, JSON size.
+
+    The name and labels are needed only for a definition (the first message of a
+    series, then every ``label_refresh``): they are read back from ``src``, the
+    cache key the series was found under (its labels' wire bytes), not kept a
+    second time, so a cached series costs a few hundred bytes. Labels that
+    redaction changed are the exception, kept as redacted (``fixed``).
+    """
+
+    __slots__ = ("src", "key", "shard", "size", "fixed")
+
+    def __init__(self, src: Any, key: str, shard: int, size: int,
+                 fixed: tuple[str, dict[str, str]] | None = None) -> None:
+        self.src, self.key, self.shard, self.size, self.fixed = src, key, shard, size, fixed
+
+    def definition(self) -> tuple[str, dict[str, str]]:
+        """The series' name and (redacted) labels."""
+        return self.fixed if self.fixed is not None else _decode_src(self.src)
+
+    @property
+    def name(self) -> str:
+        return self.definition()[0]
+
+    @property
+    def labels(self) -> dict[str, str]:
+        return self.definition()[1]
+
+    @property
+    def sid(self) -> str:
+        return series_id(*self.definition())
 
 
 class SeriesCache:
-    """(name, label pairs) -> :class:`SeriesMeta`, so a series' id, key and shard
-    are computed once, not per sample. Cleared when it reaches ``max_entries``."""
+    """Cache key -> :class:`SeriesMeta`, so a series' id, key and shard are computed
+    once, not per sample. The key is the series' labels as they come on the wire
+    (remote write) or ``(name, *label pairs)``. Cleared when it reaches ``max_entries``."""
 
     def __init__(self, shards: int, max_entries: int = 1_000_000) -> None:
         self.shards = shards
@@ -110,16 +145,17 @@ class SeriesCache:
     def __len__(self) -> int:
         return len(self._by)
 
-    def make(self, name: str, labels: dict[str, str]) -> SeriesMeta:
-        """The meta of a new series; secrets in its labels are redacted here, at the
-        source, once per series (a secret-named label loses its value)."""
+    def make(self, name: str, labels: dict[str, str], src: Any) -> SeriesMeta:
+        """The meta of a new series found under cache key ``src`` (which must decode to
+        ``name`` and ``labels``); secrets in its labels are redacted here, at the source,
+        once per series (a secret-named label loses its value)."""
+        clean = {k: v[:MAX_LABEL_VALUE] for k, v in redact_obj(labels, personal=False).items()}
+        sid = series_id(name, clean)
+        size = len(name) + sum(len(k) + len(v) + 6 for k, v in clean.items()) + 40
         # interned: names and common values (namespace, job...) are shared by many series
-        labels = {intern(k): intern(v[:MAX_LABEL_VALUE])
-                  for k, v in redact_obj(labels, personal=False).items()}
-        name = intern(name)
-        sid = series_id(name, labels)
-        size = len(name) + sum(len(k) + len(v) + 6 for k, v in labels.items()) + 40
-        return SeriesMeta(name, labels, sid, series_key(sid), shard_of(sid, self.shards), size)
+        fixed = None if clean == labels else (
+            intern(name), {intern(k): intern(v) for k, v in clean.items()})
+        return SeriesMeta(src, series_key(sid), shard_of(sid, self.shards), size, fixed)
 
     def remember(self, fk: tuple[Any, ...], meta: SeriesMeta) -> SeriesMeta:
         if len(self._by) >= self.max_entries:
@@ -135,7 +171,7 @@ class SeriesCache:
         fk = (name, *labels.items())
         meta = self._by.get(fk)
         if meta is None:
-            meta = self.remember(fk, self.make(name, dict(labels)))
+            meta = self.remember(fk, self.make(name, dict(labels), fk))
         return meta
 
 
@@ -305,8 +341,8 @@ class Coalescer:
             if at is not None and now - at < refresh:
                 refs.append({"id": key, "points": pts})
             else:
-                series.append({"name": meta.name, "labels": meta.labels, "points": pts,
-                               "id": key})
+                name, labels = meta.definition()
+                series.append({"name": name, "labels": labels, "points": pts, "id": key})
                 defined.append(key)
         body = {"schema_version": 2, "event_id": uuid.uuid4().hex,
                 "time": datetime.now(UTC), "source": chunk.source, "shard": chunk.shard,

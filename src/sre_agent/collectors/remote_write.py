@@ -359,7 +359,7 @@ def _general(sb: bytes, cache: SeriesCache,
     prefix = (b"".join(b"\x0a" + bytes([len(x)]) + x for x in parts)
               if all(len(x) < 128 for x in parts) else b"")
     ck: Any = prefix if prefix and sb.startswith(prefix) else fk
-    meta = cache.get(ck) or cache.get(fk) or cache.remember(ck, cache.make(name, labels))
+    meta = cache.get(ck) or cache.get(fk) or cache.remember(ck, cache.make(name, labels, ck))
     if ck is not fk and cache.get(ck) is None:
         cache.remember(ck, meta)
     points: list[tuple[float, float]] = []

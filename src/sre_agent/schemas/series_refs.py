@@ -134,6 +134,8 @@ class SeriesDirectory:
             if key is not None and key not in defs:
                 if not self._define(key, s["name"], s["labels"], tag, new=True):
                     out.mismatched.append(key)
+                else:  # the same labels, interned: what a model keeps shares the strings
+                    s["name"], s["labels"] = defs[key][0], defs[key][1]
         if batch.refs:
             out.series = resolved = list(batch.series)
             for r in batch.refs:

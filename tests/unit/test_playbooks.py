@@ -38,6 +38,8 @@ def test_expected_actions(lib: PlaybookLibrary) -> None:
     # memory leak: a named pod is restarted alone, else the whole deployment
     assert first("memory_leak", pod="checkout-7f9c") == ("restart_pod", "pod/shop/checkout-7f9c")
     assert first("memory_leak") == ("rollout_restart", "deployment/shop/checkout")
+    # a service slow at its usual load is restarted (rate limiting only protects callers)
+    assert first("slow_dependency") == ("rollout_restart", "deployment/shop/checkout")
     assert first("db_primary_failure", db_cluster="orders-db") == ("rds_failover", "rds/aws/orders-db")
 
 

@@ -11,6 +11,11 @@ ACLs (nothing is allowed without one; ``admin_user`` is a super user). ACLs are
 added with Kafka's own ``kafka-acls`` tool (:meth:`KafkaBroker.acls`, the same
 command line as the recipe in ``docs/deploy.md``), whose jars are resolved on
 first use into a folder of their own (:func:`fetch_kafka_tools`).
+
+With ``tls`` (a :class:`~.tls.Pki` from :func:`~.tls.make_pki`) the client
+listener speaks TLS (``SSL``, or ``SASL_SSL`` with ``scram_users``) with the
+PKI's broker certificate, and requires client certificates signed by its CA
+unless ``tls_client_auth`` says otherwise.
 """
 
 from __future__ import annotations
@@ -29,6 +34,7 @@ from pathlib import Path
 from typing import Any
 
 from .errors import DevstackError
+from .tls import Pki
 
 __all__ = ["DEFAULT_KAFKA_VERSION", "KafkaBroker", "fetch_kafka", "fetch_kafka_tools",
            "free_port"]
@@ -120,11 +126,15 @@ class KafkaBroker:
         heap: str = "768m",
         scram_users: Mapping[str, str] | None = None,
         admin_user: str = "admin",
+        tls: Pki | None = None,
+        tls_client_auth: str = "required",
     ) -> None:
         self.scram_users = dict(scram_users or {})
         if self.scram_users and admin_user not in self.scram_users:
             raise DevstackError(f"scram_users must include the admin user {admin_user!r}")
         self.admin_user = admin_user
+        self.tls = tls
+        self.tls_client_auth = tls_client_auth
         self.work_dir = Path(work_dir)
         self.cache_dir = Path(cache_dir)
         self.version = version
@@ -146,35 +156,55 @@ class KafkaBroker:
     def secured(self) -> bool:
         return bool(self.scram_users)
 
+    @property
+    def protocol(self) -> str:
+        """The client listener's security protocol."""
+        return {(False, False): "PLAINTEXT", (True, False): "SASL_PLAINTEXT",
+                (False, True): "SSL", (True, True): "SASL_SSL"}[(self.secured, self.tls is not None)]
+
     def client_config(self, user: str | None = None) -> dict[str, Any]:
         """aiokafka keyword arguments to connect as ``user`` (default: the admin)."""
-        kw: dict[str, Any] = {"bootstrap_servers": self.bootstrap}
+        kw: dict[str, Any] = {"bootstrap_servers": self.bootstrap,
+                              "security_protocol": self.protocol}
+        if self.tls is not None:
+            import ssl
+
+            ctx = ssl.create_default_context(cafile=str(self.tls.ca))
+            ctx.load_cert_chain(str(self.tls.client_cert), str(self.tls.client_key))
+            kw["ssl_context"] = ctx
         if self.secured:
             name = user or self.admin_user
-            kw.update(security_protocol="SASL_PLAINTEXT", sasl_mechanism="SCRAM-SHA-512",
+            kw.update(sasl_mechanism="SCRAM-SHA-512",
                       sasl_plain_username=name, sasl_plain_password=self.scram_users[name])
         return kw
 
-    def worker_env(self, user: str) -> dict[str, str]:
+    def worker_env(self, user: str | None = None) -> dict[str, str]:
         """``SRE_AGENT_KAFKA__*`` variables of an agent connecting as ``user``."""
         env = {"SRE_AGENT_KAFKA__BROKER": self.url}
+        if self.protocol != "PLAINTEXT":
+            env["SRE_AGENT_KAFKA__SECURITY_PROTOCOL"] = self.protocol
+        if self.tls is not None:
+            env.update({"SRE_AGENT_KAFKA__SSL_CAFILE": str(self.tls.ca),
+                        "SRE_AGENT_KAFKA__SSL_CERTFILE": str(self.tls.client_cert),
+                        "SRE_AGENT_KAFKA__SSL_KEYFILE": str(self.tls.client_key)})
         if self.secured:
-            env.update({"SRE_AGENT_KAFKA__SECURITY_PROTOCOL": "SASL_PLAINTEXT",
-                        "SRE_AGENT_KAFKA__SASL_MECHANISM": "SCRAM-SHA-512",
-                        "SRE_AGENT_KAFKA__SASL_USERNAME": user,
-                        "SRE_AGENT_KAFKA__SASL_PASSWORD": self.scram_users[user]})
+            name = user or self.admin_user
+            env.update({"SRE_AGENT_KAFKA__SASL_MECHANISM": "SCRAM-SHA-512",
+                        "SRE_AGENT_KAFKA__SASL_USERNAME": name,
+                        "SRE_AGENT_KAFKA__SASL_PASSWORD": self.scram_users[name]})
         return env
 
     def acls(self, *args: str, timeout: float = 120.0) -> str:
         """Run ``kafka-acls --bootstrap-server <this> --command-config <admin> <args>``."""
         tools = fetch_kafka_tools(self.cache_dir, self.version)
         conf = self.work_dir / "admin-client.properties"
-        lines = ["security.protocol=PLAINTEXT"]
+        lines = [f"security.protocol={self.protocol}"]
         if self.secured:
             pw = self.scram_users[self.admin_user]
-            lines = ["security.protocol=SASL_PLAINTEXT", "sasl.mechanism=SCRAM-SHA-512",
-                     "sasl.jaas.config=org.apache.kafka.common.security.scram.ScramLoginModule "
-                     f'required username="{self.admin_user}" password="{pw}";']
+            lines += ["sasl.mechanism=SCRAM-SHA-512",
+                      "sasl.jaas.config=org.apache.kafka.common.security.scram.ScramLoginModule "
+                      f'required username="{self.admin_user}" password="{pw}";']
+        lines += self._tls_lines()
         conf.write_text("\n".join(lines) + "\n")
         cmd = self._java(tools, "org.apache.kafka.tools.AclCommand", "--bootstrap-server",
                          self.bootstrap, "--command-config", str(conf), *args)
@@ -197,6 +227,13 @@ class KafkaBroker:
             "-cp", f"{libs}/*", main, *args,
         ]
 
+    def _tls_lines(self) -> list[str]:
+        """Kafka's PEM key and trust store settings (broker and its admin tools)."""
+        if self.tls is None:
+            return []
+        return ["ssl.keystore.type=PEM", f"ssl.keystore.location={self.tls.broker}",
+                "ssl.truststore.type=PEM", f"ssl.truststore.location={self.tls.ca}"]
+
     def _write_config(self) -> Path:
         data = self.work_dir / "data"
         data.mkdir(parents=True, exist_ok=True)
@@ -204,15 +241,16 @@ class KafkaBroker:
             resources.files(__package__).joinpath("log4j2.properties").read_bytes()
         )
         props = self.work_dir / "server.properties"
-        client = "SASL_PLAINTEXT" if self.secured else "PLAINTEXT"
-        security: list[str] = []
+        client = self.protocol
+        security: list[str] = [f"inter.broker.listener.name={client}", *self._tls_lines()]
+        if self.tls is not None:
+            security.append(f"ssl.client.auth={self.tls_client_auth}")
         if self.secured:
             pw = self.scram_users[self.admin_user]
-            security = [
-                "inter.broker.listener.name=SASL_PLAINTEXT",
+            security += [
                 "sasl.enabled.mechanisms=SCRAM-SHA-512",
                 "sasl.mechanism.inter.broker.protocol=SCRAM-SHA-512",
-                "listener.name.sasl_plaintext.scram-sha-512.sasl.jaas.config="
+                f"listener.name.{client.lower()}.scram-sha-512.sasl.jaas.config="
                 "org.apache.kafka.common.security.scram.ScramLoginModule required "
                 f'username="{self.admin_user}" password="{pw}";',
                 "authorizer.class.name=org.apache.kafka.metadata.authorizer.StandardAuthorizer",

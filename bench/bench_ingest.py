@@ -16,13 +16,19 @@ subprocesses on this machine. Requests are real remote-write 1.0 bodies
    worker produced, in this process: ``MetricBatch`` decode + refs resolved.
 3. **where the worker's CPU goes**, in-process on the same data: receive
    (remote-write decode + coalescing + encoding), consumer decode, detector
-   (the model), early warning; the rest is Faust, Kafka clients, checkpoints.
+   (the model), early warning; checkpoints from the worker's own counters
+   (``/status`` health.state: CPU, changelog bytes and records per sample
+   saved); the rest is Faust, Kafka clients, aiohttp.
 4. **latency**: posted at half the worker's rate for ``--latency-seconds``
    with a marker spike every 0.2 s: p50/p99 of post -> anomaly produced.
 5. **memory**: RSS above the empty worker (measured when ready) per series;
    ``--memory-series`` (default 100,000) in a fresh worker, ``--memory-rounds``
-   rounds.
-6. **scale-out**: two workers in one group on fresh topics, the same load
+   rounds, until every sample of them is checkpointed.
+6. **checkpoint interval** in the production shape: ``--ab-series`` series,
+   each once per ``--ab-scrape`` seconds spread over it, posted to workers
+   side by side that differ only in ``worker.checkpoint_interval``
+   (``--ab-intervals``): CPU and changelog bytes per sample.
+7. **scale-out**: two workers in one group on fresh topics, the same load
    posted to both: samples/s ratio two / one, and CPU µs per sample.
 
 The machine is 2 shared cores: absolute rates move 3-4x between runs;
@@ -289,20 +295,28 @@ async def breakdown(bodies: list[bytes], values: list[bytes], shards: int) -> di
         batches.append(b.model_copy(update={"series": got.series, "refs": []})
                        if b.refs else b)
     out["decode"] = (time.process_time() - t) / n * 1e6
-    det = MetricDetector(AnomalySettings(warmup_samples=20))
+    from sre_agent.processors.blobs import BlobStore
+
+    store, table = BlobStore(), {}
+    det = MetricDetector(AnomalySettings(warmup_samples=20),
+                         load=lambda sid: store.activate(0, sid, table.get))
     t = time.process_time()
     for b in batches:
         det.update(b)
     out["detector"] = (time.process_time() - t) / n * 1e6
-    # a checkpoint writes every series that changed since the last one: its cost per
-    # series (state bytes, grouped blobs); in the production shape (a sample per series
-    # every scrape interval, a checkpoint every 5 s) that is about one write per sample
-    from sre_agent.processors.blobs import BlobStore
-
+    # a checkpoint writes the leaves of every series that changed since the last one:
+    # its cost per series written (the model's state bytes, the leaf records)
     sids = det.dirty_sids()
     t = time.process_time()
-    BlobStore().pack(0, det.take(sids))
+    table.update(store.write(0, sids, det.take, table.get))  # type: ignore[arg-type]
     out["checkpoint_per_series_written"] = (time.process_time() - t) / max(len(sids), 1) * 1e6
+    out["state_bytes_per_series"] = store.stats.bytes / max(len(sids), 1)
+    # a third of the series changed (a checkpoint every 5 s, a scrape every 15 s): every
+    # leaf holds some of them and is written whole
+    third = sids[::3]
+    before = store.stats.series
+    table.update(store.write(0, third, det.take, table.get))  # type: ignore[arg-type]
+    out["write_amplification_third_changed"] = (store.stats.series - before) / max(len(third), 1)
     early = EarlyWarning(PredictionSettings())
     t = time.process_time()
     for b in batches:
@@ -313,15 +327,21 @@ async def breakdown(bodies: list[bytes], values: list[bytes], shards: int) -> di
 
 def inprocess_memory(n: int, shards: int = 64, rounds: int = 3) -> float:
     """RSS per series of the worker's per-series structures, in this process: receiver
-    cache, coalescer, refs directory, detector, early warning fed ``rounds`` rounds."""
+    cache, coalescer, refs directory, detector and early warning (their state stores
+    as in the worker) fed ``rounds`` rounds."""
     import gc
 
     from sre_agent.config import AnomalySettings, PredictionSettings
+    from sre_agent.processors.blobs import BlobStore
     from sre_agent.processors.detect import MetricDetector
     from sre_agent.processors.predict import EarlyWarning
 
     load = Load(n, 2000, shards)
-    det, early = MetricDetector(AnomalySettings(warmup_samples=20)), EarlyWarning(PredictionSettings())
+    blobs, fblobs, none = BlobStore(), BlobStore(), {}.get
+    part = [0]
+    det = MetricDetector(AnomalySettings(warmup_samples=20),
+                         load=lambda sid: blobs.activate(part[0], sid, none))
+    early = EarlyWarning(PredictionSettings(), load=lambda sid: fblobs.activate(part[0], sid, none))
     cache, directory = SeriesCache(shards), SeriesDirectory()
     gc.collect()
     before = rss_kib(os.getpid())
@@ -338,10 +358,11 @@ def inprocess_memory(n: int, shards: int = 64, rounds: int = 3) -> float:
                 await c.submit(decode_write_request(body, cache=cache).items)
             for v in msgs:
                 b = decode(MetricBatch, v)
-                got = directory.expand(b, tag=b.shard % 4)
+                part[0] = b.shard % 4
+                got = directory.expand(b, tag=part[0])
                 full = b.model_copy(update={"series": got.series, "refs": []})
-                det.update(full, tag=b.shard % 4)
-                early.update(full, tag=b.shard % 4)
+                det.update(full, tag=part[0])
+                early.update(full, tag=part[0])
             directory.take_new()
             msgs.clear()
         return c
@@ -383,7 +404,8 @@ class Run:
             wdir = self.work / f"w{i}"
             wdir.mkdir()
             env = bc.worker_env(self.broker, wdir, self.prefix, self.partitions, port)
-            env.update({"SRE_AGENT_API__WEBHOOK_TOKEN": TOKEN, **self.extra})
+            env.pop("SRE_AGENT_WORKER__CHECKPOINT_INTERVAL")  # the setting's default...
+            env.update({"SRE_AGENT_API__WEBHOOK_TOKEN": TOKEN, **self.extra})  # ...or --env
             envs.append(env)
             self.ports.append(port)
         await ensure_topics(load_settings(env=envs[0]))
@@ -410,6 +432,35 @@ class Run:
 
     def rss(self) -> int:
         return sum(rss_kib(p.pid) for p in self.procs)
+
+    def state(self) -> dict[str, float]:
+        """The workers' checkpoint counters (``/status`` health.state), summed."""
+        out = {"cpu_seconds": 0.0, "samples_saved": 0.0, "bytes": 0.0, "records": 0.0,
+               "series": 0.0, "changed": 0.0, "largest": 0.0, "label_bytes": 0.0}
+        for port in self.ports:
+            st = bc.status(port)["health"].get("state", {})
+            out["cpu_seconds"] += st.get("cpu_seconds", 0.0)
+            out["samples_saved"] += st.get("samples_saved", 0)
+            out["label_bytes"] += st.get("label_bytes", 0)
+            for table in ("baselines", "forecasts"):
+                t = st.get(table, {})
+                for k in ("bytes", "records", "series", "changed"):
+                    out[k] += t.get(k, 0)
+                out["largest"] = max(out["largest"], t.get("largest", 0))
+        return out
+
+
+def state_delta(a: dict[str, float], b: dict[str, float]) -> dict[str, float]:
+    """Checkpoint cost per sample saved between two :meth:`Run.state` readings."""
+    n = max(b["samples_saved"] - a["samples_saved"], 1.0)
+    return {"samples_saved": n,
+            "checkpoint_cpu_us_per_sample": (b["cpu_seconds"] - a["cpu_seconds"]) / n * 1e6,
+            "changelog_bytes_per_sample": (b["bytes"] - a["bytes"]) / n,
+            "label_bytes_per_sample": (b["label_bytes"] - a["label_bytes"]) / n,
+            "records_per_1k_samples": (b["records"] - a["records"]) / n * 1000,
+            "series_written_per_sample": (b["series"] - a["series"]) / n,
+            "write_amplification": (b["series"] - a["series"]) / max(b["changed"] - a["changed"], 1),
+            "largest_record": b["largest"]}
 
     def stop(self) -> None:
         for p in self.procs:
@@ -439,12 +490,14 @@ async def throughput(run: Run, load: Load, rounds: int, connections: int,
     seen: dict[tuple[str, float], float] = {}
     stop = asyncio.Event()
     watcher = asyncio.create_task(watch(run.broker.bootstrap, run.prefix + "anomalies", seen, stop))
+    st0 = run.state()
     cpu0, sys0, t0 = run.cpu(), run.sys_cpu(), time.time()
     posted = await post_all(run.urls, bodies, connections)
     deadline = time.monotonic() + 600
     while not ends <= seen.keys() and time.monotonic() < deadline:
         await asyncio.sleep(0.1)
     cpu, sys_cpu = run.cpu() - cpu0, run.sys_cpu() - sys0
+    ckpt = state_delta(st0, run.state())
     stop.set()
     await watcher
     if not ends <= seen.keys():
@@ -453,7 +506,7 @@ async def throughput(run: Run, load: Load, rounds: int, connections: int,
     return {"samples": total, "seconds": dt, "samples_per_s": total / dt,
             "cpu_seconds": cpu, "cpu_share": cpu / dt, "cpu_us_per_sample": cpu / total * 1e6,
             "sys_share_of_cpu": sys_cpu / cpu if cpu else 0.0,
-            **posted}, bodies
+            "checkpoints": ckpt, **posted}, bodies
 
 
 async def latency(run: Run, load: Load, rate: float, seconds: float, per_request: int,
@@ -500,6 +553,43 @@ async def latency(run: Run, load: Load, rate: float, seconds: float, per_request
             "max_s": max(lat, default=float("nan"))}
 
 
+async def interval_ab(broker: Any, work: Path, a: argparse.Namespace, extra: dict[str, str],
+                      runs: list[Run]) -> dict[str, Any]:
+    """The production shape for checkpoints: every series once per ``--ab-scrape``
+    seconds, spread evenly over it (Prometheus scrapes its targets at offsets over the
+    interval), posted at the same moments to workers side by side that differ only in
+    ``worker.checkpoint_interval``."""
+    intervals = [float(x) for x in a.ab_intervals.split(",")]
+    arms = []
+    for i, iv in enumerate(intervals):
+        r = Run(broker, work, f"ck{i}", a.partitions,
+                {**extra, "SRE_AGENT_WORKER__CHECKPOINT_INTERVAL": str(iv)})
+        runs.append(r)
+        await r.start(1)
+        arms.append(r)
+    load = Load(a.ab_series, a.per_request, a.shards, step_ms=int(a.ab_scrape * 1000))
+    for _ in range(2):  # warm-up: series defined and learned, first checkpoints
+        bodies, _ = load.bodies()
+        await asyncio.gather(*(post_all(r.urls, bodies, a.connections) for r in arms))
+    st0, cpu0 = [r.state() for r in arms], [r.cpu() for r in arms]
+    posted = 0
+    for _ in range(max(1, int(a.ab_seconds / a.ab_scrape))):
+        bodies, _ = load.bodies()
+        gap = a.ab_scrape / len(bodies)
+        for body in bodies:
+            t = time.monotonic()
+            await asyncio.gather(*(post_all(r.urls, [body], 1) for r in arms))
+            await asyncio.sleep(max(0.0, gap - (time.monotonic() - t)))
+        posted += len(load.labels)
+    out: dict[str, Any] = {"series": a.ab_series, "scrape_s": a.ab_scrape, "samples": posted}
+    for iv, r, s0, c0 in zip(intervals, arms, st0, cpu0, strict=True):
+        d = state_delta(s0, r.state())
+        out[f"interval_{iv:g}"] = {"cpu_us_per_sample": (r.cpu() - c0) / posted * 1e6,
+                                   "rss_kib": r.rss(), **d}
+        r.stop()
+    return out
+
+
 # ====================================================================== main
 async def main_async(a: argparse.Namespace) -> dict[str, Any]:
     from sre_agent.devstack import KafkaBroker, default_cache_dir
@@ -526,6 +616,12 @@ async def main_async(a: argparse.Namespace) -> dict[str, Any]:
               f"{res['cpu_us_per_sample']:.1f} µs CPU/sample, "
               f"{res['cpu_share']:.2f} of a core ({100 * res['sys_share_of_cpu']:.0f}% in the "
               f"kernel), {res['retries']} busy answers", flush=True)
+        ck = res["checkpoints"]
+        print(f"checkpoints: {ck['checkpoint_cpu_us_per_sample']:.2f} µs CPU/sample, "
+              f"{ck['changelog_bytes_per_sample']:.0f} B of state changelog/sample "
+              f"(+{ck['label_bytes_per_sample']:.0f} B labels), write amplification "
+              f"{ck['write_amplification']:.2f}, largest record {ck['largest_record']:,.0f} B",
+              flush=True)
         st = bc.status(run.ports[0])
         out["receiver"] = st["health"].get("collector.remote_write", {}).get("coalescer")
         # ---- 2. ceiling on the messages the worker produced
@@ -538,9 +634,16 @@ async def main_async(a: argparse.Namespace) -> dict[str, Any]:
               f"{cl['bytes_per_sample']:.0f} B/sample); worker/ceiling CPU per sample "
               f"{out['cpu_ratio']:.1f}x", flush=True)
         # ---- 3. breakdown
-        out["breakdown_us_per_sample"] = await breakdown(bodies, values, a.shards)
-        print("in-process µs/sample: " + ", ".join(
-            f"{k} {v:.2f}" for k, v in out["breakdown_us_per_sample"].items()), flush=True)
+        bd = out["breakdown_us_per_sample"] = await breakdown(bodies, values, a.shards)
+        parts = {"receive": bd["receive"], "decode": bd["decode"], "model": bd["detector"],
+                 "early warning": bd["early_warning"],
+                 "checkpoint (in the worker)": ck["checkpoint_cpu_us_per_sample"]}
+        parts["framework and the rest"] = res["cpu_us_per_sample"] - sum(parts.values())
+        out["worker_cpu_us_per_sample_parts"] = parts
+        print("in-process µs/sample: " + ", ".join(f"{k} {v:.2f}" for k, v in bd.items()),
+              flush=True)
+        print("worker µs/sample: " + ", ".join(f"{k} {v:.1f}" for k, v in parts.items()),
+              flush=True)
         if a.profile:
             run.stop()
             bc._print_profile(a.profile, 45)
@@ -559,10 +662,6 @@ async def main_async(a: argparse.Namespace) -> dict[str, Any]:
               f" ({out['rss']['per_series_bytes']:,.0f} B/series)", flush=True)
         # ---- 5. memory at --memory-series
         if not a.skip_memory:
-            # collectors.shards: the baseline table groups a partition's series in crc32 % 64
-            # buckets, the hash of the shard too: with 64 shards a group holds 1/64 of all
-            # series and passes Kafka's 1 MB record limit near 80,000 series (256 shards:
-            # still ~1.1 MB groups at 100,000); 4,096 spread every bucket over the partitions
             mrun = Run(broker, work, "mem", a.partitions,
                        {**extra, "SRE_AGENT_COLLECTORS__SHARDS": str(a.memory_shards)})
             runs.append(mrun)
@@ -574,17 +673,37 @@ async def main_async(a: argparse.Namespace) -> dict[str, Any]:
                 b, _ = mload.bodies()
                 await post_all(mrun.urls, b, a.connections)
             want = a.memory_rounds * a.memory_series
-            deadline = time.monotonic() + 300
+            deadline = time.monotonic() + 600
             while bc.status(mrun.ports[0])["samples_in"] < want and time.monotonic() < deadline:
                 await asyncio.sleep(1)
-            await asyncio.sleep(a.checkpoint_wait)
+            # a quiet partition saves with its next event: more rounds until every
+            # sample of the first ones is in a checkpoint (the state tables filled)
+            extra_rounds = 0
+            while (mrun.state()["samples_saved"] < want and time.monotonic() < deadline):
+                b, _ = mload.bodies()
+                await post_all(mrun.urls, b, a.connections)
+                extra_rounds += 1
+                await asyncio.sleep(a.checkpoint_wait)
             after = mrun.rss()
             out["memory"] = {"series": a.memory_series, "empty_kib": empty, "after_kib": after,
+                             "rounds": a.memory_rounds + extra_rounds,
+                             "state": mrun.state(),
                              "per_series_bytes": (after - empty) * 1024 / a.memory_series}
             mrun.stop()
             print(f"memory, {a.memory_series:,} series: {empty / 1024:.0f} -> {after / 1024:.0f}"
                   f" MiB ({out['memory']['per_series_bytes']:,.0f} B/series)", flush=True)
-        # ---- 6. scale-out: one worker vs two, fresh topics each
+        # ---- 6. checkpoint interval in the production shape
+        if a.ab_intervals:
+            ab = out["checkpoint_interval_ab"] = await interval_ab(broker, work, a, extra, runs)
+            for k, v in ab.items():
+                if k.startswith("interval_"):
+                    print(f"{k[9:]} s checkpoints, {a.ab_series:,} series scraped every "
+                          f"{a.ab_scrape:g} s: worker {v['cpu_us_per_sample']:.1f} µs CPU/sample, "
+                          f"checkpoints {v['checkpoint_cpu_us_per_sample']:.2f} µs/sample, "
+                          f"{v['changelog_bytes_per_sample']:.0f} B changelog/sample, write "
+                          f"amplification {v['write_amplification']:.2f}, "
+                          f"RSS {v['rss_kib'] / 1024:.0f} MiB", flush=True)
+        # ---- 7. scale-out: one worker vs two, fresh topics each
         if not a.skip_scale:
             rates = {}
             for n in (1, 2):
@@ -622,10 +741,16 @@ def main() -> int:
     p.add_argument("--latency-seconds", type=float, default=20.0)
     p.add_argument("--memory-series", type=int, default=100_000)
     p.add_argument("--memory-rounds", type=int, default=3)
-    p.add_argument("--memory-shards", type=int, default=4096)
+    p.add_argument("--memory-shards", type=int, default=64)
     p.add_argument("--profile", type=Path, help="cProfile the first worker, print, stop")
     p.add_argument("--checkpoint-wait", type=float, default=8.0)
     p.add_argument("--skip-memory", action="store_true")
+    p.add_argument("--ab-intervals", default="5,60",
+                   help="checkpoint intervals compared side by side in the production shape "
+                        "('' to skip)")
+    p.add_argument("--ab-series", type=int, default=20_000)
+    p.add_argument("--ab-scrape", type=float, default=15.0, help="seconds between a series' samples")
+    p.add_argument("--ab-seconds", type=float, default=240.0)
     p.add_argument("--skip-scale", action="store_true")
     p.add_argument("--env", action="append", default=[],
                    help="extra worker setting, e.g. SRE_AGENT_WORKER__FETCH_MAX_WAIT_MS=1500")

@@ -3,8 +3,9 @@
 Wiring only: the detector (:class:`~sre_agent.processors.detect.MetricDetector`)
 and the early warning (:class:`~sre_agent.processors.predict.EarlyWarning`) keep
 their models in memory; state that changed is checkpointed to the ``baselines``
-and ``forecasts`` tables per partition at most every ``checkpoint_interval``
-(at once for a series with an anomaly transition), and dropped from memory on
+and ``forecasts`` tables per partition at most every ``checkpoint_interval``,
+and less often when checkpoints take more than :data:`CHECKPOINT_SHARE` of the
+time (at once for a series with an anomaly transition), and dropped from memory on
 revoke. Table values are leaves of series' states that never pass
 ``worker.state_record_bytes`` (:class:`~sre_agent.processors.blobs.BlobStore`, keys
 ``"<partition>/t<depth>.<bucket>"``), read back when a leaf's first series shows up;
@@ -41,6 +42,13 @@ __all__ = ["register"]
 
 log = logging.getLogger(__name__)
 
+#: A checkpoint rewrites every leaf holding a changed series, so when few samples
+#: per series arrive between checkpoints it writes much more than it learned. A
+#: checkpoint that took ``t`` seconds makes its partition's next one wait at least
+#: ``t / CHECKPOINT_SHARE``: writing state never takes more than this share of the
+#: time, whatever the number of series and the interval.
+CHECKPOINT_SHARE = 0.1
+
 
 class LearnRequest(BaseModel):
     """Body of ``POST /api/baseline/learn``."""
@@ -72,7 +80,8 @@ def register(ctx: StreamContext) -> None:
     ctx.state["baseline_band"] = detector.band
     runs: dict[str, Any] = ctx.state.setdefault("baseline_runs", {})
     interval = ctx.settings.worker.checkpoint_interval
-    last_checkpoint: dict[int, float] = {}
+    #: per partition: when its next checkpoint is due
+    next_due: dict[int, float] = {}
     #: what checkpoints cost: CPU, records and bytes per table, the samples they saved
     state_health: dict[str, Any] = {"ok": True, "checkpoints": 0, "cpu_seconds": 0.0,
                                     "samples_saved": 0, "label_bytes": 0,
@@ -87,11 +96,10 @@ def register(ctx: StreamContext) -> None:
         _apply(table, blobs.write(partition, sids, detector.take, table.get))
 
     def checkpoint(partition: int, force: bool) -> bool:
-        """Write the partition's changed state (at most every ``interval``); True if done."""
+        """Write the partition's changed state when due (``force``: now); True if done."""
         now = time.monotonic()
-        if not force and now - last_checkpoint.get(partition, 0.0) < interval:
+        if not force and now < next_due.get(partition, 0.0):
             return False
-        last_checkpoint[partition] = now
         cpu = time.process_time()
         for key, value in directory.take_new(partition).items():
             labels_table[key] = value
@@ -104,6 +112,7 @@ def register(ctx: StreamContext) -> None:
         state_health["cpu_seconds"] += time.process_time() - cpu
         state_health["baselines"] = blobs.stats.as_dict()
         state_health["forecasts"] = fblobs.stats.as_dict()
+        next_due[partition] = now + max(interval, (time.monotonic() - now) / CHECKPOINT_SHARE)
         return True
 
     #: per partition, the messages whose samples are learned but not checkpointed yet.
@@ -183,7 +192,7 @@ def register(ctx: StreamContext) -> None:
             blobs.forget(parts)
             fblobs.forget(parts)
             for p in parts:
-                last_checkpoint.pop(p, None)
+                next_due.pop(p, None)
                 unsaved.pop(p, None)  # the next owner replays them from the commit
                 last_event.pop(p, None)
                 samples_unsaved.pop(p, None)

@@ -77,6 +77,8 @@ are merged last and win. Per-pod settings (web host, data dir) are set here too.
 {{- $kafka := dict "broker" $v.kafka.broker "topic_prefix" $v.kafka.topicPrefix "partitions" (int $v.kafka.partitions) "replication" (int $v.kafka.replication) "security_protocol" ($v.kafka.securityProtocol | default "PLAINTEXT") "sasl_mechanism" ($v.kafka.saslMechanism | default "SCRAM-SHA-512") -}}
 {{- with $v.kafka.saslUsername }}{{ $_ := set $kafka "sasl_username" . }}{{ end -}}
 {{- with $v.kafka.sslCaFile }}{{ $_ := set $kafka "ssl_cafile" . }}{{ end -}}
+{{- with $v.kafka.sslCertFile }}{{ $_ := set $kafka "ssl_certfile" . }}{{ end -}}
+{{- with $v.kafka.sslKeyFile }}{{ $_ := set $kafka "ssl_keyfile" . }}{{ end -}}
 {{- $actions := dict "dry_run" $v.actions.dryRun "auto_remediation" $v.actions.autoRemediation -}}
 {{- if $v.playbooks -}}
 {{- $_ := set $actions "playbooks_dir" "/etc/sre-agent/playbooks" -}}
@@ -94,5 +96,57 @@ are merged last and win. Per-pod settings (web host, data dir) are set here too.
 {{- $cw := dict "enabled" $c.cloudwatch.enabled "interval" $c.cloudwatch.interval "period" (int $c.cloudwatch.period) "namespaces" $c.cloudwatch.namespaces -}}
 {{- $collectors := dict "prometheus" $prom "loki" $loki "cloudwatch" $cw "remote_write" (dict "enabled" $c.remoteWrite.enabled) -}}
 {{- $cfg := dict "kafka" $kafka "worker" $worker "actions" $actions "kubernetes" $k8s "aws" (dict "region" $c.cloudwatch.region) "collectors" $collectors -}}
+{{- $n := $v.notify | default dict -}}
+{{- $notify := dict -}}
+{{- with $n.sinks }}{{ $_ := set $notify "sinks" . }}{{ end -}}
+{{- with $n.consoleUrl }}{{ $_ := set $notify "console_url" . }}{{ end -}}
+{{- if $notify }}{{ $_ := set $cfg "notify" $notify }}{{ end -}}
 {{- toYaml (mustMergeOverwrite $cfg (deepCopy ($v.config | default dict))) -}}
+{{- end -}}
+
+{{/*
+Checks of the notification values: a sink's credentials come from a Secret
+(notify.secrets), never from values; config.notify may not carry secrets either.
+*/}}
+{{- define "sre-agent.notifyChecks" -}}
+{{- $n := .Values.notify | default dict -}}
+{{- $secrets := $n.secrets | default dict -}}
+{{- $cn := (.Values.config | default dict).notify | default dict -}}
+{{- range $f := list "secrets" "wecom_webhook_url" "pagerduty_routing_key" -}}
+{{- if hasKey $cn $f -}}
+{{- fail (printf "config.notify.%s is a secret: reference it from a Secret with notify.secrets (or notify.wecomWebhookUrl / notify.pagerdutyRoutingKey)" $f) -}}
+{{- end -}}
+{{- end -}}
+{{- range $i, $sink := $n.sinks -}}
+{{- $body := $sink -}}
+{{- range $k, $b := $sink }}{{ if hasSuffix "_sink" $k }}{{ $body = $b }}{{ end }}{{ end -}}
+{{- with $body.secret -}}
+{{- if and (not (hasKey $secrets .)) (not $.Values.secrets.existingSecret) -}}
+{{- fail (printf "notify.sinks[%d] (%s) names secret %q: add notify.secrets.%s: {secretName: <Secret>, key: <key>}" $i ($body.name | default "?") . .) -}}
+{{- end -}}
+{{- end -}}
+{{- end -}}
+{{- end -}}
+
+{{/*
+Environment variables of the notification credentials, each from a Secret key.
+*/}}
+{{- define "sre-agent.notifyEnv" -}}
+{{- $n := .Values.notify | default dict -}}
+{{- range $name, $ref := ($n.secrets | default dict) }}
+- name: SRE_AGENT_NOTIFY__SECRETS__{{ upper $name }}
+  valueFrom:
+    secretKeyRef:
+      name: {{ required (printf "notify.secrets.%s.secretName is required" $name) $ref.secretName }}
+      key: {{ required (printf "notify.secrets.%s.key is required" $name) $ref.key }}
+{{- end }}
+{{- range $var, $field := dict "SRE_AGENT_SLACK__BOT_TOKEN" "slackBotToken" "SRE_AGENT_SLACK__SIGNING_SECRET" "slackSigningSecret" "SRE_AGENT_NOTIFY__WECOM_WEBHOOK_URL" "wecomWebhookUrl" "SRE_AGENT_NOTIFY__PAGERDUTY_ROUTING_KEY" "pagerdutyRoutingKey" }}
+{{- with (get $n $field) }}
+- name: {{ $var }}
+  valueFrom:
+    secretKeyRef:
+      name: {{ required (printf "notify.%s.secretName is required" $field) .secretName }}
+      key: {{ required (printf "notify.%s.key is required" $field) .key }}
+{{- end }}
+{{- end }}
 {{- end -}}

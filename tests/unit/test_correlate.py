@@ -374,3 +374,42 @@ def test_only_changes_in_effect_before_the_incident_are_candidates() -> None:
                                           time=at(1800), change_type="rollback",
                                           event_id="rb-2"))) == []
     assert all(c["seconds_before"] >= -120 for c in h.out[-1].candidate_changes)
+
+
+def test_a_rollback_to_the_revision_that_ran_before_is_no_candidate_cause() -> None:
+    # issue 14 (demo): the agent's rollback of the gateway was linked to every later incident
+    # near the gateway for two hours; RCA blamed it ("bad deploy") and the next plans rolled
+    # the rollback back, reinstalling the bad version (and again, flip-flopping)
+    def change(s: float, rev: str, prev: str, kind: str = "deploy") -> Signal:
+        return from_deploy(DeployEvent(app="gateway", service="gateway", revision=rev,
+                                       previous_revision=prev, time=at(s), change_type=kind,
+                                       event_id=f"{kind}-{rev}-{s:g}"))
+
+    h = Harness(edges=[("gateway", "wallet")], resolve_holddown=0)
+    h.feed(change(0, "v2-bad", "v1"))
+    first = h.feed(anomaly("gateway", "error_ratio", 60))[0]
+    assert [c["revision"] for c in first.candidate_changes] == ["v2-bad"]
+    h.feed(change(400, "v1", "v2-bad", "rollback"))  # restores what ran before v2-bad
+    h.feed(anomaly("gateway", "error_ratio", 460, status="resolved"))
+    later = h.feed(anomaly("wallet", "error_ratio", 3000))[0]
+    assert later.incident_id != first.incident_id
+    assert later.candidate_changes == []  # neither the reverted deploy nor its rollback
+    # a rollback to a revision the log never saw running stays a suspect
+    h.feed(change(3100, "v0", "v1", "rollback"))
+    assert [c["revision"] for c in h.out[-1].candidate_changes] == ["v0"]
+
+
+def test_a_change_just_before_a_joining_service_s_first_symptom_is_a_candidate() -> None:
+    # issue 14 (demo): a bad gateway deploy 5 min after an unrelated neighbour's anomaly
+    # opened an incident joined that incident, and its deploy, made after the incident
+    # opened, was never linked: RCA could not see the cause of the gateway's symptoms
+    h = Harness(edges=[("gateway", "market")], change_after=120)
+    opened = h.feed(anomaly("market", "disk_used_ratio", 0))[0]
+    h.feed(deploy("gateway", 210, "v2-bad"))
+    joined = h.feed(anomaly("gateway", "error_ratio", 300))[0]
+    assert joined.incident_id == opened.incident_id
+    assert [c["revision"] for c in joined.candidate_changes] == ["v2-bad"]
+    # ... while a change of it made once its symptoms were under way (its remediation) is not
+    h.feed(from_deploy(DeployEvent(app="gateway", service="gateway", revision="v1",
+                                   time=at(900), change_type="rollback", event_id="rb")))
+    assert all(c["revision"] == "v2-bad" for c in h.out[-1].candidate_changes)

@@ -31,12 +31,15 @@ Rules, each a test in ``tests/unit/test_correlate*.py``:
 * a person resolving an incident (a ``resolve`` signal naming it) resolves it now;
 * ``min_occurrences`` holds a rule's signals until N of them arrived in the window;
 * deploys/config changes of the incident's services (and graph neighbours)
-  within ``change_lookback`` before it opened (or ``change_after`` after: a sync
+  within ``change_lookback`` before the service's first symptom in the incident
+  (a neighbour's, for a service without symptoms; or ``change_after`` after: a sync
   reported late) are linked as ``candidate_changes`` — only those in effect: a
   deploy already replaced by a later deploy or rollback of the same service (a
   config change by a later config change) before the incident opened is not
   running any more and cannot be its cause; nor can a change made while the
-  incident was already under way (such as its own remediation).
+  incident was already under way (such as its own remediation), nor a rollback
+  to the revision that ran before the change it reverts (it puts back code that
+  already ran: the fix of an earlier incident, not the cause of a later one).
 
 Examples
 --------
@@ -124,6 +127,25 @@ def _dt(ts: float) -> datetime:
 
 #: change types that replace the running code (a rollback also restores the config)
 _CODE = frozenset({"deploy", "rollback"})
+
+
+def _restores(ch: dict[str, Any], changes: list[dict[str, Any]]) -> bool:
+    """Is ``ch`` a rollback to the revision that ran before an earlier change it reverts?
+
+    Such a rollback puts back code that already ran (the change it reverts is the
+    suspect, and that is no longer in effect): it is the fix, not a cause. A rollback to
+    a revision the log never saw running stays a suspect.
+
+    >>> d = lambda ts, kind, rev, prev: {"ts": ts, "change_type": kind, "revision": rev,
+    ...                                  "previous_revision": prev}
+    >>> log = [d(0, "deploy", "v2", "v1"), d(10, "rollback", "v1", "v2")]
+    >>> _restores(log[1], log), _restores(d(20, "rollback", "v0", "v1"), log)
+    (True, False)
+    """
+    rev = ch.get("revision")
+    if ch.get("change_type") != "rollback" or not rev:
+        return False
+    return any(c["ts"] < ch["ts"] and c.get("previous_revision") == rev for c in changes)
 
 
 def _superseded(ch: dict[str, Any], changes: list[dict[str, Any]], before: float) -> bool:
@@ -238,15 +260,23 @@ class IncidentCorrelator:
             wanted |= self.graph.neighbours(s)
         known = {c["event_id"] for c in inc.changes}
         added = False
-        lo = inc.opened_ts - self.settings.change_lookback
-        hi = inc.opened_ts + self.settings.change_after
+        first: dict[str, float] = {}  # each service's first symptom in the incident
+        for x in inc.signals.values():
+            if x.kind != "deploy":
+                first[x.service] = min(first.get(x.service, x.first), x.first)
         for svc in sorted(wanted):
+            # a service's changes are judged against its own first symptom (one that joined
+            # a neighbour's incident later had its change after that incident opened), else
+            # against its neighbours' in the incident
+            near = [first[n] for n in self.graph.neighbours(svc) if n in first]
+            ref = first.get(svc, min(near, default=inc.opened_ts))
+            lo, hi = ref - self.settings.change_lookback, ref + self.settings.change_after
             lst = state.changes.get(svc, [])
             for ch in lst:
                 if ch["event_id"] in known or not (lo <= ch["ts"] <= hi) \
-                        or _superseded(ch, lst, inc.opened_ts):
+                        or _superseded(ch, lst, ref) or _restores(ch, lst):
                     continue
-                inc.changes.append({**ch, "seconds_before": round(inc.opened_ts - ch["ts"], 1)})
+                inc.changes.append({**ch, "seconds_before": round(ref - ch["ts"], 1)})
                 known.add(ch["event_id"])
                 added = True
         inc.changes.sort(key=lambda c: -c["ts"])

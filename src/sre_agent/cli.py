@@ -191,14 +191,16 @@ def _worker(args: argparse.Namespace, settings: SettingsFactory) -> int:
     serves the HTTP API, /metrics, /livez and /readyz, and stops cleanly on SIGTERM
     (stop consuming, flush, commit, close). The topics are created first if missing;
     an unreachable broker is reported at once (exit 3)."""
-    from faust import Worker
-
-    from .streams import create_app
     from .streams.admin import ensure_topics_sync
 
     s = settings()
     with quiet_clients():  # an unreachable broker: the one error line says it
         ensure_topics_sync(s)
+    # the stages' imports (seconds of CPU) only once the broker answered
+    from faust import Worker
+
+    from .streams import create_app
+
     app, _ctx = create_app(s)
     worker = Worker(app, loglevel=s.worker.log_level, quiet=True, redirect_stdouts=False)
     # Worker handles SIGTERM/SIGINT: stop consuming, flush, commit, close

@@ -59,7 +59,7 @@ def register(ctx: StreamContext) -> None:
     table = ctx.tables.declare("executor_state", help="target ref -> recent actions, done keys")
     targets, store = services.targets, services.postgres
     #: (service, metric) -> ids of its open anomalies (several series may share a metric)
-    open_anomalies: dict[tuple[str, str], set[str]] = ctx.state.setdefault("open_anomalies", {})
+    open_anomalies: dict[tuple[str, str], set[str]] = {}
     background: set[asyncio.Task[None]] = set()
     rules: ExecRules | None = None
 

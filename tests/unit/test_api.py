@@ -62,14 +62,14 @@ def test_openapi_keeps_out_routes_that_are_not_registered() -> None:
 
 def test_metrics_exposition_parses_and_reflects_the_read_model(app_ctx) -> None:  # type: ignore[no-untyped-def]
     _, ctx = app_ctx
-    api = ctx.state["api"]
+    api = ctx.stages.api
     api.model.__init__()  # fresh
     for ev in incident_events("i1", now=T):
         api.model.update(ev)
     ctx.stats.events_in["metrics"] += 5
     ctx.stats.dlq["metrics"] += 2
     api.requests[("incidents", "2xx")] += 1
-    text = render(ctx.state["metrics_registry"]).decode()
+    text = render(ctx.stages.metrics_registry).decode()
     fams = {f.name: f for f in text_string_to_metric_families(text)}
     val = {
         (s.name, tuple(sorted(s.labels.items()))): s.value for f in fams.values() for s in f.samples

@@ -42,7 +42,7 @@ def exported(tmp_path_factory: pytest.TempPathFactory) -> dict[str, str]:
     env = {"SRE_AGENT_API__TOKENS": '{"t": "admin"}',
            "SRE_AGENT_WORKER__DATA_DIR": str(tmp_path_factory.mktemp("data"))}
     _, ctx = create_app(load_settings(env=env))
-    text = render(ctx.state["metrics_registry"]).decode()
+    text = render(ctx.stages.metrics_registry).decode()
     return {f.name: f.type for f in text_string_to_metric_families(text)}
 
 

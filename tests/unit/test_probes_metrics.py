@@ -15,6 +15,7 @@ from typing import Any
 import orjson
 
 from sre_agent.config import Settings
+from sre_agent.streams.context import Stages
 from sre_agent.web.metrics import StageSensor
 from sre_agent.web.probes import liveness, readiness
 
@@ -104,7 +105,7 @@ class App:
 class Ctx:
     app: App
     settings: Settings = field(default_factory=Settings)
-    state: dict[str, Any] = field(default_factory=dict)
+    stages: Stages = field(default_factory=Stages)
 
 
 def ctx_with(**kw: Any) -> Ctx:
@@ -154,7 +155,7 @@ def test_a_stage_with_waiting_events_and_no_progress_is_stalled() -> None:
     busy, idle = Actor(), Actor()
     ctx = ctx_with(agents={"a": Agent("audit-sink", [busy]), "b": Agent("rca", [idle])})
     sensor = StageSensor(ctx.app, "action-results")
-    ctx.state["stage_sensor"] = sensor
+    ctx.stages.stage_sensor = sensor
     sensor.on_stream_event_in(None, 0, busy.stream, None)  # took one event, then blocks
     t0 = sensor._last_in[busy.stream]
     for i in range(3):

@@ -16,7 +16,7 @@ default (``QdrantClient(path=...)`` under the worker's data dir, or
 * **incidents** are past incidents with their confirmed (or rejected) cause;
 * **runbooks** are Markdown files (optional YAML front matter with ``cause_type``).
 
-:meth:`KnowledgeBase.search` is what other stages call (``ctx.state["knowledge"]``).
+:meth:`KnowledgeBase.search` is what other stages call (``ctx.services.knowledge``).
 """
 
 from __future__ import annotations

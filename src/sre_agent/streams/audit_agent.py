@@ -38,7 +38,6 @@ __all__ = ["TICKETS_RETRY_TOPIC", "emit_audit", "incident_status", "register"]
 
 log = logging.getLogger(__name__)
 
-_STATUS = "incident_status"
 #: private re-try topic of the ticket writer (created with the others by streams.admin)
 TICKETS_RETRY_TOPIC = "incidents.tickets-retry"
 
@@ -65,9 +64,9 @@ async def incident_status(ctx: StreamContext, incident_id: str) -> str | None:
                 return found
         except Exception as exc:  # noqa: BLE001 - fall back to the in-memory view
             log.warning("ticket status of %s unavailable: %s", incident_id, exc)
-    local = ctx.state.get(_STATUS, {}).get(incident_id)
+    local = ctx.stages.ticket_status.get(incident_id)
     if local is not None:
-        return local  # type: ignore[no-any-return]
+        return local
     rec = ctx.services.readmodel.records.get(incident_id)
     return rec.incident.status if rec is not None and rec.incident is not None else None
 
@@ -75,7 +74,7 @@ async def incident_status(ctx: StreamContext, incident_id: str) -> str | None:
 def register(ctx: StreamContext) -> None:
     app = ctx.app
     store = ctx.services.postgres
-    statuses: dict[str, str] = ctx.state.setdefault(_STATUS, {})
+    statuses = ctx.stages.ticket_status
     health: dict[str, Any] = {"ok": True, "sink": "postgres" if store else "none",
                               "written": 0, "duplicates": 0, "pending": 0, "error": None}
     ctx.stats.health["audit"] = health

@@ -82,8 +82,8 @@ async def produce(ctx: StreamContext, events: list[Event]) -> None:
     per linger, labels once per series); the other events are produced as they are.
     """
     futures = []
-    coalescer: Coalescer | None = ctx.state.get("metrics_coalescer")
-    cache: SeriesCache | None = ctx.state.get("metrics_series_cache")
+    coalescer: Coalescer | None = ctx.stages.metrics_coalescer
+    cache: SeriesCache | None = ctx.stages.metrics_series_cache
     coalesced = []
     for ev in events:
         if coalescer is not None and cache is not None and isinstance(ev, MetricBatch):
@@ -118,11 +118,11 @@ def _coalescer(ctx: StreamContext) -> tuple[Coalescer, SeriesCache]:
                           max_buffered_samples=cs.max_buffered_samples,
                           label_refresh=cs.label_refresh)
     cache = SeriesCache(cs.shards)
-    ctx.state["metrics_coalescer"], ctx.state["metrics_series_cache"] = coalescer, cache
+    ctx.stages.metrics_coalescer, ctx.stages.metrics_series_cache = coalescer, cache
     return coalescer, cache
 
 
-class _Clients:
+class CollectorClients:
     """Clients of the pollers, opened on first use inside the worker's loop, closed at shutdown."""
 
     def __init__(self, settings: Settings) -> None:
@@ -172,7 +172,7 @@ def _auth_headers(headers: dict[str, str], token: Any) -> dict[str, str]:
     return out
 
 
-def _builders(ctx: StreamContext, clients: _Clients) -> dict[str, tuple[float, Callable[[], Awaitable[list[Job]]]]]:
+def _builders(ctx: StreamContext, clients: CollectorClients) -> dict[str, tuple[float, Callable[[], Awaitable[list[Job]]]]]:
     """name -> (tick interval, coroutine building the jobs) of each enabled poller."""
     s = ctx.settings
     cs = s.collectors
@@ -249,7 +249,7 @@ def _register_remote_write(ctx: StreamContext, coalescer: Coalescer, cache: Seri
     rw = cs.remote_write
     key = "collector.remote_write"
     # the web layer's one gate, as for the other webhooks (the API stage registers first)
-    api = ctx.state.get("api")
+    api = ctx.stages.api
     gate = api.gate if api is not None and api.gate is not None else Gate(ctx.settings)
 
     async def dead_letter(payload: bytes, reason: str) -> None:
@@ -262,7 +262,7 @@ def _register_remote_write(ctx: StreamContext, coalescer: Coalescer, cache: Seri
                                    ack_timeout=rw.ack_timeout)
     health = receiver.health
     ctx.stats.health[key] = health
-    ctx.state["remote_write_receiver"] = receiver
+    ctx.stages.remote_write_receiver = receiver
 
     @ctx.app.page("/api/v1/write")
     class RemoteWrite(View):
@@ -289,8 +289,8 @@ def register(ctx: StreamContext) -> None:
     coalescer, cache = _coalescer(ctx)
     if cs.remote_write.enabled:
         _register_remote_write(ctx, coalescer, cache)
-    clients = _Clients(ctx.settings)
-    ctx.state["collector_clients"] = clients
+    clients = CollectorClients(ctx.settings)
+    ctx.stages.collector_clients = clients
     for name, (tick, build) in _builders(ctx, clients).items():
         _register_poller(ctx, name, tick, build)
 

@@ -39,9 +39,26 @@ from .tables import Tables
 from .topics import Topics
 
 if TYPE_CHECKING:
+    from collections.abc import Callable
+
+    from prometheus_client import CollectorRegistry
+
+    from ..collectors.coalesce import Coalescer, SeriesCache
+    from ..collectors.receiver import RemoteWriteReceiver
+    from ..processors import MetricDetector
+    from ..processors.correlate import IncidentCorrelator
+    from ..processors.logs import LogPatternDetector
+    from ..processors.predict import EarlyWarning
+    from ..processors.rca import RootCauseAnalyzer
+    from ..processors.rca_windows import WindowStore
+    from ..schemas.series_refs import SeriesDirectory
+    from ..web.http import Api
+    from ..web.metrics import StageSensor
+    from .collectors import CollectorClients
+    from .ingest_k8s import K8sWatch
     from .services import Services
 
-__all__ = ["SCRUBBED_INPUTS", "StreamContext", "Stats"]
+__all__ = ["SCRUBBED_INPUTS", "Stages", "StreamContext", "Stats"]
 
 #: dead letters logged one by one per topic and window; the rest are summed up
 DLQ_LOG_BURST = 5
@@ -70,6 +87,37 @@ class Stats:
 
 
 @dataclass
+class Stages:
+    """What one stage builds and other stages (or the web layer) look up, by type.
+
+    Filled while the stages register (None: that stage is not wired, e.g. the
+    knowledge base turned off or a unit test's partial app). Clients are not
+    here: they are built, started and closed by :class:`~.services.Services`.
+    """
+
+    #: the web layer's read side (authentication gate, read model)
+    api: Api | None = None
+    metrics_registry: CollectorRegistry | None = None
+    stage_sensor: StageSensor | None = None
+    metric_detector: MetricDetector | None = None
+    #: ``(sid, t) -> (expected, lower, upper) | None`` of the metric detector
+    baseline_band: Callable[..., tuple[float, float, float] | None] | None = None
+    early_warning: EarlyWarning | None = None
+    series_directory: SeriesDirectory | None = None
+    metrics_coalescer: Coalescer | None = None
+    metrics_series_cache: SeriesCache | None = None
+    remote_write_receiver: RemoteWriteReceiver | None = None
+    collector_clients: CollectorClients | None = None
+    log_patterns: LogPatternDetector | None = None
+    correlator: IncidentCorrelator | None = None
+    rca_analyzer: RootCauseAnalyzer | None = None
+    rca_windows: WindowStore | None = None
+    k8s_watch: K8sWatch | None = None
+    #: ticket status per incident while PostgreSQL is unavailable (audit stage)
+    ticket_status: dict[str, str] = field(default_factory=dict)
+
+
+@dataclass
 class StreamContext:
     settings: Settings
     app: faust.App
@@ -78,8 +126,8 @@ class StreamContext:
     #: the clients, built once by their lifecycle owner
     services: Services
     stats: Stats = field(default_factory=Stats)
-    #: objects other stages look up (detectors, the API); clients live in ``services``
-    state: dict[str, Any] = field(default_factory=dict)
+    #: objects other stages look up (detectors, the API), typed; clients live in ``services``
+    stages: Stages = field(default_factory=Stages)
     #: highest offset decoded per (topic, partition), to count/dead-letter once
     _seen: dict[tuple[str, int], int] = field(default_factory=dict)
     #: per topic: (window start, lines logged, dead letters not logged)

@@ -78,7 +78,7 @@ def register(ctx: StreamContext) -> None:
         silences=ctx.services.silences)
     # windows follow event time (accelerated replays, backlogs), and still pass when idle
     clock = EventClock()
-    ctx.state["correlator"] = correlator
+    ctx.stages.correlator = correlator
     table = ctx.tables.declare("correlation", help="correlation state per topology group")
     signals = app.topic(ctx.settings.topic(SIGNALS_TOPIC), partitions=ctx.settings.kafka.partitions,
                         replicas=ctx.settings.kafka.replication, key_serializer="raw",

@@ -128,7 +128,7 @@ class K8sWatch:
 
 def register(ctx: StreamContext) -> None:
     watcher = K8sWatch(ctx)
-    ctx.state["k8s_watch"] = watcher
+    ctx.stages.k8s_watch = watcher
 
     @ctx.app.timer(5.0, on_leader=True)
     async def k8s_watch_leader() -> None:

@@ -1,7 +1,7 @@
 """The closed loop: feedback -> knowledge base (patterns, past incidents) -> better RCA.
 
-Creates the :class:`~sre_agent.sinks.knowledge.KnowledgeBase` shared as
-``ctx.state["knowledge"]`` (other stages call its async ``search(text, limit)``)
+Uses the :class:`~sre_agent.sinks.knowledge.KnowledgeBase` that
+``ctx.services.knowledge`` (other stages call its async ``search(text, limit)``)
 and warms it up at start. One agent reads ``incidents``, ``rca-results`` and
 ``feedback`` — all keyed by incident id, so co-partitioned — remembering in
 the ``kb_cases`` table what each incident looked like and which cause the RCA
@@ -21,7 +21,6 @@ import orjson
 from ..processors.rca import incident_text
 from ..processors.rca_feedback import learn
 from ..schemas import AuditRecord, Feedback, Incident, RcaResult
-from ..sinks.knowledge import KnowledgeBase
 from .context import StreamContext
 
 __all__ = ["register"]
@@ -33,8 +32,9 @@ def register(ctx: StreamContext) -> None:
     s = ctx.settings
     if not s.knowledge.enabled:
         return
-    kb = KnowledgeBase(s.qdrant, s.knowledge, data_dir=s.worker.data_dir)
-    ctx.state["knowledge"] = kb
+    kb = ctx.services.knowledge
+    if kb is None:  # pragma: no cover - Services builds it whenever knowledge is enabled
+        return
     cases = ctx.tables.declare("kb_cases", help="incident text and shown top cause, per incident")
     names = {s.topic(t): t for t in ("incidents", "rca-results", "feedback")}
     source = ctx.app.topic(*names, key_serializer="raw", value_serializer="raw")

@@ -39,7 +39,7 @@ def register(ctx: StreamContext) -> None:
     rates = ctx.tables.declare("log_baselines", help="log template rate baselines")
     detector = LogPatternDetector(settings.log_patterns, settings.anomaly_detection,
                                   load_service=services.get, load_rate=rates.get)
-    ctx.state["log_patterns"] = detector
+    ctx.stages.log_patterns = detector
     interval = settings.worker.checkpoint_interval
     last_checkpoint: dict[int, float] = {}
     clock = EventClock()
@@ -81,7 +81,7 @@ def register(ctx: StreamContext) -> None:
                 last_checkpoint.pop(p, None)
             log.info("partitions %s revoked: dropped %d log services", sorted(parts), dropped)
 
-    api = ctx.state.get("api")
+    api = ctx.stages.api
     if api is None:
         return
 

@@ -74,11 +74,11 @@ def register(ctx: StreamContext) -> None:
     # schema v2 refs: key -> name and labels, saved with the state (same checkpoint)
     labels_table = ctx.tables.declare("series-labels", help="metrics series key -> labels")
     directory = SeriesDirectory(load=lambda key: labels_table.get(key))
-    ctx.state["series_directory"] = directory
-    ctx.state["metric_detector"] = detector
-    ctx.state["early_warning"] = early
-    ctx.state["baseline_band"] = detector.band
-    runs: dict[str, Any] = ctx.state.setdefault("baseline_runs", {})
+    ctx.stages.series_directory = directory
+    ctx.stages.metric_detector = detector
+    ctx.stages.early_warning = early
+    ctx.stages.baseline_band = detector.band
+    runs: dict[str, Any] = {}
     interval = ctx.settings.worker.checkpoint_interval
     #: per partition: when its next checkpoint is due
     next_due: dict[int, float] = {}
@@ -265,7 +265,7 @@ def _register_views(ctx: StreamContext, detector: MetricDetector, early: EarlyWa
     from ..sinks.prometheus import PrometheusClient
     from ..web.http import BadRequest, json_body
 
-    api = ctx.state.get("api")
+    api = ctx.stages.api
     if api is None:  # the API stage is not wired: nothing to authenticate with
         log.warning("no API stage: /api/baseline views not registered")
         return
@@ -277,7 +277,7 @@ def _register_views(ctx: StreamContext, detector: MetricDetector, early: EarlyWa
         await ctx.topics["metrics"].send(key=batch.key().encode(), value=encode(batch))
 
     async def run_learn(run: HistoryRun, queries: list[Any]) -> None:
-        clients = ctx.state.get("collector_clients")
+        clients = ctx.stages.collector_clients
         try:
             import aiohttp
 

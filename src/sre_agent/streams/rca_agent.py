@@ -8,7 +8,7 @@ For each new or changed (``open``/``updated``) incident:
    buffers (:mod:`.rca_windows`; off with ``rca.windows=false``);
 2. :class:`~sre_agent.processors.rca.RootCauseAnalyzer` types the causes
    (deploys, pools, OOMs ...) with its rules, weighted by that ranking, and
-   adds similar cases from the knowledge base (``ctx.state["knowledge"]``);
+   adds similar cases from the knowledge base (``ctx.services.knowledge``);
 3. when an Anthropic API key is configured and the incident's token budget
    (``rca_budget`` table) allows, Claude's structured opinion is merged.
 
@@ -38,7 +38,6 @@ from ..processors.redact import redact_obj
 from ..processors.topology import ServiceGraph
 from ..schemas import AuditRecord, Incident, RcaResult, SimilarCase
 from ..sinks.breakers import breaker_health
-from ..sinks.llm import LlmAnalyst
 from .context import StreamContext
 from .rca_windows import WindowFeed
 
@@ -93,14 +92,13 @@ def register(ctx: StreamContext) -> None:
                         bucket=cfg.bucket_seconds, max_series=cfg.max_series,
                         max_log_lines=cfg.max_log_lines) if cfg.windows else None
     feed = WindowFeed(ctx.settings, store) if store is not None else None
-    llm = LlmAnalyst(ctx.settings.anthropic)
+    llm = ctx.services.llm
     if llm.enabled:
         ctx.stats.health["anthropic"] = breaker_health(llm.guard)
     budget_total = ctx.settings.anthropic.max_tokens_per_incident
     budget = ctx.tables.declare("rca_budget", help="LLM tokens spent per incident")
-    ctx.state["rca_analyzer"] = analyzer
-    ctx.state["rca_windows"] = store
-    ctx.state["llm"] = llm
+    ctx.stages.rca_analyzer = analyzer
+    ctx.stages.rca_windows = store
     #: incident id -> (incident, start, top shown, wall time queued)
     pending: OrderedDict[str, tuple[Incident, float, tuple[str, str] | None, float]] = \
         OrderedDict()
@@ -112,7 +110,7 @@ def register(ctx: StreamContext) -> None:
             await feed.run()
 
     async def similar_to(inc: Incident) -> list[SimilarCase]:
-        kb = ctx.state.get("knowledge")
+        kb = ctx.services.knowledge
         if kb is None:
             return []
         try:

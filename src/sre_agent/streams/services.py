@@ -14,7 +14,12 @@ and stops after them. It holds typed attributes instead of string keys:
 ``jira``           the Jira mirror of the incident tickets (``tickets.backend: jira``) or None
 ``readmodel``      the read model, fed by ``projection`` (a group-less consumer)
 ``silences``      run-time silences (the read model's book; the correlator matches)
+``knowledge``      the knowledge base (Qdrant) RCA and the pattern views search, or None
+``llm``            the Anthropic analyst of the RCA stage (disabled without a key)
 =================  =================================================================
+
+What a stage builds for the others (detectors, the correlator, the API) is in
+the context's typed :class:`~.context.Stages`, never under string keys.
 
 On start the signing key is loaded (or generated once into the data dir), and
 PostgreSQL is connected right away — not at the first event — with retries in
@@ -39,6 +44,8 @@ from ..processors.signing import Keyring, Signer, SigningError, load_public_key
 from ..readmodel import ReadModel
 from ..sinks.audit import AuditStore
 from ..sinks.channels import Channels
+from ..sinks.knowledge import KnowledgeBase
+from ..sinks.llm import LlmAnalyst
 from ..sinks.notify import Notifier
 from ..sinks.slack import SlackApprovals
 from ..sinks.tickets import JiraTickets
@@ -109,6 +116,10 @@ class Services(Service):
         #: run-time silences, folded from the compacted ``silences`` topic by the projection
         self.silences = self.readmodel.silences
         self.projection = Projection(settings, self.readmodel)
+        self.knowledge: KnowledgeBase | None = KnowledgeBase(
+            settings.qdrant, settings.knowledge, data_dir=settings.worker.data_dir,
+        ) if settings.knowledge.enabled else None
+        self.llm = LlmAnalyst(settings.anthropic)
         self._keys: Keys | None = None
         self._pg_tried = asyncio.Event()
 
@@ -155,7 +166,9 @@ class Services(Service):
     async def on_stop(self) -> None:
         for name, close in (("targets", self.targets.close), ("notifier", self.notifier.close),
                             ("channels", self.channels.close),
-                            ("postgres", self.postgres.close if self.postgres else None)):
+                            ("postgres", self.postgres.close if self.postgres else None),
+                            ("knowledge", self.knowledge.close if self.knowledge else None),
+                            ("llm", self.llm.close)):
             if close is None:
                 continue
             try:

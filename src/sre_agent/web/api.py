@@ -40,15 +40,15 @@ log = logging.getLogger(__name__)
 def band_of(ctx: StreamContext, sid: str, t: float, v: float) -> Band | None:
     """The learned band of ``sid`` near ``t``, if this worker's baseline knows it.
 
-    Uses ``ctx.state["baseline_band"]`` (``(sid, t) -> (expected, lower, upper) | None``)
+    Uses ``ctx.stages.baseline_band`` (``(sid, t) -> (expected, lower, upper) | None``)
     when the cognition stage provides one; otherwise asks the metric detector
     through its read-only views (``describe`` of a series slot, or a model's
     pure ``score_one``). None while warming up or unknown: the chart shows a gap.
     """
-    fn = ctx.state.get("baseline_band")
-    if callable(fn):
-        return fn(sid, t)  # type: ignore[no-any-return]
-    det = ctx.state.get("metric_detector")
+    fn = ctx.stages.baseline_band
+    if fn is not None:
+        return fn(sid, t)
+    det: Any = ctx.stages.metric_detector
     if det is None:
         return None
     slots = getattr(det, "slot_of", None)
@@ -89,7 +89,7 @@ def register(ctx: StreamContext) -> Api:
     model, projection = ctx.services.readmodel, ctx.services.projection
     api = Api(ctx=ctx, model=model, auth=Authenticator(s), projection=projection)
     # other stages' views authenticate through it (metrics, logs)
-    ctx.state["api"] = api
+    ctx.stages.api = api
     register_views(api)
     register_triage(api)
     register_patterns(api)
@@ -98,7 +98,7 @@ def register(ctx: StreamContext) -> Api:
 
     registry = CollectorRegistry(auto_describe=False)
     registry.register(AgentCollector(api))
-    ctx.state["metrics_registry"] = registry
+    ctx.stages.metrics_registry = registry
 
     @app.page("/metrics")
     class Metrics(View):

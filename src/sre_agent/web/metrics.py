@@ -258,13 +258,13 @@ def stage_sensor(ctx: StreamContext) -> StageSensor:
     Call it while the app is declared, before any stream, commit or send runs:
     Faust hands each sensor the state its ``*_initiated`` hook returned.
     """
-    sensor: StageSensor | None = ctx.state.get("stage_sensor")
+    sensor = ctx.stages.stage_sensor
     if sensor is None:
         sensor = StageSensor(ctx.app, ctx.settings.topic("action-results"))
         sensors = getattr(ctx.app, "sensors", None)
         if sensors is not None:
             sensors.add(sensor)
-        ctx.state["stage_sensor"] = sensor
+        ctx.stages.stage_sensor = sensor
     return sensor
 
 

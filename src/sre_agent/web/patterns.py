@@ -72,7 +72,7 @@ async def detect(api: Api, req: DetectRequest) -> dict[str, Any]:
     texts = [a["text"] for a in anomalies[: req.limit]]
     if req.text:
         texts.append(req.text)
-    kb = api.ctx.state.get("knowledge")
+    kb = api.ctx.services.knowledge
     matched = await _matches(api, texts, 3) if kb is not None and texts else [[] for _ in texts]
     for a, m in zip(anomalies, matched, strict=False):
         a["patterns"] = m
@@ -99,7 +99,7 @@ def register_patterns(api: Api) -> None:
         async def post(self, request: Request, principal: Principal | None) -> Response:
             assert principal is not None
             req: LearnRequest = await json_body(request, LearnRequest)
-            kb = api.ctx.state.get("knowledge")
+            kb = api.ctx.services.knowledge
             if kb is None:
                 raise BadRequest("knowledge base is not available on this agent", status=503)
             pid = req.pattern_id or "PAT-USER-" + hashlib.blake2b(

@@ -92,7 +92,7 @@ def readiness(ctx: StreamContext, now: float | None = None) -> dict[str, Any]:
     if not broker["connected"]:
         reasons.append(f"broker: {broker['reason']}")
     after = _stall_seconds(ctx)
-    sensor: StageSensor | None = ctx.state.get("stage_sensor")
+    sensor: StageSensor | None = ctx.stages.stage_sensor
     stalled = sensor.stalled(now, after) if sensor is not None and after > 0 else {}
     for stage, info in sorted(stalled.items()):
         reasons.append(f"stage {stage} stalled: {info['waiting']} events waiting, none taken "

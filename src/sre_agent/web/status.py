@@ -82,7 +82,7 @@ def authorize_viewer(ctx: StreamContext, view: View, request: Request) -> Respon
 
     For views declared outside :mod:`sre_agent.web` that do not use ``Api.endpoint``.
     """
-    api = ctx.state.get("api")
+    api = ctx.stages.api
     if api is None:
         return view.json({"error": "the API stage is not configured"}, status=503)
     who = api.authorize(view, request, "viewer")
@@ -104,7 +104,7 @@ def register(api: Api) -> None:
 
         @api.endpoint("baselines", "viewer")
         async def get(self, request: Request, principal: Principal | None) -> Response:
-            det = ctx.state.get("metric_detector")
+            det = ctx.stages.metric_detector
             want = request.query.get("series")
             try:
                 limit = min(int(request.query.get("limit", "100")), 1000)

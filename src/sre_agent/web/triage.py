@@ -72,7 +72,7 @@ async def triage(api: Api, ref: str, action: str, actor: str, role: str, via: st
         raise BadRequest(f"incident {inc.incident_id} is already resolved", status=409)
     group = inc.group
     if action == "resolve" and not group:
-        correlator = api.ctx.state.get("correlator")
+        correlator = api.ctx.stages.correlator
         group = correlator.group_of(inc.root_service or (inc.services or ["unknown"])[0]) \
             if correlator is not None else (inc.root_service or None)
     ev = TriageEvent(incident_id=inc.incident_id, action=action, actor=actor,  # type: ignore[arg-type]

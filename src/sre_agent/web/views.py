@@ -92,7 +92,7 @@ async def submit_feedback(api: Api, fb: Feedback, actor: str, via: str) -> None:
 
 async def pattern_search(api: Api, text: str, limit: int) -> list[dict[str, Any]]:
     """Search the knowledge base; :class:`BadRequest` 503 when it is not available."""
-    kb = api.ctx.state.get("knowledge")
+    kb = api.ctx.services.knowledge
     if kb is None:
         raise BadRequest(
             "knowledge base is not available on this agent (not configured or still starting)",

@@ -113,6 +113,24 @@ async def scenario(w: Any, slack: SlackStandin, kafka_io: Any, wait_for: Any) ->
                                     if r["text"].startswith("*acknowledged*")])
     assert "acknowledged by api:otto: looking" in acked[0]["text"]
 
+    # -- snooze from the API and /sre; ack and assign from /sre (user ids mapped to roles)
+    assert post_json(base, f"/api/incidents/{iid}/snooze", {})[0] == 400  # how long?
+    code, _, _ = post_json(base, f"/api/incidents/{iid}/snooze", {"minutes": 30})
+    assert code == 202
+    await wait_for(lambda: call(base, f"/api/incidents/{iid}", token="tok-viewer")[1][
+        "summary"]["snoozed_until"])
+    code, reply, _ = slack_post(base, f"snooze {iid[:8]} 1h after the deploy")
+    assert code == 200 and "snoozed for 60 min by olga" in reply["text"], reply
+    code, reply, _ = slack_post(base, f"assign {iid[:8]} me")
+    assert code == 200 and "assigned to slack:U-ONCALL" in reply["text"], reply
+    code, reply, _ = slack_post(base, f"ack {iid[:8]} on it")
+    assert code == 200 and "acknowledged by olga" in reply["text"], reply
+    assert "needs the oncall role" in slack_post(base, f"snooze {iid} 1h",
+                                                 user_id="U-VIEWER")[1]["text"]
+    summary = await wait_for(lambda: (lambda s: s if s["assignee"].startswith("slack:") else None)(
+        call(base, f"/api/incidents/{iid}", token="tok-viewer")[1]["summary"]))
+    assert summary["snoozed_until"] and summary["acked_by"]
+
     # -- a silence created at run time drops matching signals in the correlator
     code, sil, _ = post_json(base, "/api/silences", {"matchers": {"service": "checkout"},
                                                      "duration_minutes": 30,
@@ -177,6 +195,8 @@ async def scenario(w: Any, slack: SlackStandin, kafka_io: Any, wait_for: Any) ->
             base, "/api/audit?limit=500", token="tok-operator")[1]["items"]}
         want = {("incident.ack", "api:otto"), ("incident.assign", "api:otto"),
                 ("silence.created", "api:otto"), ("silence.applied", "correlator"),
+                ("incident.snooze", "api:otto"), ("incident.snooze", "slack:U-ONCALL"),
+                ("incident.assign", "slack:U-ONCALL"), ("incident.ack", "slack:U-ONCALL"),
                 ("incident.resolve", "slack:U-ONCALL"), ("silence.expired", "slack:U-ONCALL"),
                 ("notify.sent", "notifier"), ("pattern.learned", "api:otto")}
         return want <= acts

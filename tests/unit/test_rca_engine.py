@@ -127,6 +127,35 @@ def test_uncovered_time_is_no_data_not_silence() -> None:
     assert all(e.score < 1.5 for e in ev), ev
 
 
+def test_idle_series_cannot_make_a_huge_z_from_rounding() -> None:
+    # an idle service: 0 requests most minutes, one request per 15 s now and then, exported
+    # with 6 significant digits (0.0666667 and 0.066667): the step is one request, not 3e-7
+    v = np.zeros(len(T))
+    v[[5, 17, 33]] = [0.0666667, 0.066667, 0.0666667]
+    v[T >= START] = 0.0666667
+    ev = series_evidence("preserve", "requests", T, v, START)
+    assert ev.z <= 1.5, ev
+
+
+def test_a_busy_template_that_swings_does_not_beat_a_new_error() -> None:
+    # order: a WARN template at ~40 lines/min falls to ~16/min after the start (traffic);
+    # travel: an ERROR template goes 1/min -> 5/min. Rates of busy templates vary between
+    # periods far beyond Poisson: the fall must not outweigh the new errors.
+    lines = []
+    for i in range(600):
+        lines.append((START - 600 + i, "order", f"WARN Left ticket info is empty seat {i}"))
+    for i in range(48):
+        lines.append((START + 6.25 * i, "order", f"WARN Left ticket info is empty seat {i}"))
+    for i in range(10):
+        lines.append((START - 600 + 60 * i + 3, "travel", f"ERROR dispatcher threw exception {i}"))
+    for i in range(15):
+        lines.append((START + 20 * i + 3, "travel", f"ERROR dispatcher threw exception {i}"))
+    best = {}
+    for e in log_evidence(lines, START, after=300.0):
+        best[e.service] = max(best.get(e.service, 0.0), e.score)
+    assert best["travel"] > best["order"], best
+
+
 def write_dir(d: Path, logs: str | None = None, events: str | None = None) -> Path:
     d.mkdir(parents=True, exist_ok=True)
     (d / "graph.csv").write_text("caller,callee\n" + "".join(f"{a},{b}\n" for a, b in EDGES))

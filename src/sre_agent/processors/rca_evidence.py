@@ -122,14 +122,25 @@ class SeriesEvidence:
     outbound: bool = False
 
 
-def _quantum(ref: np.ndarray) -> float:
-    u = np.unique(ref)
+def _quantum(values: np.ndarray) -> float:
+    """Smallest step between distinct values (the series' resolution, e.g. one request).
+
+    Differences below 1e-4 of the largest value are rounding of exported
+    figures (``0.0666667`` vs ``0.066667``), not steps.
+
+    >>> round(_quantum(np.array([0.0, 0.0, 0.0666667, 0.066667, 0.133333])), 4)
+    0.0667
+    """
+    u = np.unique(values)
     if len(u) < 2:
         return 0.0
-    return float(np.min(np.diff(u)))
+    d = np.diff(u)
+    d = d[d > 1e-4 * float(np.max(np.abs(u)))]
+    return float(np.min(d)) if len(d) else 0.0
 
 
-def _scale(ref: np.ndarray, med: float, kind: str, full_scale: float) -> float:
+def _scale(ref: np.ndarray, med: float, kind: str, full_scale: float,
+           after: np.ndarray | None = None) -> float:
     mad = 1.4826 * float(np.median(np.abs(ref - med)))
     if kind == "latency":
         floor = LOG_FLOOR
@@ -137,7 +148,8 @@ def _scale(ref: np.ndarray, med: float, kind: str, full_scale: float) -> float:
         floor = 0.01 * full_scale
     else:
         floor = REL_FLOOR * abs(med)
-    return max(mad, floor, _quantum(ref), 1e-12)
+    steps = ref if after is None else np.concatenate([ref, after])
+    return max(mad, floor, _quantum(steps), 1e-12)
 
 
 def series_evidence(service: str, metric: str, t: np.ndarray, v: np.ndarray, start: float,
@@ -165,7 +177,7 @@ def series_evidence(service: str, metric: str, t: np.ndarray, v: np.ndarray, sta
     for sign in signs:
         r, a = sign * ref, sign * after
         med = float(np.median(r))
-        scale = _scale(r, med, kind, full)
+        scale = _scale(r, med, kind, full, a)
         level = float(np.quantile(a, AFTER_QUANTILE, method="higher"))
         z = (level - med) / scale
         zr = (r - med) / scale

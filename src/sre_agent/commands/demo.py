@@ -117,11 +117,16 @@ def settings_lines(env: dict[str, str], protected: list[str], mail_to: str | Non
 
 
 def run_demo(scenario_names: list[str], *, history_hours: float = 12.0, seed: int = 7,
+             epoch: str = "now",
              workdir: Path, protected: list[str], broker_url: str | None = None,
              postgres: bool = True, pg_dsn: str | None = None,
              say: Callable[[str], None] = print, out: Callable[[str], None] = print,
              keep: Callable[[DemoRun], None] | None = None) -> DemoRun:
-    """Start the stack, replay, tell what happened; the stack is stopped on return."""
+    """Start the stack, replay, tell what happened; the stack is stopped on return.
+
+    ``epoch``: sample time of the first step, as ``sre-agent eval --epoch`` ("now": the
+    run ends about now, so the console shows recent incidents; tests fix it).
+    """
     from ..devstack import free_port
     from ..sim import Platform, Topology, plan, score
     from ..sim import inbox as mailbox
@@ -135,7 +140,7 @@ def run_demo(scenario_names: list[str], *, history_hours: float = 12.0, seed: in
     topo = Topology.default()
     history = history_hours * 3600.0
     # sample time ends about now, so the console shows "recent" incidents
-    start = epoch_of("now", plan(scenarios, 0.0, history, GAP)[-1].end)
+    start = epoch_of(epoch, plan(scenarios, 0.0, history, GAP)[-1].end)
     platform = Platform(seed=seed, start=start, topology=topo)
     segments = plan(scenarios, platform.t, history, GAP)
     port = free_port()

@@ -449,6 +449,16 @@ class Run:
                 out["largest"] = max(out["largest"], t.get("largest", 0))
         return out
 
+    def stop(self) -> None:
+        for p in self.procs:
+            if p.poll() is None:
+                os.killpg(p.pid, signal.SIGTERM)
+        for p in self.procs:
+            try:
+                p.wait(60)
+            except Exception:  # noqa: BLE001
+                os.killpg(p.pid, signal.SIGKILL)
+
 
 def state_delta(a: dict[str, float], b: dict[str, float]) -> dict[str, float]:
     """Checkpoint cost per sample saved between two :meth:`Run.state` readings."""
@@ -461,16 +471,6 @@ def state_delta(a: dict[str, float], b: dict[str, float]) -> dict[str, float]:
             "series_written_per_sample": (b["series"] - a["series"]) / n,
             "write_amplification": (b["series"] - a["series"]) / max(b["changed"] - a["changed"], 1),
             "largest_record": b["largest"]}
-
-    def stop(self) -> None:
-        for p in self.procs:
-            if p.poll() is None:
-                os.killpg(p.pid, signal.SIGTERM)
-        for p in self.procs:
-            try:
-                p.wait(60)
-            except Exception:  # noqa: BLE001
-                os.killpg(p.pid, signal.SIGKILL)
 
 
 async def throughput(run: Run, load: Load, rounds: int, connections: int,

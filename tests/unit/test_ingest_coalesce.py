@@ -179,6 +179,27 @@ def test_secrets_in_labels_are_redacted_once_at_the_source() -> None:
                               "pod": "p1"}) is m  # cached: redacted once per series
 
 
+def test_label_values_redacted_once_per_pair_give_what_redacting_the_labels_gives(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """The memo of redacted label values (speed) changes no series: same labels, id and
+    shard as redacting every series' labels whole, secrets included, and stays bounded."""
+    from sre_agent.collectors import coalesce
+    from sre_agent.processors.redact import redact_obj
+
+    monkeypatch.setattr(coalesce, "MAX_CLEAN_MEMO", 8)
+    cache = SeriesCache(16)
+    for j in range(40):
+        labels = {"target": "postgres://app:s3cret@db:5432/x", "api_token": f"t{j % 3}",
+                  "job": "api", "pod": f"p{j}", "long": "v" * 3000}
+        m = cache.make("db_up", dict(labels), ("db_up", j))
+        want = {k: v[:coalesce.MAX_LABEL_VALUE]
+                for k, v in redact_obj(labels, personal=False).items()}
+        assert m.labels == want
+        assert m.sid == series_id("db_up", want)
+        assert m.key == series_key(m.sid) and m.shard == coalesce.shard_of(m.sid, 16)
+        assert len(cache._clean) <= 8
+
+
 async def test_small_messages_wait_up_to_max_linger_big_ones_go_at_the_linger() -> None:
     broker, cache = Broker(), SeriesCache(2)
     c = Coalescer(broker.send, 2, linger=0.02, min_series_per_message=50, max_linger=0.4)

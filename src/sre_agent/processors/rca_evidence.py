@@ -18,12 +18,17 @@ past, not by a learned baseline, so that it needs no warm-up and no state:
   traffic (:func:`~.rca_features.bad_direction`);
 * **statistic** — an upper quantile of the window after the start (not the
   single worst sample), as a robust z against the reference median;
-* **pre-existing noise discounted** — the same z computed for every
-  reference sample: a series whose reference already reaches high z
-  (chronically spiky, or already off before the start) is shrunk by
-  ``1 / (1 + noise / NOISE_SCALE)`` with ``noise`` its reference's 90th
-  percentile z. The median/MAD resist a few earlier anomalous stretches in
-  the reference; a condition that predates the incident raises ``noise``.
+* **pre-existing conditions discounted** — the level after the start must
+  also stand above the median of the last :data:`LOCAL` samples before it
+  (``z = min(z vs the hour, z vs those samples)``): a database whose latency
+  was already off before the start has not changed *at* the start;
+* **chronic noise discounted** — the score is shrunk by
+  ``1 / (1 + noise / NOISE_SCALE)`` with ``noise`` the 90th percentile of the
+  reference's sample-to-sample jumps (``|Δ| / √2``, in z units). A spiky
+  series (idle services' client latencies jump 0.004 s ↔ 20 s from minute to
+  minute) jumps all the time; an earlier fault episode in the hour adds only
+  two jumps, its start and its end, so it neither counts as noise nor (via
+  the median/MAD) moves the reference.
 
 Examples
 --------
@@ -33,7 +38,7 @@ Examples
 >>> v[t >= 3600] += 40                       # a step up at the start
 >>> ev = series_evidence("db", "latency_ms", t, v, start=3600.0)
 >>> round(ev.z, 1), ev.direction, ev.onset         # ln(45/5) = 2.2 over a 10 % floor
-(21.9, 1, 3600.0)
+(21.7, 1, 3600.0)
 >>> flat = np.full(len(t), 39.99)
 >>> flat[t >= 3600] = 39.0                   # 39 against 39.99: quantisation, not an outage
 >>> series_evidence("api", "requests", t, flat, start=3600.0).score < 3
@@ -66,6 +71,8 @@ REL_FLOOR = 0.1
 LOG_FLOOR = 0.1
 #: a reference whose 90th-percentile z equals this halves a series' score
 NOISE_SCALE = 3.0
+#: samples just before the start whose median the window after must also exceed
+LOCAL = 5
 #: quantile of the window after the start used as its level (robust to one spike)
 AFTER_QUANTILE = 0.5
 #: a sample this far out (z) marks the onset
@@ -110,7 +117,7 @@ class SeriesEvidence:
     direction: int
     #: robust z of the window after the start against the reference
     z: float
-    #: 90th-percentile z of the reference samples themselves (pre-existing noise)
+    #: 90th percentile of the reference's sample-to-sample jumps, in z units (chronic noise)
     noise: float
     #: z shrunk by the noise: what the ranking uses
     score: float
@@ -180,8 +187,12 @@ def series_evidence(service: str, metric: str, t: np.ndarray, v: np.ndarray, sta
         scale = _scale(r, med, kind, full, a)
         level = float(np.quantile(a, AFTER_QUANTILE, method="higher"))
         z = (level - med) / scale
-        zr = (r - med) / scale
-        noise = max(0.0, float(np.quantile(zr, 0.9)))
+        # chronic noise: how far the series jumps from one sample to the next in the
+        # reference (an earlier episode adds two jumps, a spiky series jumps all the time)
+        dz = np.abs(np.diff(r)) / (math.sqrt(2.0) * scale)
+        noise = max(0.0, float(np.quantile(dz, 0.9))) if len(dz) else 0.0
+        # a condition that predates the start: judged against the last samples before it
+        z = min(z, (level - float(np.median(r[-LOCAL:]))) / scale)
         score = max(0.0, z) / (1.0 + noise / NOISE_SCALE)
         za = (a - med) / scale
         hit = np.nonzero(za >= max(ONSET_Z, 0.5 * z))[0]

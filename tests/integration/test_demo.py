@@ -31,11 +31,10 @@ from tests.actions_support import fresh_database
 pytestmark = pytest.mark.integration
 
 
-#: sample time of the first step, fixed (the test must not depend on the hour it runs): the
-#: gateway's bad deploy lands 5 min after market-data's midnight disk compaction, whose
-#: anomaly is still live, so the gateway's symptoms join that incident and its deploy must
-#: still be linked as their candidate cause
-EPOCH = "2026-12-06T11:35:00+00:00"
+#: sample time of the first step, fixed: the test must not depend on the hour it runs (the
+#: gateway fault lands at 10:00, the history spans a midnight; "now" put the fault within
+#: minutes of market-data's midnight disk compaction at some hours of the day)
+EPOCH = "2026-12-05T21:30:00+00:00"
 
 
 def _revisions(record: Any, iid: str) -> list[Any]:

@@ -11,12 +11,16 @@ subprocesses on this machine. Requests are real remote-write 1.0 bodies
    (receiver + coalescer + producer + consumer + detector + early warning +
    checkpoints, every stage of the app running); the last round spikes one
    series per shard: their anomalies mark the end. samples/s from the first
-   post to the last marker anomaly, and the worker's CPU µs per sample.
+   post to the last marker anomaly, and the worker's CPU µs per sample. Before
+   them ``--warmup-rounds`` (1) rounds make the series known and are timed apart
+   (CPU per new series): the rounds then measure the steady state.
 2. **ceiling**: a decode-only consumer reads the ``metrics`` messages the
-   worker produced, in this process: ``MetricBatch`` decode + refs resolved.
+   worker produced, in this process: ``MetricBatch`` decode + refs resolved
+   (the warm-up's messages untimed).
 3. **where the worker's CPU goes**, in-process on the same data: receive
    (remote-write decode + coalescing + encoding), consumer decode, detector
-   (the model), early warning; checkpoints from the worker's own counters
+   (the model), early warning, the stream RCA's window feed (every worker reads
+   the whole ``metrics`` topic); checkpoints from the worker's own counters
    (``/status`` health.state: CPU, changelog bytes and records per sample
    saved); the rest is Faust, Kafka clients, aiohttp.
 4. **latency**: posted at half the worker's rate for ``--latency-seconds``
@@ -218,8 +222,9 @@ async def watch(bootstrap: str, topic: str, seen: dict[tuple[str, float], float]
 
 
 # ====================================================================== ceiling
-async def ceiling(bootstrap: str, topic: str, total: int) -> dict[str, Any]:
-    """Decode-only consumer: every ``metrics`` message decoded, refs resolved."""
+async def ceiling(bootstrap: str, topic: str, total: int, skip: int = 0) -> dict[str, Any]:
+    """Decode-only consumer: every ``metrics`` message decoded, refs resolved; timed
+    after the first ``skip`` samples (the worker's warm-up round, untimed there too)."""
     from aiokafka import AIOKafkaConsumer
 
     cons = AIOKafkaConsumer(topic, bootstrap_servers=bootstrap, group_id=None,
@@ -227,24 +232,28 @@ async def ceiling(bootstrap: str, topic: str, total: int) -> dict[str, Any]:
                             fetch_max_bytes=64 << 20)
     await cons.start()
     directory = SeriesDirectory()
-    samples = msgs = series_full = 0
+    samples = msgs = series_full = seen = 0
     values: list[bytes] = []
     t0 = cpu0 = None
+    warm = 0  #: values[:warm] are the warm-up's messages
     try:
-        while samples < total:
+        while seen < skip + total:
             recs = await cons.getmany(timeout_ms=1000, max_records=2000)
             if not recs and t0 is not None and time.monotonic() - t0 > 120:
                 break
             for batch in recs.values():
                 for r in batch:
-                    if t0 is None:
-                        t0, cpu0 = time.monotonic(), time.process_time()
+                    if t0 is None and seen >= skip:
+                        t0, cpu0, warm = time.monotonic(), time.process_time(), len(values)
                     b = decode(MetricBatch, r.value)
                     got = directory.expand(b, tag=r.partition)
-                    samples += sum(len(s["points"]) for s in got.series)
-                    series_full += len(b.series)
-                    msgs += 1
+                    k = sum(len(s["points"]) for s in got.series)
+                    seen += k
                     values.append(r.value)
+                    if t0 is not None:
+                        samples += k
+                        series_full += len(b.series)
+                        msgs += 1
     finally:
         await cons.stop()
     dt = time.monotonic() - (t0 or time.monotonic())
@@ -254,11 +263,14 @@ async def ceiling(bootstrap: str, topic: str, total: int) -> dict[str, Any]:
             "cpu_us_per_sample": cpu / max(samples, 1) * 1e6,
             "series_per_message": samples / max(msgs, 1),
             "labelled_share": series_full / max(samples, 1),
-            "bytes_per_sample": sum(map(len, values)) / max(samples, 1), "_values": values}
+            "bytes_per_sample": sum(map(len, values[warm:])) / max(samples, 1),
+            "_values": values, "_warm": warm}
 
 
-async def breakdown(bodies: list[bytes], values: list[bytes], shards: int) -> dict[str, float]:
-    """In-process CPU µs per sample of each part of the worker's path."""
+async def breakdown(bodies: list[bytes], values: list[bytes], shards: int,
+                    warm_bodies: list[bytes] = (), warm: int = 0) -> dict[str, float]:  # type: ignore[assignment]
+    """In-process CPU µs per sample of each part of the worker's path; ``warm_bodies``
+    and ``values[:warm]`` (the warm-up round) go through every part untimed first."""
     from sre_agent.config import AnomalySettings, PredictionSettings
     from sre_agent.processors.detect import MetricDetector
     from sre_agent.processors.predict import EarlyWarning
@@ -267,11 +279,13 @@ async def breakdown(bodies: list[bytes], values: list[bytes], shards: int) -> di
     # receive: remote-write decode + coalescing + message encoding (no broker)
     cache = SeriesCache(shards)
 
-    async def run_receive() -> int:
-        async def send(key: bytes, value: bytes) -> None:
-            return None
+    async def send(key: bytes, value: bytes) -> None:
+        return None
 
-        c = Coalescer(send, shards, linger=3600, max_buffered_samples=1 << 30)
+    c = Coalescer(send, shards, linger=3600, max_buffered_samples=1 << 30)
+
+    async def run_receive(bodies: list[bytes]) -> int:
+        nonlocal c
         n = 0
         subs = []
         for b in bodies:
@@ -281,25 +295,39 @@ async def breakdown(bodies: list[bytes], values: list[bytes], shards: int) -> di
         await asyncio.sleep(0)
         await c.close()
         await asyncio.gather(*subs)
+        c = Coalescer(send, shards, linger=3600, max_buffered_samples=1 << 30)
+        c._known = known  # what was defined stays defined: refs, as in the worker
         return n
 
+    known = c._known
+    if warm_bodies:
+        await run_receive(list(warm_bodies))
     t = time.process_time()
-    n = await run_receive()
+    n = await run_receive(bodies)
     out["receive"] = (time.process_time() - t) / n * 1e6
     d = SeriesDirectory()
+
+    def resolve(vals: list[bytes]) -> list[MetricBatch]:
+        batches = []
+        for v in vals:
+            b = decode(MetricBatch, v)
+            got = d.expand(b)
+            batches.append(b.model_copy(update={"series": got.series, "refs": []})
+                           if b.refs else b)
+        return batches
+
+    warm_batches = resolve(values[:warm])
     t = time.process_time()
-    batches = []
-    for v in values:
-        b = decode(MetricBatch, v)
-        got = d.expand(b)
-        batches.append(b.model_copy(update={"series": got.series, "refs": []})
-                       if b.refs else b)
+    batches = resolve(values[warm:])
+    n = sum(b.sample_count() for b in batches) or n
     out["decode"] = (time.process_time() - t) / n * 1e6
     from sre_agent.processors.blobs import BlobStore
 
     store, table = BlobStore(), {}
     det = MetricDetector(AnomalySettings(warmup_samples=20),
                          load=lambda sid: store.activate(0, sid, table.get))
+    for b in warm_batches:
+        det.update(b)
     t = time.process_time()
     for b in batches:
         det.update(b)
@@ -318,10 +346,29 @@ async def breakdown(bodies: list[bytes], values: list[bytes], shards: int) -> di
     table.update(store.write(0, third, det.take, table.get))  # type: ignore[arg-type]
     out["write_amplification_third_changed"] = (store.stats.series - before) / max(len(third), 1)
     early = EarlyWarning(PredictionSettings())
+    for b in warm_batches:
+        early.update(b)
     t = time.process_time()
     for b in batches:
         early.update(b)
     out["early_warning"] = (time.process_time() - t) / n * 1e6
+    # the stream RCA's evidence windows (streams/rca_windows.py): a group-less consumer
+    # on every worker folds every `metrics` message of the topic (decode, refs, one key
+    # per series): a cost per sample of the whole topic that adding workers does not split
+    from sre_agent.processors.rca_windows import WindowStore
+    from sre_agent.streams.rca_windows import WindowFeed
+
+    st = load_settings(env={})
+    rc = st.rca
+    feed = WindowFeed(st, WindowStore(horizon=rc.reference_seconds + rc.after_seconds + 600.0,
+                                      bucket=rc.bucket_seconds, max_series=rc.max_series,
+                                      max_log_lines=rc.max_log_lines))
+    for v in values[:warm]:
+        feed.add_raw("metrics", v)
+    t = time.process_time()
+    for v in values[warm:]:
+        feed.add_raw("metrics", v)
+    out["rca_window_feed"] = (time.process_time() - t) / n * 1e6
     return out
 
 
@@ -473,9 +520,25 @@ def state_delta(a: dict[str, float], b: dict[str, float]) -> dict[str, float]:
             "largest_record": b["largest"]}
 
 
-async def throughput(run: Run, load: Load, rounds: int, connections: int,
-                     shards: int) -> tuple[dict[str, Any], list[bytes]]:
-    """Post ``rounds`` rounds; the last spikes one series per shard; wait for them."""
+async def throughput(run: Run, load: Load, rounds: int, connections: int, shards: int,
+                     warmup: int = 0) -> tuple[dict[str, Any], list[bytes], list[bytes]]:
+    """Post ``warmup`` rounds (new series: timed apart) and wait until the worker
+    learned them, then ``rounds`` rounds; the last spikes one series per shard; wait
+    for them."""
+    warm_bodies: list[bytes] = []
+    new_series: dict[str, float] = {}
+    if warmup:
+        for _ in range(warmup):
+            warm_bodies += load.bodies()[0]
+        want = sum(bc.status(p)["samples_in"] for p in run.ports) + warmup * len(load.labels)
+        c0, w0 = run.cpu(), time.monotonic()
+        await post_all(run.urls, warm_bodies, connections)
+        while (sum(bc.status(p)["samples_in"] for p in run.ports) < want
+               and time.monotonic() - w0 < 600):
+            await asyncio.sleep(0.2)
+        await asyncio.sleep(1)  # its checkpoints, the RCA feed
+        new_series = {"rounds": warmup, "seconds": time.monotonic() - w0,
+                      "cpu_us_per_new_series": (run.cpu() - c0) / len(load.labels) * 1e6}
     per_shard: dict[int, int] = {}
     for j, s in enumerate(load.shard):
         per_shard.setdefault(s, j)
@@ -506,7 +569,7 @@ async def throughput(run: Run, load: Load, rounds: int, connections: int,
     return {"samples": total, "seconds": dt, "samples_per_s": total / dt,
             "cpu_seconds": cpu, "cpu_share": cpu / dt, "cpu_us_per_sample": cpu / total * 1e6,
             "sys_share_of_cpu": sys_cpu / cpu if cpu else 0.0,
-            "checkpoints": ckpt, **posted}, bodies
+            "checkpoints": ckpt, "warmup": new_series, **posted}, bodies, warm_bodies
 
 
 async def latency(run: Run, load: Load, rate: float, seconds: float, per_request: int,
@@ -610,8 +673,13 @@ async def main_async(a: argparse.Namespace) -> dict[str, Any]:
         rss_empty = run.rss()
         load = Load(a.series, a.per_request, a.shards)
         print(f"posting {a.rounds} rounds x {a.series} series ...", flush=True)
-        res, bodies = await throughput(run, load, a.rounds, a.connections, a.shards)
+        res, bodies, warm_bodies = await throughput(run, load, a.rounds, a.connections,
+                                                    a.shards, a.warmup_rounds)
         out["worker"] = res
+        if res["warmup"]:
+            print(f"warm-up ({a.warmup_rounds} round, untimed below): "
+                  f"{res['warmup']['cpu_us_per_new_series']:.0f} µs CPU per new series "
+                  f"(its first sample included)", flush=True)
         print(f"worker: {res['samples_per_s']:,.0f} samples/s, "
               f"{res['cpu_us_per_sample']:.1f} µs CPU/sample, "
               f"{res['cpu_share']:.2f} of a core ({100 * res['sys_share_of_cpu']:.0f}% in the "
@@ -625,8 +693,9 @@ async def main_async(a: argparse.Namespace) -> dict[str, Any]:
         st = bc.status(run.ports[0])
         out["receiver"] = st["health"].get("collector.remote_write", {}).get("coalescer")
         # ---- 2. ceiling on the messages the worker produced
-        cl = await ceiling(broker.bootstrap, run.prefix + "metrics", res["samples"])
-        values = cl.pop("_values")
+        cl = await ceiling(broker.bootstrap, run.prefix + "metrics", res["samples"],
+                           skip=a.warmup_rounds * a.series)
+        values, warm = cl.pop("_values"), cl.pop("_warm")
         out["ceiling"] = cl
         out["cpu_ratio"] = res["cpu_us_per_sample"] / cl["cpu_us_per_sample"]
         print(f"ceiling: {cl['samples_per_s']:,.0f} samples/s, {cl['cpu_us_per_sample']:.2f} µs "
@@ -634,9 +703,10 @@ async def main_async(a: argparse.Namespace) -> dict[str, Any]:
               f"{cl['bytes_per_sample']:.0f} B/sample); worker/ceiling CPU per sample "
               f"{out['cpu_ratio']:.1f}x", flush=True)
         # ---- 3. breakdown
-        bd = out["breakdown_us_per_sample"] = await breakdown(bodies, values, a.shards)
+        bd = out["breakdown_us_per_sample"] = await breakdown(bodies, values, a.shards, warm_bodies, warm)
         parts = {"receive": bd["receive"], "decode": bd["decode"], "model": bd["detector"],
                  "early warning": bd["early_warning"],
+                 "rca window feed": bd["rca_window_feed"],
                  "checkpoint (in the worker)": ck["checkpoint_cpu_us_per_sample"]}
         parts["framework and the rest"] = res["cpu_us_per_sample"] - sum(parts.values())
         out["worker_cpu_us_per_sample_parts"] = parts
@@ -711,7 +781,8 @@ async def main_async(a: argparse.Namespace) -> dict[str, Any]:
                 runs.append(srun)
                 await srun.start(n)
                 sload = Load(a.series, a.per_request, a.shards)
-                r, _ = await throughput(srun, sload, a.rounds, a.connections, a.shards)
+                r, _, _ = await throughput(srun, sload, a.rounds, a.connections, a.shards,
+                                           a.warmup_rounds)
                 rates[n] = r
                 srun.stop()
                 print(f"{n} worker(s): {r['samples_per_s']:,.0f} samples/s, "
@@ -735,6 +806,8 @@ def main() -> int:
     p.add_argument("--series", type=int, default=10_000)
     p.add_argument("--per-request", type=int, default=2000)
     p.add_argument("--rounds", type=int, default=60)
+    p.add_argument("--warmup-rounds", type=int, default=1,
+                   help="rounds posted first and timed apart (new series), 0: none")
     p.add_argument("--connections", type=int, default=8)
     p.add_argument("--partitions", type=int, default=4)
     p.add_argument("--shards", type=int, default=64)

@@ -15,10 +15,9 @@ from __future__ import annotations
 import asyncio
 import logging
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import orjson
-from anthropic import AsyncAnthropic
 from pydantic import BaseModel, Field, ValidationError
 
 from ..config import AnthropicSettings
@@ -26,6 +25,10 @@ from ..processors.rca import CAUSE_TYPES
 from ..processors.redact import redact_obj
 from ..schemas import EvidenceItem, Hypothesis, Incident, RcaResult
 from .breakers import CircuitBreakerError, Guard
+
+if TYPE_CHECKING:  # the SDK is imported when a client is built: importing it costs
+    # seconds of CPU at every worker start, and most deployments run without a key
+    from anthropic import AsyncAnthropic
 
 __all__ = ["TOOL", "LlmAnalyst", "LlmOutcome", "build_prompt"]
 
@@ -144,6 +147,8 @@ class LlmAnalyst:
 
     def client(self) -> AsyncAnthropic:
         if self._client is None:
+            from anthropic import AsyncAnthropic
+
             key = self.settings.api_key.get_secret_value() if self.settings.api_key else None
             self._client = AsyncAnthropic(api_key=key, base_url=self.settings.base_url,
                                           timeout=self.settings.timeout,

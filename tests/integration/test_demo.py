@@ -75,12 +75,13 @@ def test_demo_scenarios_end_to_end(kafka_broker: Any, pg_dsn: str, tmp_path: Pat
     # ---- the wallet: its own incident, diagnosed, BLOCKED, nothing executed, human told
     wallet_ids = related_incidents(rec, wallet_truth)
     assert wallet_ids and gw_inc not in wallet_ids, "wallet fault folded into the gateway's"
-    # opened by the fault, whichever of its first signals came first (the gateway's error
-    # logs or the wallet's error-rate anomaly of the same minute: the order depends on load)
+    # its own: opened after the gateway's was closed, whichever of its first signals came
+    # first (the wallet rollout's, the gateway's error logs or the wallet's error-rate anomaly
+    # of the same minute: the order depends on load), not an older incident it joined
     for iid in wallet_ids:
         opened = _revisions(rec, iid)[0]
         assert opened.payload["status"] == "open", opened.payload
-        assert when(rec, opened, "opened_at") >= wallet_truth.start, "opened before the fault"
+        assert when(rec, opened, "opened_at") > when(rec, last), "not its own incident"
     assert any(r.payload["root_service"] == "wallet-service"
                for r in _revisions(rec, wallet_ids[0])), "the wallet never named as its root"
     assert wallet["detected"] and wallet["rca_top1"], wallet

@@ -108,11 +108,23 @@ class PostgresSettings(_Section):
     dsn: SecretStr | None = None
 
 
+class DetectorRule(_Section):
+    """A River detector for a metric family: names matching ``match`` (glob) whose labels
+    include every ``labels`` item (values are globs). The first matching rule wins."""
+
+    match: str = Field(default="*", min_length=1)
+    labels: dict[str, str] = Field(default_factory=dict)
+    #: ``calibrated_tail`` (the default, vectorised), ``half_space_trees`` or ``predictive``
+    detector: Literal["calibrated_tail", "half_space_trees", "predictive"]
+
+
 class AnomalySettings(_Section):
     threshold: float = Field(default=0.7, ge=0.0, le=1.0)
     #: per-metric-name overrides of the threshold
     overrides: dict[str, float] = Field(default_factory=dict)
     warmup_samples: int = Field(default=30, ge=1)
+    #: River detector per metric family (first match wins; no match: ``calibrated_tail``)
+    detectors: list[DetectorRule] = Field(default_factory=list)
 
 
 class LimitRule(_Section):

@@ -75,7 +75,8 @@ def state(model: Any) -> bytes:
 
 
 @pytest.mark.parametrize("params", [
-    {}, {"run_rho": 0.5, "reseed_after": 10, "tail_gate": 0.3}, {"counts": True}])
+    {}, {"run_rho": 0.5, "reseed_after": 10, "tail_gate": 0.3, "decluster": False},
+    {"counts": True}, {"decluster": True}, {"decluster": True, "u2": 4.0}])
 def test_fast_path_equals_the_river_reference(params: dict[str, Any]) -> None:
     data = series()
     bank = TailBank(capacity=1, **params)

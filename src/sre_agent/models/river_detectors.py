@@ -98,6 +98,41 @@ class _Tail:
                     self.bd2 = new
 
 
+    def learn_runs(self, z: float, pk: float, u: float, rate: float) -> float:
+        """Runs-declustered update (the bank's ``decluster``): one event per excursion
+        beyond ``u`` (its first sample counts for the rate), the excursion's peak teaches
+        the mean excess when it ends. ``pk`` is the running signed peak (0 outside an
+        excursion); returns the new one."""
+        up_hit, down_hit = z > u, z < -u
+        in_up, in_down = pk > 0, pk < 0
+        lu, ld, lu2, ld2 = self.lu, self.ld, self.lu2, self.ld2
+        self.lu += rate * ((1.0 if up_hit and not in_up else 0.0) - lu)
+        self.ld += rate * ((1.0 if down_hit and not in_down else 0.0) - ld)
+
+        def excess(beta: float, lam: float, peak: float, knot: float, lam_min: float) -> float:
+            a_b = min(max(rate / max(lam, lam_min), rate) * 0.5, 0.5)
+            return min(max(beta + a_b * (min(peak - knot, 10.0 * beta) - beta), 0.2), 50.0)
+
+        end_up, end_down = in_up and not up_hit, in_down and not down_hit
+        if end_up:
+            self.bu = excess(self.bu, lu, pk, u, 1e-3)
+        if end_down:
+            self.bd = excess(self.bd, ld, -pk, u, 1e-3)
+        if self.u2 > 0:
+            u2 = self.u2
+            self.lu2 += rate * ((1.0 if z > u2 and pk <= u2 else 0.0) - lu2)
+            self.ld2 += rate * ((1.0 if z < -u2 and pk >= -u2 else 0.0) - ld2)
+            if end_up and pk > u2:
+                self.bu2 = excess(self.bu2, lu2, pk, u2, 1e-4)
+            if end_down and pk < -u2:
+                self.bd2 = excess(self.bd2, ld2, -pk, u2, 1e-4)
+        if up_hit:
+            return max(pk, z) if in_up else z
+        if down_hit:
+            return min(pk, z) if in_down else z
+        return 0.0
+
+
 class CalibratedTail(base.AnomalyDetector):
     """Robust level + daily profile + calibrated tail surprisal of one series.
 
@@ -192,8 +227,11 @@ class CalibratedTail(base.AnomalyDetector):
         q = self.q98 if self.q98 > 0 else max(ra, 1e-12)
         eta_q = max(0.05, 2.0 * inv)
         self.q98 = q + eta_q * (ra - q) if ra > q else q * math.exp(-0.02 * eta_q)
-        self.tail.learn(a["z"], p.u, max(p.tail_rate, 1.0 / (self.n + p.prior_n)),
-                        1.0 if calm else p.tail_gate)
+        rate_t = max(p.tail_rate, 1.0 / (self.n + p.prior_n))
+        if p.decluster:
+            peak = self.tail.learn_runs(a["z"], self.run, p.u, rate_t)
+        else:
+            self.tail.learn(a["z"], p.u, rate_t, 1.0 if calm else p.tail_gate)
         # daily profile
         ref = y if fresh else self.ref
         dt_raw = 0.0 if fresh else min(t - self.last_t, 3600.0)
@@ -220,7 +258,7 @@ class CalibratedTail(base.AnomalyDetector):
             self.es += p.err_rate * (min(abs(es), cl) - self.es)
             self.en += p.err_rate * (min(abs(en), cl) - self.en)
         self.held = a["shown"]
-        self.run = a["run"]
+        self.run = peak if p.decluster else a["run"]
         self.last_t = t
         self.n += 1
 

@@ -34,6 +34,10 @@ Per series, one step (score first, then learn):
    winsorised, so a burst of anomalies does not teach that anomalies are
    normal, but a series whose excursions are frequent learns a wide tail). The
    surprisal is ``s = -log10 p`` (below ``u``: ``s`` grows smoothly from 0).
+   With ``decluster`` (off by default, see docs/cognition.md) the exceedances are runs-declustered:
+   consecutive samples beyond ``u`` are one excursion, counted once for ``lam``
+   at its first sample, whose peak teaches ``beta`` once when it ends; ``p`` is
+   then the chance per sample that an excursion starts and reaches ``|z|``.
 4. **score** — ``s / (s + c)`` with ``c`` = :data:`SURPRISAL_HALF` (1.5): it
    never saturates (1.0 is unreachable; 0.95 needs ``p = 1e-28.5``), is
    monotone in the tail probability, and the default threshold 0.7 means
@@ -167,13 +171,17 @@ class TailBank(RowBank):
         After this many consecutive anomalous samples the baseline learns at
         the full rate again: a persistent change becomes the new normal (0: never).
     tail_gate
-        Weight of an anomalous sample's excess in the tail fit.
+        Weight of an anomalous sample's excess in the tail fit (without ``decluster``).
     u2
         A second tail knot (scales; 0: off): the far tail can only be heavier than
         the first fit (``p = max(p1, p2)``).
     profile_gated
         Rate factor of the daily profile for anomalous samples (recurring
         departures at the same phase must still be learned: square waves).
+    decluster
+        Fit the tail to runs-declustered exceedances (one per excursion beyond
+        ``u``, its peak); ``False`` counts every sample beyond ``u``. Incompatible
+        with ``run_rho`` (both keep their state in the same column).
     """
 
     width = WIDTH
@@ -184,7 +192,12 @@ class TailBank(RowBank):
                  rel_floor: float = 0.002, decay: float = 0.9, counts: bool = False,
                  run_rho: float = 0.0, run_gain: float = 0.8, reseed_after: int = 0,
                  tail_gate: float = 1.0, u2: float = 0.0, profile_gated: float = 1.0,
-                 interpolate: bool = False, capacity: int = 1024) -> None:
+                 interpolate: bool = False, decluster: bool = False,
+                 capacity: int = 1024) -> None:
+        if decluster and run_rho > 0:
+            raise ValueError("decluster keeps the excursion peak where run_rho keeps its run: "
+                             "use one of them")
+        self.decluster = decluster
         self.warmup = warmup
         self.alpha = alpha
         self.scale_rate = scale_rate
@@ -358,17 +371,39 @@ class TailBank(RowBank):
         X[:, Q98] = np.where(ra > q, q + eta_q * (ra - q), q * np.exp(-0.02 * eta_q))
         # tail: exceedance rate per side and winsorised mean excess per exceedance
         a_t = np.maximum(self.tail_rate, 1.0 / (n + self.prior_n))
-        hit = za > self.u
-        hu, hd = hit & up, hit & ~up
-        X[:, LU] = lu + a_t * (hu - lu)
-        X[:, LD] = ld + a_t * (hd - ld)
-        ex = np.minimum(za - self.u, 10.0 * beta)
-        a_b = np.minimum(np.maximum(a_t / np.maximum(lam, 1e-3), a_t) * 0.5, 0.5)
-        if self.tail_gate < 1.0:
-            a_b = a_b * np.where(calm, 1.0, self.tail_gate)
-        X[:, BU] = np.clip(np.where(hu, bu + a_b * (ex - bu), bu), 0.2, 50.0)
-        X[:, BD] = np.clip(np.where(hd, bd + a_b * (ex - bd), bd), 0.2, 50.0)
-        if self.u2 > 0:
+        if self.decluster:  # runs declustering: one event per excursion, its peak teaches beta
+            pk = X[:, RUN]
+            hu, hd = z > self.u, z < -self.u
+            pu, pd = pk > 0, pk < 0
+            # (lu, ld ... are views of X: the excess rates use the rates before this sample)
+            a_bu = np.minimum(np.maximum(a_t / np.maximum(lu, 1e-3), a_t) * 0.5, 0.5)
+            a_bd = np.minimum(np.maximum(a_t / np.maximum(ld, 1e-3), a_t) * 0.5, 0.5)
+            X[:, LU] = lu + a_t * ((hu & ~pu) - lu)
+            X[:, LD] = ld + a_t * ((hd & ~pd) - ld)
+            end_u, end_d = pu & ~hu, pd & ~hd
+            X[:, BU] = np.clip(np.where(end_u, bu + a_bu * (np.minimum(pk - self.u, 10.0 * bu) - bu), bu), 0.2, 50.0)
+            X[:, BD] = np.clip(np.where(end_d, bd + a_bd * (np.minimum(-pk - self.u, 10.0 * bd) - bd), bd), 0.2, 50.0)
+            if self.u2 > 0:
+                a2u = np.minimum(np.maximum(a_t / np.maximum(lu2, 1e-4), a_t) * 0.5, 0.5)
+                a2d = np.minimum(np.maximum(a_t / np.maximum(ld2, 1e-4), a_t) * 0.5, 0.5)
+                X[:, LU2] = lu2 + a_t * (((z > self.u2) & (pk <= self.u2)) - lu2)
+                X[:, LD2] = ld2 + a_t * (((z < -self.u2) & (pk >= -self.u2)) - ld2)
+                e2u, e2d = end_u & (pk > self.u2), end_d & (pk < -self.u2)
+                X[:, BU2] = np.clip(np.where(e2u, bu2 + a2u * (np.minimum(pk - self.u2, 10.0 * bu2) - bu2), bu2), 0.2, 50.0)
+                X[:, BD2] = np.clip(np.where(e2d, bd2 + a2d * (np.minimum(-pk - self.u2, 10.0 * bd2) - bd2), bd2), 0.2, 50.0)
+            run = np.where(hu, np.where(pu, np.maximum(pk, z), z), np.where(hd, np.where(pd, np.minimum(pk, z), z), 0.0))
+        else:
+            hit = za > self.u
+            hu, hd = hit & up, hit & ~up
+            X[:, LU] = lu + a_t * (hu - lu)
+            X[:, LD] = ld + a_t * (hd - ld)
+            ex = np.minimum(za - self.u, 10.0 * beta)
+            a_b = np.minimum(np.maximum(a_t / np.maximum(lam, 1e-3), a_t) * 0.5, 0.5)
+            if self.tail_gate < 1.0:
+                a_b = a_b * np.where(calm, 1.0, self.tail_gate)
+            X[:, BU] = np.clip(np.where(hu, bu + a_b * (ex - bu), bu), 0.2, 50.0)
+            X[:, BD] = np.clip(np.where(hd, bd + a_b * (ex - bd), bd), 0.2, 50.0)
+        if self.u2 > 0 and not self.decluster:
             hit2 = za > self.u2
             h2u, h2d = hit2 & up, hit2 & ~up
             X[:, LU2] = lu2 + a_t * (h2u - lu2)
@@ -407,7 +442,7 @@ class TailBank(RowBank):
             X[fresh, EN] = 0.0
             X[fresh, FIRST_T] = t[fresh]
         X[:, HELD] = shown
-        X[:, RUN] = np.where(up, run, -run)
+        X[:, RUN] = run if self.decluster else np.where(up, run, -run)
         X[:, LAST_T] = t
         X[:, N] = n + 1
         if keep is not None:

@@ -29,6 +29,7 @@ Examples
 
 from __future__ import annotations
 
+import fnmatch
 import hashlib
 import itertools
 import logging
@@ -39,7 +40,7 @@ from typing import Any
 import numpy as np
 
 from ..config import AnomalySettings
-from ..models.tailbank import DETECTORS, USER, USER_COLS, TailBank
+from ..models.tailbank import DETECTORS, LAST_T, N, USER, USER_COLS, TailBank
 from ..schemas import Anomaly, MetricBatch, series_id
 
 __all__ = ["HYSTERESIS", "RECOVERY_SAMPLES", "MetricDetector", "anomaly_id"]
@@ -97,10 +98,29 @@ class MetricDetector:
         self._tags = np.full(0, -1, np.int64)  #: per slot: caller's tag (the partition)
         self._dirty = np.zeros(0, bool)  #: per slot: changed since the last take_dirty
         self._history_run: dict[int, str] = {}
+        #: series whose family is given another River detector (configuration
+        #: ``anomaly_detection.detectors``): slot -> detector; the bank row still keeps
+        #: the expected value, band and alert bookkeeping, the detector gives the score
+        self._river: dict[int, Any] = {}
+        self._is_river = np.zeros(0, bool)
 
     # ------------------------------------------------------------ series
     def threshold(self, metric: str) -> float:
         return self.settings.overrides.get(metric, self.settings.threshold)
+
+    def detector_for(self, metric: str, labels: dict[str, str]) -> str:
+        """The detector configured for a series (first matching rule)."""
+        for rule in self.settings.detectors:
+            if fnmatch.fnmatchcase(metric, rule.match) and all(
+                    k in labels and fnmatch.fnmatchcase(labels[k], pat)
+                    for k, pat in rule.labels.items()):
+                return rule.detector
+        return "calibrated_tail"
+
+    def _make(self, kind: str) -> Any:
+        from ..models.river_detectors import make_detector
+
+        return make_detector(kind, warmup=self.settings.warmup_samples)
 
     def __len__(self) -> int:
         return len(self.slot_of)
@@ -131,7 +151,12 @@ class MetricDetector:
                 self._thr = np.concatenate([self._thr, np.zeros(grow)])
                 self._tags = np.concatenate([self._tags, np.full(grow, -1, np.int64)])
                 self._dirty = np.concatenate([self._dirty, np.zeros(grow, bool)])
+                self._is_river = np.concatenate([self._is_river, np.zeros(grow, bool)])
             self._thr[slot] = self.threshold(name)
+            kind = self.detector_for(name, labels)
+            self._is_river[slot] = kind != "calibrated_tail"
+            if self._is_river[slot]:
+                self._river[slot] = self._make(kind)
             self._tags[slot], self._dirty[slot] = -1, False
         self._fast[fk] = slot
         return slot
@@ -172,6 +197,9 @@ class MetricDetector:
                     keep = self.bank.S[slot, USER:USER + USER_COLS].copy()
                     self.bank.S[slot] = 0.0
                     self.bank.S[slot, USER:USER + USER_COLS] = keep
+                    if slot in self._river:
+                        self._river[slot] = self._make(self.detector_for(
+                            self._name[slot], self._labels[slot]))
         if len(set(slots)) == len(slots):
             base = None
         else:  # a series twice in one batch: its points continue, in order
@@ -201,12 +229,34 @@ class MetricDetector:
         out: list[Anomaly] = []
         for idx in np.split(order, bounds):
             s = slot[idx]
+            rv = None
+            if self._river:
+                rv = np.flatnonzero(self._is_river[s])
+                S = self.bank.S
+                rok = (t[idx][rv] > S[s[rv], LAST_T]) | (S[s[rv], N] == 0)
             res = self.bank.step(s, t[idx], v[idx])
+            if rv is not None and len(rv):
+                self._river_scores(s, t[idx], v[idx], res, rv, rok)
             if scores is not None:
                 scores[idx] = res.score
             if emit:
                 self._transitions(s, t[idx], v[idx], res, out)
         return out
+
+    def _river_scores(self, s: np.ndarray, t: np.ndarray, v: np.ndarray, res: Any,
+                      rv: np.ndarray, rok: np.ndarray) -> None:
+        """Replace the scores of series given another River detector by its own
+        (``score_one`` then ``learn_one``, samples in order; out-of-order ones score 0)."""
+        for i, ok in zip(rv.tolist(), rok.tolist()):
+            if not ok:
+                sc = 0.0  # out of order: neither scored nor learned (as the bank)
+            else:
+                m = self._river[int(s[i])]
+                x = {"t": float(t[i]), "y": float(v[i])}
+                sc = float(m.score_one(x))
+                m.learn_one(x)
+            res.score[i] = res.point[i] = sc
+            res.parts[i] = (sc, sc)
 
     def _transitions(self, s: np.ndarray, t: np.ndarray, v: np.ndarray, res: Any,
                      out: list[Anomaly]) -> None:
@@ -310,6 +360,8 @@ class MetricDetector:
         del self.slot_of[sid], self._name[slot], self._labels[slot]
         self._tags[slot], self._dirty[slot] = -1, False
         self._history_run.pop(slot, None)
+        self._river.pop(slot, None)
+        self._is_river[slot] = False
         self.bank.remove(slot)
 
     def band(self, sid: str, t: float, v: float | None = None) -> tuple[float, float, float] | None:

@@ -97,6 +97,23 @@ PROF_T = PROF + SLOTS  # seconds learned per slot (capped)
 WIDTH = PROF_T + SLOTS
 
 
+def _learn_runs(X: np.ndarray, cols: tuple[int, int, int, int], lu: np.ndarray, bu: np.ndarray,
+                ld: np.ndarray, bd: np.ndarray, z: np.ndarray, pk: np.ndarray, knot: float,
+                end_u: np.ndarray, end_d: np.ndarray, a_t: np.ndarray, lam_min: float) -> None:
+    """Runs-declustered tail update at ``knot``: an excursion's first sample beyond it counts
+    for the rate; its peak ``pk`` teaches the mean excess when the excursion ends. The rate
+    and excess arguments are the values before this sample (``X``'s columns are written)."""
+    ilu, ibu, ild, ibd = cols
+    a_bu = np.minimum(np.maximum(a_t / np.maximum(lu, lam_min), a_t) * 0.5, 0.5)
+    a_bd = np.minimum(np.maximum(a_t / np.maximum(ld, lam_min), a_t) * 0.5, 0.5)
+    new_bu = np.clip(bu + a_bu * (np.minimum(pk - knot, 10.0 * bu) - bu), 0.2, 50.0)
+    new_bd = np.clip(bd + a_bd * (np.minimum(-pk - knot, 10.0 * bd) - bd), 0.2, 50.0)
+    X[:, ibu] = np.where(end_u & (pk > knot), new_bu, bu)
+    X[:, ibd] = np.where(end_d & (pk < -knot), new_bd, bd)
+    X[:, ilu] = lu + a_t * (((z > knot) & (pk <= knot)) - lu)
+    X[:, ild] = ld + a_t * (((z < -knot) & (pk >= -knot)) - ld)
+
+
 def surprisal_of(score: float) -> float:
     """Surprisal ``-log10 p`` that a score stands for.
 
@@ -375,22 +392,11 @@ class TailBank(RowBank):
             pk = X[:, RUN]
             hu, hd = z > self.u, z < -self.u
             pu, pd = pk > 0, pk < 0
-            # (lu, ld ... are views of X: the excess rates use the rates before this sample)
-            a_bu = np.minimum(np.maximum(a_t / np.maximum(lu, 1e-3), a_t) * 0.5, 0.5)
-            a_bd = np.minimum(np.maximum(a_t / np.maximum(ld, 1e-3), a_t) * 0.5, 0.5)
-            X[:, LU] = lu + a_t * ((hu & ~pu) - lu)
-            X[:, LD] = ld + a_t * ((hd & ~pd) - ld)
             end_u, end_d = pu & ~hu, pd & ~hd
-            X[:, BU] = np.clip(np.where(end_u, bu + a_bu * (np.minimum(pk - self.u, 10.0 * bu) - bu), bu), 0.2, 50.0)
-            X[:, BD] = np.clip(np.where(end_d, bd + a_bd * (np.minimum(-pk - self.u, 10.0 * bd) - bd), bd), 0.2, 50.0)
+            _learn_runs(X, (LU, BU, LD, BD), lu, bu, ld, bd, z, pk, self.u, end_u, end_d, a_t, 1e-3)
             if self.u2 > 0:
-                a2u = np.minimum(np.maximum(a_t / np.maximum(lu2, 1e-4), a_t) * 0.5, 0.5)
-                a2d = np.minimum(np.maximum(a_t / np.maximum(ld2, 1e-4), a_t) * 0.5, 0.5)
-                X[:, LU2] = lu2 + a_t * (((z > self.u2) & (pk <= self.u2)) - lu2)
-                X[:, LD2] = ld2 + a_t * (((z < -self.u2) & (pk >= -self.u2)) - ld2)
-                e2u, e2d = end_u & (pk > self.u2), end_d & (pk < -self.u2)
-                X[:, BU2] = np.clip(np.where(e2u, bu2 + a2u * (np.minimum(pk - self.u2, 10.0 * bu2) - bu2), bu2), 0.2, 50.0)
-                X[:, BD2] = np.clip(np.where(e2d, bd2 + a2d * (np.minimum(-pk - self.u2, 10.0 * bd2) - bd2), bd2), 0.2, 50.0)
+                _learn_runs(X, (LU2, BU2, LD2, BD2), lu2, bu2, ld2, bd2, z, pk, self.u2,
+                            end_u, end_d, a_t, 1e-4)
             run = np.where(hu, np.where(pu, np.maximum(pk, z), z), np.where(hd, np.where(pd, np.minimum(pk, z), z), 0.0))
         else:
             hit = za > self.u

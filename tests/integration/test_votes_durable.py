@@ -54,6 +54,10 @@ async def test_votes_survive_a_kill_and_each_approved_action_runs_once(
             "SRE_AGENT_KUBERNETES__HOST": str(kserver.url).rstrip("/"),
             "SRE_AGENT_ACTIONS__DRY_RUN": "false",
             "SRE_AGENT_API__TOKENS": '{"tok-alice": "approver:alice", "tok-vic": "viewer:vic"}',
+            # the killed worker's session must expire before its restart gets the
+            # partitions back: 60 s by default, most of this test's time
+            "SRE_AGENT_WORKER__SESSION_TIMEOUT": "10",
+            "SRE_AGENT_WORKER__HEARTBEAT_INTERVAL": "1",
         }).start()
         try:
             pfx = w.env["SRE_AGENT_KAFKA__TOPIC_PREFIX"]
@@ -97,7 +101,7 @@ async def test_votes_survive_a_kill_and_each_approved_action_runs_once(
             print(w.tail(30000))
             raise
         finally:
-            w.stop()
+            await asyncio.to_thread(w.stop)  # off the loop that serves the stand-in
 
 
 async def test_tickets_opened_during_a_postgres_outage_land(worker_factory, kafka_io,

@@ -37,7 +37,11 @@ async def _cleanup_policy(bootstrap: str, topic: str) -> str:
 
 
 async def test_silences_survive_a_kill(worker_factory, kafka_broker, kafka_io, wait_for) -> None:
-    w = worker_factory(extra_env=api_env(SRE_AGENT_CORRELATION__TICK_INTERVAL="1")).start()
+    # the killed worker's session must expire before its restart gets the partitions
+    # back: 60 s by default, most of this test's time
+    w = worker_factory(extra_env=api_env(SRE_AGENT_CORRELATION__TICK_INTERVAL="1",
+                                         SRE_AGENT_WORKER__SESSION_TIMEOUT="10",
+                                         SRE_AGENT_WORKER__HEARTBEAT_INTERVAL="1")).start()
     base, pfx = w.url, w.env["SRE_AGENT_KAFKA__TOPIC_PREFIX"]
     try:
         assert await _cleanup_policy(kafka_broker.bootstrap, pfx + "silences") == "compact"

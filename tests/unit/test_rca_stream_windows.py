@@ -78,6 +78,13 @@ def test_store_is_bounded() -> None:
     assert all(len(m) <= 500 for _, _, m in store.window(5000.0).logs)
 
 
+def test_expire_before_the_first_sample_is_a_no_op() -> None:
+    # the feed expires on a timer: before any sample the clock is -inf (was OverflowError)
+    store = WindowStore(horizon=600, bucket=60)
+    store.expire()
+    assert len(store) == 0 and store.log_lines == 0
+
+
 def test_incident_window_args() -> None:
     from datetime import UTC, datetime
 

@@ -129,7 +129,10 @@ class WindowStore:
             self.clock = t
 
     def expire(self) -> None:
-        """Forget what fell out of the horizon (call now and then)."""
+        """Forget what fell out of the horizon (call now and then; nothing to do
+        before the first sample set the clock)."""
+        if not math.isfinite(self.clock):
+            return
         lo = math.floor((self.clock - self.horizon) / self.bucket)
         for key in list(self._series):
             b = self._series[key].buckets

@@ -187,13 +187,17 @@ async def test_hostile_messages_on_every_topic_end_in_its_dlq(secure_worker: Any
         {"name": "after_hostile", "labels": {}, "points": [(1_763_000_000.0, 1.0)]}]))
 
     n = len(_hostile_messages("metrics"))
+    # the topics whose consumers must have taken every hostile message (the others may
+    # not have consumers in this worker); waiting on "some topics done" returned early
+    # on a loaded machine, before the audit consumer had caught up
+    must = {"metrics", "approvals", "sre-actions", "audit", "incidents"}
 
     def settled() -> Any:
         st = w.status()
         consumed = {t for t in TOPIC_MODELS
                     if st["events_in"].get(t, 0) - before["events_in"].get(t, 0) >= n}
         dlq = {t: st["dlq"].get(t, 0) - before["dlq"].get(t, 0) for t in TOPIC_MODELS}
-        done = consumed and all(dlq[t] >= n for t in consumed)
+        done = must <= consumed and all(dlq[t] >= n for t in consumed)
         return done and st["samples_in"] > before["samples_in"] and (consumed, dlq, st)
 
     consumed, dlq, st = await wait_for(settled, timeout=90)
@@ -205,4 +209,4 @@ async def test_hostile_messages_on_every_topic_end_in_its_dlq(secure_worker: Any
     assert any("out of range" in d["error"] for d in got), [d["error"] for d in got]
     assert any("64-bit" in d["error"] for d in got), [d["error"] for d in got]
     without = sorted(set(TOPIC_MODELS) - consumed)
-    assert {"metrics", "approvals", "sre-actions", "audit", "incidents"} <= consumed, without
+    assert must <= consumed, without

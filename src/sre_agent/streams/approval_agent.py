@@ -124,7 +124,10 @@ def register(ctx: StreamContext) -> None:
                 await emit_audit(ctx, eff.actor, eff.action, eff.subject, eff.details,
                                  idempotency_key=eff.idempotency_key)
             elif isinstance(eff, Emit) and state is not None:
-                await ctx.send(eff.action)
+                # acknowledged before the state says "requested": the table's local
+                # RocksDB copy is written at once, so a kill after a buffered send left
+                # a restarted owner believing a step was handed over that never was
+                await ctx.send_acked(eff.action)
                 state.requested.append(eff.action.step_index)
             elif isinstance(eff, Post) and state is not None and slack is not None:
                 await post_request(state)

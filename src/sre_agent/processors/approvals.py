@@ -4,7 +4,8 @@
 
     pending --(quorum of approvals)--> approved --(steps run one by one)--> completed
        |  \\--(one reject)--> rejected                                 \\--> failed
-       \\--(expires_at passed)--> expired
+       |--(expires_at passed)--> expired
+       \\--(a later diagnosis of the incident replaced it)--> superseded
     blocked (diagnosis only: no vote is accepted)     auto (approved by policy)
 
 Quorum: ``ONE_APPROVAL`` needs one approval from any approval role (oncall, sre,
@@ -60,7 +61,7 @@ __all__ = ["LEAD_ROLES", "VOTING_ROLES", "Audit", "Emit", "Notify", "PlanIn", "P
            "expire_if_due", "quorum_status", "record_result", "verify_quorum"]
 
 Status = Literal["pending", "approved", "rejected", "expired", "blocked", "auto",
-                 "completed", "failed"]
+                 "completed", "failed", "superseded"]
 VOTING_ROLES = frozenset({"oncall", "sre", "lead", "admin"})
 LEAD_ROLES = frozenset({"lead", "admin"})
 #: step results after which the next step may run
@@ -411,6 +412,8 @@ def _on_plan(st: PlanState | None, ev: PlanIn, now: datetime,
         return st, [Audit(ME, "plan.refused", plan.plan_id,
                           {"reason": f"signature: {ev.check.reason}", "claimed_policy": plan.policy,
                            "claimed_status": plan.status})]
+    if plan.status == "superseded":
+        return _supersede(st, plan, now)
     if st is not None:
         out: list[Effect] = []
         if plan.status == "expired" and expire_if_due(st, now):
@@ -449,6 +452,27 @@ def _on_plan(st: PlanState | None, ev: PlanIn, now: datetime,
                 _notify(st, f"Approval needed ({decision.tier}, {decision.policy})",
                         f"{plan.cause_type} on {plan.service}: plan {plan.plan_id}")]
     return st, out
+
+
+def _supersede(st: PlanState | None, plan: ActionPlan,
+               now: datetime) -> tuple[PlanState | None, list[Effect]]:
+    """A later diagnosis of the incident replaced ``plan``: a plan still waiting (pending,
+    or BLOCKED on show) takes no more votes; one already decided or running is left as it
+    is (what ran is audited; its verification judges it)."""
+    why = plan.superseded_reason or "the diagnosis changed"
+    by = plan.superseded_by
+    details = {"reason": why, "superseded_by": by, "incident_id": plan.incident_id}
+    if st is None:  # the plan itself never arrived (or was lost): it must not open later
+        st = PlanState(plan=plan, status="superseded", decided_at=now)
+        return st, [Audit(ME, "plan.superseded", plan.plan_id, {**details, "was": None})]
+    if st.status not in ("pending", "blocked"):
+        return st, []
+    was, st.status, st.decided_at = st.status, "superseded", now
+    st.plan = st.plan.model_copy(update={"superseded_by": by, "superseded_reason": why})
+    note = f"Superseded: {why}." + (f" Plan {by} replaces it." if by else "")
+    return st, [Audit(ME, "plan.superseded", plan.plan_id, {**details, "was": was}),
+                UpdateSlack(note),
+                _notify(st, f"Plan superseded: {st.plan.cause_type} on {st.plan.service}", note)]
 
 
 def _on_vote(st: PlanState | None, ev: VoteIn, now: datetime,

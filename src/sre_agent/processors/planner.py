@@ -39,7 +39,7 @@ from .playbooks import Playbook, PlaybookLibrary
 from .policy import PolicyDecision, PolicyEngine
 from .risk import RiskScorer
 
-__all__ = ["Draft", "Planner", "context_of", "plan_id_for"]
+__all__ = ["Draft", "Planner", "context_of", "plan_id_for", "superseded_reason"]
 
 _REF = re.compile(r"^(pod|ec2|rds|deployment|node)/(?:([a-z0-9][a-z0-9-]*)/)?([A-Za-z0-9][A-Za-z0-9._-]*)$")
 _VAR = {"pod": "pod", "ec2": "instance_id", "rds": "db_cluster", "deployment": "deployment",
@@ -54,6 +54,48 @@ def plan_id_for(incident_id: str, playbook: str, refs: list[str]) -> str:
     """
     key = "|".join([incident_id, playbook, *refs])
     return f"plan-{hashlib.sha256(key.encode()).hexdigest()[:16]}"
+
+
+#: plan states in which a plan still waits for people (or, BLOCKED, shows a diagnosis):
+#: the ones a changed diagnosis makes stale
+OPEN_STATES = frozenset({"pending", "blocked"})
+
+
+def superseded_reason(previous: ActionPlan, rca: RcaResult, new: ActionPlan | None,
+                      min_confidence: float = 0.0) -> str | None:
+    """Why a newer RCA result of ``previous``'s incident makes ``previous`` stale, if it does.
+
+    A plan answers one diagnosis. When a later result of the same incident leads to
+    another plan (another playbook or other targets: another id), or its leading
+    hypothesis names another cause or service than the one the plan acts on with at
+    least ``min_confidence`` (also when no playbook covers it), approving the old plan
+    would act on a diagnosis that no longer stands. The same diagnosis again (a
+    refinement that keeps the plan) changes nothing, and so does a result without a
+    confident hypothesis (a revision that knows less does not undo a diagnosis).
+
+    >>> from sre_agent.schemas import Hypothesis
+    >>> old = ActionPlan(plan_id="p1", incident_id="i", risk_score=0.4, risk_tier="MEDIUM",
+    ...                  policy="ONE_APPROVAL", cause_type="bad_deploy", service="api")
+    >>> res = lambda cause, svc: RcaResult(incident_id="i", hypotheses=[Hypothesis(
+    ...     cause_type=cause, service=svc, confidence=0.8, summary="")])
+    >>> superseded_reason(old, res("bad_deploy", "api"), old) is None
+    True
+    >>> superseded_reason(old, res("memory_leak", "wallet"), None, 0.6)
+    'diagnosis changed: bad_deploy on api -> memory_leak on wallet (no plan follows from it)'
+    """
+    if previous.incident_id != rca.incident_id:
+        return None
+    top = max(rca.hypotheses, key=lambda h: h.confidence, default=None)
+    was = f"{previous.cause_type} on {previous.service}"
+    now = f"{top.cause_type} on {top.service}" if top is not None else "no hypothesis"
+    if new is not None:
+        if new.plan_id == previous.plan_id:
+            return None
+        return f"diagnosis changed: {was} -> {new.cause_type} on {new.service} (plan {new.plan_id})"
+    if top is None or top.confidence < min_confidence \
+            or (top.cause_type, top.service) == (previous.cause_type, previous.service):
+        return None
+    return f"diagnosis changed: {was} -> {now} (no plan follows from it)"
 
 
 def context_of(hyp: Hypothesis, settings: ActionSettings) -> dict[str, str]:

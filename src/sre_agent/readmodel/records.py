@@ -53,7 +53,7 @@ MAX_SIGNALS_ON_TIMELINE = 20
 #: audit actions of the approval manager that decide a plan's state
 DECISIONS = {"plan.approved": "approved", "plan.rejected": "rejected", "plan.expired": "expired",
              "plan.blocked": "blocked", "plan.auto": "auto", "plan.completed": "completed",
-             "plan.failed": "failed", "plan.refused": "refused"}
+             "plan.failed": "failed", "plan.refused": "refused", "plan.superseded": "superseded"}
 
 
 @dataclass

@@ -85,7 +85,8 @@ class ActionPlan(Signed):
     risk_factors: dict[str, float] = Field(default_factory=dict)
     protected: bool = False
     expires_at: UtcDatetime | None = None
-    status: Literal["pending", "approved", "rejected", "expired", "blocked", "auto"] = "pending"
+    status: Literal["pending", "approved", "rejected", "expired", "blocked", "auto",
+                    "superseded"] = "pending"
     #: context for approvers (additive): hypothesis, evidence summary, similar past cases
     service: str | None = None
     severity: str = "warning"
@@ -94,6 +95,9 @@ class ActionPlan(Signed):
     similar: list[dict[str, Any]] = Field(default_factory=list)
     #: why the policy was chosen (protected match, auto-remediation off ...)
     policy_reason: str = ""
+    #: status "superseded" (additive): the plan that replaces it (None: none does) and why
+    superseded_by: str | None = None
+    superseded_reason: str = ""
 
     def key(self) -> str:
         return self.plan_id

@@ -19,10 +19,11 @@ subprocesses on this machine. Requests are real remote-write 1.0 bodies
    (the warm-up's messages untimed).
 3. **where the worker's CPU goes**, in-process on the same data: receive
    (remote-write decode + coalescing + encoding), consumer decode, detector
-   (the model), early warning, the stream RCA's window feed (every worker reads
-   the whole ``metrics`` topic); checkpoints from the worker's own counters
-   (``/status`` health.state: CPU, changelog bytes and records per sample
-   saved); the rest is Faust, Kafka clients, aiohttp.
+   (the model), early warning, the stream RCA's windows (the detection stage's
+   bucket partials, every worker's feed of the whole ``rca-windows`` topic);
+   checkpoints from the worker's own counters (``/status`` health.state: CPU,
+   changelog bytes and records per sample saved); the rest is Faust, Kafka
+   clients, aiohttp.
 4. **latency**: posted at half the worker's rate for ``--latency-seconds``
    with a marker spike every 0.2 s: p50/p99 of post -> anomaly produced.
 5. **memory**: RSS above the empty worker (measured when ready) per series;
@@ -268,7 +269,8 @@ async def ceiling(bootstrap: str, topic: str, total: int, skip: int = 0) -> dict
 
 
 async def breakdown(bodies: list[bytes], values: list[bytes], shards: int,
-                    warm_bodies: list[bytes] = (), warm: int = 0) -> dict[str, float]:  # type: ignore[assignment]
+                    warm_bodies: list[bytes] = (), warm: int = 0,  # type: ignore[assignment]
+                    rounds: int = 1) -> dict[str, float]:
     """In-process CPU µs per sample of each part of the worker's path; ``warm_bodies``
     and ``values[:warm]`` (the warm-up round) go through every part untimed first."""
     from sre_agent.config import AnomalySettings, PredictionSettings
@@ -352,22 +354,36 @@ async def breakdown(bodies: list[bytes], values: list[bytes], shards: int,
     for b in batches:
         early.update(b)
     out["early_warning"] = (time.process_time() - t) / n * 1e6
-    # the stream RCA's evidence windows (streams/rca_windows.py): a group-less consumer
-    # on every worker folds every `metrics` message of the topic (decode, refs, one key
-    # per series): a cost per sample of the whole topic that adding workers does not split
+    # the stream RCA's evidence windows (streams/rca_windows.py): the detection stage
+    # folds its decoded batches into bucket partials (rollup, per sample of its own
+    # partitions), every worker folds the partials of the whole rca-windows topic (feed,
+    # per row: at most one per series and flush). Flushed once per round here, as the
+    # worker's 1 s timer does at about a round per second
     from sre_agent.processors.rca_windows import WindowStore
-    from sre_agent.streams.rca_windows import WindowFeed
+    from sre_agent.schemas import encode
+    from sre_agent.streams.rca_windows import WindowFeed, WindowRollup, window_horizon
 
     st = load_settings(env={})
     rc = st.rca
-    feed = WindowFeed(st, WindowStore(horizon=rc.reference_seconds + rc.after_seconds + 600.0,
-                                      bucket=rc.bucket_seconds, max_series=rc.max_series,
-                                      max_log_lines=rc.max_log_lines))
-    for v in values[:warm]:
-        feed.add_raw("metrics", v)
+    feed = WindowFeed(st, WindowStore(horizon=window_horizon(st), bucket=rc.bucket_seconds,
+                                      max_series=rc.max_series, max_log_lines=rc.max_log_lines))
+    rollup = WindowRollup(rc.bucket_seconds, window_horizon(st))
+    per_round = max(1, len(batches) // max(1, rounds))
+    for b in warm_batches:
+        rollup.add_series(b.series)
+    for w in rollup.flush("bench"):
+        feed.add_raw("rca-windows", encode(w))
+    msgs: list[bytes] = []
     t = time.process_time()
-    for v in values[warm:]:
-        feed.add_raw("metrics", v)
+    for i, b in enumerate(batches):
+        rollup.add_series(b.series)
+        if (i + 1) % per_round == 0:
+            msgs.extend(encode(w) for w in rollup.flush("bench"))
+    msgs.extend(encode(w) for w in rollup.flush("bench"))
+    out["rca_window_rollup"] = (time.process_time() - t) / n * 1e6
+    t = time.process_time()
+    for v in msgs:
+        feed.add_raw("rca-windows", v)
     out["rca_window_feed"] = (time.process_time() - t) / n * 1e6
     return out
 
@@ -703,10 +719,12 @@ async def main_async(a: argparse.Namespace) -> dict[str, Any]:
               f"{cl['bytes_per_sample']:.0f} B/sample); worker/ceiling CPU per sample "
               f"{out['cpu_ratio']:.1f}x", flush=True)
         # ---- 3. breakdown
-        bd = out["breakdown_us_per_sample"] = await breakdown(bodies, values, a.shards, warm_bodies, warm)
+        bd = out["breakdown_us_per_sample"] = await breakdown(bodies, values, a.shards, warm_bodies, warm,
+                                                             a.rounds)
         parts = {"receive": bd["receive"], "decode": bd["decode"], "model": bd["detector"],
                  "early warning": bd["early_warning"],
-                 "rca window feed": bd["rca_window_feed"],
+                 "rca window rollup + feed": bd.get("rca_window_rollup", 0.0)
+                 + bd["rca_window_feed"],
                  "checkpoint (in the worker)": ck["checkpoint_cpu_us_per_sample"]}
         parts["framework and the rest"] = res["cpu_us_per_sample"] - sum(parts.values())
         out["worker_cpu_us_per_sample_parts"] = parts

@@ -752,7 +752,9 @@ class RcaSettings(_Section):
 
     Every worker keeps the last ``reference_seconds + after_seconds`` (plus a
     margin) of every service's metrics (one point per ``bucket_seconds``) and
-    log lines, read from ``metrics`` and ``logs`` by a group-less consumer.
+    log lines, read by a group-less consumer from ``logs`` and from
+    ``rca-windows``, where the detection stages publish bucket partials of the
+    samples they decoded.
     """
 
     #: buffer metric/log windows and rank services with the engine (else: signals only)
@@ -764,6 +766,9 @@ class RcaSettings(_Section):
     bucket_seconds: float = Field(default=60.0, gt=0)
     max_series: int = Field(default=20_000, ge=1)
     max_log_lines: int = Field(default=100_000, ge=0)
+    #: how often (seconds) the detection stage publishes its bucket partials to
+    #: ``rca-windows``: the windows lag the samples by about this much
+    flush_seconds: float = Field(default=1.0, gt=0, le=60)
     #: how often pending incidents are checked for a refined RCA (seconds)
     refine_interval: float = Field(default=2.0, gt=0)
 

@@ -58,6 +58,8 @@ VALID: dict[str, dict[str, Any]] = {
                         "minutes": 30, "comment": "looking"},
     "silences": {"silence_id": "s1", "matchers": {"service": "api"}, "starts_at": TS,
                  "ends_at": "2025-11-13T04:13:20Z", "author": "api:otto", "comment": "deploy"},
+    "rca-windows": {"source": "w/0", "service": ["api"], "metric": ['latency_ms{pod="api-1"}'],
+                    "t": [T0 + 15], "total": [25.5], "count": [2]},
 }
 
 # ------------------------------------------------------------------ hostile values

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
@@ -14,26 +15,40 @@ from sre_agent.commands.rca_offline import InputError
 from sre_agent.config import Settings
 from sre_agent.processors.rca_engine import IncidentWindow, rank_window
 from sre_agent.processors.rca_windows import WindowStore
-from sre_agent.schemas import LogRecord, MetricBatch, encode
+from sre_agent.processors.detect import service_of
+from sre_agent.schemas import LogRecord, MetricBatch, WindowPoints, decode, encode
+from sre_agent.schemas.series_refs import SeriesDirectory
 from sre_agent.schemas.telemetry import series_id, series_key
+from sre_agent.schemas.windows import MAX_ROWS
 from sre_agent.streams.rca_agent import incident_window_args
-from sre_agent.streams.rca_windows import WindowFeed
+from sre_agent.streams.rca_windows import WindowFeed, WindowRollup, series_key_of
 
 START = 1_700_003_600.0
 
 
-def test_feed_folds_batches_refs_and_logs_into_the_store() -> None:
+def _resolved(directory: SeriesDirectory, batch: MetricBatch) -> list[dict[str, Any]]:
+    """The batch's series with refs resolved, as the detection stage has them."""
+    return directory.expand(batch).series
+
+
+def test_feed_folds_partials_and_logs_into_the_store() -> None:
     store = WindowStore(horizon=4500, bucket=60)
     feed = WindowFeed(Settings(), store)
+    rollup = WindowRollup(bucket=60, horizon=4500)
+    directory = SeriesDirectory()
     labels = {"service": "db", "pod": "db-0"}
     key = series_key(series_id("latency", labels))
     first = MetricBatch(series=[{"name": "latency", "labels": labels, "id": key,
                                  "points": [(START - 120, 1.0)]}])
     later = MetricBatch(series=[], refs=[{"id": key, "points": [(START - 60, 2.0)]},
                                          {"id": "0123456789abcdef", "points": [(START, 9.0)]}])
-    feed.add_raw("metrics", encode(first))
-    feed.add_raw("metrics", encode(later))
-    feed.add_raw("metrics", b"{not json")
+    rollup.add_series(_resolved(directory, first))
+    rollup.add_series(_resolved(directory, later))  # the unknown ref is not a series
+    for w in rollup.flush("test"):
+        feed.add_raw("rca-windows", encode(w))
+    feed.add_raw("rca-windows", b"{not json")
+    feed.add_raw("rca-windows", b'{"service": ["a"], "metric": [], "t": [], "total": [], '
+                                b'"count": []}')
     rec = LogRecord(service="db", level="error", message="deadlock on orders",
                     time=START + 5)  # type: ignore[arg-type]
     feed.add_raw("logs", encode(rec))
@@ -42,7 +57,65 @@ def test_feed_folds_batches_refs_and_logs_into_the_store() -> None:
     assert list(v) == [1.0, 2.0]
     assert w.logs == [(START + 5, "db", "ERROR deadlock on orders")]
     h = feed.health()
-    assert h["invalid"] == 1 and h["unresolved_refs"] == 1 and h["series"] == 1
+    assert h["invalid"] == 2 and h["rows"] == 2 and h["series"] == 1
+
+
+@pytest.mark.parametrize("workers", [1, 2, 3])
+def test_windows_from_partials_equal_windows_from_every_sample(workers: int) -> None:
+    """The store fed by the detection stages' partials (any number of workers, any
+    flush cadence, late and out-of-order samples) holds what folding every sample of
+    the metrics topic made (the feed's first design): same series, same buckets."""
+    rng = np.random.default_rng(7)
+    series = [{"name": f"m{i % 5}", "labels": {"service": f"s{i % 7}", "pod": f"p{i}"}}
+              for i in range(40)]
+    direct = WindowStore(horizon=4500, bucket=60)
+    fed = WindowStore(horizon=4500, bucket=60)
+    feed = WindowFeed(Settings(), fed)
+    rollups = [WindowRollup(bucket=60, horizon=4500) for _ in range(workers)]
+    t0 = START - 3000
+    for step in range(300):  # 10 s per step, 15 % of the samples late by up to 2 min
+        batch = []
+        for i, s in enumerate(series):
+            if rng.random() < 0.2:
+                continue
+            late = rng.random() < 0.15
+            t = t0 + 10 * step - (rng.uniform(0, 120) if late else rng.uniform(0, 1))
+            pts = [(float(t), float(rng.normal(10 + i, 2)))]
+            if rng.random() < 0.1:
+                pts.append((float(t) + 0.5, float(rng.normal(10 + i, 2))))
+            batch.append({**s, "points": pts})
+        for s in batch:
+            direct.add_points(service_of(s["labels"]), series_key_of(s["name"], s["labels"]),
+                              s["points"])
+        for w, r in enumerate(rollups):  # a worker owns every workers-th series
+            r.add_series([s for s in batch if int(s["labels"]["pod"][1:]) % workers == w])
+        for r in rollups:
+            if rng.random() < 0.3:  # flushes on their own cadence
+                for msg in r.flush("w"):
+                    feed.add_raw("rca-windows", encode(msg))
+    for r in rollups:
+        for msg in r.flush("w"):
+            feed.add_raw("rca-windows", encode(msg))
+    a, b = direct.window(START), fed.window(START)
+    assert direct.clock == fed.clock and a.series.keys() == b.series.keys() and len(a.series) == 40
+    for key, (t, v) in a.series.items():
+        t2, v2 = b.series[key]
+        np.testing.assert_array_equal(t, t2)
+        np.testing.assert_allclose(v, v2, rtol=1e-12)
+
+
+def test_rollup_drops_what_the_store_would_and_bounds_messages() -> None:
+    r = WindowRollup(bucket=60, horizon=600)
+    r.add_series([{"name": "c", "labels": {"job": "x"}, "points": [(10_000.0, 1.0)]}])
+    r.add_series([{"name": "c", "labels": {"job": "x"}, "points": [(9_000.0, 1.0)]}])  # too old
+    assert [w.rows() for w in r.flush("w")] == [[("x", "c", 10_000.0, 1.0, 1)]]
+    many = [{"name": "c", "labels": {"pod": str(i)}, "points": [(10_000.0, 1.0)]}
+            for i in range(MAX_ROWS + 5)]
+    r.add_series(many)
+    assert r.pending == MAX_ROWS + 5
+    msgs = r.flush("w")
+    assert [len(m.service) for m in msgs] == [MAX_ROWS, 5]
+    assert all(decode(WindowPoints, encode(m)).rows() == m.rows() for m in msgs)
 
 
 def test_store_window_ranks_like_the_offline_input() -> None:

@@ -24,6 +24,8 @@ ARCHITECTURE_TOPICS = {
     "metrics", "logs", "k8s-events", "deploy-events", "alerts", "anomalies", "predictions",
     "incidents", "rca-results", "action-plans", "approvals", "sre-actions", "action-results",
     "feedback", "audit", "incident-triage", "silences",
+    # internal: the detection stages' bucket partials for every worker's stream RCA
+    "rca-windows",
 }
 
 

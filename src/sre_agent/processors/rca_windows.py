@@ -119,6 +119,42 @@ class WindowStore:
             if t > self.clock:
                 self.clock = t
 
+    def add_partial(self, service: str, metric: str, t: float, total: float, count: int) -> None:
+        """Add ``count`` samples of one series summing to ``total``, all in the bucket
+        of ``t`` (the last of them): a bucket partial of the ``rca-windows`` feed.
+        Partials of one bucket add up to the bucket the samples would have made."""
+        if not (math.isfinite(t) and math.isfinite(total)) or count < 1 \
+                or t < self.clock - self.horizon:
+            return
+        key = (service, metric)
+        s = self._series.get(key)
+        if s is None:
+            s = self._series[key] = _Series()
+            if len(self._series) > self.max_series:
+                self._series.popitem(last=False)
+                self.dropped_series += 1
+        else:
+            self._series.move_to_end(key)
+        b = math.floor(t / self.bucket)
+        if s.buckets and s.buckets[-1][0] == b:
+            last = s.buckets[-1]
+            last[1] = max(last[1], t)
+            last[2] += total
+            last[3] += count
+        elif not s.buckets or s.buckets[-1][0] < b:
+            s.buckets.append([b, t, total, count])
+            if len(s.buckets) > self.max_points:
+                s.buckets.popleft()
+        else:  # a late partial: fold it into its bucket if still kept
+            for row in s.buckets:
+                if row[0] == b:
+                    row[1] = max(row[1], t)
+                    row[2] += total
+                    row[3] += count
+                    break
+        if t > self.clock:
+            self.clock = t
+
     def add_log(self, t: float, service: str, message: str) -> None:
         if not math.isfinite(t) or t < self.clock - self.horizon:
             return

@@ -14,6 +14,9 @@ Examples
 [11.0, 12.0, 13.0]
 >>> sb.add_points("unknown", [(1.0, 1.0)])
 0
+>>> sb.add_series([{"name": "cpu", "labels": {"service": "api"}, "points": [(14.0, 1.2)]},
+...                {"name": "mem", "labels": {"service": "api"}, "points": [(14.0, 7.0)]}])
+1
 """
 
 from __future__ import annotations
@@ -22,6 +25,8 @@ from collections import OrderedDict, deque
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import Any
+
+from ..schemas.telemetry import series_id
 
 __all__ = ["Band", "BandFn", "SeriesBuffer", "SeriesBuffers"]
 
@@ -141,6 +146,23 @@ class SeriesBuffers:
             else:
                 buf.append((t, v, b[0], b[1], b[2]))
             kept += 1
+        return kept
+
+    def add_series(self, series: Iterable[Any], band: BandFn | None = None) -> int:
+        """Append the points of the tracked ones among decoded ``metrics`` series
+        (``{"name", "labels", "points"}``, refs resolved): the detection stage hands
+        over what it decoded, nothing is parsed twice. A series whose metric name no
+        tracked series has costs one lookup. Returns the points kept."""
+        names = self.metrics
+        if not names:
+            return 0
+        kept = 0
+        for s in series:
+            name = s["name"]
+            if name in names:
+                sid = series_id(name, s["labels"])
+                if sid in self._buf:
+                    kept += self.add_points(sid, s["points"], band)
         return kept
 
     def points(self, sid: str) -> list[Point]:

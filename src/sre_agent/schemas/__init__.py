@@ -24,6 +24,7 @@ from .dlq import DeadLetter
 from .incidents import EvidenceItem, Hypothesis, Incident, RcaResult, SignalRef, SimilarCase
 from .learning import AuditRecord, Feedback
 from .triage import Silence, TriageEvent
+from .windows import WindowPoints
 from .telemetry import (
     Alert,
     DeployEvent,
@@ -55,6 +56,7 @@ TOPIC_MODELS: dict[str, type[Event]] = {
         AuditRecord,
         TriageEvent,
         Silence,
+        WindowPoints,
     )
 }
 
@@ -92,6 +94,7 @@ __all__ = [
     "Target",
     "TriageEvent",
     "UtcDatetime",
+    "WindowPoints",
     "decode",
     "encode",
     "export_json_schemas",

@@ -35,8 +35,10 @@ from ..processors.blobs import BlobStore
 from ..processors.predict import EarlyWarning
 from ..schemas import MetricBatch, encode
 from ..schemas.series_refs import SeriesDirectory
+from ..schemas.windows import MAX_ROWS
 from .context import StreamContext
 from .faust_fixes import before_wait_empty
+from .rca_windows import WindowRollup, window_horizon
 
 __all__ = ["register"]
 
@@ -90,6 +92,26 @@ def register(ctx: StreamContext) -> None:
     #: per partition: samples learned since its last checkpoint
     samples_unsaved: dict[int, int] = defaultdict(int)
     ctx.stats.health["state"] = state_health
+    # the stream RCA's windows: bucket partials of what this stage decoded, for every
+    # worker (streams/rca_windows.py); no worker decodes the whole metrics topic twice
+    rcs = ctx.settings.rca
+    rollup = WindowRollup(rcs.bucket_seconds, window_horizon(ctx.settings)) \
+        if rcs.windows else None
+    source = f"{ctx.settings.worker.app_id}/{ctx.settings.worker.web_port}"
+
+    # the console's charts of anomalous series: fed from the decoded batch (a second
+    # agent on `metrics` parsed every message again)
+    charts = ctx.services.readmodel.series
+
+    def chart_band(sid: str, t: float, v: float) -> Any:
+        from ..web.api import band_of
+
+        return band_of(ctx, sid, t, v)
+
+    async def flush_windows() -> None:
+        if rollup is not None:
+            for w in rollup.flush(source):
+                await ctx.send(w)
 
     def write(partition: int, sids: list[str]) -> None:
         """Write the leaves holding ``sids`` (whole) to the baselines table."""
@@ -164,8 +186,14 @@ def register(ctx: StreamContext) -> None:
             n = batch.sample_count()
             ctx.stats.samples_in += n
             samples_unsaved[partition] += n
+            if charts.metrics:  # points with the band they are judged against
+                charts.add_series(batch.series, chart_band)
             anomalies = detector.update(batch, tag=partition)
             predictions = early.update(batch, tag=partition)
+            if rollup is not None:
+                rollup.add_series(batch.series)
+                if rollup.pending >= MAX_ROWS:
+                    await flush_windows()
             for anomaly in anomalies:
                 await ctx.send(anomaly)
             for prediction in predictions:
@@ -197,6 +225,11 @@ def register(ctx: StreamContext) -> None:
                 last_event.pop(p, None)
                 samples_unsaved.pop(p, None)
             log.info("partitions %s revoked: dropped %d in-memory series", sorted(parts), dropped)
+
+    if rollup is not None:
+        @ctx.app.timer(interval=rcs.flush_seconds)
+        async def rca_window_flush() -> None:
+            await flush_windows()
 
     @ctx.app.task
     async def freeze_startup_heap() -> None:

@@ -1,25 +1,37 @@
-"""Feeds the stream RCA's evidence windows from ``metrics`` and ``logs``, on every worker.
+"""The stream RCA's evidence windows on every worker, from a compact feed.
 
-Why a group-less consumer and not a Faust agent: the RCA of an incident runs on
-the worker that owns the incident's partition, but needs *every* service's
-series and lines around the incident, and the pipeline's consumer group
-spreads ``metrics``/``logs`` partitions over the workers. Like the read model's
-projection, each worker therefore reads all partitions itself, from
-``now - horizon`` at start (so a restarted worker has its windows back), joins
-no group and commits nothing. It keeps only one point per series and bucket
-(:class:`~sre_agent.processors.rca_windows.WindowStore`), so memory is bounded
-whatever the sample rate. Refs of metrics schema v2 are resolved with its own
-:class:`~sre_agent.schemas.series_refs.SeriesDirectory` (a ref seen before its
-labels' refresh is skipped). Invalid messages are only counted: the stage that
-owns the topic routes them to its DLQ.
+The RCA of an incident runs on the worker that owns the incident's partition,
+but needs *every* service's series and log lines around the incident, while the
+pipeline's consumer group spreads ``metrics`` partitions over the workers. Every
+worker decoding the whole ``metrics`` topic again for that (what this module
+did first) cost a quarter of a worker's CPU and made adding workers buy nothing
+for it. Instead:
+
+* the detection stage, which decodes its own ``metrics`` partitions anyway,
+  folds each batch into a :class:`WindowRollup`: one *partial* per series and
+  time bucket (sum and count of the samples since the last flush, the time of
+  the last one), keyed by the engine's ``(service, series key)``, computed once
+  per series. Every ``rca.flush_seconds`` (and whenever a bucket closes or too
+  many rows wait) the partials go to the ``rca-windows`` topic
+  (:class:`~sre_agent.schemas.windows.WindowPoints`, columnar);
+* every worker's :class:`WindowFeed` reads ``rca-windows`` and ``logs`` whole
+  (group-less, from ``now - horizon`` on start, so a restarted worker has its
+  windows back) into its :class:`~sre_agent.processors.rca_windows.WindowStore`.
+  Partials of a bucket add up: the store holds the same bucket means as if it
+  had read every sample, whatever the flush cadence and the number of workers.
+
+The feed's cost is per row, not per sample: at most one row per series and
+flush (or bucket), and a row is five flat values (no labels, no refs to
+resolve, no key to build). Invalid messages are only counted: the stage that
+owns a topic routes its invalid input to its DLQ.
 """
 
 from __future__ import annotations
 
-import asyncio
 import logging
+import math
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from typing import Any
 
 from aiokafka import AIOKafkaConsumer, TopicPartition
@@ -28,11 +40,11 @@ from ..config import Settings
 from ..processors.detect import service_of
 from ..processors.rca_logs import line_level
 from ..processors.rca_windows import WindowStore
-from ..schemas import DecodeError, LogRecord, MetricBatch, decode
-from ..schemas.series_refs import SeriesDirectory
-from ..sinks.kafka import client_kwargs
+from ..schemas import DecodeError, LogRecord, decode
+from ..schemas.windows import MAX_ROWS, WindowPoints
+from .replay import GrouplessReader
 
-__all__ = ["WindowFeed", "series_key_of"]
+__all__ = ["WindowFeed", "WindowRollup", "series_key_of", "window_horizon"]
 
 log = logging.getLogger(__name__)
 
@@ -52,45 +64,133 @@ def series_key_of(name: str, labels: dict[str, str]) -> str:
     return name + "{" + ",".join(f'{k}="{rest[k]}"' for k in sorted(rest)) + "}"
 
 
-class WindowFeed:
-    """Group-less consumer of ``metrics`` and ``logs`` into a :class:`WindowStore`."""
+def window_horizon(settings: Settings) -> float:
+    """Seconds of event time the windows keep: reference + judged window + margin."""
+    return settings.rca.reference_seconds + settings.rca.after_seconds + 600.0
+
+
+class WindowRollup:
+    """Samples of decoded ``metrics`` batches -> bucket partials (pure, bounded).
+
+    ``add_series`` takes the series of a batch (refs resolved); ``flush``
+    returns the waiting partials as :class:`WindowPoints` messages and starts
+    over. A series' open partial is closed (queued) when a sample of another
+    bucket comes. Samples older than ``horizon`` before the newest sample seen
+    are dropped, as the store would (a history bootstrap does not flood the
+    topic with days of buckets).
+
+    >>> r = WindowRollup(bucket=60.0, horizon=600.0)
+    >>> r.add_series([{"name": "cpu", "labels": {"service": "api", "pod": "a"},
+    ...                "points": [(0.0, 1.0), (30.0, 3.0), (61.0, 5.0)]}])
+    >>> [w.rows() for w in r.flush("w/0")]
+    [[('api', 'cpu{pod="a"}', 30.0, 4.0, 2), ('api', 'cpu{pod="a"}', 61.0, 5.0, 1)]]
+    >>> r.pending, r.flush("w/0")
+    (0, [])
+    """
+
+    def __init__(self, bucket: float, horizon: float, max_keys: int = 200_000) -> None:
+        self.bucket = bucket
+        self.horizon = horizon
+        self.max_keys = max_keys
+        self.clock = -math.inf
+        #: (name, *labels.items()) -> (service, series key): computed once per series
+        self._keys: dict[tuple[Any, ...], tuple[str, str]] = {}
+        #: (service, series key) -> [bucket, last t, sum, count] of the open partial
+        self._open: dict[tuple[str, str], list[Any]] = {}
+        #: closed partials waiting for the next flush
+        self._closed: list[tuple[str, str, float, float, int]] = []
+
+    @property
+    def pending(self) -> int:
+        """Rows the next flush sends (at most)."""
+        return len(self._open) + len(self._closed)
+
+    def add_series(self, series: Iterable[Any]) -> None:
+        keys, opened, closed, bucket = self._keys, self._open, self._closed, self.bucket
+        clock = self.clock
+        lo = clock - self.horizon
+        for s in series:
+            points = s["points"]
+            if not points:
+                continue
+            labels = s["labels"]
+            fk = (s["name"], *labels.items())
+            key = keys.get(fk)
+            if key is None:
+                if len(keys) >= self.max_keys:
+                    keys.clear()
+                key = keys[fk] = (service_of(labels), series_key_of(s["name"], labels))
+            acc = opened.get(key)
+            for p in points:
+                t, v = float(p[0]), float(p[1])
+                if t < lo:
+                    continue
+                if t > clock:
+                    clock, lo = t, t - self.horizon
+                b = math.floor(t / bucket)
+                if acc is not None and acc[0] == b:
+                    if t > acc[1]:
+                        acc[1] = t
+                    acc[2] += v
+                    acc[3] += 1
+                else:
+                    if acc is not None:
+                        closed.append((key[0], key[1], acc[1], acc[2], acc[3]))
+                    acc = opened[key] = [b, t, v, 1]
+        self.clock = clock
+
+    def flush(self, source: str) -> list[WindowPoints]:
+        """Every waiting partial as messages of at most :data:`MAX_ROWS` rows."""
+        rows = self._closed
+        rows.extend((k[0], k[1], a[1], a[2], a[3]) for k, a in self._open.items())
+        self._closed, self._open = [], {}
+        out = []
+        for i in range(0, len(rows), MAX_ROWS):
+            service, metric, t, total, count = zip(*rows[i:i + MAX_ROWS], strict=True)
+            out.append(WindowPoints.model_construct(
+                source=source, service=list(service), metric=list(metric), t=list(t),
+                total=list(total), count=list(count)))
+        return out
+
+    def forget(self) -> None:
+        """Drop the key cache (partitions revoked: their series may not come back)."""
+        self._keys.clear()
+
+
+class WindowFeed(GrouplessReader):
+    """Group-less consumer of ``rca-windows`` and ``logs`` into a :class:`WindowStore`."""
+
+    label = "RCA window feed"
 
     def __init__(self, settings: Settings, store: WindowStore,
                  clock: Callable[[], float] = time.time) -> None:
-        self.settings = settings
+        super().__init__(settings, (WindowPoints.TOPIC, "logs"), clock)
         self.store = store
-        self.clock = clock
-        self.names = {settings.topic(t): t for t in ("metrics", "logs")}
-        self.directory = SeriesDirectory()
-        self.errors = 0
         self.invalid = 0
-        self.unresolved = 0
-        self.last_error: str | None = None
-        self.caught_up = False
         self.consumed = 0
-        self._pos: dict[TopicPartition, int] = {}
-        self._targets: dict[TopicPartition, int] = {}
+        self.rows = 0
+        self._polls = 0
 
     def health(self) -> dict[str, Any]:
         return {"ok": self.last_error is None, "caught_up": self.caught_up,
                 "series": len(self.store), "log_lines": self.store.log_lines,
                 "clock": self.store.clock if self.store.clock > 0 else None,
-                "consumed": self.consumed, "invalid": self.invalid,
-                "unresolved_refs": self.unresolved, "errors": self.errors,
-                "last_error": self.last_error}
+                "consumed": self.consumed, "rows": self.rows, "invalid": self.invalid,
+                "errors": self.errors, "last_error": self.last_error, "lag": self.lag()}
+
+    def fold(self, topic: str, value: bytes | None) -> None:
+        self.add_raw(topic, value)
 
     def add_raw(self, topic: str, value: bytes | None) -> None:
         """Fold one raw message (pure apart from the store; used by the tests too)."""
         self.consumed += 1
         try:
-            if topic == "metrics":
-                batch = decode(MetricBatch, value)  # type: ignore[arg-type]
-                got = self.directory.expand(batch)
-                self.unresolved += len(got.unresolved)
-                for s in got.series:
-                    labels = s["labels"]
-                    self.store.add_points(service_of(labels), series_key_of(s["name"], labels),
-                                          s["points"])
+            if topic == WindowPoints.TOPIC:
+                w = decode(WindowPoints, value)  # type: ignore[arg-type]
+                add = self.store.add_partial
+                for row in zip(w.service, w.metric, w.t, w.total, w.count, strict=True):
+                    add(*row)
+                self.rows += len(w.service)
             else:
                 rec = decode(LogRecord, value)  # type: ignore[arg-type]
                 msg = rec.message
@@ -100,67 +200,11 @@ class WindowFeed:
         except DecodeError:
             self.invalid += 1
 
-    async def run(self) -> None:
-        """Consume until cancelled; reconnect with backoff on errors."""
-        backoff = 1.0
-        while True:
-            try:
-                await self._run_once()
-                return
-            except asyncio.CancelledError:
-                raise
-            except Exception as exc:  # broker away, topic deleted ...: retry
-                self.errors += 1
-                self.last_error = f"{type(exc).__name__}: {exc}"[:300]
-                log.warning("RCA window feed failed, retrying in %.0fs: %s", backoff,
-                            self.last_error)
-                await asyncio.sleep(backoff)
-                backoff = min(backoff * 2, 30.0)
+    async def start_offsets(self, c: AIOKafkaConsumer, tps: list[TopicPartition],
+                            ends: dict[TopicPartition, int]) -> dict[TopicPartition, int]:
+        return await self.since(c, tps, self.store.horizon, ends)
 
-    async def _partitions(self, c: AIOKafkaConsumer) -> list[TopicPartition]:
-        while True:
-            tps = c.assignment()
-            if not set(self.names) - {tp.topic for tp in tps}:
-                return sorted(tps)
-            await asyncio.sleep(0.5)
-
-    async def _run_once(self) -> None:
-        c = AIOKafkaConsumer(*self.names, **client_kwargs(self.settings.kafka), group_id=None,
-                             enable_auto_commit=False, auto_offset_reset="earliest",
-                             metadata_max_age_ms=5_000, fetch_max_wait_ms=200)
-        await c.start()
-        try:
-            tps = await self._partitions(c)
-            since_ms = int((self.clock() - self.store.horizon) * 1000)
-            ends = await c.end_offsets(tps)
-            starts = await c.offsets_for_times({tp: since_ms for tp in tps})
-            for tp in tps:
-                found = starts.get(tp)
-                if tp in self._pos:
-                    c.seek(tp, self._pos[tp])
-                elif found is not None:
-                    c.seek(tp, found.offset)
-                else:
-                    c.seek(tp, ends[tp])
-            self._pos = {tp: await c.position(tp) for tp in tps}
-            self._targets = ends
-            self.last_error = None
-            n = 0
-            while True:
-                batches = await c.getmany(timeout_ms=500, max_records=2000)
-                for tp, records in batches.items():
-                    topic = self.names[tp.topic]
-                    for r in records:
-                        self.add_raw(topic, r.value)
-                    if records:
-                        self._pos[tp] = records[-1].offset + 1
-                n += 1
-                if n % 200 == 0:
-                    self.store.expire()
-                if not batches:
-                    self._pos = {tp: await c.position(tp) for tp in self._pos}
-                if not self.caught_up:
-                    self.caught_up = all(self._pos.get(tp, 0) >= end
-                                         for tp, end in self._targets.items())
-        finally:
-            await c.stop()
+    def polled(self, got_records: bool) -> None:
+        self._polls += 1
+        if self._polls % 200 == 0:
+            self.store.expire()

@@ -10,17 +10,13 @@ produced to their topics, each audited.
 from __future__ import annotations
 
 import logging
-import math
 from typing import Any
 
-import orjson
 from faust.web import Request, Response, View
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry
 
 from .. import __version__
 from ..readmodel.series import Band
-from ..schemas import series_id
-from ..schemas.telemetry import series_key
 from .chatops import register_chatops
 from .console import register_console
 from .http import Api
@@ -70,18 +66,6 @@ def band_of(ctx: StreamContext, sid: str, t: float, v: float) -> Band | None:
     return (float(sc.expected), float(sc.lower), float(sc.upper))
 
 
-def _points(raw: Any) -> list[tuple[float, float]]:
-    out = []
-    for p in raw or ():
-        try:
-            t, v = float(p[0]), float(p[1])
-        except (TypeError, ValueError, IndexError):
-            continue
-        if math.isfinite(t) and math.isfinite(v):
-            out.append((t, v))
-    return out
-
-
 def register(ctx: StreamContext) -> Api:
     """Declare the read model's feeds and every view of the read side; return the
     :class:`Api` the other views are declared with."""
@@ -123,45 +107,6 @@ def register(ctx: StreamContext) -> Api:
     async def readmodel_health() -> None:
         ctx.stats.health["readmodel"] = projection.health()
 
-    def band(sid: str, t: float, v: float) -> Band | None:
-        return band_of(ctx, sid, t, v)
-
-    keys: dict[str, str] = {}
-
-    def key_of(sid: str) -> str:
-        key = keys.get(sid)
-        if key is None:
-            if len(keys) > 10_000:
-                keys.clear()
-            key = keys[sid] = series_key(sid)
-        return key
-
-    @app.agent(ctx.topics["metrics"], name="api-chart-series")
-    async def chart_series(stream: Any) -> None:
-        """Recent values of anomalous series for the console (metrics are validated,
-        counted and dead-lettered by the baseline agent; this one only peeks)."""
-        async for event in stream.events():
-            names = model.series.metrics
-            if not names:
-                continue
-            try:
-                data = orjson.loads(event.value)
-                # schema v2 entries carry their series key: one lookup per series
-                wanted = {key_of(sid): sid for sid, _ in model.series.items()}
-                for ser in [*(data.get("series") or ()), *(data.get("refs") or ())]:
-                    key = ser.get("id")
-                    if key is not None:
-                        sid = wanted.get(key)
-                        if sid is not None:
-                            model.series.add_points(sid, _points(ser.get("points")), band)
-                        continue
-                    name, labels = ser.get("name"), ser.get("labels") or {}  # v1
-                    if name not in names or not isinstance(labels, dict):
-                        continue
-                    sid = series_id(name, {str(k): str(v) for k, v in labels.items()})
-                    if sid in model.series:
-                        model.series.add_points(sid, _points(ser.get("points")), band)
-            except Exception as exc:  # never let a bad message stop the charts
-                log.debug("chart feed skipped a metrics message: %s", exc)
-
+    # the console's chart points come from the metrics agent's decoded batches
+    # (streams/metrics_agent.py: readmodel.series.add_series with band_of)
     return api

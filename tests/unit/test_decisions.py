@@ -32,6 +32,7 @@ from sre_agent.processors.execution import (
     Inspected,
     Report,
     Requested,
+    Resumed,
     TargetState,
     Verify,
     step,
@@ -183,12 +184,75 @@ def test_executor_runs_a_verified_action_once() -> None:
     st, eff = step(TargetState(), Requested(a, KEYS.verify(raw), raw), 100.0, EXEC)
     assert eff == [Inspect(a)]
     st, eff = step(st, Inspected(a, "open", True, observed={"exists": True}), 100.0, EXEC)
-    assert eff == [Claim(a)] and st.done[a.idempotency_key] == "claimed"
+    assert eff == [Claim(a)] and st.done[a.idempotency_key] == "claiming"
     st, eff = step(st, Claimed(a, True), 100.0, EXEC)
-    assert eff == [Act(a, False)]
+    assert eff == [Act(a, False)] and st.done[a.idempotency_key] == "claimed"
     st, eff = step(st, Acted(a, {}, False, detail="deleted"), 100.0, EXEC)
     assert isinstance(eff[-1], Verify) and st.times == [100.0]
     # redelivered: a duplicate, never acted on again
     st, eff = step(st, Requested(a, KEYS.verify(raw), raw), 101.0, EXEC)
     assert audits(eff) == ["action.duplicate"]
     assert orjson.loads(orjson.dumps(st.to_json()))["done"][a.idempotency_key] == "executed"
+
+
+# ------------------------------------------------------------- a worker stopped mid-action
+def _approved() -> tuple[SreAction, dict]:  # type: ignore[type-arg]
+    p = plan(score=0.45, tier="MEDIUM", policy="ONE_APPROVAL", status="pending")
+    a = authorised_action(p, [Approval(plan_id="p1", decision="approve", user="bob")])
+    return a, signed(a)
+
+
+def test_a_table_claim_never_made_durable_does_not_make_a_redelivery_a_duplicate() -> None:
+    """Killed after the table said "claiming" (written to local RocksDB at once) but
+    before the durable claim: the redelivered action is judged again, not dropped."""
+    a, raw = _approved()
+    st, _ = step(TargetState(), Requested(a, KEYS.verify(raw), raw), 100.0, EXEC)
+    st, eff = step(st, Inspected(a, "open", True, observed={"exists": True}), 100.0, EXEC)
+    assert eff == [Claim(a)]
+    st, eff = step(st, Requested(a, KEYS.verify(raw), raw), 101.0, EXEC)
+    assert eff == [Inspect(a)]
+    # once the durable claim exists, its owner (or whoever takes it over) finishes it
+    st, eff = step(st, Requested(a, KEYS.verify(raw), raw, claimed_before="claimed"), 101.0, EXEC)
+    assert audits(eff) == ["action.duplicate"]
+
+
+def test_a_taken_over_claim_continues_from_its_recorded_state() -> None:
+    a, raw = _approved()
+    check = KEYS.verify(raw)
+    # done and recorded: only verification and the result are left
+    _, eff = step(TargetState(), Resumed(a, check, raw, "executed", {"uid": "u1"}, "deleted"),
+                  100.0, EXEC)
+    assert audits(eff) == ["action.taken_over"] and eff[-1] == Verify(a, {"uid": "u1"}, "deleted")
+    # nothing done yet: inspected again, then acted on with the claim already held
+    _, eff = step(TargetState(), Resumed(a, check, raw, "claimed"), 100.0, EXEC)
+    assert eff[-1] == Inspect(a, resumed="claimed")
+    _, eff = step(TargetState(), Inspected(a, "open", True, observed={"exists": True},
+                                           resumed="claimed"), 100.0, EXEC)
+    assert eff == [Act(a, False)]
+    _, eff = step(TargetState(), Inspected(a, "resolved", True, observed={"exists": True},
+                                           resumed="claimed"), 100.0, EXEC)
+    assert isinstance(eff[-1], Report) and eff[-1].status == "skipped"
+
+
+def test_stopped_during_the_call_the_live_object_decides_and_nothing_is_repeated() -> None:
+    a, raw = _approved()
+    _, eff = step(TargetState(), Resumed(a, KEYS.verify(raw), raw, "acting", {"uid": "u1"}),
+                  100.0, EXEC)
+    assert eff[-1] == Inspect(a, resumed="acting", snapshot={"uid": "u1"})
+    gone = Inspected(a, "open", True, observed={"exists": False}, resumed="acting",
+                     snapshot={"uid": "u1"})
+    _, eff = step(TargetState(), gone, 100.0, EXEC)
+    assert audits(eff) == ["action.executed"] and isinstance(eff[-1], Verify)
+    assert eff[-1].snapshot == {"uid": "u1"}
+    same = Inspected(a, "open", True, observed={"exists": True}, resumed="acting")
+    _, eff = step(TargetState(), same, 100.0, EXEC)
+    assert audits(eff) == ["action.outcome_unknown"]
+    assert isinstance(eff[-1], Report) and eff[-1].status == "failed"
+    assert not any(isinstance(e, Act) for e in eff)
+
+
+def test_a_taken_over_claim_is_verified_again() -> None:
+    a, raw = _approved()
+    forged = dict(raw, plan=None)
+    _, eff = step(TargetState(), Resumed(a, KEYS.verify(forged), forged, "claimed"), 100.0, EXEC)
+    assert audits(eff) == ["action.unverified"] and isinstance(eff[-1], Report)

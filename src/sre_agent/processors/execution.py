@@ -9,6 +9,14 @@ event::
     Inspected --incident open, same object, pre-checks--> Claim
     Claimed   --not claimed before--> Act (dry run or real)
     Acted     --> Report (dry run, failed) | Verify (then the agent reports)
+    Resumed   --a claim taken over from a stopped owner--> Inspect | Verify | Report
+
+With PostgreSQL the durable claim is the work log (``claimed`` -> ``acting`` ->
+``executed`` -> result) and the owner holds a lease on it; when the owner stops, a
+worker takes the claim over and finishes it from the recorded state (:class:`Resumed`):
+nothing done yet -> the action runs; done -> only verification and the result; stopped
+during the call to the target -> the live object tells: changed means done, unchanged
+means unknown, and an unknown outcome is reported failed, never repeated.
 
 Every refusal is an :class:`Audit` plus a :class:`Report` (one ``action-results``
 event). Nothing in the action is believed: :func:`verify_action` checks the
@@ -32,7 +40,7 @@ from .signing import Check, Keyring
 from .verify import identity_problem, precheck_problems
 
 __all__ = ["Act", "Acted", "Claim", "Claimed", "ExecRules", "Inspect", "Inspected", "Report",
-           "Requested", "TargetState", "Verify", "Verdict", "step", "verify_action"]
+           "Requested", "Resumed", "TargetState", "Verify", "Verdict", "step", "verify_action"]
 
 MAX_DONE = 500  # idempotency keys remembered per target
 ME = "executor"
@@ -118,12 +126,27 @@ class Requested:
 
 
 @dataclass(frozen=True)
+class Resumed:
+    """A durable claim taken over after its owner stopped (its lease ran out)."""
+    action: SreAction
+    check: Check
+    raw: Mapping[str, Any]
+    #: the claim's recorded state: ``claimed``, ``acting`` or ``executed``
+    claim: str
+    snapshot: dict[str, Any] = field(default_factory=dict)
+    detail: str = ""
+
+
+@dataclass(frozen=True)
 class Inspected:
     action: SreAction
     incident_status: str | None
     available: bool
     observed: dict[str, Any] | None = None
     error: str | None = None
+    #: set when inspecting a taken-over claim: its recorded state
+    resumed: str | None = None
+    snapshot: dict[str, Any] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -156,6 +179,9 @@ class Report:
 @dataclass(frozen=True)
 class Inspect:
     action: SreAction
+    #: inspecting a taken-over claim in this recorded state (and its snapshot)
+    resumed: str | None = None
+    snapshot: dict[str, Any] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -177,7 +203,7 @@ class Verify:
 
 
 Effect = Audit | Report | Inspect | Claim | Act | Verify
-Event = Requested | Inspected | Claimed | Acted
+Event = Requested | Resumed | Inspected | Claimed | Acted
 
 
 def _audit(a: SreAction, what: str, details: dict[str, Any]) -> Audit:
@@ -199,10 +225,16 @@ def step(state: TargetState, event: Event, now: float,
     st = TargetState(list(state.times), dict(state.done))
     a = event.action
     key, ref = a.idempotency_key, a.step.target.ref()
+    if isinstance(event, Resumed):
+        return _resume(st, event, rules)
     if isinstance(event, Requested):
-        if key in st.done or event.claimed_before is not None:
+        seen = st.done.get(key)
+        # "claiming": the table claim was saved but the durable claim may never have
+        # been made, and nothing was done (acting needs "claimed"): the durable claim,
+        # made again below, decides
+        if (seen is not None and seen != "claiming") or event.claimed_before is not None:
             return st, [_audit(a, "action.duplicate", {
-                "target": ref, "previous": st.done.get(key) or event.claimed_before})]
+                "target": ref, "previous": event.claimed_before or seen})]
         verdict = verify_action(a, event.raw, event.check, rules)
         if not verdict.ok:
             if verdict.kind == "blocked":
@@ -215,6 +247,8 @@ def step(state: TargetState, event: Event, now: float,
                            f"{len(st.times)} actions on {ref} within the hour "
                            f"(max {rules.max_per_hour})")
         return st, [Inspect(a)]
+    if isinstance(event, Inspected) and event.resumed not in (None, "claimed"):
+        return _inspected_mid_act(st, event)
     if isinstance(event, Inspected):
         status = event.incident_status
         if status == "resolved" or (status is None and rules.require_open_incident):
@@ -230,13 +264,17 @@ def step(state: TargetState, event: Event, now: float,
         failed = precheck_problems(a.step, event.observed)
         if failed:
             return _refuse(st, a, "skipped", "action.precheck_failed", "; ".join(failed))
+        if event.resumed == "claimed":  # taken over with nothing done: the claim is ours
+            st.done[key] = "claimed"
+            return st, [Act(a, rules.dry_run or a.dry_run)]
         # claimed before acting: a crash from here on can never lead to a second execution
-        st.done[key] = "claimed"
+        st.done[key] = "claiming"
         return st, [Claim(a)]
     if isinstance(event, Claimed):
         if event.durable is False:
             return st, [_audit(a, "action.duplicate",
                                {"target": ref, "previous": "claimed in PostgreSQL"})]
+        st.done[key] = "claimed"
         return st, [Act(a, rules.dry_run or a.dry_run)]
     # Acted
     if event.dry_run:
@@ -256,3 +294,37 @@ def step(state: TargetState, event: Event, now: float,
                                               "detail": event.detail,
                                               "approved_by": a.approved_by, "policy": a.policy}),
                 Verify(a, event.snapshot, event.detail)]
+
+
+def _resume(st: TargetState, ev: Resumed, rules: ExecRules) -> tuple[TargetState, list[Effect]]:
+    """A claim taken over from a stopped owner: verified again, then continued from
+    its recorded state."""
+    a = ev.action
+    verdict = verify_action(a, ev.raw, ev.check, rules)
+    if not verdict.ok:
+        return _refuse(st, a, "blocked", "action.unverified",
+                       f"taken-over claim: {verdict.reason}", remember=False)
+    audit = _audit(a, "action.taken_over", {"target": a.step.target.ref(), "claim": ev.claim,
+                                            "plan_id": a.plan_id})
+    if ev.claim == "executed":
+        st.done[a.idempotency_key] = "executed"
+        return st, [audit, Verify(a, ev.snapshot, ev.detail or f"{a.step.action} done")]
+    return st, [audit, Inspect(a, resumed=ev.claim, snapshot=ev.snapshot)]
+
+
+def _inspected_mid_act(st: TargetState, ev: Inspected) -> tuple[TargetState, list[Effect]]:
+    """A taken-over claim whose owner stopped during the call to the target."""
+    a, ref = ev.action, ev.action.step.target.ref()
+    # stopped during the call to the target: the live object tells whether it happened
+    changed = identity_problem(a.step, ev.observed) if ev.observed is not None else None
+    if changed:
+        st.done[a.idempotency_key] = "executed"
+        return st, [_audit(a, "action.executed", {"target": ref, "action": a.step.action,
+                                                  "detail": f"taken over: {changed}",
+                                                  "approved_by": a.approved_by,
+                                                  "policy": a.policy}),
+                    Verify(a, ev.snapshot, f"{a.step.action} {ref} done before a takeover "
+                                           f"({changed})")]
+    return _refuse(st, a, "failed", "action.outcome_unknown",
+                   f"the executor stopped during {a.step.action} on {ref} and the object "
+                   f"shows no change; not repeated: check {ref} by hand")

@@ -25,6 +25,7 @@ import hashlib
 import logging
 from dataclasses import dataclass
 from datetime import datetime
+from collections.abc import Mapping
 from typing import Any
 
 import asyncpg
@@ -32,7 +33,8 @@ import orjson
 
 from ..schemas import AuditRecord
 
-__all__ = ["GENESIS", "MIGRATIONS", "AuditStore", "ChainReport", "canonical", "chain_hash"]
+__all__ = ["GENESIS", "MIGRATIONS", "OPEN_CLAIMS", "AuditStore", "ChainReport", "OpenClaim",
+           "canonical", "chain_hash"]
 
 log = logging.getLogger(__name__)
 
@@ -92,7 +94,30 @@ CREATE TABLE incident_tickets (
     updated_at   timestamptz NOT NULL DEFAULT now()
 );
 """),
+    (4, "executor claims as a durable work log: the signed action, progress, an owner's lease", """
+ALTER TABLE action_claims
+    ADD COLUMN action      jsonb,
+    ADD COLUMN snapshot    jsonb,
+    ADD COLUMN detail      text        NOT NULL DEFAULT '',
+    ADD COLUMN owner       text        NOT NULL DEFAULT '',
+    ADD COLUMN lease_until timestamptz NOT NULL DEFAULT now();
+CREATE INDEX action_claims_open ON action_claims (lease_until)
+    WHERE status IN ('claimed', 'acting', 'executed');
+"""),
 ]
+
+#: claim states that are not final: the action may still need its act, verification or result
+OPEN_CLAIMS = ("claimed", "acting", "executed")
+
+
+@dataclass(frozen=True)
+class OpenClaim:
+    """An unfinished claim taken over from an owner whose lease ran out."""
+    idempotency_key: str
+    status: str
+    action: dict[str, Any]
+    snapshot: dict[str, Any]
+    detail: str
 
 
 def canonical(obj: Any) -> bytes:
@@ -241,13 +266,40 @@ class AuditStore:
         return [e for e in event_ids if e not in found]
 
     # ------------------------------------------------------------ idempotency claims
-    async def claim(self, idempotency_key: str, action_id: str, target: str) -> bool:
+    # A claim is the executor's durable work log for one action: ``claimed`` (nothing
+    # done yet) -> ``acting`` (the call to the target is under way) -> ``executed``
+    # (done, verification pending) -> the final result status. Its owner holds a lease
+    # and renews it while the action is in flight; a claim whose lease ran out is taken
+    # over by another worker (or the owner's restart), which finishes it from the state
+    # recorded here. Every step is conditional on still owning the claim, so two
+    # workers never both act.
+    async def claim(self, idempotency_key: str, action_id: str, target: str,
+                    action: Mapping[str, Any] | None = None, owner: str = "",
+                    lease_seconds: float = 30.0) -> bool:
         """Durably claim an action before acting; False if it was claimed before."""
         async with self._pool().acquire() as con:
             got = await con.fetchval(
-                "INSERT INTO action_claims (idempotency_key, action_id, target) VALUES ($1,$2,$3) "
+                "INSERT INTO action_claims (idempotency_key, action_id, target, action, owner, "
+                "lease_until) VALUES ($1, $2, $3, $4::jsonb, $5, "
+                "now() + make_interval(secs => $6)) "
                 "ON CONFLICT (idempotency_key) DO NOTHING RETURNING 1",
-                idempotency_key, action_id, target)
+                idempotency_key, action_id, target,
+                None if action is None else orjson.dumps(action).decode(), owner,
+                float(lease_seconds))
+            return bool(got)
+
+    async def advance_claim(self, idempotency_key: str, owner: str, status: str, *,
+                            expect: str, snapshot: Mapping[str, Any] | None = None,
+                            detail: str | None = None) -> bool:
+        """Move an owned claim from ``expect`` to ``status``; False if it is not ours
+        in that state any more (taken over, or finished)."""
+        async with self._pool().acquire() as con:
+            got = await con.fetchval(
+                "UPDATE action_claims SET status = $3, updated_at = now(), "
+                "snapshot = COALESCE($5::jsonb, snapshot), detail = COALESCE($6, detail) "
+                "WHERE idempotency_key = $1 AND owner = $2 AND status = $4 RETURNING 1",
+                idempotency_key, owner, status, expect,
+                None if snapshot is None else orjson.dumps(snapshot).decode(), detail)
             return bool(got)
 
     async def finish_claim(self, idempotency_key: str, status: str) -> None:
@@ -259,6 +311,34 @@ class AuditStore:
         async with self._pool().acquire() as con:
             return await con.fetchval("SELECT status FROM action_claims WHERE idempotency_key = $1",
                                       idempotency_key)  # type: ignore[no-any-return]
+
+    async def renew_claims(self, keys: list[str], owner: str, lease_seconds: float) -> int:
+        """Extend the lease of the owner's unfinished claims among ``keys``."""
+        if not keys:
+            return 0
+        async with self._pool().acquire() as con:
+            done = await con.execute(
+                "UPDATE action_claims SET lease_until = now() + make_interval(secs => $3) "
+                "WHERE idempotency_key = ANY($1) AND owner = $2 AND status = ANY($4)",
+                keys, owner, float(lease_seconds), list(OPEN_CLAIMS))
+            return int(done.split()[-1])
+
+    async def take_over_claims(self, owner: str, lease_seconds: float,
+                               limit: int = 20) -> list[OpenClaim]:
+        """Take unfinished claims whose owner's lease ran out (at most ``limit``)."""
+        async with self._pool().acquire() as con:
+            rows = await con.fetch(
+                "UPDATE action_claims SET owner = $1, updated_at = now(), "
+                "lease_until = now() + make_interval(secs => $2) WHERE idempotency_key IN ("
+                "SELECT idempotency_key FROM action_claims WHERE status = ANY($4) "
+                "AND lease_until < now() AND action IS NOT NULL ORDER BY claimed_at LIMIT $3 "
+                "FOR UPDATE SKIP LOCKED) "
+                "RETURNING idempotency_key, status, action::text AS action, "
+                "snapshot::text AS snapshot, detail",
+                owner, float(lease_seconds), int(limit), list(OPEN_CLAIMS))
+        return [OpenClaim(r["idempotency_key"], r["status"], orjson.loads(r["action"]),
+                          orjson.loads(r["snapshot"]) if r["snapshot"] else {}, r["detail"])
+                for r in rows]
 
 
 def _row_problem(r: Any, prev: str) -> str | None:

@@ -7,11 +7,17 @@ and carries out its effects:
 
 * ``Inspect`` — the incident's status (tickets table, this worker's view, the read
   model) and the live object (uid, revision) with the playbook's pre-checks;
-* ``Claim`` — the durable claim in PostgreSQL (after the table claim);
-* ``Act`` — snapshot, then dry-run (the default) or the real action;
+* ``Claim`` — the durable claim in PostgreSQL (after the table claim), holding the
+  signed action; its lease is renewed while the action is in flight;
+* ``Act`` — snapshot, the claim marked ``acting``, then dry-run (the default) or the
+  real action, the claim marked ``executed``;
 * ``Verify`` — in the background against the playbook's signal; on failure the
   snapshot is restored (``rolled_back``). The one final result goes to
-  ``action-results``.
+  ``action-results`` (acknowledged by the broker before the claim is closed).
+
+A timer takes over claims whose owner's lease ran out (a killed or hung worker, or
+this worker before its restart) and finishes them (:class:`Resumed`): without it an
+action approved and claimed just before a crash would never report a result.
 
 It waits for :meth:`Services.ready_to_decide` before its first action, so after a
 restart the incident status is known before any action is judged.
@@ -20,8 +26,12 @@ restart the incident status is known before any action is judged.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import logging
+import os
+import socket
 import time
+import uuid
 from collections import deque
 from typing import Any
 
@@ -38,6 +48,7 @@ from ..processors.execution import (
     Inspected,
     Report,
     Requested,
+    Resumed,
     TargetState,
     Verify,
     step,
@@ -62,6 +73,13 @@ def register(ctx: StreamContext) -> None:
     open_anomalies: dict[tuple[str, str], set[str]] = {}
     background: set[asyncio.Task[None]] = set()
     rules: ExecRules | None = None
+    #: this process's name on the claims it owns; idempotency keys of its open claims
+    owner = f"{socket.gethostname()}/{os.getpid()}/{uuid.uuid4().hex[:8]}"
+    lease = cfg.claim_lease_seconds
+    owned: set[str] = set()
+
+    def durable() -> bool:
+        return store is not None and store.pool is not None
 
     def rules_now() -> ExecRules:
         nonlocal rules
@@ -87,16 +105,19 @@ def register(ctx: StreamContext) -> None:
                            verified=verified, dry_run=dry_run, step_index=a.step_index,
                            action=a.step.action, target=a.step.target.ref(),
                            idempotency_key=a.idempotency_key)
-        await ctx.send(res)
+        # acknowledged before the claim is closed: a crash in between leaves the claim
+        # open, and whoever takes it over reports again (at least once, never lost)
+        await ctx.send_acked(res)
         await emit_audit(ctx, "executor", "action.result", a.action_id,
                          {"status": status, "detail": detail[:500], "verified": verified,
                           "dry_run": dry_run, "plan_id": a.plan_id},
                          idempotency_key=a.idempotency_key)
-        if store is not None and store.pool is not None:
+        if durable():
             try:
-                await store.finish_claim(a.idempotency_key, status)
-            except Exception as exc:  # noqa: BLE001 - the claim row stays "claimed"
+                await store.finish_claim(a.idempotency_key, status)  # type: ignore[union-attr]
+            except Exception as exc:  # noqa: BLE001 - the claim row stays open
                 log.warning("claim update failed: %s", exc)
+        owned.discard(a.idempotency_key)
 
     async def inspect(a: SreAction) -> Inspected:
         status = await incident_status(ctx, a.incident_id)
@@ -107,28 +128,48 @@ def register(ctx: StreamContext) -> None:
         except Exception as exc:  # noqa: BLE001
             return Inspected(a, status, True, error=str(exc)[:500])
 
-    async def claim(a: SreAction) -> Claimed:
+    async def claim(a: SreAction, raw: Any) -> Claimed:
         if store is None:
             return Claimed(a, None)
         try:
             await store.setup()
-            return Claimed(a, await store.claim(a.idempotency_key, a.action_id,
-                                                a.step.target.ref()))
+            got = await store.claim(a.idempotency_key, a.action_id, a.step.target.ref(),
+                                    action=dict(raw), owner=owner, lease_seconds=lease)
         except Exception as exc:  # noqa: BLE001
             log.warning("durable claim unavailable (%s); the table claim stands", exc)
             return Claimed(a, None)
+        if got:
+            owned.add(a.idempotency_key)
+        return Claimed(a, got)
 
-    async def act(a: SreAction, dry_run: bool) -> Acted:
+    async def advance(a: SreAction, status: str, expect: str, **kw: Any) -> bool:
+        """Record progress on an owned durable claim; False if it is no longer ours."""
+        if a.idempotency_key not in owned or not durable():
+            return True  # no durable claim (no database): the table claim stands
+        try:
+            return await store.advance_claim(a.idempotency_key, owner, status,  # type: ignore[union-attr]
+                                             expect=expect, **kw)
+        except Exception as exc:  # noqa: BLE001 - the lease still guards the claim
+            log.warning("claim progress not recorded (%s)", exc)
+            return True
+
+    async def act(a: SreAction, dry_run: bool) -> Acted | None:
         snapshot = await targets.snapshot(a.step)
         await emit_audit(ctx, "executor", "action.snapshot", a.action_id,
                          {"target": a.step.target.ref(), "snapshot": snapshot},
                          idempotency_key=a.idempotency_key)
         if dry_run:
             return Acted(a, snapshot, True)
+        if not await advance(a, "acting", "claimed", snapshot=snapshot):
+            log.warning("claim of %s was taken over before acting; not acting", a.action_id)
+            owned.discard(a.idempotency_key)
+            return None
         try:
-            return Acted(a, snapshot, False, detail=await targets.act(a.step))
+            detail = await targets.act(a.step)
         except Exception as exc:  # noqa: BLE001
             return Acted(a, snapshot, False, error=str(exc) or type(exc).__name__)
+        await advance(a, "executed", "acting", detail=detail[:2000])
+        return Acted(a, snapshot, False, detail=detail)
 
     async def verify_then_report(a: SreAction, snapshot: dict[str, Any], detail: str) -> None:
         step_, started = a.step, time.monotonic()
@@ -165,14 +206,16 @@ def register(ctx: StreamContext) -> None:
             await report(a, "failed", f"{detail}; verification/rollback error: {exc}", snapshot,
                          verified=False)
 
-    async def run(first: Requested) -> None:
-        """Feed the machine until it has nothing left to ask; save after each step."""
+    async def run(first: Requested | Resumed, persist: bool = True) -> None:
+        """Feed the machine until it has nothing left to ask; save after each step
+        (``persist``: a taken-over claim's target may be another worker's partition)."""
         ref = first.action.step.target.ref()
-        st = load(ref)
+        st = load(ref) if persist else TargetState()
         events: deque[Any] = deque([first])
         while events:
             st, effects = step(st, events.popleft(), time.time(), rules_now())
-            save(ref, st)
+            if persist:
+                save(ref, st)
             for eff in effects:
                 if isinstance(eff, Audit):
                     await emit_audit(ctx, eff.actor, eff.action, eff.subject, eff.details,
@@ -181,11 +224,15 @@ def register(ctx: StreamContext) -> None:
                     await report(eff.action, eff.status, eff.detail, eff.snapshot, eff.verified,
                                  eff.dry_run)
                 elif isinstance(eff, Inspect):
-                    events.append(await inspect(eff.action))
+                    seen = await inspect(eff.action)
+                    events.append(seen if eff.resumed is None else dataclasses.replace(
+                        seen, resumed=eff.resumed, snapshot=eff.snapshot))
                 elif isinstance(eff, Claim):
-                    events.append(await claim(eff.action))
+                    events.append(await claim(eff.action, first.raw))
                 elif isinstance(eff, Act):
-                    events.append(await act(eff.action, eff.dry_run))
+                    acted = await act(eff.action, eff.dry_run)
+                    if acted is not None:
+                        events.append(acted)
                 elif isinstance(eff, Verify):
                     task = asyncio.ensure_future(
                         verify_then_report(eff.action, eff.snapshot, eff.detail))
@@ -211,6 +258,38 @@ def register(ctx: StreamContext) -> None:
                 log.exception("executor failed on %s", action.action_id)
                 await emit_audit(ctx, "executor", "action.error", action.action_id,
                                  {"error": f"{type(exc).__name__}: {exc}"[:500]},
+                                 idempotency_key=action.idempotency_key)
+
+    @app.timer(max(1.0, lease / 3))
+    async def keep_claims() -> None:
+        """Renew the leases of this worker's open claims; take over orphaned ones."""
+        if not durable() or not services.decisions_ready():
+            return
+        try:
+            if owned:
+                await store.renew_claims(sorted(owned), owner, lease)  # type: ignore[union-attr]
+            taken = await store.take_over_claims(owner, lease)  # type: ignore[union-attr]
+        except Exception as exc:  # noqa: BLE001 - tried again at the next tick
+            log.warning("claim leases: %s", exc)
+            return
+        for c in taken:
+            try:
+                action = SreAction.model_validate(c.action)
+            except ValueError as exc:
+                log.error("claim %s holds no valid action (%s); left for a human",
+                          c.idempotency_key, exc)
+                continue
+            owned.add(c.idempotency_key)
+            log.warning("took over the %s claim of %s (%s on %s)", c.status, action.action_id,
+                        action.step.action, action.step.target.ref())
+            try:
+                await run(Resumed(action, services.keys.keyring.verify(c.action), c.action,
+                                  c.status, c.snapshot, c.detail), persist=False)
+            except Exception as exc:  # noqa: BLE001 - the lease runs out, tried again
+                log.exception("taking over %s failed", action.action_id)
+                owned.discard(c.idempotency_key)
+                await emit_audit(ctx, "executor", "action.error", action.action_id,
+                                 {"error": f"takeover: {type(exc).__name__}: {exc}"[:500]},
                                  idempotency_key=action.idempotency_key)
 
     @app.agent(ctx.topics["anomalies"], name="executor-anomaly-watch")

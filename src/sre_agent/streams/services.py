@@ -184,6 +184,10 @@ class Services(Service):
                 "postgres": self.postgres is None or self.postgres.pool is not None,
                 "readmodel_caught_up": self.projection.caught_up}
 
+    def decisions_ready(self) -> bool:
+        """:meth:`ready_to_decide` without waiting."""
+        return self._pg_tried.is_set() and self.projection.ready.is_set()
+
     async def ready_to_decide(self) -> None:
         """Wait until a decision stage may act: PostgreSQL tried, read model caught up."""
         await self._pg_tried.wait()

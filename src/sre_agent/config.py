@@ -301,6 +301,10 @@ class ActionSettings(_Section):
     require_open_incident: bool = True
     #: how often post-action verification polls its signal (seconds)
     verify_poll_seconds: float = Field(default=1.0, gt=0)
+    #: lease on an in-flight action's durable claim (PostgreSQL), renewed by its owner
+    #: every third of it; when it runs out (the owner stopped) another worker, or the
+    #: owner's restart, takes the claim over and finishes the action
+    claim_lease_seconds: float = Field(default=30.0, ge=3.0)
 
 
 class ScopeSelector(_Section):

@@ -280,4 +280,9 @@ async def probe_learned(bootstrap: str, prefix: str, wl: Workload, workers: list
                       f"assigned={[a for a in st['broker']['assigned'] if 'metrics' in a]} "
                       f"lag={ {k: v for k, v in st['lag'].items() if 'metrics' in k} } "
                       f"recovery={st['recovery']}")
+                # a series short of points + 1: did it learn the probe (last_t) or not?
+                items = w.get_json(f"/api/baselines?series={wl.tag}&limit=1000")["items"]
+                short = {it["series"]: (it["n"], (it["last_t"] - T0) / STEP) for it in items
+                         if it["n"] < wl.points + 1}
+                print(f"[probe] {w.workdir.name}: short series (n, last index): {short}")
     return union()

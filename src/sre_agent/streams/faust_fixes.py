@@ -52,6 +52,25 @@ puts overwrite whatever the local copy held); one the worker keeps active
 resumes from its persisted offset as before. The cost is reading a compacted
 changelog partition on takeover and at start (blob-grouped tables keep it small).
 
+A producer flush that returns only once every record given to the producer is in
+the Kafka client. Faust commits offsets right after ``producer.flush()``, so the
+changelog records of the state that learned the committed messages must be on the
+broker by then. ``ProducerBuffer.flush`` returned early in two ways: its sender task
+pops a record from the queue before handing it to the client, so a flush that found
+the queue empty returned while that record was still on its way (e.g. the client
+waiting for a full changelog batch to drain), and it gave up after 0.1 s without a
+record sent (a busy loop). Both were seen in the chaos test's workers on a loaded
+machine, at commits: a 12 KB ``baselines`` leaf (two do not fit one 16 KB batch)
+still being handed over, or still queued. The offsets went out ahead of the state: a
+worker SIGKILLed just after such a commit left the changelog one leaf write behind
+its committed offsets, and the survivor that took its partitions over restored
+series missing what that write saved (one sample each while anomaly transitions
+rewrote the leaf message by message) and never read those samples again
+(``test_second_worker_joins_then_first_is_killed``: learned counts {400, 401}; own
+test: ``tests/integration/test_producer_flush.py``). Now the flush waits, with
+no time limit, until the queue is empty and no record is being handed over; the
+client's own flush that follows then waits for every record to be acknowledged.
+
 Also a hook, not a fix: before Faust waits for every fetched message to be acked
 (``Consumer.wait_empty``, on each rebalance and at shutdown) it calls the
 callables in :data:`BEFORE_WAIT_EMPTY` on the app, so an agent that holds acks
@@ -61,6 +80,7 @@ instead of stalling the rebalance.
 
 from __future__ import annotations
 
+import asyncio
 import gc
 from collections.abc import Awaitable, Callable, Mapping
 from typing import Any
@@ -70,6 +90,7 @@ from faust.stores import rocksdb as faust_rocksdb
 from faust.tables.recovery import Recovery
 from faust.transport.consumer import Consumer
 from faust.transport.drivers.aiokafka import AIOKafkaConsumerThread
+from faust.transport.producer import ProducerBuffer
 
 __all__ = ["BEFORE_WAIT_EMPTY", "apply", "before_wait_empty"]
 
@@ -156,6 +177,31 @@ def apply() -> None:
                       ("on_recovery_completed", on_recovery_completed)):
         fun.__doc__ = getattr(Recovery, name).__doc__
         setattr(Recovery, name, fun)
+
+    original_send_pending = ProducerBuffer._send_pending
+    original_flush = ProducerBuffer.flush
+
+    async def _send_pending(self: Any, fut: Any) -> None:
+        # called by the sender task right after it popped ``fut`` (no await between)
+        self.sre_in_flight = getattr(self, "sre_in_flight", 0) + 1
+        try:
+            await original_send_pending(self, fut)
+        finally:
+            self.sre_in_flight -= 1
+
+    async def flush(self: Any) -> None:
+        while self.state == "running" and (self.size or getattr(self, "sre_in_flight", 0)):
+            self.message_sent.clear()  # set by the sender task after each record
+            try:
+                await asyncio.wait_for(self.message_sent.wait(), timeout=1.0)
+            except asyncio.TimeoutError:
+                pass  # still sending (a slow broker): keep waiting, never return early
+        if self.state != "running":  # stopping or crashed: Faust's own flush
+            await original_flush(self)
+
+    for name, fun in (("_send_pending", _send_pending), ("flush", flush)):
+        fun.__doc__ = getattr(ProducerBuffer, name).__doc__
+        setattr(ProducerBuffer, name, fun)
     _applied = True
 
 

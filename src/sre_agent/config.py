@@ -522,6 +522,13 @@ class CorrelationSettings(_Section):
     #: (early warnings repeat every ``prediction.repeat_minutes`` while still expected)
     prediction_stale: float = Field(default=3600.0, gt=0)
     tick_interval: float = Field(default=5.0, gt=0)
+    #: minimum evidence to open an incident on warning metric anomalies alone: this many
+    #: distinct metrics of one service firing together (1: any anomaly opens one); alerts,
+    #: critical anomalies, log anomalies, Kubernetes warnings and predictions open at once
+    open_min_metrics: int = Field(default=2, ge=1, le=10)
+    #: a metric moving the same way on this many services within the window is a
+    #: platform-wide (common-mode) change, no evidence of a fault of one (0: off)
+    common_mode_services: int = Field(default=3, ge=0)
 
 
 class SeveritySettings(_Section):

@@ -30,11 +30,13 @@ def alert(fp: str, service: str, s: float, status: str = "firing", name: str = "
                             labels={"service": service}, time=at(s), starts_at=at(s)))
 
 
-def anomaly(service: str, metric: str, s: float, status: str = "open") -> Signal:
+def anomaly(service: str, metric: str, s: float, status: str = "open",
+            severity: str = "warning", direction: str = "up") -> Signal:
     return from_anomaly(Anomaly(anomaly_id=f"{service}-{metric}", status=status, series=f"{metric}"
                                 f'{{service="{service}"}}', metric=metric, service=service,
                                 observed=10, expected=1, lower=0, upper=2, deviation=9, score=0.99,
-                                time=at(s), started_at=at(s)))
+                                time=at(s), started_at=at(s), severity=severity,  # type: ignore[arg-type]
+                                direction=direction))  # type: ignore[arg-type]
 
 
 def deploy(service: str, s: float, revision: str = "v2") -> Signal:
@@ -46,6 +48,9 @@ class Harness:
     """Feeds signals in order through one group state, re-encoding it every time."""
 
     def __init__(self, **kw: object) -> None:
+        # the grouping rules are tested with any anomaly opening an incident; the minimum
+        # evidence to open one has its own tests (Harness(open_min_metrics=2) there)
+        kw.setdefault("open_min_metrics", 1)
         self.settings = CorrelationSettings(**kw)  # type: ignore[arg-type]
         self.c = IncidentCorrelator(self.settings)
         self.states: dict[str, bytes] = {}
@@ -413,3 +418,59 @@ def test_a_change_just_before_a_joining_service_s_first_symptom_is_a_candidate()
     h.feed(from_deploy(DeployEvent(app="gateway", service="gateway", revision="v1",
                                    time=at(900), change_type="rollback", event_id="rb")))
     assert all(c["revision"] == "v2-bad" for c in h.out[-1].candidate_changes)
+
+
+# ---------------------------------------------------------------- minimum evidence
+def test_a_lone_warning_anomaly_opens_nothing_until_corroborated() -> None:
+    """Issue 14: most false-alarm incidents of the closed loop were opened by one warning
+    metric anomaly, or by one metric moving on many services at once."""
+    h = Harness(edges=[("web", "api"), ("api", "db")], open_min_metrics=2)
+    assert h.feed(anomaly("api", "cpu", 0)) == []
+    assert h.feed(anomaly("api", "cpu", 0, status="resolved")) == []  # recovered: nothing
+    assert h.c.stats.held == 1 and h.c.stats.unconfirmed == 1
+    assert h.feed(anomaly("db", "latency", 60)) == []
+    opened = h.feed(anomaly("db", "errors", 90))  # a second metric of the same service
+    assert [i.status for i in opened] == ["open"] and opened[0].services == ["db"]
+    assert opened[0].opened_at == at(90) and len(opened[0].signals) == 2
+    assert opened[0].signals[0].time == at(60)  # its onset: the first held signal
+
+
+def test_strong_signals_open_at_once_and_take_the_held_ones_in() -> None:
+    h = Harness(edges=[("web", "api"), ("api", "db")], open_min_metrics=2)
+    assert h.feed(anomaly("db", "latency", 0)) == []
+    got = h.feed(alert("a1", "api", 30, severity="critical"))
+    assert [i.status for i in got] == ["open"] and got[0].services == ["api", "db"]
+    assert [s.kind for s in got[0].signals] == ["anomaly", "alert"]
+    h2 = Harness(open_min_metrics=2)
+    assert [i.status for i in h2.feed(anomaly("db", "latency", 0, severity="critical"))] == ["open"]
+
+
+def test_a_change_in_effect_corroborates_a_warning_anomaly() -> None:
+    h = Harness(open_min_metrics=2)
+    h.feed(deploy("user", 0))
+    assert [i.status for i in h.feed(anomaly("user", "memory", 600))] == ["open"]
+    h2 = Harness(open_min_metrics=2, change_lookback=300)
+    h2.feed(deploy("user", 0))
+    assert h2.feed(anomaly("user", "memory", 600)) == []  # too old to be its cause
+
+
+def test_a_metric_moving_on_many_services_at_once_is_no_evidence() -> None:
+    # one topology group (counted within it): services a-d all call x
+    h = Harness(edges=[(s, "x") for s in "abcd"], open_min_metrics=2, common_mode_services=3)
+    for i, svc in enumerate("abcd"):
+        assert h.feed(anomaly(svc, "memory", i)) == []
+    # a service's second metric is not enough when the first moved on four services
+    for i, svc in enumerate("abc"):
+        assert h.feed(anomaly(svc, "cpu", 10 + i, direction="down")) == []
+    assert h.feed(anomaly("a", "latency", 20)) == []  # cpu went down on three: common too
+    got = h.feed(anomaly("a", "errors", 21))  # two metrics of its own
+    assert got[0].services == ["a"] and {s.metric for s in got[0].signals} == {"latency", "errors"}
+
+
+def test_causes_without_a_symptom_or_moving_the_harmless_way_open_nothing() -> None:
+    h = Harness(open_min_metrics=2)
+    assert h.feed(anomaly("db", "cpu_usage", 0)) == []
+    assert h.feed(anomaly("db", "memory_used", 5)) == []  # two causes, no symptom users feel
+    assert h.feed(anomaly("web", "disk_used", 0, direction="down")) == []
+    assert h.feed(anomaly("web", "latency_p99", 5)) == []  # less disk used is no fault
+    assert h.feed(anomaly("db", "latency_p99", 9))[0].services == ["db"]

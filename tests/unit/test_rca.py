@@ -48,7 +48,7 @@ def anomaly(service: str, metric: str, s: float, direction: str = "up", score: f
 
 def incident_of(*events: object, edges: list[tuple[str, str]] = EDGES) -> Incident:
     """Feed events through the correlator; return the latest state of the one incident."""
-    c = IncidentCorrelator(CorrelationSettings(edges=edges))
+    c = IncidentCorrelator(CorrelationSettings(edges=edges, open_min_metrics=1))  # any anomaly opens
     st = GroupState(group="g")
     out: list[Incident] = []
     for e in events:

@@ -20,6 +20,15 @@ Rules, each a test in ``tests/unit/test_correlate*.py``:
   ``window`` after its last occurrence (k8s events, which never resolve), for
   ``prediction_stale`` after its last repeat (early warnings, repeated while the
   breach is still expected);
+* minimum evidence (``open_min_metrics``, 1 turns it off): alerts, critical and log
+  anomalies, Kubernetes warnings and predictions open an incident at once, and so does
+  a warning anomaly of a service changed within ``change_lookback`` (a change still in
+  effect); other warning anomalies are held until their service shows that many
+  distinct metrics moving the bad way for their kind, one of them a symptom users
+  feel (latency, errors, availability), none a platform-wide movement (the same metric
+  and direction on ``common_mode_services`` services of the group within the window).
+  A held signal that recovers first opens nothing; held signals near an incident that
+  opens join it (they came first);
 * resolved signals never open anything; when no signal of an incident is live
   it resolves after ``resolve_holddown`` of quiet (a refire in the
   hold-down is a flap: suppressed, nothing emitted);
@@ -73,6 +82,7 @@ from ..config import CorrelationSettings
 from ..schemas import Incident
 from .correlate_signals import Signal
 from .correlate_state import GroupState, IncidentState, SignalState
+from .rca_features import is_bad, metric_category
 from .severity import SeverityModel
 from .silences import SilenceBook, matches
 from .topology import ServiceGraph
@@ -90,6 +100,9 @@ _SEV_RANK = {"info": 0, "warning": 1, "critical": 2}
 MIN_UPDATE_INTERVAL = 30.0
 MAX_CHANGES_PER_SERVICE = 20
 MAX_PENDING = 500
+#: metric categories (:func:`.rca_features.metric_category`) users feel: warning
+#: anomalies open an incident only when one of them is among the corroborating metrics
+SYMPTOMS = frozenset({"latency", "errors", "availability"})
 
 
 @dataclass
@@ -107,6 +120,9 @@ class CorrelationStats:
     resolved_ignored: int = 0
     resolved_incidents: int = 0
     changes: int = 0
+    #: weak signals held for corroboration / of them, recovered before any came
+    held: int = 0
+    unconfirmed: int = 0
 
     @property
     def noise_reduction(self) -> float:
@@ -357,7 +373,9 @@ class IncidentCorrelator:
         target = self._find(state, sig)
         if target is not None:
             return self._join(state, target, sig, now)
-        return self._open(state, sig, now)
+        if self._weak(state, sig):
+            return self._hold(state, sig, now)
+        return self._open_with_held(state, sig, now)
 
     def _find(self, state: GroupState, sig: Signal) -> IncidentState | None:
         """The incident ``sig`` joins: live near its service at its (event) time."""
@@ -375,12 +393,108 @@ class IncidentCorrelator:
                 best, found = rank, inc
         return found
 
-    def _open(self, state: GroupState, sig: Signal, now: float) -> list[Incident]:
+    # ------------------------------------------------------------------ evidence
+    def _weak(self, state: GroupState, sig: Signal) -> bool:
+        """Too little evidence to open an incident alone: a warning metric anomaly of a
+        service with no change in effect.
+
+        Alerts (rules people wrote to page), critical anomalies, log anomalies (a new
+        error template), Kubernetes warnings and predictions open an incident at once;
+        so does a warning anomaly of a service changed (deploy, config) within
+        ``change_lookback`` before it, a change still in effect.
+        """
+        if self.settings.open_min_metrics <= 1 or sig.kind != "anomaly" \
+                or sig.severity == "critical":
+            return False
+        lst = state.changes.get(sig.service, [])
+        return not any(0 <= sig.ts - c["ts"] <= self.settings.change_lookback
+                       and not _superseded(c, lst, sig.ts) and not _restores(c, lst)
+                       for c in lst)
+
+    def _prune_held(self, state: GroupState, ts: float) -> None:
+        for fp in [fp for fp, h in state.held.items()
+                   if ts - float(h["ts"]) > self.settings.window]:
+            del state.held[fp]
+        if len(state.held) > MAX_PENDING:
+            keep = sorted(state.held.items(), key=lambda kv: -float(kv[1]["ts"]))[:MAX_PENDING]
+            state.held = dict(keep)
+
+    def _common_mode(self, state: GroupState, held: list[dict[str, Any]], ts: float) -> set[tuple[str, str]]:
+        """(metric, direction) pairs moving on ``common_mode_services`` services or more
+        within the window (held signals and those of active incidents)."""
+        n = self.settings.common_mode_services
+        if n <= 0:
+            return set()
+        seen: dict[tuple[str, str], set[str]] = {}
+        for h in held:
+            seen.setdefault((h["rule"], h["direction"]), set()).add(h["service"])
+        for inc in state.incidents:
+            if inc.resolved_at is not None:
+                continue
+            for x in inc.signals.values():
+                if x.kind == "anomaly" and abs(ts - x.first) <= self.settings.window:
+                    seen.setdefault((x.rule, str(x.attrs.get("direction", ""))), set()).add(x.service)
+        return {k for k, svcs in seen.items() if len(svcs) >= n}
+
+    def _hold(self, state: GroupState, sig: Signal, now: float) -> list[Incident]:
+        """Hold a weak signal until its service shows ``open_min_metrics`` distinct metrics
+        firing together, each moving the bad way for its kind (less CPU or disk is no
+        fault), none a platform-wide (common-mode) movement, one of them a symptom users
+        feel (latency, errors, availability: page on symptoms, not on causes); then open.
+        A held signal that recovers first opens nothing; one that joins an incident opened
+        by stronger evidence is kept there."""
+        self._prune_held(state, sig.ts)
+        if sig.fingerprint not in state.held:  # a repeat keeps its onset
+            self.stats.held += 1
+            state.held[sig.fingerprint] = {
+                "ts": sig.ts, "service": sig.service, "rule": sig.rule,
+                "direction": str(sig.attrs.get("direction", "")),
+                "signal": sig.model_dump(mode="json")}
+        held = list(state.held.values())
+        common = self._common_mode(state, held, sig.ts)
+        mine = [h for h in held if h["service"] == sig.service
+                and (h["rule"], h["direction"]) not in common
+                and is_bad(h["rule"], -1.0 if h["direction"] == "down" else 1.0)]
+        if len({h["rule"] for h in mine}) < self.settings.open_min_metrics:
+            return []
+        if not any(metric_category(h["rule"]) in SYMPTOMS for h in mine):
+            return []
+        # opened now (the evidence is complete with this signal); the held ones join it
+        return self._open_with_held(state, sig, now, exclude=common)
+
+    def _open_with_held(self, state: GroupState, sig: Signal, now: float,
+                        exclude: set[tuple[str, str]] | None = None) -> list[Incident]:
+        """Open an incident on ``sig`` and take in the held signals near it (they came
+        first; they would have joined it), earliest first."""
+        state.held.pop(sig.fingerprint, None)
+        self._prune_held(state, sig.ts)
+        if exclude is None:
+            exclude = self._common_mode(state, list(state.held.values()), sig.ts)
+        near = []
+        for fp, h in state.held.items():
+            if (h["rule"], h["direction"]) in exclude:
+                continue
+            d = 0 if h["service"] == sig.service else self.graph.distance(
+                sig.service, h["service"], limit=self.settings.max_hops)
+            if d is not None and d <= self.settings.max_hops:
+                near.append(fp)
+        extra = [Signal.model_validate(state.held.pop(fp)["signal"])
+                 for fp in sorted(near, key=lambda f: float(state.held[f]["ts"]))]
+        return self._open(state, sig, now, extra)
+
+    def _open(self, state: GroupState, sig: Signal, now: float,
+              extra: list[Signal] | None = None) -> list[Incident]:
+        """Open an incident on ``sig`` (with ``extra``: held signals that came first)."""
         iid = hashlib.blake2b(f"{state.group}|{sig.fingerprint}|{sig.ts}".encode(),
                               digest_size=12).hexdigest()
         inc = IncidentState(id=iid, fingerprint=sig.fingerprint, opened_ts=sig.ts, last_ts=sig.ts,
                             services=[sig.service], touched=now)
         inc.add(sig)
+        for x in extra or []:
+            if x.service not in inc.services:
+                inc.services.append(x.service)
+            inc.add(x)
+            self.stats.joined += 1
         inc.severity = self._severity(inc)
         self._link_changes(state, inc)
         state.incidents.append(inc)
@@ -445,6 +559,8 @@ class IncidentCorrelator:
 
     def _resolved(self, state: GroupState, sig: Signal, now: float) -> list[Incident]:
         state.pending.pop(sig.fingerprint, None)
+        if state.held.pop(sig.fingerprint, None) is not None:
+            self.stats.unconfirmed += 1  # recovered before anything corroborated it
         inc = state.active_with(sig.fingerprint)
         if inc is None:
             self.stats.resolved_ignored += 1

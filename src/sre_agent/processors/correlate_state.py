@@ -125,6 +125,8 @@ class GroupState:
     pending: dict[str, list[float]] = field(default_factory=dict)
     #: service -> recent deploys/config changes (dicts with ``ts`` and ``event_id``)
     changes: dict[str, list[dict[str, Any]]] = field(default_factory=dict)
+    #: fingerprint -> firing weak signal (JSON of the Signal) waiting for corroboration
+    held: dict[str, dict[str, Any]] = field(default_factory=dict)
 
     def active_with(self, fingerprint: str) -> IncidentState | None:
         for inc in self.incidents:
@@ -148,4 +150,5 @@ class GroupState:
         d = orjson.loads(data)
         return cls(group=d.get("group", ""),
                    incidents=[IncidentState.from_dict(i) for i in d.get("incidents", [])],
-                   pending=d.get("pending", {}), changes=d.get("changes", {}))
+                   pending=d.get("pending", {}), changes=d.get("changes", {}),
+                   held=d.get("held", {}))

@@ -10,7 +10,12 @@ prefix, the case's graph as ``correlation.edges``) gets, through a real broker:
   lines as ``logs`` records, in time order;
 * at ``start``, a firing Alertmanager alert on the symptom service — what
   pages a human (the offline command gets the same ``start`` from
-  ``incident.json``).
+  ``incident.json``). As on a live platform, what happened before the page
+  reaches the worker first: the history up to ``start`` (earlier faults of the
+  recorded hour included) is produced, the replay waits until the worker has
+  read it and its stages went quiet, and only then sends the alert and the rest
+  (sent all at once, the one alert overtook an hour of metrics still being
+  detected, and the earlier faults' late anomalies joined the alert's incident).
 
 Then the replay waits until the worker's RCA windows have caught up, the
 refinement of the incident holding the alert is done and the outputs are
@@ -79,6 +84,14 @@ class CaseOutcome:
     rca_results: int = 0
     error: str | None = None
     seconds: float = 0.0
+    #: the worker had taken in the history before the alert was sent
+    settled: bool | None = None
+    #: the scored incident: its first signals (seconds from the start, service, metric)
+    first_signals: list[tuple[float, str, str]] = field(default_factory=list)
+    #: incidents the worker opened in the whole replay
+    incidents: int = 0
+    #: every incident of the replay: opened (s from the start), resolved, root, services
+    timeline: list[dict[str, Any]] = field(default_factory=list)
 
     @property
     def rank(self) -> int | None:
@@ -161,12 +174,23 @@ async def replay_case(case: Path, bootstrap: str, prefix: str, status_url: str,
     try:
         from ..schemas import encode
 
-        for _, _, topic, ev in events:
-            key = ev.key()
-            await producer.send(prefix + topic, value=encode(ev),
-                                key=key.encode() if key is not None else None)
-        await producer.flush()
+        produced: dict[str, int] = defaultdict(int)
+
+        async def send(batch: list[tuple[float, int, str, Any]]) -> None:
+            for _, _, topic, ev in batch:
+                key = ev.key()
+                await producer.send(prefix + topic, value=encode(ev),
+                                    key=key.encode() if key is not None else None)
+                produced[topic] += 1
+            await producer.flush()
+
         async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=10)) as http:
+            # what happened before the page reaches the worker before the page does, as
+            # on a live platform: the history up to the start (its earlier faults
+            # included) is taken in and acted on, then the alert, then the rest
+            await send([e for e in events if e[0] <= start and e[2] != "alerts"])
+            out.settled = await _settle(http, status_url, produced, timeout / 2)
+            await send([e for e in events if e[0] > start or e[2] == "alerts"])
             done_since: float | None = None
             end = time.monotonic() + timeout
             while time.monotonic() < end:
@@ -209,6 +233,29 @@ async def replay_case(case: Path, bootstrap: str, prefix: str, status_url: str,
         await consumer.stop()
         await producer.stop()
     out.seconds = round(time.monotonic() - wall, 1)
+    out.incidents = len(incidents)
+
+    def rel(v: Any) -> float | None:
+        try:
+            return round(datetime.fromisoformat(str(v)).timestamp() - start, 1)
+        except ValueError:
+            return None
+
+    for iid, m in sorted(incidents.items(), key=lambda kv: str(kv[1].get("opened_at"))):
+        out.timeline.append({"id": iid, "opened": rel(m.get("opened_at")),
+                             "resolved": rel(m.get("resolved_at")) if m.get("resolved_at") else None,
+                             "status": m.get("status"), "root": m.get("root_service"),
+                             "services": m.get("services"), "scored": iid == out.incident_id})
+    mine_inc = incidents.get(out.incident_id or "") or {}
+    sigs = sorted(mine_inc.get("signals", []), key=lambda x: str(x.get("time")))
+    for x in sigs[:5]:
+        try:
+            at = datetime.fromisoformat(str(x.get("time"))).timestamp() - start
+        except ValueError:
+            continue
+        live = "" if (x.get("attrs") or {}).get("active", True) else " (recovered)"
+        out.first_signals.append((round(at, 1), str(x.get("service")),
+                                  f"{x.get('metric') or x.get('kind')}{live}"))
     rs = results.get(out.incident_id or "", [])
     out.rca_results = len(rs)
     if rs:
@@ -217,6 +264,32 @@ async def replay_case(case: Path, bootstrap: str, prefix: str, status_url: str,
             if s not in out.ranked:
                 out.ranked.append(s)
     return out
+
+
+async def _settle(http: Any, status_url: str, produced: dict[str, int], timeout: float,
+                  still_for: float = 2.0) -> bool:
+    """Wait until the worker has read everything produced (no consumer lag) and its
+    stages went quiet (event counters unchanged for ``still_for`` seconds)."""
+    end = time.monotonic() + timeout
+    prev: tuple[int, int] | None = None
+    since = time.monotonic()
+    while time.monotonic() < end:
+        try:
+            async with http.get(status_url) as resp:
+                st = await resp.json(loads=orjson.loads)
+        except Exception:  # noqa: BLE001 - busy worker: poll again
+            st = None
+        if st is not None:
+            ins, outs = st.get("events_in", {}), st.get("events_out", {})
+            fed = all(ins.get(t, 0) >= n for t, n in produced.items()) \
+                and not st.get("lag_total", 0)
+            sig = (sum(ins.values()), sum(outs.values()))
+            if not fed or sig != prev:
+                prev, since = sig, time.monotonic()
+            elif time.monotonic() - since >= still_for:
+                return True
+        await asyncio.sleep(0.25)
+    return False
 
 
 def summarise(outcomes: list[CaseOutcome]) -> dict[str, Any]:

@@ -61,3 +61,23 @@ async def test_executor_refuses_a_namespace_it_does_not_watch() -> None:
         await kube.get(step.target, step)
     with pytest.raises(KubeError, match="not watched"):
         await kube.restore(step, {})
+
+
+async def test_an_error_answer_is_an_error_not_an_object() -> None:
+    """Raw calls (``_preload_content=False``) are not status-checked by the client: a
+    404's ``Status`` body was taken for the object (observe crashed on "'str' object has
+    no attribute 'get'") and a refused delete passed for done."""
+    async with kmock.KubernetesEmulator() as km, kmock.Server(km) as server:
+        kube = KubeActions(settings=KubernetesSettings(enabled=True,
+                                                       host=str(server.url).rstrip("/")))
+        await kube.setup()
+        try:
+            gone = ActionStep(action="rollout_restart",
+                              target=Target(kind="deployment", name="svc-t", namespace="default"))
+            assert await kube.observe(gone) == {"exists": False}
+            missing_pod = ActionStep(action="restart_pod",
+                                     target=Target(kind="pod", name="api-x", namespace="shop"))
+            with pytest.raises(KubeError, match="restart_pod pod/shop/api-x: 404"):
+                await kube.act(missing_pod)
+        finally:
+            await kube.close()

@@ -24,6 +24,7 @@ import math
 from datetime import UTC, datetime
 from typing import Any
 
+import orjson
 from kubernetes_asyncio import client
 from kubernetes_asyncio.client import ApiClient, Configuration
 from kubernetes_asyncio.client.exceptions import ApiException
@@ -128,11 +129,29 @@ class KubeActions:
                 client.AutoscalingV2Api(self.api), client.BatchV1Api(self.api))
 
     async def _json(self, coro: Any) -> dict[str, Any]:
+        """The JSON object of a raw (``_preload_content=False``) call.
+
+        kubernetes-asyncio checks the status only when it preloads the content, so it is
+        checked here: a 4xx/5xx answer raises :class:`ApiException` (before this, a
+        refused delete or patch, its ``Status`` body parsed as the object, passed for
+        success, and a missing object for one that exists).
+        """
         resp = await coro
         try:
-            return await resp.json()  # type: ignore[no-any-return]
+            status, data = resp.status, await resp.read()
         finally:
             resp.release()
+        try:
+            body = orjson.loads(data) if data else {}
+        except orjson.JSONDecodeError:
+            body = data[:200].decode(errors="replace")
+        if not 200 <= status <= 299:
+            why = body.get("message") or body.get("reason") if isinstance(body, dict) else body
+            raise ApiException(status=status, reason=str(why or "")[:300])
+        if not isinstance(body, dict):
+            raise KubeError(f"the API server answered {type(body).__name__}, not an object: "
+                            f"{str(body)[:120]!r}")
+        return body
 
     def _check_namespace(self, target: Target) -> None:
         """Refuse targets outside ``kubernetes.namespaces`` (when set) with a clear reason,
@@ -221,7 +240,10 @@ class KubeActions:
         kw = {"_preload_content": False}
         try:
             if step.action == "restart_pod":
-                await self._json(core.delete_namespaced_pod(n, ns, **kw))
+                # only the pod the plan was made for: a replacement with the same name
+                # is refused by the API server (409), never deleted in its place
+                pre = {"body": {"preconditions": {"uid": t.uid}}} if t.uid else {}
+                await self._json(core.delete_namespaced_pod(n, ns, **pre, **kw))
                 return f"deleted pod {ns}/{n}"
             if step.action == "rollout_restart":
                 now = datetime.now(UTC).isoformat(timespec="seconds")

@@ -391,7 +391,7 @@ async def breakdown(bodies: list[bytes], values: list[bytes], shards: int,
 def inprocess_memory(n: int, shards: int = 64, rounds: int = 3) -> float:
     """RSS per series of the worker's per-series structures, in this process: receiver
     cache, coalescer, refs directory, detector and early warning (their state stores
-    as in the worker) fed ``rounds`` rounds."""
+    as in the worker), the RCA windows' rollup, fed ``rounds`` rounds."""
     import gc
 
     from sre_agent.config import AnomalySettings, PredictionSettings
@@ -406,6 +406,9 @@ def inprocess_memory(n: int, shards: int = 64, rounds: int = 3) -> float:
                          load=lambda sid: blobs.activate(part[0], sid, none))
     early = EarlyWarning(PredictionSettings(), load=lambda sid: fblobs.activate(part[0], sid, none))
     cache, directory = SeriesCache(shards), SeriesDirectory()
+    from sre_agent.streams.rca_windows import WindowRollup
+
+    rollup = WindowRollup(60.0, 4500.0)  # the detection stage's RCA window partials
     gc.collect()
     before = rss_kib(os.getpid())
 
@@ -426,6 +429,8 @@ def inprocess_memory(n: int, shards: int = 64, rounds: int = 3) -> float:
                 full = b.model_copy(update={"series": got.series, "refs": []})
                 det.update(full, tag=part[0])
                 early.update(full, tag=part[0])
+                rollup.add_series(full.series)
+            rollup.flush("bench")
             directory.take_new()
             msgs.clear()
         return c

@@ -93,8 +93,9 @@ class WindowRollup:
         self.horizon = horizon
         self.max_keys = max_keys
         self.clock = -math.inf
-        #: (name, *labels.items()) -> (service, series key): computed once per series
-        self._keys: dict[tuple[Any, ...], tuple[str, str]] = {}
+        #: id(labels) -> (labels, name, (service, series key)): computed once per series
+        #: (holding the labels keeps the id theirs)
+        self._keys: dict[int, tuple[Any, str, tuple[str, str]]] = {}
         #: (service, series key) -> [bucket, last t, sum, count] of the open partial
         self._open: dict[tuple[str, str], list[Any]] = {}
         #: closed partials waiting for the next flush
@@ -106,28 +107,32 @@ class WindowRollup:
         return len(self._open) + len(self._closed)
 
     def add_series(self, series: Iterable[Any]) -> None:
+        """Fold the points of decoded series (``{"name", "labels", "points"}``)."""
         keys, opened, closed, bucket = self._keys, self._open, self._closed, self.bucket
+        floor = math.floor
         clock = self.clock
         lo = clock - self.horizon
         for s in series:
             points = s["points"]
             if not points:
                 continue
-            labels = s["labels"]
-            fk = (s["name"], *labels.items())
-            key = keys.get(fk)
-            if key is None:
+            # the directory hands every message of a series the same (interned) name and
+            # labels objects: one identity check finds the key
+            name, labels = s["name"], s["labels"]
+            e = keys.get(id(labels))
+            if e is None or e[0] is not labels or e[1] is not name:
                 if len(keys) >= self.max_keys:
                     keys.clear()
-                key = keys[fk] = (service_of(labels), series_key_of(s["name"], labels))
+                e = keys[id(labels)] = (labels, name, (service_of(labels),
+                                                       series_key_of(name, labels)))
+            key = e[2]
             acc = opened.get(key)
-            for p in points:
-                t, v = float(p[0]), float(p[1])
+            for t, v in points:
                 if t < lo:
                     continue
                 if t > clock:
                     clock, lo = t, t - self.horizon
-                b = math.floor(t / bucket)
+                b = floor(t / bucket)
                 if acc is not None and acc[0] == b:
                     if t > acc[1]:
                         acc[1] = t

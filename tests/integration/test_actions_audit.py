@@ -6,6 +6,7 @@ from __future__ import annotations
 from datetime import UTC, datetime
 
 import asyncpg
+import orjson
 import pytest
 
 from sre_agent.schemas import AuditRecord, Incident
@@ -89,7 +90,15 @@ async def test_claims_and_tickets(pg_dsn: str) -> None:
         inc = Incident(incident_id="inc-1", title="checkout errors", fingerprint="f",
                        opened_at=t0, services=["checkout"])
         assert await t.upsert(inc) == "created"
+        # redelivered (a worker killed after the write, before its audit record left):
+        # the same revision says again what it did, and the history keeps one entry
+        assert await t.upsert(inc) == "created"
         assert await t.upsert(inc.model_copy(update={"status": "updated", "revision": 2})) == "updated"
+        assert await t.upsert(inc.model_copy(update={"status": "updated", "revision": 2})) == "updated"
+        async with store.pool.acquire() as con:  # type: ignore[union-attr]
+            history = orjson.loads(await con.fetchval(
+                "SELECT history::text FROM incident_tickets WHERE incident_id = 'inc-1'"))
+        assert [h["revision"] for h in history] == [1, 2]
         assert await t.upsert(inc.model_copy(update={"status": "resolved", "revision": 3,
                                                      "resolved_at": t0})) == "resolved"
         assert await t.upsert(inc.model_copy(update={"status": "updated", "revision": 2})) == "stale"

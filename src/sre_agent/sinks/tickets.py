@@ -43,6 +43,8 @@ class PostgresTickets:
         self.store = store
 
     async def upsert(self, incident: Incident) -> str:
+        """Idempotent per revision: a redelivered revision (its writer killed after the
+        write, before the audit record left) answers again what it did the first time."""
         incident = scrub_model(incident)
         entry = orjson.dumps([{"revision": incident.revision, "status": incident.status,
                                "time": incident.time.isoformat()}]).decode()
@@ -55,10 +57,12 @@ class PostgresTickets:
                        status = EXCLUDED.status, title = EXCLUDED.title,
                        severity = EXCLUDED.severity, services = EXCLUDED.services,
                        revision = EXCLUDED.revision, resolved_at = EXCLUDED.resolved_at,
-                       history = incident_tickets.history || EXCLUDED.history,
+                       history = CASE WHEN incident_tickets.revision = EXCLUDED.revision
+                                      THEN incident_tickets.history
+                                      ELSE incident_tickets.history || EXCLUDED.history END,
                        updated_at = now()
                    WHERE incident_tickets.revision <= EXCLUDED.revision
-                   RETURNING (xmax = 0) AS created""",
+                   RETURNING (xmax = 0 OR (history -> 0 ->> 'revision')::int = $6) AS created""",
                 incident.incident_id, incident.status, incident.title, incident.severity,
                 orjson.dumps(incident.services).decode(), incident.revision, incident.opened_at,
                 incident.resolved_at, entry)

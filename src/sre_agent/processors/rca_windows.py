@@ -84,8 +84,9 @@ class WindowStore:
     def log_lines(self) -> int:
         return len(self._logs)
 
-    def add_points(self, service: str, metric: str, points: Iterable[Sequence[float]]) -> None:
-        """Add ``(t, value)`` samples of one series (finite values; any order)."""
+    def _series_at(self, service: str, metric: str) -> _Series:
+        """The series, created (dropping the least recently updated past the bound)
+        or marked as the most recently updated."""
         key = (service, metric)
         s = self._series.get(key)
         if s is None:
@@ -95,46 +96,10 @@ class WindowStore:
                 self.dropped_series += 1
         else:
             self._series.move_to_end(key)
-        for p in points:
-            t, v = float(p[0]), float(p[1])
-            if not (math.isfinite(t) and math.isfinite(v)) or t < self.clock - self.horizon:
-                continue
-            b = math.floor(t / self.bucket)
-            if s.buckets and s.buckets[-1][0] == b:
-                last = s.buckets[-1]
-                last[1] = max(last[1], t)
-                last[2] += v
-                last[3] += 1
-            elif not s.buckets or s.buckets[-1][0] < b:
-                s.buckets.append([b, t, v, 1])
-                if len(s.buckets) > self.max_points:
-                    s.buckets.popleft()
-            else:  # a late sample: fold it into its bucket if still kept
-                for row in s.buckets:
-                    if row[0] == b:
-                        row[1] = max(row[1], t)
-                        row[2] += v
-                        row[3] += 1
-                        break
-            if t > self.clock:
-                self.clock = t
+        return s
 
-    def add_partial(self, service: str, metric: str, t: float, total: float, count: int) -> None:
-        """Add ``count`` samples of one series summing to ``total``, all in the bucket
-        of ``t`` (the last of them): a bucket partial of the ``rca-windows`` feed.
-        Partials of one bucket add up to the bucket the samples would have made."""
-        if not (math.isfinite(t) and math.isfinite(total)) or count < 1 \
-                or t < self.clock - self.horizon:
-            return
-        key = (service, metric)
-        s = self._series.get(key)
-        if s is None:
-            s = self._series[key] = _Series()
-            if len(self._series) > self.max_series:
-                self._series.popitem(last=False)
-                self.dropped_series += 1
-        else:
-            self._series.move_to_end(key)
+    def _fold(self, s: _Series, t: float, total: float, count: int) -> None:
+        """Fold ``count`` samples summing to ``total``, the last at ``t``, into its bucket."""
         b = math.floor(t / self.bucket)
         if s.buckets and s.buckets[-1][0] == b:
             last = s.buckets[-1]
@@ -145,7 +110,7 @@ class WindowStore:
             s.buckets.append([b, t, total, count])
             if len(s.buckets) > self.max_points:
                 s.buckets.popleft()
-        else:  # a late partial: fold it into its bucket if still kept
+        else:  # a late sample: fold it into its bucket if still kept
             for row in s.buckets:
                 if row[0] == b:
                     row[1] = max(row[1], t)
@@ -154,6 +119,24 @@ class WindowStore:
                     break
         if t > self.clock:
             self.clock = t
+
+    def add_points(self, service: str, metric: str, points: Iterable[Sequence[float]]) -> None:
+        """Add ``(t, value)`` samples of one series (finite values; any order)."""
+        s = self._series_at(service, metric)
+        for p in points:
+            t, v = float(p[0]), float(p[1])
+            if not (math.isfinite(t) and math.isfinite(v)) or t < self.clock - self.horizon:
+                continue
+            self._fold(s, t, v, 1)
+
+    def add_partial(self, service: str, metric: str, t: float, total: float, count: int) -> None:
+        """Add ``count`` samples of one series summing to ``total``, all in the bucket
+        of ``t`` (the last of them): a bucket partial of the ``rca-windows`` feed.
+        Partials of one bucket add up to the bucket the samples would have made."""
+        if not (math.isfinite(t) and math.isfinite(total)) or count < 1 \
+                or t < self.clock - self.horizon:
+            return
+        self._fold(self._series_at(service, metric), t, total, count)
 
     def add_log(self, t: float, service: str, message: str) -> None:
         if not math.isfinite(t) or t < self.clock - self.horizon:

@@ -94,6 +94,29 @@ async def audit_rows(dsn: str) -> list[dict[str, Any]]:
         await con.close()
 
 
+async def decision_trail(dsn: str) -> str:
+    """What a failing action test needs to see: the audit actions per subject and the
+    executor's durable claims, from PostgreSQL."""
+    out = []
+    try:
+        for r in await audit_rows(dsn):
+            d = r["details"]
+            out.append(f"audit {r['id']} {r['actor']} {r['action']} {r['subject']} "
+                       f"{d.get('plan_id') or d.get('status') or ''} {str(d.get('reason') or '')[:80]}")
+        con = await asyncpg.connect(dsn)
+        try:
+            if await con.fetchval("SELECT to_regclass('action_claims') IS NOT NULL"):
+                for r in await con.fetch("SELECT * FROM action_claims ORDER BY claimed_at"):
+                    out.append("claim " + " ".join(f"{k}={r[k]}" for k in (
+                        "idempotency_key", "action_id", "status", "owner", "lease_until")
+                        if k in r.keys()))
+        finally:
+            await con.close()
+    except Exception as exc:  # noqa: BLE001 - a diagnostic only
+        out.append(f"(trail unavailable: {exc})")
+    return "\n".join(out)
+
+
 def verify_cli(dsn: str) -> subprocess.CompletedProcess[str]:
     """``sre-agent audit verify`` against ``dsn`` as a separate process."""
     env = {k: v for k, v in os.environ.items() if not k.startswith("SRE_AGENT_")}

@@ -20,7 +20,7 @@ import kmock
 import pytest
 
 from sre_agent.schemas import ActionPlan, ActionStep, Anomaly, Incident, Target, utcnow
-from tests.actions_support import audit_rows, fresh_database, http, pod
+from tests.actions_support import audit_rows, decision_trail, fresh_database, http, pod
 
 pytestmark = pytest.mark.integration
 
@@ -101,6 +101,7 @@ async def test_an_action_in_verification_when_its_worker_dies_reports_once_after
             assert len(again) == 1, again
         except BaseException:
             print(w.tail(30000))
+            print(await decision_trail(dsn))
             raise
         finally:
             await asyncio.to_thread(w.stop)  # off the loop that serves the stand-in

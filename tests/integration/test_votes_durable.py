@@ -21,7 +21,7 @@ import pytest
 
 from sre_agent.devstack import PostgresServer
 from sre_agent.schemas import ActionPlan, ActionStep, Incident, Target, utcnow
-from tests.actions_support import audit_rows, fresh_database, http, pod
+from tests.actions_support import audit_rows, decision_trail, fresh_database, http, pod
 
 pytestmark = pytest.mark.integration
 
@@ -99,6 +99,7 @@ async def test_votes_survive_a_kill_and_each_approved_action_runs_once(
             await wait_for(tickets, timeout=60)
         except BaseException:
             print(w.tail(30000))
+            print(await decision_trail(dsn))
             raise
         finally:
             await asyncio.to_thread(w.stop)  # off the loop that serves the stand-in

@@ -103,6 +103,22 @@ def test_graph_is_soft_and_callers_are_explained_by_their_dependency() -> None:
     assert any("its dependency" in e for e in by["api"].evidence)
 
 
+def test_a_callee_that_only_lost_traffic_or_moved_within_noise_explains_nothing() -> None:
+    # api fails (its latency x5); the calls it then no longer makes make db's requests
+    # fall, and cache's cpu moves by a z of about 1.5: neither explains api's symptom
+    reqs = series(8.0, 0.05, 11)
+    reqs[1][T >= START] = 0.5
+    cpu = series(20, 0.05, 12)
+    cpu[1][T >= START] *= 1.08
+    w = IncidentWindow(start=START, edges=EDGES, symptom={"service": "web"}, series={
+        ("api", "latency_p99"): series(0.05, 0.05, 13, jump=0.2),
+        ("db", "requests"): reqs, ("cache", "cpu"): cpu})
+    ranked = rank_window(w)
+    assert ranked[0].service == "api"
+    api = ranked[0]
+    assert not any("its dependency" in e for e in api.evidence)
+
+
 def test_new_error_template_in_logs_points_at_the_service() -> None:
     lines = []
     for i in range(60):  # an hour of ordinary lines from every service

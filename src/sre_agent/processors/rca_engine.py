@@ -29,7 +29,14 @@ Graph (soft, never a filter):
   :data:`OFF_PATH` of its strength;
 * a service whose own dependency (transitively) is at least as strongly
   anomalous and went bad no later is partly *explained* by it
-  (:data:`EXPLAINED`): symptoms propagate to callers.
+  (:data:`EXPLAINED`): symptoms propagate to callers. Only evidence that
+  *can* propagate to callers counts here (:attr:`Candidate.upstream`): a
+  dependency whose traffic fell or whose log lines thinned out received less
+  work — a consequence of its callers' trouble, not a cause of it — and a
+  dependency must stand out of everyday noise (:data:`EXPLAINS`, a z of 3)
+  to explain anything: with dozens of services, some move by a z of 1 in
+  every window, and letting them explain a failing caller pushed real
+  causes out of the top 3 on the Nezha set.
 
 Ties are broken by evidence: earlier onset, then more total evidence
 (:attr:`Candidate.support`); a service's name decides only between services
@@ -90,6 +97,13 @@ CHANGE_Z = 8.0
 CHANGE_DECAY = 1800.0
 #: evidence below this fused strength is "nothing to see"
 QUIET = 0.5
+#: fused strength a dependency needs to explain its callers: log1p(3), a z of 3 in
+#: one kind of evidence (below that the dependency's move is within everyday noise)
+EXPLAINS = math.log1p(3.0)
+#: metric categories whose *fall* means less work arrived: a consequence of what the
+#: callers did (they stopped calling), never a cause that slows or fails them (a fall
+#: of a metric we cannot name may be anything, and keeps counting)
+_LOAD = ("traffic",)
 
 _CAUSE_BY_CATEGORY = {
     "memory": "memory_leak", "cpu": "resource_saturation", "disk": "disk_saturation",
@@ -143,6 +157,9 @@ class Candidate:
     #: total evidence: sum of log1p(score) over every series, template and change that
     #: counts (>= QUIET); breaks ties between equally strong candidates
     support: float = 0.0
+    #: fused strength of the evidence that propagates to callers (everything but less
+    #: load arriving: falling traffic, fewer log lines); what can explain a caller
+    upstream: float = 0.0
 
 
 def _iso(t: float) -> str:
@@ -201,6 +218,24 @@ def _cause(best: str, m: SeriesEvidence | None, lg: LogEvidence | None,
     return "unknown"
 
 
+def _weighted(e: SeriesEvidence) -> float:
+    """A series' score as evidence against its own service."""
+    return e.score * (OUTBOUND_SELF if e.outbound else 1.0)
+
+
+def _less_load(e: SeriesEvidence) -> bool:
+    """True for a fall of traffic-like load: the callers sent less, nothing broke here."""
+    return e.direction < 0 and e.category in _LOAD
+
+
+def _fuse(m: float, lg: float, ch: float) -> tuple[float, str]:
+    """Fused strength of the best metric, log and change scores, and the strongest kind."""
+    parts = {"metrics": math.log1p(m), "logs": LOG_WEIGHT * math.log1p(lg),
+             "changes": math.log1p(ch)}
+    best = max(parts, key=lambda k: parts[k])
+    return parts[best] + CORROBORATION * (sum(parts.values()) - parts[best]), best
+
+
 def rank_window(w: IncidentWindow, spec: WindowSpec = WindowSpec()) -> list[Candidate]:
     """Rank every known service as the incident's root cause, most likely first."""
     graph = ServiceGraph(list(w.edges))
@@ -219,17 +254,15 @@ def rank_window(w: IncidentWindow, spec: WindowSpec = WindowSpec()) -> list[Cand
 
     raw: dict[str, Candidate] = {}
     for s in names:
-        ms = sorted(metric_ev.get(s, []),
-                    key=lambda e: -e.score * (OUTBOUND_SELF if e.outbound else 1.0))
+        ms = sorted(metric_ev.get(s, []), key=lambda e: -_weighted(e))
         ls = sorted(logs_ev.get(s, []), key=lambda e: -e.score)
         cs = sorted(change_ev.get(s, []), key=lambda p: -p[1])
-        m = ms[0].score * (OUTBOUND_SELF if ms[0].outbound else 1.0) if ms else 0.0
+        m = _weighted(ms[0]) if ms else 0.0
         lg = ls[0].score if ls else 0.0
         ch = cs[0][1] if cs else 0.0
-        parts = {"metrics": math.log1p(m), "logs": LOG_WEIGHT * math.log1p(lg),
-                 "changes": math.log1p(ch)}
-        best = max(parts, key=lambda k: parts[k])
-        strength = parts[best] + CORROBORATION * (sum(parts.values()) - parts[best])
+        strength, best = _fuse(m, lg, ch)
+        upstream, _ = _fuse(max((_weighted(e) for e in ms if not _less_load(e)), default=0.0),
+                            max((e.score for e in ls if e.change != "down"), default=0.0), ch)
         onsets = [e.onset for e in ms[:3] if e.onset is not None and e.score >= QUIET]
         onsets += [e.onset for e in ls[:3] if e.onset is not None and e.score >= QUIET]
         onsets += [p[0].t for p in cs[:1]]
@@ -249,12 +282,13 @@ def rank_window(w: IncidentWindow, spec: WindowSpec = WindowSpec()) -> list[Cand
             ev.append(f"too little history before the start to judge {s}")
             kinds.append("none")
         support = sum(math.log1p(x) for x in [
-            *(e.score * (OUTBOUND_SELF if e.outbound else 1.0) for e in ms),
+            *(_weighted(e) for e in ms),
             *(e.score for e in ls), *(p[1] for p in cs)] if x >= QUIET)
         raw[s] = Candidate(s, strength, _cause(best, ms[0] if ms else None,
                                               ls[0] if ls else None,
                                               cs[0][0] if cs else None),
-                           ev, min(onsets) if onsets else None, m, lg, ch, kinds, support)
+                           ev, min(onsets) if onsets else None, m, lg, ch, kinds, support,
+                           upstream)
 
     sym = (w.symptom or {}).get("service")
     focus = ({sym} | set(graph.downstream(sym))) if sym and sym in graph else None
@@ -268,12 +302,12 @@ def rank_window(w: IncidentWindow, spec: WindowSpec = WindowSpec()) -> list[Cand
         worst, by = 0.0, None
         for d in graph.downstream(s):
             dc = raw[d]
-            if dc.score < QUIET or c.score <= 0:
+            if dc.upstream < EXPLAINS or c.score <= 0:
                 continue
             if c.onset is not None and dc.onset is not None and dc.onset > c.onset:
                 continue
             depth = 1.0 if d in graph.callees(s) else 0.85
-            e = depth * min(1.0, dc.score / c.score)
+            e = depth * min(1.0, dc.upstream / c.score)
             if e > worst:
                 worst, by = e, d
         if by is not None:
@@ -281,7 +315,7 @@ def rank_window(w: IncidentWindow, spec: WindowSpec = WindowSpec()) -> list[Cand
             notes.append(f"its dependency {by} is anomalous too (explains {worst:.0%})")
         out.append(Candidate(s, round(score, 4), c.cause_type, c.evidence + notes, c.onset,
                              c.metric, c.logs, c.changes, c.kinds + ["dependency"] * len(notes),
-                             c.support))
+                             c.support, c.upstream))
     out.sort(key=lambda c: (-c.score, c.onset if c.onset is not None else math.inf,
                             -c.support, c.service))
     return out

@@ -23,7 +23,14 @@ import pytest
 
 from sre_agent.schemas import EvidenceItem, Hypothesis, Incident, RcaResult, utcnow
 from sre_agent.sinks.slack import APPROVE_ID
-from tests.actions_support import audit_rows, deployment, fresh_database, http, replicaset
+from tests.actions_support import (
+    audit_rows,
+    decision_trail,
+    deployment,
+    fresh_database,
+    http,
+    replicaset,
+)
 from tests.standins.slack_server import SlackStandin, button_value
 
 pytestmark = pytest.mark.integration
@@ -241,6 +248,8 @@ async def test_three_workers_one_killed_post_and_act_exactly_once(
         except BaseException:
             for w in ws:
                 print(w.tail(6000))
+            print("slack plan posts:", len(slack.plan_posts()))
+            print(await decision_trail(dsn))
             raise
         finally:
             # stopped off the loop and side by side: a worker finishing an action on

@@ -54,11 +54,15 @@ PENDING_WALL = 1800.0
 STALLED_WALL = 30.0
 
 
-def incident_window_args(inc: Incident) -> dict[str, Any]:
+def incident_window_args(inc: Incident, after: float | None = None) -> dict[str, Any]:
     """Start, symptom and changes of an incident, as the engine wants them.
 
     * start: the incident's first signal (deploys excluded: a change is a
-      candidate cause, not a symptom);
+      candidate cause, not a symptom) — unless that is more than ``after`` (the
+      judged window, ``rca.after_seconds``) before the first alert: a window judged
+      from there would not even reach the symptom that paged, so the page is the
+      start (what was already going on before it is the reference it is judged
+      against, as it would be for a person paged then);
     * symptom: the service of the first alert, the user-facing signal (none:
       no call-path factor);
     * changes: the correlator's candidate changes and the Kubernetes signals.
@@ -66,6 +70,10 @@ def incident_window_args(inc: Incident) -> dict[str, Any]:
     sigs = sorted((s for s in inc.signals if s.kind != "deploy"), key=lambda s: s.time)
     start = sigs[0].time.timestamp() if sigs else inc.opened_at.timestamp()
     alerts = [s for s in sigs if s.kind == "alert"]
+    if alerts and after is not None:
+        page = alerts[0].time.timestamp()
+        if page - start > after:
+            start = page
     symptom = {"service": alerts[0].service, "metric": alerts[0].metric} if alerts else None
     events = []
     for ch in inc.candidate_changes:
@@ -130,7 +138,7 @@ def register(ctx: StreamContext) -> None:
     async def engine_ranking(inc: Incident) -> list[Candidate] | None:
         if store is None or len(store) == 0 and store.log_lines == 0:
             return None
-        args = incident_window_args(inc)
+        args = incident_window_args(inc, cfg.after_seconds)
         key = (args["start"], str(args["symptom"]), tuple(args["events"]),
                tuple(sorted(inc.services)), store.clock // cfg.bucket_seconds)
         cached = rankings.get(inc.incident_id)
@@ -201,7 +209,7 @@ def register(ctx: StreamContext) -> None:
                 continue
             result = await analyze(inc)
             if store is not None:
-                start = incident_window_args(inc)["start"]
+                start = incident_window_args(inc, cfg.after_seconds)["start"]
                 if store.clock < start + cfg.after_seconds:
                     pending[inc.incident_id] = (inc, start, top_of(result), time.monotonic())
                     pending.move_to_end(inc.incident_id)

@@ -57,6 +57,8 @@ async def test_every_worker_has_every_series_while_decoding_only_its_partitions(
     assert all(ins) and max(ins) < SERVICES * step, ins  # each decoded only its share
     for w in (w1, w2):
         assert _windows(w)["series"] == SERVICES and _windows(w)["invalid"] == 0
+        rollup = w.status()["health"]["rca_window_rollup"]
+        assert rollup["ok"] and rollup["rows"] > 0 and rollup["errors"] == 0, rollup
     # a third worker joining later gets the windows back from the topic
     w3 = worker_factory(extra_env=FAST_GROUP, name="w3")
     await asyncio.to_thread(w3.start)

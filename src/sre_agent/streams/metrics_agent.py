@@ -108,10 +108,26 @@ def register(ctx: StreamContext) -> None:
 
         return band_of(ctx, sid, t, v)
 
+    rollup_health: dict[str, Any] = {"ok": True, "messages": 0, "rows": 0, "errors": 0}
+    if rollup is not None:
+        ctx.stats.health["rca_window_rollup"] = rollup_health
+
     async def flush_windows() -> None:
-        if rollup is not None:
-            for w in rollup.flush(source):
+        """Publish the waiting partials; a failed send loses them (the RCA's evidence
+        lacks them), counted and logged, never stopping the stage."""
+        if rollup is None:
+            return
+        for w in rollup.flush(source):
+            try:
                 await ctx.send(w)
+            except Exception as exc:  # noqa: BLE001 - broker away: counted, go on
+                rollup_health.update(ok=False, errors=rollup_health["errors"] + 1,
+                                     last_error=f"{type(exc).__name__}: {exc}"[:300])
+                log.warning("RCA window partials not sent: %s", rollup_health["last_error"])
+            else:
+                rollup_health["ok"] = True
+                rollup_health["messages"] += 1
+                rollup_health["rows"] += len(w.service)
 
     def write(partition: int, sids: list[str]) -> None:
         """Write the leaves holding ``sids`` (whole) to the baselines table."""

@@ -31,8 +31,10 @@ Graph (soft, never a filter):
   anomalous and went bad no later is partly *explained* by it
   (:data:`EXPLAINED`): symptoms propagate to callers. Only evidence that
   *can* propagate to callers counts here (:attr:`Candidate.upstream`): a
-  dependency whose traffic fell or whose log lines thinned out received less
-  work — a consequence of its callers' trouble, not a cause of it — and a
+  dependency whose traffic fell received less work — a consequence of its
+  callers' trouble, not a cause of it. (A template that stopped firing stays:
+  it is as often the service's own code path failing before that statement,
+  as in Train Ticket's injected exceptions.) A
   dependency must stand out of everyday noise (:data:`EXPLAINS`, a z of 3)
   to explain anything: with dozens of services, some move by a z of 1 in
   every window, and letting them explain a failing caller pushed real
@@ -161,7 +163,7 @@ class Candidate:
     #: counts (>= QUIET); breaks ties between equally strong candidates
     support: float = 0.0
     #: fused strength of the evidence that propagates to callers (everything but less
-    #: load arriving: falling traffic, fewer log lines); what can explain a caller
+    #: load arriving: falling traffic); what can explain a caller
     upstream: float = 0.0
 
 
@@ -265,7 +267,7 @@ def rank_window(w: IncidentWindow, spec: WindowSpec = WindowSpec()) -> list[Cand
         ch = cs[0][1] if cs else 0.0
         strength, best = _fuse(m, lg, ch)
         upstream, _ = _fuse(max((_weighted(e) for e in ms if not _less_load(e)), default=0.0),
-                            max((e.score for e in ls if e.change != "down"), default=0.0), ch)
+                            lg, ch)
         onsets = [e.onset for e in ms[:3] if e.onset is not None and e.score >= QUIET]
         onsets += [e.onset for e in ls[:3] if e.onset is not None and e.score >= QUIET]
         onsets += [p[0].t for p in cs[:1]]

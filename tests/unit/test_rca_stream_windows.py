@@ -105,7 +105,7 @@ def test_windows_from_partials_equal_windows_from_every_sample(workers: int) -> 
 
 
 def test_rollup_drops_what_the_store_would_and_bounds_messages() -> None:
-    r = WindowRollup(bucket=60, horizon=600)
+    r = WindowRollup(bucket=60, horizon=600, max_bytes=1 << 30)
     r.add_series([{"name": "c", "labels": {"job": "x"}, "points": [(10_000.0, 1.0)]}])
     r.add_series([{"name": "c", "labels": {"job": "x"}, "points": [(9_000.0, 1.0)]}])  # too old
     assert [w.rows() for w in r.flush("w")] == [[("x", "c", 10_000.0, 1.0, 1)]]
@@ -116,6 +116,20 @@ def test_rollup_drops_what_the_store_would_and_bounds_messages() -> None:
     msgs = r.flush("w")
     assert [len(m.service) for m in msgs] == [MAX_ROWS, 5]
     assert all(decode(WindowPoints, encode(m)).rows() == m.rows() for m in msgs)
+
+
+def test_rollup_messages_stay_under_the_byte_bound() -> None:
+    """10,000 remote-write-like series in one flush made a 1.28 MB message, which
+    Kafka refuses (1 MB): a flush cuts its messages at max_bytes."""
+    r = WindowRollup(bucket=60, horizon=600)
+    r.add_series([{"name": "http_requests_total", "points": [(10_000.0 + i % 7, 1.5e300)],
+                   "labels": {"instance": f"10.0.{i // 250}.{i % 250}:9100", "job": "node",
+                              "namespace": "prod", "pod": f"api-{i}", "service": f"s\u00e9{i}"}}
+                  for i in range(10_000)])
+    msgs = r.flush("w" * 300)
+    sizes = [len(encode(m)) for m in msgs]
+    assert len(msgs) >= 3 and max(sizes) <= 512 * 1024, sizes
+    assert sum(len(m.service) for m in msgs) == 10_000
 
 
 def test_store_window_ranks_like_the_offline_input() -> None:

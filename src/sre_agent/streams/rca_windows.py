@@ -34,6 +34,7 @@ import time
 from collections.abc import Callable, Iterable
 from typing import Any
 
+import orjson
 from aiokafka import AIOKafkaConsumer, TopicPartition
 
 from ..config import Settings
@@ -69,6 +70,25 @@ def window_horizon(settings: Settings) -> float:
     return settings.rca.reference_seconds + settings.rca.after_seconds + 600.0
 
 
+#: encoded bytes of a message at most (well under Kafka's 1 MB message.max.bytes)
+MAX_BYTES = 512 * 1024
+#: a message's bytes besides its rows (envelope, field names, an id, a time, the source)
+_HEAD_BYTES = 512
+
+
+def _row_bytes(service: str, metric: str) -> int:
+    """Encoded bytes of a row at most: its two strings as JSON, three numbers of at
+    most 24 characters each, five separators."""
+    return len(orjson.dumps(service)) + len(orjson.dumps(metric)) + 3 * 24 + 5
+
+
+def _message(source: str, rows: list[tuple[tuple[str, str, int], float, float, int]]
+             ) -> WindowPoints:
+    return WindowPoints.model_construct(
+        source=source[:256], service=[r[0][0] for r in rows], metric=[r[0][1] for r in rows],
+        t=[r[1] for r in rows], total=[r[2] for r in rows], count=[r[3] for r in rows])
+
+
 class WindowRollup:
     """Samples of decoded ``metrics`` batches -> bucket partials (pure, bounded).
 
@@ -88,18 +108,22 @@ class WindowRollup:
     (0, [])
     """
 
-    def __init__(self, bucket: float, horizon: float, max_keys: int = 200_000) -> None:
+    def __init__(self, bucket: float, horizon: float, max_keys: int = 200_000,
+                 max_bytes: int = MAX_BYTES) -> None:
         self.bucket = bucket
         self.horizon = horizon
         self.max_keys = max_keys
+        self.max_bytes = max_bytes
         self.clock = -math.inf
-        #: id(labels) -> (labels, name, (service, series key)): computed once per series
+        #: id(labels) -> (labels, name, (service, series key, row bytes)): computed once
+        #: per series
         #: (holding the labels keeps the id theirs)
-        self._keys: dict[int, tuple[Any, str, tuple[str, str]]] = {}
-        #: (service, series key) -> [bucket, last t, sum, count] of the open partial
-        self._open: dict[tuple[str, str], list[Any]] = {}
-        #: closed partials waiting for the next flush
-        self._closed: list[tuple[str, str, float, float, int]] = []
+        self._keys: dict[int, tuple[Any, str, tuple[str, str, int]]] = {}
+        #: (service, series key, row bytes) -> [bucket, last t, sum, count] of the open
+        #: partial
+        self._open: dict[tuple[str, str, int], list[Any]] = {}
+        #: closed partials waiting for the next flush: (key, last t, sum, count)
+        self._closed: list[tuple[tuple[str, str, int], float, float, int]] = []
 
     @property
     def pending(self) -> int:
@@ -123,8 +147,9 @@ class WindowRollup:
             if e is None or e[0] is not labels or e[1] is not name:
                 if len(keys) >= self.max_keys:
                     keys.clear()
-                e = keys[id(labels)] = (labels, name, (service_of(labels),
-                                                       series_key_of(name, labels)))
+                service, metric = service_of(labels), series_key_of(name, labels)
+                e = keys[id(labels)] = (labels, name, (service, metric, _row_bytes(service,
+                                                                                   metric)))
             key = e[2]
             acc = opened.get(key)
             for t, v in points:
@@ -140,21 +165,25 @@ class WindowRollup:
                     acc[3] += 1
                 else:
                     if acc is not None:
-                        closed.append((key[0], key[1], acc[1], acc[2], acc[3]))
+                        closed.append((key, acc[1], acc[2], acc[3]))
                     acc = opened[key] = [b, t, v, 1]
         self.clock = clock
 
     def flush(self, source: str) -> list[WindowPoints]:
-        """Every waiting partial as messages of at most :data:`MAX_ROWS` rows."""
+        """Every waiting partial, as messages of at most :data:`MAX_ROWS` rows and
+        ``max_bytes`` encoded bytes (Kafka refuses records over ~1 MB)."""
         rows = self._closed
-        rows.extend((k[0], k[1], a[1], a[2], a[3]) for k, a in self._open.items())
+        rows.extend((k, a[1], a[2], a[3]) for k, a in self._open.items())
         self._closed, self._open = [], {}
-        out = []
-        for i in range(0, len(rows), MAX_ROWS):
-            service, metric, t, total, count = zip(*rows[i:i + MAX_ROWS], strict=True)
-            out.append(WindowPoints.model_construct(
-                source=source, service=list(service), metric=list(metric), t=list(t),
-                total=list(total), count=list(count)))
+        out: list[WindowPoints] = []
+        start, used = 0, _HEAD_BYTES
+        for i, row in enumerate(rows):
+            used += row[0][2]
+            if i > start and (used > self.max_bytes or i - start >= MAX_ROWS):
+                out.append(_message(source, rows[start:i]))
+                start, used = i, _HEAD_BYTES + row[0][2]
+        if start < len(rows):
+            out.append(_message(source, rows[start:]))
         return out
 
     def forget(self) -> None:

@@ -58,10 +58,12 @@ async def test_sigkill_mid_batch_then_restart(worker_factory: Any, kafka_broker:
 # test: tests/integration/test_rebalance_fixes.py); and the workload was sent on a clock,
 # so a slow-starting w2 could join after the last record and never get one. Now each
 # phase waits for what it needs: w2 joins while records flow, both workers process
-# records, w1 is killed while it is processing. Then a series of w1's partitions now and
-# then learned one sample less ({400, 401}): Faust's producer flush could return with a
-# changelog record still on its way, so w1 committed offsets ahead of the state it saved
-# (fixed in faust_fixes; own test: tests/integration/test_producer_flush.py).
+# records, w1 is killed while it is processing. Still flaky under load (issue 17): now and
+# then the six series of one shard in the partition w1 kept through the join and lost at
+# the kill learned one sample less ({400, 401}). One window is closed (Faust's producer
+# flush returned with a changelog record on its way, so offsets could be committed ahead
+# of the saved state: faust_fixes, tests/integration/test_producer_flush.py); the failure
+# was seen again after it, so another one is open.
 async def test_second_worker_joins_then_first_is_killed(worker_factory: Any, kafka_broker: Any,
                                                         wait_for: Any) -> None:
     w1 = worker_factory(extra_env=FAST_GROUP, name="w1").start()

@@ -36,7 +36,7 @@ from typing import Any
 
 from river import anomaly, base, preprocessing, stats
 
-from .tailbank import SLOTS, SURPRISAL_HALF, TailBank
+from .tailbank import SLOTS, SURPRISAL_HALF, WEEK, WSLOTS, TailBank
 
 __all__ = ["Calibrated", "CalibratedTail", "make_detector", "RIVER_DETECTORS"]
 
@@ -143,6 +143,7 @@ class CalibratedTail(base.AnomalyDetector):
         self.warmup = warmup
         self.params = params
         p = TailBank(warmup=warmup, capacity=1, **params)  # the same defaults, one place
+        p.S = p.S[:0]  # only its parameters are used: no row in the pickled state
         self._p = p
         self.n = 0
         self.last_t = 0.0
@@ -153,6 +154,8 @@ class CalibratedTail(base.AnomalyDetector):
         self.first_t = 0.0
         self.prof = [0.0] * SLOTS
         self.prof_t = [0.0] * SLOTS
+        self.levw = self.ew = 0.0
+        self.wprof = [0.0] * WSLOTS if p.weekly else []
         self.tail = _Tail(p.lam0, p.beta0, p.u2)
 
     # ---------------------------------------------------------------- helpers
@@ -173,6 +176,12 @@ class CalibratedTail(base.AnomalyDetector):
         magn = abs(y) if fresh else self.magn
         use = self.es < self.en * p.seasonal_gain and not fresh and t - self.first_t >= 86400.0
         expected = lev + prof if use else levn
+        w = int((t % WEEK) * (1.0 / 1800.0)) % WSLOTS
+        pw = self.wprof[w] if p.weekly else 0.0
+        levw = y - pw if fresh else self.levw
+        if p.weekly and not fresh and t - self.first_t >= WEEK and \
+                self.ew < (self.es if use else self.en) * p.seasonal_gain:
+            expected = levw + pw
         r = y - expected
         floor = max(p.rel_floor * magn, self.q98 * p.q98_floor) + 1e-12
         if p.counts:
@@ -190,8 +199,9 @@ class CalibratedTail(base.AnomalyDetector):
         ok = fresh or t > self.last_t
         if self.n < self.warmup or not ok:
             point = 0.0
-        shown = max(point, self.held * p.decay) if ok else 0.0
-        return {"run": run if z > 0 else -run, "b0": b0, "b1": b1, "f": f, "prof": prof, "lev": lev, "levn": levn, "magn": magn,
+        on = p.excursion_hold > 0 and ((self.run > 0 and z > p.u) or (self.run < 0 and z < -p.u))
+        shown = max(point, self.held * (p.excursion_hold if on else p.decay)) if ok else 0.0
+        return {"run": run if z > 0 else -run, "b0": b0, "b1": b1, "w": w, "pw": pw, "levw": levw, "f": f, "prof": prof, "lev": lev, "levn": levn, "magn": magn,
                 "expected": expected, "r": r, "scale": scale, "sc": sc, "z": z, "point": point,
                 "shown": shown, "ok": ok}
 
@@ -251,12 +261,22 @@ class CalibratedTail(base.AnomalyDetector):
         self.prof_t[b1] = min(ht1, 10 * sw)
         a_ref = max(-math.expm1(-dt / 86400.0), inv) * gp
         self.ref = ref + a_ref * min(max(y - prof - ref, -cl), cl)
+        ae = -math.expm1(dt * (-1.0 / p.err_tau)) if p.err_tau > 0 else p.err_rate
+        if p.weekly:
+            pw = a["pw"]
+            ew = y - (a["levw"] + pw)
+            self.levw = a["levw"] + rate * min(max(ew, -cl), cl)
+            first = t if fresh else self.first_t
+            elapsed = math.floor((t - first) * (1.0 / WEEK)) * sw + max(t % sw, dt)
+            gw = max(dt / max(elapsed, 0.5 * sw), dt / (sw * p.cycles)) * gp
+            self.wprof[a["w"]] = pw + gw * min(max(y - ref - pw, -cl), cl)
+            self.ew = 0.0 if fresh else self.ew + ae * (min(abs(ew), cl) - self.ew)
         if fresh:
             self.es = self.en = 0.0
             self.first_t = t
         else:
-            self.es += p.err_rate * (min(abs(es), cl) - self.es)
-            self.en += p.err_rate * (min(abs(en), cl) - self.en)
+            self.es += ae * (min(abs(es), cl) - self.es)
+            self.en += ae * (min(abs(en), cl) - self.en)
         self.held = a["shown"]
         self.run = peak if p.decluster else a["run"]
         self.last_t = t

@@ -82,19 +82,23 @@ __all__ = ["DETECTORS", "SLOTS", "SURPRISAL_HALF", "TailBank", "TailOutput", "su
 DETECTORS = ("point", "held")
 #: daily profile slots (half hours)
 SLOTS = 48
+#: weekly profile slots (half hours of the week)
+WSLOTS = 7 * SLOTS
+WEEK = 604_800.0
 #: the surprisal at which the score is 0.5; score = s / (s + SURPRISAL_HALF)
 SURPRISAL_HALF = 1.5
 _LN10 = math.log(10.0)
 
 # ---- row layout (float64 columns)
 (N, LAST_T, DTAVG, LEVEL, LEVN, SCALE, Q98, MAGN, LU, BU, LD, BD, REF, ES, EN, HELD,
- FIRST_T, RUN, NANOM, LU2, BU2, LD2, BD2) = range(23)
+ FIRST_T, RUN, NANOM, LU2, BU2, LD2, BD2, LEVW, EW) = range(25)
 #: columns free for the detector's alert bookkeeping (open flag, opened_t, ...)
-USER = 23
+USER = 25
 USER_COLS = 4
 PROF = USER + USER_COLS  # SLOTS profile offsets
 PROF_T = PROF + SLOTS  # seconds learned per slot (capped)
-WIDTH = PROF_T + SLOTS
+WPROF = PROF_T + SLOTS  # WSLOTS weekly profile offsets (read and written in place)
+WIDTH = WPROF + WSLOTS
 
 
 def _learn_runs(X: np.ndarray, cols: tuple[int, int, int, int], lu: np.ndarray, bu: np.ndarray,
@@ -199,9 +203,20 @@ class TailBank(RowBank):
         Fit the tail to runs-declustered exceedances (one per excursion beyond
         ``u``, its peak); ``False`` counts every sample beyond ``u``. Incompatible
         with ``run_rho`` (both keep their state in the same column).
+    weekly
+        Add a weekly profile (:data:`WSLOTS` half hours, 336 more columns) with its own
+        level; it is used, after a whole week, when its one-step error is clearly below
+        the better of the plain level and the daily profile (the period per series).
+    excursion_hold
+        With ``decluster``: per-sample fade of the shown score's held peak while the
+        excursion lasts (instead of ``decay``; 0: off).
+    err_tau
+        Seconds over which the one-step errors that choose the profile are averaged
+        (0: ``err_rate`` per sample); at least a cycle, so the choice does not lapse
+        between a square wave's edges.
     """
 
-    width = WIDTH
+    width = WPROF  #: columns of a row without the weekly profile (``weekly=False``)
 
     def __init__(self, warmup: int = 30, alpha: float = 0.1, scale_rate: float = 0.005,
                  tail_rate: float = 2e-4, u: float = 2.0, clip: float = 6.0, gate: float = 0.3,
@@ -209,12 +224,18 @@ class TailBank(RowBank):
                  rel_floor: float = 0.002, decay: float = 0.9, counts: bool = False,
                  run_rho: float = 0.0, run_gain: float = 0.8, reseed_after: int = 0,
                  tail_gate: float = 1.0, u2: float = 0.0, profile_gated: float = 1.0,
-                 interpolate: bool = False, decluster: bool = False,
+                 interpolate: bool = False, decluster: bool = False, weekly: bool = False,
+                 excursion_hold: float = 0.0, err_tau: float = 0.0,
                  capacity: int = 1024) -> None:
         if decluster and run_rho > 0:
             raise ValueError("decluster keeps the excursion peak where run_rho keeps its run: "
                              "use one of them")
         self.decluster = decluster
+        if excursion_hold > 0 and not decluster:
+            raise ValueError("excursion_hold needs decluster (the excursion's peak is its state)")
+        self.excursion_hold = excursion_hold
+        self.weekly = weekly
+        self.width = WIDTH if weekly else WPROF  # the weekly profile: 336 more columns
         self.warmup = warmup
         self.alpha = alpha
         self.scale_rate = scale_rate
@@ -241,8 +262,16 @@ class TailBank(RowBank):
         self.lam0 = 0.023  #: prior exceedance rate per side (a normal tail beyond 2 sigma)
         self.beta0 = 0.6  #: prior mean excess (scales), a little heavier than normal
         self.err_rate = 0.002  #: rate of the one-step error averages (profile or not)
+        #: if > 0, the error averages are over this many seconds instead (a whole cycle)
+        self.err_tau = err_tau
         self.q98_floor = 1.0 / 4.66  #: scale >= this x the 98th percentile of |residual|
         super().__init__(capacity)
+
+    def row_of(self, data: bytes) -> np.ndarray:
+        """A row saved by :meth:`row_bytes` for this bank's layout (``ValueError`` if not)."""
+        if len(data) != self.width * 8:
+            raise ValueError(f"state has {len(data)} bytes, expected {self.width * 8}")
+        return np.frombuffer(data, dtype="<f8").astype(np.float64)
 
     def _floor(self, row: np.ndarray, expected: float = 0.0) -> float:
         fl = max(self.rel_floor * float(row[MAGN]), float(row[Q98]) * self.q98_floor)
@@ -258,10 +287,15 @@ class TailBank(RowBank):
         f = (x - fl) * self._interp
         b0 = int(fl) % SLOTS
         h0, h1 = float(row[PROF + b0]), float(row[PROF + (b0 + 1) % SLOTS])
-        if row[ES] < row[EN] * self.seasonal_gain and t - row[FIRST_T] >= 86400.0:
+        use = bool(row[ES] < row[EN] * self.seasonal_gain and t - row[FIRST_T] >= 86400.0)
+        if use:
             exp = float(row[LEVEL]) + h0 + f * (h1 - h0)
         else:
             exp = float(row[LEVN])
+        if self.weekly and t - row[FIRST_T] >= WEEK and \
+                row[EW] < (row[ES] if use else row[EN]) * self.seasonal_gain:
+            w = int((t % WEEK) * (1.0 / 1800.0)) % WSLOTS
+            exp = float(row[LEVW]) + float(row[WPROF + w])
         return exp, max(float(row[SCALE]) * 1.2533, self._floor(row, exp))
 
     def band_halfwidth(self, slot: int, score: float) -> float:
@@ -279,7 +313,7 @@ class TailBank(RowBank):
     # ------------------------------------------------------------ the step
     def step(self, slots: np.ndarray, t: np.ndarray, v: np.ndarray, learn: bool = True) -> TailOutput:
         """Score, then (if ``learn``) learn, one sample for each of ``slots`` (distinct)."""
-        X = self.S[slots]
+        X = self.S[slots, :WPROF]  # the weekly profile is read and written in place
         k = len(slots)
         ar = np.arange(k)
         n = X[:, N]
@@ -300,7 +334,8 @@ class TailBank(RowBank):
         prof = h0 + f * (h1 - h0)
         # the profile is considered once the series has seen a whole day (a trend seen
         # for a few hours must not pass for a daily shape)
-        use = (X[:, ES] < X[:, EN] * self.seasonal_gain) & (t - X[:, FIRST_T] >= 86400.0)
+        age = t - X[:, FIRST_T]
+        use = (X[:, ES] < X[:, EN] * self.seasonal_gain) & (age >= 86400.0)
         lev, levn, magn = X[:, LEVEL], X[:, LEVN], X[:, MAGN]
         if any_fresh:
             lev = np.where(fresh, v - prof, lev)
@@ -308,6 +343,16 @@ class TailBank(RowBank):
             magn = np.where(fresh, np.abs(v), magn)
         exp_s = lev + prof
         expected = np.where(use, exp_s, levn)
+        if self.weekly:  # a weekly profile, used once it predicts clearly better than the rest
+            wcol = WPROF + ((t % WEEK) * (1.0 / 1800.0)).astype(np.int64) % WSLOTS
+            pw = self.S[slots, wcol]
+            levw = X[:, LEVW]
+            if any_fresh:
+                levw = np.where(fresh, v - pw, levw)
+            exp_w = levw + pw
+            use_w = (X[:, EW] < np.where(use, X[:, ES], X[:, EN]) * self.seasonal_gain) & (
+                age >= WEEK)
+            expected = np.where(use_w, exp_w, expected)
         r = v - expected
         ra = np.abs(r)
         floor = np.maximum(self.rel_floor * magn, X[:, Q98] * self.q98_floor) + 1e-12
@@ -352,7 +397,12 @@ class TailBank(RowBank):
         if not all_ok:
             warm &= ok
         point[~warm] = 0.0
-        shown = np.maximum(point, X[:, HELD] * self.decay)
+        if self.excursion_hold > 0:  # one excursion, one episode: its peak fades slower
+            pk = X[:, RUN]
+            on = ((pk > 0) & (z > self.u)) | ((pk < 0) & (z < -self.u))
+            shown = np.maximum(point, X[:, HELD] * np.where(on, self.excursion_hold, self.decay))
+        else:
+            shown = np.maximum(point, X[:, HELD] * self.decay)
         if not all_ok:
             shown[~ok] = 0.0
         parts = np.stack([point, shown], axis=1)
@@ -437,15 +487,27 @@ class TailBank(RowBank):
         X[ar, c1] = h1 + f * gh * eh
         X[ar, PROF_T + b0] = np.minimum(ht0, 10 * sw)
         X[ar, PROF_T + b1] = np.minimum(ht1, 10 * sw)
+        ae = -np.expm1(dt * (-1.0 / self.err_tau)) if self.err_tau > 0 else self.err_rate
+        if self.weekly:  # same rule, per half hour of the week, its visits counted from the age
+            ew = v - exp_w
+            X[:, LEVW] = levw + a * np.clip(ew, -cl, cl)
+            first = np.where(fresh, t, X[:, FIRST_T]) if any_fresh else X[:, FIRST_T]
+            elapsed = np.floor((t - first) * (1.0 / WEEK)) * sw + np.maximum(t % sw, dt)
+            gw = np.maximum(dt / np.maximum(elapsed, 0.5 * sw), dt / (sw * self.cycles)) * gp
+            new_pw = pw + gw * np.clip(v - ref - pw, -cl, cl)
+            if not all_ok:
+                new_pw = np.where(ok, new_pw, pw)
+            self.S[slots, wcol] = new_pw
+            X[:, EW] += ae * (np.minimum(np.abs(ew), cl) - X[:, EW])
         a_ref = np.maximum(-np.expm1(-dt / 86400.0), inv) * gp
         X[:, REF] = ref + a_ref * np.clip(v - prof - ref, -cl, cl)
         # one-step errors with and without the profile decide whether it is used
-        ae = self.err_rate
         X[:, ES] += ae * (np.minimum(np.abs(es), cl) - X[:, ES])
         X[:, EN] += ae * (np.minimum(np.abs(en), cl) - X[:, EN])
         if any_fresh:
             X[fresh, ES] = 0.0
             X[fresh, EN] = 0.0
+            X[fresh, EW] = 0.0
             X[fresh, FIRST_T] = t[fresh]
         X[:, HELD] = shown
         X[:, RUN] = run if self.decluster else np.where(up, run, -run)
@@ -453,5 +515,5 @@ class TailBank(RowBank):
         X[:, N] = n + 1
         if keep is not None:
             X[~ok] = keep
-        self.S[slots] = X
+        self.S[slots, :WPROF] = X
         return out

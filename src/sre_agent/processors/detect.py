@@ -53,7 +53,7 @@ RECOVERY_SAMPLES = 3
 HYSTERESIS = 0.8
 #: alert bookkeeping columns in the bank row
 OPEN, OPENED_T, NRUN, PEAK = USER, USER + 1, USER + 2, USER + 3
-_VERSION = b"\x03"  #: 3: calibrated tail bank (older state is relearned)
+_VERSION = b"\x04"  #: 4: calibrated tail bank, 2 more columns (older state is relearned)
 _chain = itertools.chain.from_iterable
 
 
@@ -139,7 +139,7 @@ class MetricDetector:
                 try:
                     if raw[:1] != _VERSION:
                         raise ValueError("unknown state version")
-                    row = TailBank.row_from_bytes(raw[1:])
+                    row = self.bank.row_of(raw[1:])
                 except ValueError:  # corrupt/old state: relearn rather than crash
                     log.warning("discarding unreadable state of %s", sid)
             slot = self.bank.add(row)

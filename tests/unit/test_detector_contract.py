@@ -193,3 +193,15 @@ def test_bank_state_is_compact() -> None:
     # (48 + 336 half hours) are most of it
     assert WIDTH * 8 <= 4096
     assert TailBank().width * 8 <= 1024  # without the weekly profile (the default)
+
+
+def test_calibrated_predictive_learns_its_error_statistics() -> None:
+    """River's PredictiveAnomalyDetection learns its error mean/variance in score_one; the
+    wrapper scored a pure copy only, so its threshold stayed 0, every raw score was 1.0 and
+    a spike scored like any sample (recall 0 on the KPI set)."""
+    rng = np.random.default_rng(3)
+    m = make_detector("predictive")
+    feed(m, [(T0 + 60 * i, float(100 + rng.normal(0, 1))) for i in range(600)])
+    normal = m.score_one({"t": T0 + 60 * 600, "y": 100.5})
+    spike = m.score_one({"t": T0 + 60 * 600, "y": 130.0})
+    assert normal < 0.5 <= 0.7 <= spike

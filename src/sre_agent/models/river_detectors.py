@@ -328,7 +328,10 @@ class Calibrated(base.AnomalyDetector):
     def learn_one(self, x: dict[str, float]) -> None:
         y = float(x["y"])
         z, point = self._assess(y)
-        raw = self._raw(y)
+        # River's PredictiveAnomalyDetection learns its error statistics in score_one:
+        # the real call (not the pure copy of _raw) lets them learn, or its threshold stays
+        # 0 and every raw score is 1.0
+        raw = float(self.detector.score_one(None, y)) if self.supervised else self._raw(y)
         self.held = max(point, 0.9 * self.held)
         self.dev.update(abs(raw - self.level.get()))
         self.level.update(raw)

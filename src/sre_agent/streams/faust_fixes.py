@@ -71,6 +71,24 @@ shard now and then afterwards (issue 17), so it was not the only one. Now the fl
 no time limit, until the queue is empty and no record is being handed over; the
 client's own flush that follows then waits for every record to be acknowledged.
 
+A fetched message counts as read only once it was delivered. Faust's fetch loop
+(``Consumer._drain_messages``) hands each message to the streams with
+``wait_first(callback(message), suspend_flow.wait())`` and then records its offset as
+read whether the delivery finished or was cut short by a rebalance suspending the flow
+(a stream's full queue makes the delivery wait). The loop can go on through its
+pre-rebalance batch after the rebalance's seek to the committed offset has reset the
+read offsets, so a kept partition's read offset jumps past messages never delivered:
+the refetched ones below it are dropped as already read, and Faust's commit, which
+treats a head one past the committed offset as contiguous, commits over the one at
+the committed offset. A chaos run lost exactly one sample of one shard that way
+(``test_second_worker_joins_then_first_is_killed``: learned counts {400, 401} in the
+partition the killed worker had kept through a join). Messages of the batch
+fetched before the rebalance carry the old generation, and the streams skip them
+after it, yet the loop marked them read. The loop below is Faust 0.15.3's with two
+changes: a message of an older generation is neither delivered nor read (the seek
+fetches it again), and the read offset moves only when the delivery completed.
+Agents here are idempotent on redelivery. Test: ``tests/unit/test_faust_drain.py``.
+
 Also a hook, not a fix: before Faust waits for every fetched message to be acked
 (``Consumer.wait_empty``, on each rebalance and at shutdown) it calls the
 callables in :data:`BEFORE_WAIT_EMPTY` on the app, so an agent that holds acks
@@ -88,7 +106,8 @@ from typing import Any
 from aiokafka.consumer.group_coordinator import GroupCoordinator
 from faust.stores import rocksdb as faust_rocksdb
 from faust.tables.recovery import Recovery
-from faust.transport.consumer import Consumer
+import faust
+from faust.transport.consumer import CONSUMER_FETCHING, Consumer
 from faust.transport.drivers.aiokafka import AIOKafkaConsumerThread
 from faust.transport.producer import ProducerBuffer
 
@@ -202,7 +221,106 @@ def apply() -> None:
     for name, fun in (("_send_pending", _send_pending), ("flush", flush)):
         fun.__doc__ = getattr(ProducerBuffer, name).__doc__
         setattr(ProducerBuffer, name, fun)
+
+    if faust.__version__ != FAUST_DRAIN_VERSION:  # the loop below is a copy of that one
+        raise RuntimeError(f"streams/faust_fixes.py copies Consumer._drain_messages of "
+                           f"faust-streaming {FAUST_DRAIN_VERSION}, found {faust.__version__}: "
+                           f"review the copy")
+    global faust_drain_messages
+    faust_drain_messages = Consumer._drain_messages
+    _drain_messages.__doc__ = faust_drain_messages.__doc__
+    Consumer._drain_messages = _drain_messages  # type: ignore[method-assign]
     _applied = True
+
+
+#: the faust-streaming release whose ``Consumer._drain_messages`` is copied below
+FAUST_DRAIN_VERSION = "0.15.3"
+#: Faust's own loop, kept once replaced (the tests run it side by side)
+faust_drain_messages: Any = None
+
+
+async def _drain_messages(self: Any, fetcher: Any) -> None:  # pragma: no cover - the loop
+    # Faust 0.15.3's Consumer._drain_messages; the one change is marked CHANGED
+    callback = self.callback
+    getmany = self.getmany
+    consumer_should_stop = self._stopped.is_set
+    fetcher_should_stop = fetcher._stopped.is_set
+
+    get_read_offset = self._read_offset.__getitem__
+    set_read_offset = self._read_offset.__setitem__
+    flag_consumer_fetching = CONSUMER_FETCHING
+    set_flag = self.diag.set_flag
+    unset_flag = self.diag.unset_flag
+    commit_every = self._commit_every
+    acks_enabled_for = self.app.topics.acks_enabled_for
+
+    yield_every = 100
+    num_since_yield = 0
+    sleep = asyncio.sleep
+
+    try:
+        while not (consumer_should_stop() or fetcher_should_stop()):
+            set_flag(flag_consumer_fetching)
+            ait = getmany(timeout=1.0)
+
+            # Sleeping because sometimes getmany is called in a loop
+            # never releasing to the event loop
+            await self.sleep(0)
+            if not self.should_stop:
+                async for tp, message in ait:
+                    num_since_yield += 1
+                    if num_since_yield > yield_every:
+                        await sleep(0)
+                        num_since_yield = 0
+
+                    offset = message.offset
+                    if message.generation_id != self.app.consumer_generation_id:
+                        # CHANGED: fetched before a rebalance, delivered after it: the
+                        # streams skip it and the seek fetches it again, so it is not
+                        # read (marked read, it pushed the read offset past the refetch)
+                        continue
+                    r_offset = get_read_offset(tp)
+                    if r_offset is None or offset >= r_offset:
+                        gap = offset - (r_offset or 0)
+                        # We have a gap in income messages
+                        if gap > 1 and r_offset:
+                            acks_enabled = acks_enabled_for(message.topic)
+                            if acks_enabled:
+                                await self._add_gap(tp, r_offset + 1, offset)
+                        if commit_every is not None:
+                            if self._n_acked >= commit_every:
+                                self._n_acked = 0
+                                await self.commit()
+                        delivery = callback(message)
+                        waited = await self.wait_first(delivery, self.suspend_flow.wait())
+                        if delivery in waited.done:  # CHANGED: read only once delivered
+                            set_read_offset(tp, offset)
+                    else:
+                        self.log.dev(
+                            "DROPPED MESSAGE ROFF %r: k=%r v=%r",
+                            offset,
+                            message.key,
+                            message.value,
+                        )
+                unset_flag(flag_consumer_fetching)
+
+    except self.consumer_stopped_errors:
+        if self.transport.app.should_stop:
+            # we're already stopping so ignore
+            self.log.info("Broker stopped consumer, shutting down...")
+            return
+        raise
+    except asyncio.CancelledError:
+        if self.transport.app.should_stop:
+            # we're already stopping so ignore
+            self.log.info("Consumer shutting down for user cancel.")
+            return
+        raise
+    except Exception as exc:
+        self.log.exception("Drain messages raised: %r", exc)
+        raise
+    finally:
+        unset_flag(flag_consumer_fetching)
 
 
 def before_wait_empty(app: Any, hook: Callable[[], Awaitable[None]]) -> None:

@@ -1,0 +1,106 @@
+"""Faust's fetch loop must not mark as read what the streams never took.
+
+After a rebalance, the loop may still go through the batch it fetched before it; those
+messages carry the old generation and the streams skip them, but Faust's loop marked
+them read after the seek to the committed offset, so the refetched copies below the
+read offset were dropped: one sample lost per shard in the chaos test
+(``test_second_worker_joins_then_first_is_killed``, learned counts {400, 401}). The
+loop in :mod:`sre_agent.streams.faust_fixes` reads a message only when it was
+delivered in the current generation. Faust's own loop runs side by side here and
+loses the message.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections import defaultdict
+from types import SimpleNamespace
+from typing import Any
+
+import mode
+
+from sre_agent.streams import faust_fixes
+
+TP = ("metrics", 1)
+
+
+def _msg(offset: int, generation: int) -> Any:
+    return SimpleNamespace(offset=offset, generation_id=generation, topic="metrics",
+                           key=b"k", value=b"v")
+
+
+class _Loop:
+    """The attributes ``Consumer._drain_messages`` uses, with a scripted fetch."""
+
+    def __init__(self, batches: list[list[Any]], generation: int, read_offset: int,
+                 slow_delivery: set[int] | None = None) -> None:
+        self.batches = list(batches)
+        self.delivered: list[tuple[int, int]] = []
+        self.slow = slow_delivery or set()
+        self._stopped, self._crashed = asyncio.Event(), asyncio.Event()
+        self.suspend_flow = asyncio.Event()
+        self.loop = asyncio.get_running_loop()
+        self._read_offset: defaultdict[Any, int | None] = defaultdict(lambda: None)
+        self._read_offset[TP] = read_offset  # the rebalance's seek to the committed offset
+        self.diag = SimpleNamespace(set_flag=lambda f: None, unset_flag=lambda f: None)
+        self._commit_every = None
+        self.app = SimpleNamespace(topics=SimpleNamespace(acks_enabled_for=lambda t: True),
+                                   consumer_generation_id=generation)
+        self.should_stop = False
+        self.consumer_stopped_errors = ()
+        self.transport = SimpleNamespace(app=SimpleNamespace(should_stop=False))
+        self.log = SimpleNamespace(dev=lambda *a, **k: None, info=lambda *a, **k: None,
+                                   exception=lambda *a, **k: None)
+        self.wait_first = mode.Service.wait_first.__get__(self)
+
+    async def sleep(self, _: float) -> None:
+        await asyncio.sleep(0)
+
+    async def _add_gap(self, tp: Any, start: int, end: int) -> None:
+        pass
+
+    async def callback(self, message: Any) -> None:
+        if message.offset in self.slow:  # a full stream queue; the flow is suspended
+            self.slow.discard(message.offset)
+            self.suspend_flow.set()
+            await asyncio.sleep(10)
+        self.delivered.append((message.offset, message.generation_id))
+
+    def getmany(self, timeout: float) -> Any:
+        async def batch() -> Any:
+            if not self.batches:
+                self._stopped.set()
+                return
+            for m in self.batches.pop(0):
+                yield TP, m
+        return batch()
+
+
+async def _run(drain: Any, state: _Loop) -> list[tuple[int, int]]:
+    await asyncio.wait_for(drain(state, SimpleNamespace(_stopped=asyncio.Event())), 5)
+    return state.delivered
+
+
+def _patched() -> Any:
+    faust_fixes.apply()
+    assert faust_fixes.faust_drain_messages is not None
+    return faust_fixes._drain_messages
+
+
+async def test_a_message_fetched_before_a_rebalance_is_read_again_after_its_seek() -> None:
+    # the old batch (generation 1) reaches the loop after the seek; then the refetch
+    batches = [[_msg(400, 1), _msg(401, 1)], [_msg(400, 2), _msg(401, 2)]]
+    fixed = await _run(_patched(), _Loop(batches, generation=2, read_offset=400))
+    assert [o for o, g in fixed if g == 2] == [400, 401]  # the streams get both
+    faust = await _run(faust_fixes.faust_drain_messages,
+                       _Loop(batches, generation=2, read_offset=400))
+    assert [o for o, g in faust if g == 2] == [401]  # Faust's loop: 400 never reaches them
+
+
+async def test_a_delivery_cut_short_by_a_rebalance_does_not_move_the_read_offset() -> None:
+    state = _Loop([[_msg(401, 2)]], generation=2, read_offset=400, slow_delivery={401})
+    await _run(_patched(), state)
+    assert state.delivered == [] and state._read_offset[TP] == 400  # fetched again later
+    state = _Loop([[_msg(401, 2)]], generation=2, read_offset=400, slow_delivery={401})
+    await _run(faust_fixes.faust_drain_messages, state)
+    assert state.delivered == [] and state._read_offset[TP] == 401  # Faust: read, never taken

@@ -99,6 +99,11 @@ async def test_claims_and_tickets(pg_dsn: str) -> None:
             history = orjson.loads(await con.fetchval(
                 "SELECT history::text FROM incident_tickets WHERE incident_id = 'inc-1'"))
         assert [h["revision"] for h in history] == [1, 2]
+        # a producer that resolves without a new revision still resolves the ticket
+        other = inc.model_copy(update={"incident_id": "inc-2"})
+        assert await t.upsert(other) == "created"
+        assert await t.upsert(other.model_copy(update={"status": "resolved",
+                                                       "resolved_at": t0})) == "resolved"
         assert await t.upsert(inc.model_copy(update={"status": "resolved", "revision": 3,
                                                      "resolved_at": t0})) == "resolved"
         assert await t.upsert(inc.model_copy(update={"status": "updated", "revision": 2})) == "stale"

@@ -43,8 +43,8 @@ class PostgresTickets:
         self.store = store
 
     async def upsert(self, incident: Incident) -> str:
-        """Idempotent per revision: a redelivered revision (its writer killed after the
-        write, before the audit record left) answers again what it did the first time."""
+        """Idempotent per revision and status: a redelivered one (its writer killed after
+        the write, before the audit record left) answers again what it did the first time."""
         incident = scrub_model(incident)
         entry = orjson.dumps([{"revision": incident.revision, "status": incident.status,
                                "time": incident.time.isoformat()}]).decode()
@@ -58,11 +58,13 @@ class PostgresTickets:
                        severity = EXCLUDED.severity, services = EXCLUDED.services,
                        revision = EXCLUDED.revision, resolved_at = EXCLUDED.resolved_at,
                        history = CASE WHEN incident_tickets.revision = EXCLUDED.revision
+                                           AND incident_tickets.status = EXCLUDED.status
                                       THEN incident_tickets.history
                                       ELSE incident_tickets.history || EXCLUDED.history END,
                        updated_at = now()
                    WHERE incident_tickets.revision <= EXCLUDED.revision
-                   RETURNING (xmax = 0 OR (history -> 0 ->> 'revision')::int = $6) AS created""",
+                   RETURNING (xmax = 0 OR ((history -> 0 ->> 'revision')::int = $6
+                                           AND history -> 0 ->> 'status' = $2)) AS created""",
                 incident.incident_id, incident.status, incident.title, incident.severity,
                 orjson.dumps(incident.services).decode(), incident.revision, incident.opened_at,
                 incident.resolved_at, entry)

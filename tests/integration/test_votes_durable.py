@@ -20,7 +20,7 @@ import kmock
 import pytest
 
 from sre_agent.devstack import PostgresServer
-from sre_agent.schemas import ActionPlan, ActionStep, Incident, Target, utcnow
+from sre_agent.schemas import ActionPlan, ActionStep, Approval, Incident, Target, utcnow
 from tests.actions_support import audit_rows, decision_trail, fresh_database, http, pod
 
 pytestmark = pytest.mark.integration
@@ -100,9 +100,69 @@ async def test_votes_survive_a_kill_and_each_approved_action_runs_once(
         except BaseException:
             print(w.tail(30000))
             print(await decision_trail(dsn))
+            print("approvals:", await _partitions(kafka_io.bootstrap, pfx + "approvals",
+                                                  w.env["SRE_AGENT_WORKER__APP_ID"]))
             raise
         finally:
             await asyncio.to_thread(w.stop)  # off the loop that serves the stand-in
+
+
+async def test_a_vote_read_before_its_plan_still_counts(worker_factory, kafka_io) -> None:
+    """``action-plans`` and ``approvals`` are separate topics: the API accepts a vote for a
+    plan the read model already shows, and the approval manager may read the vote first.
+    It refused it as "unknown plan" and the approved plan never ran (seen in the test
+    above under load: 3 of 6 plans). Now the vote is held until its plan comes."""
+    w = worker_factory(extra_env={
+        "SRE_AGENT_API__TOKENS": '{"tok-alice": "approver:alice"}'}).start()
+    try:
+        pfx = w.env["SRE_AGENT_KAFKA__TOPIC_PREFIX"]
+        await kafka_io.send_signed(pfx + "approvals", Approval(
+            plan_id="plan-9", decision="approve", user="alice", source="api"))
+        await kafka_io.read(pfx + "audit", timeout=60, until=lambda ms: any(
+            m["action"] == "vote.held" and m["subject"] == "plan-9" for m in ms))
+        await kafka_io.send(pfx + "incidents", Incident(
+            incident_id="inc-9", title="leak", services=["svc-9"], fingerprint="fp-9",
+            opened_at=utcnow()))
+        await kafka_io.send_signed(pfx + "action-plans", plan(9))
+        results = await kafka_io.read(pfx + "action-results", timeout=60,
+                                      until=lambda ms: bool(ms))
+        # approved and handed to the executor (which has no Kubernetes back-end here)
+        assert [r["plan_id"] for r in results] == ["plan-9"], results
+        assert "no back-end enabled" in results[0]["detail"], results
+    except BaseException:
+        print(w.tail(20000))
+        raise
+    finally:
+        await asyncio.to_thread(w.stop)
+
+
+async def _partitions(bootstrap: str, topic: str, group: str) -> dict[int, Any]:
+    """Per partition: (offset, plan id) of every message and the group's committed offset."""
+    import orjson
+    from aiokafka import AIOKafkaConsumer
+    from aiokafka.admin import AIOKafkaAdminClient
+
+    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
+    await admin.start()
+    try:
+        committed = await admin.list_consumer_group_offsets(group)
+    finally:
+        await admin.close()
+    cons = AIOKafkaConsumer(topic, bootstrap_servers=bootstrap, group_id=None,
+                            auto_offset_reset="earliest", enable_auto_commit=False)
+    await cons.start()
+    out: dict[int, Any] = {}
+    try:
+        for batch in (await cons.getmany(timeout_ms=2000)).values():
+            for r in batch:
+                out.setdefault(r.partition, {"messages": []})["messages"].append(
+                    (r.offset, orjson.loads(r.value).get("plan_id")))
+    finally:
+        await cons.stop()
+    for tp, meta in committed.items():
+        if tp.topic == topic:
+            out.setdefault(tp.partition, {"messages": []})["committed"] = meta.offset
+    return out
 
 
 async def test_tickets_opened_during_a_postgres_outage_land(worker_factory, kafka_io,

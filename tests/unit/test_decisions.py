@@ -15,6 +15,7 @@ from sre_agent.config import load_settings
 from sre_agent.processors.approvals import (
     Audit,
     Emit,
+    Hold,
     PlanIn,
     ResultIn,
     Rules,
@@ -256,3 +257,13 @@ def test_a_taken_over_claim_is_verified_again() -> None:
     forged = dict(raw, plan=None)
     _, eff = step(TargetState(), Resumed(a, KEYS.verify(forged), forged, "claimed"), 100.0, EXEC)
     assert audits(eff) == ["action.unverified"] and isinstance(eff[-1], Report)
+
+
+def test_a_vote_before_its_plan_is_held_not_lost() -> None:
+    """The API accepts a vote for a plan the read model shows; the approval manager may
+    read that vote before the plan (another topic): it was refused as "unknown plan"
+    and lost, so an approved plan never ran (test_votes_durable under load)."""
+    st, eff = decide(None, vote_in("sam", role="sre"), T0, RULES)
+    assert st is None and audits(eff) == ["vote.held"] and isinstance(eff[-1], Hold)
+    st, eff = decide(None, vote_in("sam", role="sre", signer=ROGUE), T0, RULES)
+    assert audits(eff) == ["vote.refused"] and not any(isinstance(e, Hold) for e in eff)

@@ -55,7 +55,7 @@ from ..schemas import ActionPlan, ActionResult, Approval, SreAction, UtcDatetime
 from .policy import SPAN_FLOOR, STRICTNESS, PolicyDecision, PolicyEngine
 from .signing import Check, Keyring
 
-__all__ = ["LEAD_ROLES", "VOTING_ROLES", "Audit", "Emit", "Notify", "PlanIn", "PlanState",
+__all__ = ["LEAD_ROLES", "VOTING_ROLES", "Audit", "Emit", "Hold", "Notify", "PlanIn", "PlanState",
            "Post", "ResultIn", "Rules", "UpdateSlack", "Vote", "VoteIn", "VoteOutcome",
            "VoterRoles", "action_for", "cast_vote", "decide", "effective_policy",
            "expire_if_due", "quorum_status", "record_result", "verify_quorum"]
@@ -344,7 +344,16 @@ class Notify:
     resolve: bool = False
 
 
-Effect = Audit | Emit | Post | UpdateSlack | Notify
+@dataclass(frozen=True)
+class Hold:
+    """Keep a signed vote whose plan has not reached this stage yet (``action-plans`` and
+    ``approvals`` are separate topics: the API may accept a vote for a plan the read
+    model shows before this stage has read it); it is fed again when the plan comes."""
+
+    vote: VoteIn
+
+
+Effect = Audit | Emit | Post | UpdateSlack | Notify | Hold
 Event = PlanIn | VoteIn | ResultIn
 
 ME = "approval-manager"
@@ -481,8 +490,11 @@ def _on_vote(st: PlanState | None, ev: VoteIn, now: datetime,
     who = {"user": vote.user, "claimed_role": vote.role, "decision": vote.decision,
            "source": vote.source, "comment": vote.comment}
     if st is None:
+        if ev.check.ok:  # not seen yet: held until the plan comes (or expires unseen)
+            return None, [Audit(vote.user, "vote.held", vote.plan_id,
+                                {**who, "reason": "plan not seen yet"}), Hold(ev)]
         return None, [Audit(vote.user, "vote.refused", vote.plan_id,
-                            {**who, "reason": "unknown plan"})]
+                            {**who, "reason": f"unknown plan; signature: {ev.check.reason}"})]
     out = _resume(st, rules)
     if not ev.check.ok:
         return st, out + [Audit(vote.user, "vote.refused", vote.plan_id,

@@ -18,10 +18,13 @@ import logging
 import time
 from typing import Any
 
+import orjson
+
 from ..processors.approvals import (
     Audit,
     Effect,
     Emit,
+    Hold,
     Notify,
     PlanIn,
     PlanState,
@@ -44,6 +47,9 @@ __all__ = ["register", "rules_of"]
 
 log = logging.getLogger(__name__)
 
+#: votes kept per plan that has not reached the approval manager yet
+MAX_HELD_VOTES = 20
+
 #: seconds subtracted from the pre-post mark: the history lookup tolerates this much
 #: clock difference between the worker and Slack
 POST_CLOCK_SLACK = 300.0
@@ -58,6 +64,8 @@ def rules_of(ctx: StreamContext) -> Rules:
 def register(ctx: StreamContext) -> None:
     app, settings, services = ctx.app, ctx.settings, ctx.services
     table = ctx.tables.declare("approval_state", help="plan id -> approval state (JSON)")
+    held = ctx.tables.declare("approval_held",
+                              help="plan id -> signed votes that came before their plan (JSON)")
     rules = rules_of(ctx)
     slack, notifier = services.slack, services.notifier
     channel = app.topic(*(settings.topic(n) for n in ("action-plans", "approvals", "action-results")),
@@ -116,6 +124,30 @@ def register(ctx: StreamContext) -> None:
         ctx.stats.health["slack"] = breaker_health(slack.guard)
         save(state)
 
+    def hold(ev: VoteIn) -> None:
+        """Keep a vote for a plan not seen yet (bounded; dropped with the plan's TTL)."""
+        plan_id = ev.vote.plan_id
+        kept = orjson.loads(held[plan_id]) if held.get(plan_id) else []
+        if len(kept) < MAX_HELD_VOTES:
+            kept.append({"at": time.time(), "raw": dict(ev.raw)})
+            held[plan_id] = orjson.dumps(kept)
+
+    async def release(plan_id: str) -> None:
+        """Feed the votes that came before their plan, now that it is here."""
+        raw_held = held.get(plan_id)
+        if not raw_held:
+            return
+        for item in orjson.loads(raw_held):
+            raw = item["raw"]
+            try:
+                vote = Approval.model_validate(raw)
+            except ValueError:
+                continue
+            state, effects = decide(load(plan_id), VoteIn(vote, services.keys.keyring.verify(raw),
+                                                          raw), utcnow(), rules)
+            await carry_out(state, effects)
+        held[plan_id] = b""  # after the votes' effects: a crash before replays them
+
     async def carry_out(state: PlanState | None, effects: list[Effect]) -> None:
         """Apply the machine's effects in order; the state is saved at the end (and by
         a Slack post before it calls Slack). A step is marked requested once sent."""
@@ -123,6 +155,8 @@ def register(ctx: StreamContext) -> None:
             if isinstance(eff, Audit):
                 await emit_audit(ctx, eff.actor, eff.action, eff.subject, eff.details,
                                  idempotency_key=eff.idempotency_key)
+            elif isinstance(eff, Hold):
+                hold(eff.vote)
             elif isinstance(eff, Emit) and state is not None:
                 # acknowledged before the state says "requested": the table's local
                 # RocksDB copy is written at once, so a kill after a buffered send left
@@ -172,10 +206,16 @@ def register(ctx: StreamContext) -> None:
             before = load(plan_id)
             state, effects = decide(before, ev, utcnow(), rules)
             await carry_out(state, effects)
+            if before is None and state is not None:
+                await release(plan_id)
 
     @app.timer(5.0)
     async def expire_overdue() -> None:
         now = utcnow()
+        ttl = settings.actions.approval_ttl_seconds
+        for plan_id, raw_held in list(held.items()):
+            if raw_held and all(time.time() - v["at"] > ttl for v in orjson.loads(raw_held)):
+                held[plan_id] = b""  # its plan never came within a plan's lifetime
         for plan_id, raw in list(table.items()):
             if plan_id in expiring or not raw:
                 continue

@@ -206,7 +206,10 @@ def register(ctx: StreamContext) -> None:
             before = load(plan_id)
             state, effects = decide(before, ev, utcnow(), rules)
             await carry_out(state, effects)
-            if before is None and state is not None:
+            if state is not None and held.get(plan_id):
+                # not only on the plan's first arrival: a worker killed after saving the
+                # plan's state and before releasing its held votes restarts with the
+                # state restored, and the redelivered plan is not new any more
                 await release(plan_id)
 
     @app.timer(5.0)

@@ -117,6 +117,41 @@ async def decision_trail(dsn: str) -> str:
     return "\n".join(out)
 
 
+async def partition_report(bootstrap: str, topic: str, group: str) -> dict[int, Any]:
+    """Per partition: (offset, key) of every message, end offset, the group's commit."""
+    from aiokafka import AIOKafkaConsumer, TopicPartition
+    from aiokafka.admin import AIOKafkaAdminClient
+
+    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
+    await admin.start()
+    try:
+        committed = await admin.list_consumer_group_offsets(group)
+    finally:
+        await admin.close()
+    cons = AIOKafkaConsumer(bootstrap_servers=bootstrap, group_id=None,
+                            enable_auto_commit=False)
+    await cons.start()
+    try:
+        tps = [TopicPartition(topic, p) for p in sorted(cons.partitions_for_topic(topic) or [])]
+        if not tps:
+            await cons._client.force_metadata_update()
+            tps = [TopicPartition(topic, p) for p in sorted(cons.partitions_for_topic(topic) or [])]
+        cons.assign(tps)
+        await cons.seek_to_beginning(*tps)
+        ends = await cons.end_offsets(tps)
+        out: dict[int, Any] = {tp.partition: {"end": ends[tp], "committed": getattr(
+            committed.get(tp), "offset", None), "messages": []} for tp in tps}
+        async def behind() -> bool:
+            return any([await cons.position(tp) < ends[tp] for tp in tps])
+
+        while await behind():
+            for tp, recs in (await cons.getmany(timeout_ms=500)).items():
+                out[tp.partition]["messages"] += [(r.offset, r.key) for r in recs]
+        return out
+    finally:
+        await cons.stop()
+
+
 def verify_cli(dsn: str) -> subprocess.CompletedProcess[str]:
     """``sre-agent audit verify`` against ``dsn`` as a separate process."""
     env = {k: v for k, v in os.environ.items() if not k.startswith("SRE_AGENT_")}

@@ -29,6 +29,7 @@ from tests.actions_support import (
     deployment,
     fresh_database,
     http,
+    partition_report,
     replicaset,
 )
 from tests.standins.slack_server import SlackStandin, button_value
@@ -50,41 +51,6 @@ def _rca(iid: str, service: str) -> RcaResult:
                    summary=f"{service} v2 failing after its deploy",
                    evidence=[EvidenceItem(kind="deploy", summary="deploy 3 min before",
                                           weight=0.9)])])
-
-
-async def _partition_report(bootstrap: str, topic: str, group: str) -> dict[int, Any]:
-    """Per partition: (offset, key) of every message, end offset, the group's commit."""
-    from aiokafka import AIOKafkaConsumer, TopicPartition
-    from aiokafka.admin import AIOKafkaAdminClient
-
-    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
-    await admin.start()
-    try:
-        committed = await admin.list_consumer_group_offsets(group)
-    finally:
-        await admin.close()
-    cons = AIOKafkaConsumer(bootstrap_servers=bootstrap, group_id=None,
-                            enable_auto_commit=False)
-    await cons.start()
-    try:
-        tps = [TopicPartition(topic, p) for p in sorted(cons.partitions_for_topic(topic) or [])]
-        if not tps:
-            await cons._client.force_metadata_update()
-            tps = [TopicPartition(topic, p) for p in sorted(cons.partitions_for_topic(topic) or [])]
-        cons.assign(tps)
-        await cons.seek_to_beginning(*tps)
-        ends = await cons.end_offsets(tps)
-        out: dict[int, Any] = {tp.partition: {"end": ends[tp], "committed": getattr(
-            committed.get(tp), "offset", None), "messages": []} for tp in tps}
-        async def behind() -> bool:
-            return any([await cons.position(tp) < ends[tp] for tp in tps])
-
-        while await behind():
-            for tp, recs in (await cons.getmany(timeout_ms=500)).items():
-                out[tp.partition]["messages"] += [(r.offset, r.key) for r in recs]
-        return out
-    finally:
-        await cons.stop()
 
 
 async def _kube_report(base: str) -> None:
@@ -223,7 +189,7 @@ async def test_three_workers_one_killed_post_and_act_exactly_once(
                     os.kill(w.proc.pid, signal.SIGUSR1)  # mode.Worker logs every task's stack
                 print("vote answers:", answers)
                 for topic in ("action-plans", "approvals", "sre-actions"):
-                    print(f"{topic}:", await _partition_report(
+                    print(f"{topic}:", await partition_report(
                         kafka_io.bootstrap, pfx + topic, ws[0].env["SRE_AGENT_WORKER__APP_ID"]))
                 await _kube_report(str(kserver.url).rstrip("/"))
                 print("kmock requests:", [(str(r.method), r.url.path) for r in list(km)])

@@ -21,7 +21,14 @@ import pytest
 
 from sre_agent.devstack import PostgresServer
 from sre_agent.schemas import ActionPlan, ActionStep, Approval, Incident, Target, utcnow
-from tests.actions_support import audit_rows, decision_trail, fresh_database, http, pod
+from tests.actions_support import (
+    audit_rows,
+    decision_trail,
+    fresh_database,
+    http,
+    partition_report,
+    pod,
+)
 
 pytestmark = pytest.mark.integration
 
@@ -100,7 +107,7 @@ async def test_votes_survive_a_kill_and_each_approved_action_runs_once(
         except BaseException:
             print(w.tail(30000))
             print(await decision_trail(dsn))
-            print("approvals:", await _partitions(kafka_io.bootstrap, pfx + "approvals",
+            print("approvals:", await partition_report(kafka_io.bootstrap, pfx + "approvals",
                                                   w.env["SRE_AGENT_WORKER__APP_ID"]))
             raise
         finally:
@@ -134,35 +141,6 @@ async def test_a_vote_read_before_its_plan_still_counts(worker_factory, kafka_io
         raise
     finally:
         await asyncio.to_thread(w.stop)
-
-
-async def _partitions(bootstrap: str, topic: str, group: str) -> dict[int, Any]:
-    """Per partition: (offset, plan id) of every message and the group's committed offset."""
-    import orjson
-    from aiokafka import AIOKafkaConsumer
-    from aiokafka.admin import AIOKafkaAdminClient
-
-    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
-    await admin.start()
-    try:
-        committed = await admin.list_consumer_group_offsets(group)
-    finally:
-        await admin.close()
-    cons = AIOKafkaConsumer(topic, bootstrap_servers=bootstrap, group_id=None,
-                            auto_offset_reset="earliest", enable_auto_commit=False)
-    await cons.start()
-    out: dict[int, Any] = {}
-    try:
-        for batch in (await cons.getmany(timeout_ms=2000)).values():
-            for r in batch:
-                out.setdefault(r.partition, {"messages": []})["messages"].append(
-                    (r.offset, orjson.loads(r.value).get("plan_id")))
-    finally:
-        await cons.stop()
-    for tp, meta in committed.items():
-        if tp.topic == topic:
-            out.setdefault(tp.partition, {"messages": []})["committed"] = meta.offset
-    return out
 
 
 async def test_tickets_opened_during_a_postgres_outage_land(worker_factory, kafka_io,

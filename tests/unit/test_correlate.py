@@ -327,6 +327,41 @@ def test_new_fault_after_recovery_opens_its_own_incident() -> None:
         (first.incident_id, "resolved")]
 
 
+def test_new_fault_of_a_neighbour_while_old_symptoms_still_fire_opens_its_own_incident() -> None:
+    # issue 14: an earlier fault's anomaly still open an hour later (its level never came
+    # back to the old baseline) absorbed the next fault of a neighbour into its incident
+    h = Harness(edges=[("gateway", "redis"), ("gateway", "risk")], idle_resolve=7200)
+    old = h.feed(anomaly("risk", "latency", 0))[0]
+    assert h.feed(anomaly("gateway", "errors", 60))[0].incident_id == old.incident_id
+    h.feed(anomaly("gateway", "errors", 600, status="resolved"))
+    # 70 minutes later, redis fails: its callers' symptoms are a new fault
+    new = h.feed(anomaly("redis", "availability", 4200))
+    assert [i.status for i in new] == ["open"] and new[0].incident_id != old.incident_id
+    assert new[0].services == ["redis"]
+    nxt = h.feed(anomaly("gateway", "errors", 4210))
+    assert nxt[0].incident_id == new[0].incident_id and nxt[0].services == ["gateway", "redis"]
+
+
+def test_node_metrics_describe_the_node_and_join_its_kubernetes_events() -> None:
+    # node-exporter's series carry the node they describe; named after the exporter job
+    # they opened a separate incident beside the node's NodePressure one
+    from sre_agent.schemas import K8sEvent
+
+    h = Harness()
+    ev = h.feed(from_k8s(K8sEvent(kind="Node", name="ip-10-0-2-41", reason="NodePressure",
+                                  type="Warning", message="memory pressure", time=at(0))))
+    a = Anomaly(anomaly_id="n1", status="open", series='node_memory_used_ratio{node="ip-10-0-2-41"}',
+                metric="node_memory_used_ratio", service="node-exporter",
+                labels={"node": "ip-10-0-2-41", "job": "node-exporter"}, observed=0.97,
+                expected=0.55, lower=0, upper=0.7, deviation=30, score=0.98, time=at(5),
+                started_at=at(5), severity="critical", direction="up")
+    sig = from_anomaly(a)
+    assert sig.service == "ip-10-0-2-41"
+    h.feed(sig)
+    h.tick(5 + MIN_UPDATE_INTERVAL)
+    assert h.incidents() == {ev[0].incident_id} and len(h.out[-1].signals) == 2
+
+
 def test_recovered_services_of_an_incident_pull_nothing_new_in() -> None:
     h = Harness(edges=[("api", "db"), ("batch", "db")])
     inc = h.feed(anomaly("db", "latency", 0))[0]
@@ -474,3 +509,23 @@ def test_causes_without_a_symptom_or_moving_the_harmless_way_open_nothing() -> N
     assert h.feed(anomaly("web", "disk_used", 0, direction="down")) == []
     assert h.feed(anomaly("web", "latency_p99", 5)) == []  # less disk used is no fault
     assert h.feed(anomaly("db", "latency_p99", 9))[0].services == ["db"]
+
+
+def test_a_warning_alert_on_a_cause_alone_opens_nothing() -> None:
+    # issue 14 (eval, flapping_alert): a hand-written CPU rule whose threshold sits at the
+    # usual level flapped and opened an incident each time, with no symptom anywhere
+    h = Harness(edges=[("web", "api")], open_min_metrics=2)
+    for k in range(3):
+        assert h.feed(alert("cpu", "api", 600 * k, name="HighCPUUsage")) == []
+        assert h.feed(alert("cpu", "api", 600 * k + 120, status="resolved",
+                            name="HighCPUUsage")) == []
+    assert h.incidents() == set()
+    # a symptom rule pages at once; so does a critical cause rule
+    assert [i.status for i in h.feed(alert("lat", "web", 2000, name="HighLatencyP99"))] == ["open"]
+    assert [i.status for i in h.feed(alert("pool", "db", 2000, name="DBConnectionPoolExhausted",
+                                           severity="critical"))] == ["open"]
+    # the cause rule with a symptom of its service beside it opens, both in the incident
+    h2 = Harness(open_min_metrics=2)
+    assert h2.feed(alert("cpu", "api", 0, name="HighCPUUsage")) == []
+    out = h2.feed(anomaly("api", "http_latency_p99_seconds", 60))
+    assert [i.status for i in out] == ["open"] and len(out[0].signals) == 2

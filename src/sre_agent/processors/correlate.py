@@ -9,10 +9,14 @@ form one incident are seen in order by one agent. ``now`` is processing time
 Rules, each a test in ``tests/unit/test_correlate*.py``:
 
 * identity comes from fingerprints: a signal whose fingerprint is already in an
-  active incident is a duplicate (counted, nothing emitted);
+  active incident is a duplicate (counted, nothing emitted), or a flap when it refires
+  within ``window`` after it recovered; one that recovered longer ago fires anew and
+  is routed like a new signal (the incident keeps the old occurrence as history);
 * a firing signal joins the active incident that still has a *live* signal on a
   service within ``max_hops`` of its service and whose last signal is within
-  ``window``; otherwise it opens a new incident. An incident follows the platform:
+  ``window`` — through another service only while that live signal is also fresh
+  (started or repeated within ``window``: a fault spreads in minutes) —; otherwise it
+  opens a new incident. An incident follows the platform:
   the services whose symptoms recovered no longer pull new signals in, and an
   incident whose signals all recovered takes nothing new — a new fault after a
   recovery opens its own incident (and gets its own RCA and plan);
@@ -20,10 +24,12 @@ Rules, each a test in ``tests/unit/test_correlate*.py``:
   ``window`` after its last occurrence (k8s events, which never resolve), for
   ``prediction_stale`` after its last repeat (early warnings, repeated while the
   breach is still expected);
-* minimum evidence (``open_min_metrics``, 1 turns it off): alerts, critical and log
-  anomalies, Kubernetes warnings and predictions open an incident at once, and so does
-  a warning anomaly of a service changed within ``change_lookback`` (a change still in
-  effect); other warning anomalies are held until their service shows that many
+* minimum evidence (``open_min_metrics``, 1 turns it off): critical alerts and
+  anomalies, warning alerts on a symptom (latency, errors, availability) or on a metric
+  of unknown kind, log anomalies, Kubernetes warnings and predictions open an incident
+  at once, and so does a warning anomaly or alert of a service changed within
+  ``change_lookback`` (a change still in effect); other warning anomalies, and warning
+  alerts on a cause (CPU, memory, disk ...: page on symptoms, not on causes), are held until their service shows that many
   distinct metrics moving the bad way for their kind, one of them a symptom users
   feel (latency, errors, availability), none a platform-wide movement (the same metric
   and direction on ``common_mode_services`` services of the group within the window).
@@ -81,7 +87,7 @@ from typing import Any
 from ..config import CorrelationSettings
 from ..schemas import Incident
 from .correlate_signals import Signal
-from .correlate_state import GroupState, IncidentState, SignalState
+from .correlate_state import PREDICTION_HORIZON, GroupState, IncidentState, SignalState
 from .rca_features import is_bad, metric_category
 from .severity import SeverityModel
 from .silences import SilenceBook, matches
@@ -244,14 +250,26 @@ class IncidentCorrelator:
     def _live(self, x: SignalState, now: float) -> bool:
         return x.active and now < self._expiry(x)
 
-    def _live_services(self, inc: IncidentState, now: float) -> set[str]:
-        return {x.service for x in inc.signals.values() if self._live(x, now)}
+    def _fresh(self, x: SignalState, ts: float) -> bool:
+        """Did ``x`` start or repeat within ``window`` before ``ts`` (a prediction: until
+        its breach time)? A fault spreads to its neighbours within minutes; a symptom
+        that has only lasted since then is no evidence that a neighbour's new trouble
+        belongs to it."""
+        last = x.last
+        if x.kind == "prediction":
+            last += min(float(x.attrs.get("seconds_to_breach", 0.0) or 0.0), PREDICTION_HORIZON)
+        return ts - last <= self.settings.window
 
     def _near(self, inc: IncidentState, service: str, now: float) -> int | None:
         """Graph distance from ``service`` to the incident's services that still have a
-        live signal (recovered parts of an incident pull nothing new in)."""
+        live signal (recovered parts of an incident pull nothing new in). Another
+        service is pulled in only by a live signal that is also fresh (:meth:`_fresh`):
+        an earlier fault's symptoms still firing an hour later do not absorb a new fault
+        of a neighbour, which opens its own incident (with its own RCA and plan)."""
         best: int | None = None
-        for s in self._live_services(inc, now):
+        live = {x.service for x in inc.signals.values()
+                if self._live(x, now) and (x.service == service or self._fresh(x, now))}
+        for s in live:
             d = 0 if s == service else self.graph.distance(s, service, limit=self.settings.max_hops)
             if d is not None and d <= self.settings.max_hops and (best is None or d < best):
                 best = d
@@ -353,7 +371,13 @@ class IncidentCorrelator:
             return out
         inc = state.active_with(sig.fingerprint)
         if inc is not None:
-            return self._duplicate(state, inc, sig, now)
+            x = inc.signals[sig.fingerprint]
+            if x.active or sig.ts - (x.flips[-1] if x.flips else x.last) <= self.settings.window:
+                return self._duplicate(state, inc, sig, now)
+            # recovered longer ago than a flap: a new occurrence, routed like a new signal;
+            # the incident keeps the old one as history
+            del inc.signals[sig.fingerprint]
+            inc.signals[f"{sig.fingerprint}#{x.first:.0f}"] = x
         inc = state.resolved_with(sig.fingerprint)
         if inc is not None and inc.resolved_at is not None \
                 and now - inc.resolved_at <= self.settings.reopen_window:
@@ -395,16 +419,25 @@ class IncidentCorrelator:
 
     # ------------------------------------------------------------------ evidence
     def _weak(self, state: GroupState, sig: Signal) -> bool:
-        """Too little evidence to open an incident alone: a warning metric anomaly of a
-        service with no change in effect.
+        """Too little evidence to open an incident alone: a warning metric anomaly, or a
+        warning alert on a cause metric, of a service with no change in effect.
 
-        Alerts (rules people wrote to page), critical anomalies, log anomalies (a new
-        error template), Kubernetes warnings and predictions open an incident at once;
-        so does a warning anomaly of a service changed (deploy, config) within
-        ``change_lookback`` before it, a change still in effect.
+        Critical alerts and anomalies, warning alerts on a symptom (rules people wrote
+        to page on what users feel), log anomalies (a new error template), Kubernetes
+        warnings and predictions open an incident at once; so does a warning signal of a
+        service changed (deploy, config) within ``change_lookback`` before it, a change
+        still in effect. A warning alert on CPU or memory alone is a cause without a
+        symptom (a threshold near the usual level flaps all day): held like an anomaly.
         """
-        if self.settings.open_min_metrics <= 1 or sig.kind != "anomaly" \
-                or sig.severity == "critical":
+        if self.settings.open_min_metrics <= 1 or sig.severity == "critical":
+            return False
+        if sig.kind == "alert":
+            # a warning rule on a cause (CPU, memory, disk, pool, queue: not a symptom users
+            # feel) pages only with a symptom beside it; a rule whose metric is unknown,
+            # like every symptom rule, opens at once
+            if metric_category(sig.rule) in SYMPTOMS | {"unknown"}:
+                return False
+        elif sig.kind != "anomaly":
             return False
         lst = state.changes.get(sig.service, [])
         return not any(0 <= sig.ts - c["ts"] <= self.settings.change_lookback

@@ -37,6 +37,7 @@ __all__ = [
     "Signal",
     "alert_links",
     "alert_severity",
+    "entity_of",
     "from_alert",
     "from_anomaly",
     "from_deploy",
@@ -105,11 +106,31 @@ def service_from_labels(labels: dict[str, str], default: str = "unknown") -> str
     return default
 
 
+def entity_of(service: str, metric: str, labels: dict[str, str]) -> str:
+    """What a series describes: a node's own series (node-exporter's ``node_*`` metrics
+    with a ``node`` label) describes that node, not the exporter job that scraped it.
+
+    The node is the name Kubernetes events about it carry (:func:`from_k8s`), so a node's
+    memory and its NodePressure/Evicted events meet in one incident; the exporter's job
+    name is shared by every node and would tie unrelated nodes together.
+
+    >>> entity_of("node-exporter", "node_memory_used_ratio", {"node": "ip-10-0-2-41"})
+    'ip-10-0-2-41'
+    >>> entity_of("api", "cpu_usage_cores", {"node": "ip-10-0-2-41"})
+    'api'
+    """
+    node = labels.get("node")
+    if node and metric.startswith("node_"):
+        return node
+    return service
+
+
 def from_anomaly(a: Anomaly) -> Signal:
     kind = "log" if a.kind == "log" else "anomaly"
     what = a.template[:120] if a.kind == "log" and a.template else a.metric
     return Signal(
-        kind=kind, fingerprint=f"{kind}:{a.series}", service=a.service, rule=a.metric,
+        kind=kind, fingerprint=f"{kind}:{a.series}",
+        service=entity_of(a.service, a.metric, a.labels), rule=a.metric,
         status="resolved" if a.status == "resolved" else "firing",
         time=a.started_at if a.status == "open" and a.started_at else a.time,
         severity=a.severity, ref=a.anomaly_id, labels=dict(a.labels),
@@ -156,7 +177,8 @@ def resolve_signal(incident_id: str, group: str, actor: str, time: datetime) -> 
 
 def from_prediction(p: Prediction) -> Signal:
     return Signal(
-        kind="prediction", fingerprint=f"prediction:{p.series}", service=p.service, rule=p.metric,
+        kind="prediction", fingerprint=f"prediction:{p.series}",
+        service=entity_of(p.service, p.metric, p.labels), rule=p.metric,
         time=p.time, severity=p.severity, ref=p.event_id, labels=dict(p.labels),
         summary=f"{p.metric} predicted to reach {p.limit:.4g} in {p.seconds_to_breach / 60:.0f} min",
         attrs={"direction": "up" if p.slope_per_hour >= 0 else "down", "current": p.current,

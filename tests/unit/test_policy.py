@@ -116,3 +116,19 @@ def test_planner_records_assumed_identity_and_is_stable() -> None:
 def test_low_confidence_gets_no_plan() -> None:
     planner = Planner.from_settings(ActionSettings())
     assert planner.draft(rca("bad_deploy", "checkout", conf=0.2)) is None
+
+
+def test_planner_acts_only_on_the_leading_diagnosis() -> None:
+    # issue 14 (eval, db_pool_exhaustion): the RCA led with an unknown fault of risk-engine
+    # (0.90) and the planner rate-limited redis, its 0.52 runner-up; the action failed
+    planner = Planner.from_settings(ActionSettings())
+    hyp = lambda cause, svc, conf: Hypothesis(cause_type=cause, service=svc,  # noqa: E731
+                                              confidence=conf, summary=f"{cause} on {svc}")
+    res = RcaResult(incident_id="inc-7", severity="critical", services=["risk", "redis"],
+                    hypotheses=[hyp("unknown", "risk", 0.90), hyp("dependency_failure", "redis", 0.52)])
+    assert planner.draft(res) is None
+    # a runner-up as likely as the leader is still a candidate
+    tie = res.model_copy(update={"hypotheses": [hyp("unknown", "risk", 0.90),
+                                                hyp("dependency_failure", "redis", 0.88)]})
+    draft = planner.draft(tie)
+    assert draft is not None and draft.hypothesis.service == "redis"

@@ -59,6 +59,10 @@ def plan_id_for(incident_id: str, playbook: str, refs: list[str]) -> str:
 #: plan states in which a plan still waits for people (or, BLOCKED, shows a diagnosis):
 #: the ones a changed diagnosis makes stale
 OPEN_STATES = frozenset({"pending", "blocked"})
+#: hypotheses this close to the most confident one are as likely as it; lower ones are not
+#: acted on (:meth:`Planner.draft`). A margin, not equality: confidences are rounded
+#: scores in [0, 1], and two hypotheses a few hundredths apart are a tie in practice.
+LEAD_MARGIN = 0.05
 
 
 def superseded_reason(previous: ActionPlan, rca: RcaResult, new: ActionPlan | None,
@@ -146,9 +150,19 @@ class Planner:
                    PolicyEngine(settings), settings)
 
     def draft(self, rca: RcaResult) -> Draft | None:
-        """The most confident hypothesis that a playbook covers, with rendered steps."""
-        for hyp in sorted(rca.hypotheses, key=lambda h: -h.confidence):
-            if hyp.confidence < self.settings.min_confidence:
+        """The most confident hypothesis that a playbook covers, with rendered steps.
+
+        Only the leading diagnosis is acted on: hypotheses within :data:`LEAD_MARGIN` of
+        the most confident one (as likely as it). When no playbook covers those — the
+        RCA names a cause no playbook fixes, or ``unknown`` — there is no plan (the
+        diagnosis goes to people): acting on a hypothesis the RCA itself ranks clearly
+        lower (say, rate-limiting a neighbour at 0.52 when the leader, 0.90, is an
+        unknown fault of another service) acts against the diagnosis.
+        """
+        ranked = sorted(rca.hypotheses, key=lambda h: -h.confidence)
+        lead = ranked[0].confidence if ranked else 0.0
+        for hyp in ranked:
+            if hyp.confidence < self.settings.min_confidence or lead - hyp.confidence > LEAD_MARGIN:
                 break
             ctx = context_of(hyp, self.settings)
             ctx.update({"incident_id": rca.incident_id, "severity": rca.severity})

@@ -529,6 +529,10 @@ class CorrelationSettings(_Section):
     #: a metric moving the same way on this many services within the window is a
     #: platform-wide (common-mode) change, no evidence of a fault of one (0: off)
     common_mode_services: int = Field(default=3, ge=0)
+    #: event seconds to wait before weak evidence (held warning anomalies) opens an
+    #: incident, so the other signals of the same scrape are in when it is judged
+    #: (common-mode and platform-wide load are only visible once they all arrived)
+    settle: float = Field(default=60.0, ge=0)
 
 
 class SeveritySettings(_Section):

@@ -109,6 +109,9 @@ MAX_PENDING = 500
 #: metric categories (:func:`.rca_features.metric_category`) users feel: warning
 #: anomalies open an incident only when one of them is among the corroborating metrics
 SYMPTOMS = frozenset({"latency", "errors", "availability"})
+#: metric categories that follow demand: the same one up on many services at once is the
+#: platform's load rising (:meth:`IncidentCorrelator._load_rise`)
+LOAD = frozenset({"traffic", "cpu"})
 
 
 @dataclass
@@ -356,6 +359,10 @@ class IncidentCorrelator:
         """Apply one signal; return the incident events to publish."""
         if sig.kind == "tick":
             return self.tick(state, now)
+        settled = self._settle(state, now) if state.ready else []
+        return settled + self._apply(state, sig, now)
+
+    def _apply(self, state: GroupState, sig: Signal, now: float) -> list[Incident]:
         if sig.kind == "resolve":
             return self._resolved_by_hand(state, sig, now)
         out: list[Incident] = []
@@ -429,8 +436,13 @@ class IncidentCorrelator:
         still in effect. A warning alert on CPU or memory alone is a cause without a
         symptom (a threshold near the usual level flaps all day): held like an anomaly.
         """
-        if self.settings.open_min_metrics <= 1 or sig.severity == "critical":
+        if self.settings.open_min_metrics <= 1:
             return False
+        if sig.severity == "critical":
+            # a critical movement of a cause (a queue, CPU) while demand rises across the
+            # platform is the load's doing until a symptom says otherwise
+            return sig.kind == "anomaly" and metric_category(sig.rule) not in SYMPTOMS \
+                and self._load_rise(state, sig.ts)
         if sig.kind == "alert":
             # a warning rule on a cause (CPU, memory, disk, pool, queue: not a symptom users
             # feel) pages only with a symptom beside it; a rule whose metric is unknown,
@@ -483,17 +495,75 @@ class IncidentCorrelator:
                 "ts": sig.ts, "service": sig.service, "rule": sig.rule,
                 "direction": str(sig.attrs.get("direction", "")),
                 "signal": sig.model_dump(mode="json")}
+        if self._evidence(state, sig.service, sig.ts) is None:
+            return []
+        if self.settings.settle <= 0:
+            return self._judge(state, sig.service, sig.ts, now, trigger=sig)
+        # complete with this signal: judged once the rest of this moment's signals are in
+        state.ready.setdefault(sig.service, sig.ts)
+        return []
+
+    def _evidence(self, state: GroupState, service: str,
+                  ts: float) -> tuple[list[dict[str, Any]], set[tuple[str, str]]] | None:
+        """``service``'s held signals that make the evidence complete (and the common-mode
+        movements left out), or None."""
         held = list(state.held.values())
-        common = self._common_mode(state, held, sig.ts)
-        mine = [h for h in held if h["service"] == sig.service
+        common = self._common_mode(state, held, ts)
+        mine = [h for h in held if h["service"] == service
                 and (h["rule"], h["direction"]) not in common
                 and is_bad(h["rule"], -1.0 if h["direction"] == "down" else 1.0)]
         if len({h["rule"] for h in mine}) < self.settings.open_min_metrics:
-            return []
+            return None
         if not any(metric_category(h["rule"]) in SYMPTOMS for h in mine):
+            return None
+        return mine, common
+
+    def _load_rise(self, state: GroupState, ts: float) -> bool:
+        """Is demand rising across the platform: request rate, or CPU (which follows it),
+        up on ``common_mode_services`` services or more within the window (held signals
+        and those of active incidents)? Then resources, queues and latencies move with the
+        load (a market burst doubles them for minutes): weak evidence is no fault of one
+        service."""
+        n = self.settings.common_mode_services
+        if n <= 0:
+            return False
+        seen: dict[str, set[str]] = {}
+        for h in state.held.values():
+            cat = metric_category(h["rule"])
+            if h["direction"] == "up" and cat in LOAD and abs(ts - float(h["ts"])) <= self.settings.window:
+                seen.setdefault(cat, set()).add(h["service"])
+        for inc in state.incidents:
+            if inc.resolved_at is not None:
+                continue
+            for x in inc.signals.values():
+                cat = metric_category(x.rule)
+                if x.kind == "anomaly" and x.attrs.get("direction") == "up" and cat in LOAD \
+                        and abs(ts - x.first) <= self.settings.window:
+                    seen.setdefault(cat, set()).add(x.service)
+        return any(len(svcs) >= n for svcs in seen.values())
+
+    def _judge(self, state: GroupState, service: str, ts: float, now: float,
+               trigger: Signal | None = None) -> list[Incident]:
+        """Open on ``service``'s held evidence if it is still complete, not common-mode and
+        not a platform-wide load rise; opened by ``trigger`` (else the latest of that
+        evidence: the one that completed it), the other held signals join."""
+        found = self._evidence(state, service, ts)
+        if found is None or self._load_rise(state, ts):
             return []
-        # opened now (the evidence is complete with this signal); the held ones join it
-        return self._open_with_held(state, sig, now, exclude=common)
+        mine, common = found
+        if trigger is None:
+            last = max(mine, key=lambda h: float(h["ts"]))
+            trigger = Signal.model_validate(last["signal"])
+        return self._open_with_held(state, trigger, now, exclude=common)
+
+    def _settle(self, state: GroupState, now: float) -> list[Incident]:
+        """Judge the evidence that became complete ``settle`` seconds ago or more."""
+        out: list[Incident] = []
+        for svc, ts in sorted(state.ready.items(), key=lambda kv: kv[1]):
+            if now - ts >= self.settings.settle:
+                del state.ready[svc]
+                out += self._judge(state, svc, ts, now)
+        return out
 
     def _open_with_held(self, state: GroupState, sig: Signal, now: float,
                         exclude: set[tuple[str, str]] | None = None) -> list[Incident]:
@@ -644,8 +714,9 @@ class IncidentCorrelator:
         return not any(self._live(x, now) for x in inc.signals.values())
 
     def tick(self, state: GroupState, now: float) -> list[Incident]:
-        """Time passes: resolve quiet/idle incidents, flush pending updates, expire state."""
-        out = []
+        """Time passes: judge settled evidence, resolve quiet/idle incidents, flush pending
+        updates, expire state."""
+        out = self._settle(state, now)
         for inc in state.incidents:
             if inc.resolved_at is not None:
                 continue
@@ -682,6 +753,7 @@ class IncidentCorrelator:
         """Earliest processing time at which :meth:`tick` may change something."""
         times = []
         expiry = IncidentCorrelator(settings)._expiry
+        times += [ts + settings.settle for ts in state.ready.values()]
         for inc in state.incidents:
             if inc.resolved_at is not None:
                 continue

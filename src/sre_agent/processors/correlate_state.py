@@ -127,6 +127,9 @@ class GroupState:
     changes: dict[str, list[dict[str, Any]]] = field(default_factory=dict)
     #: fingerprint -> firing weak signal (JSON of the Signal) waiting for corroboration
     held: dict[str, dict[str, Any]] = field(default_factory=dict)
+    #: service -> event time its held signals first made the evidence complete; judged
+    #: once the rest of that moment's signals are in (``CorrelationSettings.settle``)
+    ready: dict[str, float] = field(default_factory=dict)
 
     def active_with(self, fingerprint: str) -> IncidentState | None:
         for inc in self.incidents:
@@ -151,4 +154,4 @@ class GroupState:
         return cls(group=d.get("group", ""),
                    incidents=[IncidentState.from_dict(i) for i in d.get("incidents", [])],
                    pending=d.get("pending", {}), changes=d.get("changes", {}),
-                   held=d.get("held", {}))
+                   held=d.get("held", {}), ready=d.get("ready", {}))

@@ -561,3 +561,18 @@ def test_weak_evidence_opens_once_the_scrape_is_in() -> None:
     opened = h.tick(60)
     assert [i.status for i in opened] == ["open"] and opened[0].services == ["db"]
     assert len(opened[0].signals) == 2 and opened[0].opened_at == at(0)
+
+
+def test_callers_of_a_failing_dependency_form_one_incident() -> None:
+    # issue 14 (eval, redis_outage_cascade): redis went down (a target that is down exports
+    # no metrics) and each of its callers opened an incident of its own, four RCAs and four
+    # plans for one fault
+    edges = [("orders", "redis"), ("wallet", "redis"), ("users", "redis"), ("wallet", "ledger")]
+    h = Harness(edges=edges)
+    first = h.feed(alert("o", "orders", 0))[0]
+    assert h.feed(alert("w", "wallet", 20))[0].incident_id == first.incident_id
+    assert h.feed(alert("u", "users", 40))[0].incident_id == first.incident_id
+    assert len(h.incidents()) == 1
+    # no shared dependency: not related
+    other = h.feed(alert("x", "batch", 50))
+    assert other[0].incident_id != first.incident_id

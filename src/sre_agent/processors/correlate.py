@@ -15,8 +15,8 @@ Rules, each a test in ``tests/unit/test_correlate*.py``:
 * a firing signal joins the active incident that still has a *live* signal on a
   service within ``max_hops`` of its service and whose last signal is within
   ``window`` — through another service only while that live signal is also fresh
-  (started or repeated within ``window``: a fault spreads in minutes) —; otherwise it
-  opens a new incident. An incident follows the platform:
+  (started or repeated within ``window``: a fault spreads in minutes) —, callers of a
+  common dependency counting as neighbours then; otherwise it opens a new incident. An incident follows the platform:
   the services whose symptoms recovered no longer pull new signals in, and an
   incident whose signals all recovered takes nothing new — a new fault after a
   recovery opens its own incident (and gets its own RCA and plan);
@@ -268,12 +268,23 @@ class IncidentCorrelator:
         live signal (recovered parts of an incident pull nothing new in). Another
         service is pulled in only by a live signal that is also fresh (:meth:`_fresh`):
         an earlier fault's symptoms still firing an hour later do not absorb a new fault
-        of a neighbour, which opens its own incident (with its own RCA and plan)."""
+        of a neighbour, which opens its own incident (with its own RCA and plan). Two
+        services that call a common dependency count as ``max_hops`` apart (their fresh
+        symptoms together point at it)."""
         best: int | None = None
         live = {x.service for x in inc.signals.values()
                 if self._live(x, now) and (x.service == service or self._fresh(x, now))}
+        recovered = {x.service for x in inc.signals.values()} \
+            - {x.service for x in inc.signals.values() if self._live(x, now)}
         for s in live:
             d = 0 if s == service else self.graph.distance(s, service, limit=self.settings.max_hops)
+            if (d is None or d > self.settings.max_hops) and s != service \
+                    and self.settings.max_hops >= 1 \
+                    and set(self.graph.callees(s)) & set(self.graph.callees(service)) - recovered:
+                # callers of one dependency in trouble together: the shared dependency is
+                # one explanation of both (it may have no signal of its own yet: a target
+                # that is down exports nothing) — unless it recovered in this incident
+                d = self.settings.max_hops
             if d is not None and d <= self.settings.max_hops and (best is None or d < best):
                 best = d
         return best

@@ -119,6 +119,21 @@ def test_a_callee_that_only_lost_traffic_or_moved_within_noise_explains_nothing(
     assert not any("its dependency" in e for e in api.evidence)
 
 
+def test_a_caller_slowed_by_its_calls_is_not_the_root() -> None:
+    # api's (and web's) served latency rose x10, but the calls it makes rose as much (x12): the time went
+    # to its dependencies (exclusive latency ~ 0). db's own latency doubled. The old ranking
+    # put api first (its own z of 23 against db's 7, only half of it "explained")
+    w = IncidentWindow(start=START, edges=EDGES, symptom={"service": "web"}, series={
+        ("web", "latency_p90"): series(0.1, 0.05, 1, jump=0.45),
+        ("web", "client_latency_p90"): series(0.08, 0.05, 6, jump=0.45),
+        ("api", "latency_p90"): series(0.05, 0.05, 2, jump=0.45),
+        ("api", "client_latency_p90"): series(0.04, 0.05, 3, jump=0.44),
+        ("db", "latency_p90"): series(0.01, 0.05, 4, jump=0.01),
+        ("cache", "latency_p90"): series(0.002, 0.05, 5)})
+    ranked = rank_window(w)
+    assert ranked[0].service == "db", [(c.service, c.score) for c in ranked]
+
+
 def test_new_error_template_in_logs_points_at_the_service() -> None:
     lines = []
     for i in range(60):  # an hour of ordinary lines from every service

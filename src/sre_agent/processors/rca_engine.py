@@ -10,7 +10,10 @@ Per service, three kinds of evidence, each in z units
 * **metrics** — the best noise-discounted z among the service's own series.
   Latencies a service measures on the calls it *makes* (client/outbound)
   describe its dependencies, not itself: they count :data:`OUTBOUND_SELF`
-  for the service;
+  for the service. A served latency that rose no more than the latency of
+  the calls the service makes is time spent waiting on its dependencies
+  (exclusive latency, as a trace's self time) and is taken off the service
+  (:data:`PASS_THROUGH`);
 * **logs** — the best template rise/new template/drop;
 * **changes** — deploys, config changes and Kubernetes warnings of the
   service shortly before the start (``events.csv`` / ``deploy-events``).
@@ -89,6 +92,9 @@ __all__ = [
 #: service only weakly (0.0-0.1 give the same Nezha figures; 0.3 let idle services'
 #: long-poll calls, 0.004 s <-> 20 s from minute to minute, outrank real causes)
 OUTBOUND_SELF = 0.1
+#: share of a service's served-latency rise taken off it when the latency of the calls it
+#: makes rose at least as much (exclusive latency: the time went to its dependencies)
+PASS_THROUGH = 1.0
 #: weight of log evidence against metric evidence (after log1p)
 LOG_WEIGHT = 2.0
 #: share of a service's other evidence kinds added to its best one
@@ -223,9 +229,25 @@ def _cause(best: str, m: SeriesEvidence | None, lg: LogEvidence | None,
     return "unknown"
 
 
-def _weighted(e: SeriesEvidence) -> float:
-    """A series' score as evidence against its own service."""
-    return e.score * (OUTBOUND_SELF if e.outbound else 1.0)
+def _weighted(e: SeriesEvidence, outbound: float = 0.0) -> float:
+    """A series' score as evidence against its own service.
+
+    ``outbound`` is the service's best score of a *rise* of the latency of the
+    calls it makes. A served latency that rose no more than that is time spent
+    waiting on dependencies (exclusive latency, as a trace's self time): it is
+    taken off the service by :data:`PASS_THROUGH` (in proportion when the
+    outbound rise is smaller).
+    """
+    if e.outbound:
+        return e.score * OUTBOUND_SELF
+    if outbound > 0 and e.category == "latency" and e.direction > 0 and e.score > 0:
+        return e.score * (1.0 - PASS_THROUGH * min(1.0, outbound / e.score))
+    return e.score
+
+
+def _outbound_rise(evs: Iterable[SeriesEvidence]) -> float:
+    """Best score of a rise of the latency of the calls a service makes."""
+    return max((e.score for e in evs if e.outbound and e.direction > 0), default=0.0)
 
 
 def _less_load(e: SeriesEvidence) -> bool:
@@ -259,14 +281,16 @@ def rank_window(w: IncidentWindow, spec: WindowSpec = WindowSpec()) -> list[Cand
 
     raw: dict[str, Candidate] = {}
     for s in names:
-        ms = sorted(metric_ev.get(s, []), key=lambda e: -_weighted(e))
+        out_rise = _outbound_rise(metric_ev.get(s, []))
+        ms = sorted(metric_ev.get(s, []), key=lambda e: -_weighted(e, out_rise))
         ls = sorted(logs_ev.get(s, []), key=lambda e: -e.score)
         cs = sorted(change_ev.get(s, []), key=lambda p: -p[1])
-        m = _weighted(ms[0]) if ms else 0.0
+        m = _weighted(ms[0], out_rise) if ms else 0.0
         lg = ls[0].score if ls else 0.0
         ch = cs[0][1] if cs else 0.0
         strength, best = _fuse(m, lg, ch)
-        upstream, _ = _fuse(max((_weighted(e) for e in ms if not _less_load(e)), default=0.0),
+        upstream, _ = _fuse(max((_weighted(e, out_rise) for e in ms if not _less_load(e)),
+                                 default=0.0),
                             lg, ch)
         onsets = [e.onset for e in ms[:3] if e.onset is not None and e.score >= QUIET]
         onsets += [e.onset for e in ls[:3] if e.onset is not None and e.score >= QUIET]
@@ -287,7 +311,7 @@ def rank_window(w: IncidentWindow, spec: WindowSpec = WindowSpec()) -> list[Cand
             ev.append(f"too little history before the start to judge {s}")
             kinds.append("none")
         support = sum(math.log1p(x) for x in [
-            *(_weighted(e) for e in ms),
+            *(_weighted(e, out_rise) for e in ms),
             *(e.score for e in ls), *(p[1] for p in cs)] if x >= QUIET)
         raw[s] = Candidate(s, strength, _cause(best, ms[0] if ms else None,
                                               ls[0] if ls else None,

@@ -89,6 +89,35 @@ changes: a message of an older generation is neither delivered nor read (the see
 fetches it again), and the read offset moves only when the delivery completed.
 Agents here are idempotent on redelivery. Test: ``tests/unit/test_faust_drain.py``.
 
+Stream partitions are sought before they are resumed. At the end of table recovery
+Faust resumes the stream partitions and then seeks them to their committed offsets;
+the flow is already on (recovery turned it on to read the changelogs), so in between
+the fetcher reads the streams from wherever the consumer stood and the agents process
+those records. Both failure signatures left after the fixes above came from there
+(CI, 2026-12-07): test_votes_durable, where a restarted worker read ``approvals``
+partition 0 from offset 1, so the vote at offset 0 never counted; and the chaos test,
+where a worker went on from offset 408 of a metrics partition with 407 committed and
+never read (the worker's log: the commit went to 675 over 407). The seek now comes
+first (:func:`_seek_before_resume`); paused partitions fetch nothing.
+
+A commit never passes a message the streams were handed and did not acknowledge.
+Faust's ``Consumer._new_offset`` commits the run of acknowledged offsets at the head of
+its list; it checks that run against the committed offset only when there is one, and
+even then lets the message *at* the committed offset go (``min(acked) - committed > 1``).
+So when a stream skips a message (fetched in an older generation, or taken while the
+flow was suspended) and acknowledges the next ones, the commit goes over it: the
+approvals offset-0 loss above committed 3 with offsets 1 and 2 acknowledged. The fetch
+loop now records every offset it hands on (or drops for a newer generation) until it is
+acknowledged or its partition is sought again, and the commit stops before the first
+of them (:data:`PENDING`). Test: ``tests/unit/test_faust_drain.py``.
+
+And a guard whatever the cause: a stage may record with its state how far that state
+has learned each partition, and the partition then resumes there after a rebalance
+when the group's commit is ahead of it (:func:`resume_from_state`; the metrics agent
+writes its position after its leaves, in the same changelog partition). A commit ahead
+of the saved state then costs a replay, not a sample. Test:
+``test_a_commit_ahead_of_the_saved_state_is_not_trusted``.
+
 Also a hook, not a fix: before Faust waits for every fetched message to be acked
 (``Consumer.wait_empty``, on each rebalance and at shutdown) it calls the
 callables in :data:`BEFORE_WAIT_EMPTY` on the app, so an agent that holds acks
@@ -100,6 +129,8 @@ from __future__ import annotations
 
 import asyncio
 import gc
+import logging
+from collections import defaultdict
 from collections.abc import Awaitable, Callable, Mapping
 from typing import Any
 
@@ -110,11 +141,20 @@ import faust
 from faust.transport.consumer import CONSUMER_FETCHING, Consumer
 from faust.transport.drivers.aiokafka import AIOKafkaConsumerThread
 from faust.transport.producer import ProducerBuffer
+from faust.utils.functional import consecutive_numbers
 
-__all__ = ["BEFORE_WAIT_EMPTY", "apply", "before_wait_empty"]
+__all__ = ["BEFORE_WAIT_EMPTY", "REWINDS", "STATE_POSITIONS", "apply", "before_wait_empty",
+           "resume_from_state"]
 
 #: app attribute: list of ``async () -> None`` run before ``Consumer.wait_empty``
 BEFORE_WAIT_EMPTY = "sre_before_wait_empty"
+#: app attribute: topic -> ``(partition) -> offset | None``, how far a stage's saved
+#: state has learned that partition (see :func:`resume_from_state`)
+STATE_POSITIONS = "sre_state_positions"
+#: per topic: how often a partition resumed at its state's position, behind the commit
+REWINDS: dict[str, int] = {}
+
+_log = logging.getLogger(__name__)
 
 _applied = False
 
@@ -127,11 +167,33 @@ def apply() -> None:
     original = AIOKafkaConsumerThread.seek_to_committed
 
     async def seek_to_committed(self: Any) -> Mapping[Any, int]:
-        offsets = await original(self)
+        offsets = dict(await original(self))
+        pending = self.consumer.__dict__.get(PENDING)
+        if pending is not None:  # positions reset: what is fetched from here is new
+            for tp in offsets:
+                pending.pop(tp, None)
         rewind = [tp for tp, offset in offsets.items()
                   if not offset and not self.consumer._is_changelog_tp(tp)]
         if rewind:
             await self.call_thread(self._ensure_consumer().seek_to_beginning, *rewind)
+        positions = getattr(self.app, STATE_POSITIONS, {})
+        for tp, committed in list(offsets.items()):
+            position_of = positions.get(tp.topic)
+            if position_of is None or not committed:
+                continue
+            try:
+                position = position_of(tp.partition)
+            except Exception as exc:  # noqa: BLE001 - the commit is the fallback
+                _log.warning("state position of %s unreadable (%s): resuming at the "
+                             "committed offset %s", tp, exc, committed)
+                continue
+            if position is not None and 0 <= position < committed:
+                _log.warning("%s: the saved state learned up to offset %d, the group "
+                             "committed %d: resuming at %d (the state decides)",
+                             tp, position, committed, position)
+                await self.call_thread(self._ensure_consumer().seek, tp, position)
+                offsets[tp] = position
+                REWINDS[tp.topic] = REWINDS.get(tp.topic, 0) + 1
         return offsets
 
     seek_to_committed.__doc__ = original.__doc__
@@ -187,13 +249,20 @@ def apply() -> None:
         await original_on_rebalance(self, *args, **kwargs)
         self.sre_owned = getattr(self, "sre_owned", set()) & set(self.active_tps)
 
+    original_resume_streams = Recovery._resume_streams
+
     async def on_recovery_completed(self: Any, generation_id: int = 0) -> None:
-        await original_completed(self, generation_id)
+        await _seek_before_resume(self.app.consumer, original_completed(self, generation_id))
         if self.app.consumer_generation_id == generation_id:
             self.sre_owned = set(self.active_tps)  # recovered in order up to the end
 
+    async def _resume_streams(self: Any, generation_id: int = 0) -> None:
+        await _seek_before_resume(self.app.consumer,
+                                  original_resume_streams(self, generation_id))
+
     for name, fun in (("add_active", add_active), ("on_rebalance", on_rebalance),
-                      ("on_recovery_completed", on_recovery_completed)):
+                      ("on_recovery_completed", on_recovery_completed),
+                      ("_resume_streams", _resume_streams)):
         fun.__doc__ = getattr(Recovery, name).__doc__
         setattr(Recovery, name, fun)
 
@@ -222,21 +291,77 @@ def apply() -> None:
         fun.__doc__ = getattr(ProducerBuffer, name).__doc__
         setattr(ProducerBuffer, name, fun)
 
+    original_ack = Consumer.ack
+
+    def ack(self: Any, message: Any) -> bool:
+        done = original_ack(self, message)
+        unacked = self.__dict__.get(PENDING, {}).get(message.tp)
+        if unacked:
+            unacked.discard(message.offset)
+        return done
+
+    ack.__doc__ = original_ack.__doc__
+    Consumer.ack = ack  # type: ignore[method-assign]
+
     if faust.__version__ != FAUST_DRAIN_VERSION:  # the loop below is a copy of that one
         raise RuntimeError(f"streams/faust_fixes.py copies Consumer._drain_messages of "
                            f"faust-streaming {FAUST_DRAIN_VERSION}, found {faust.__version__}: "
                            f"review the copy")
-    global faust_drain_messages
+    global faust_drain_messages, faust_new_offset
     faust_drain_messages = Consumer._drain_messages
     _drain_messages.__doc__ = faust_drain_messages.__doc__
     Consumer._drain_messages = _drain_messages  # type: ignore[method-assign]
+    faust_new_offset = Consumer._new_offset
+    _new_offset.__doc__ = faust_new_offset.__doc__
+    Consumer._new_offset = _new_offset  # type: ignore[method-assign]
     _applied = True
 
 
 #: the faust-streaming release whose ``Consumer._drain_messages`` is copied below
 FAUST_DRAIN_VERSION = "0.15.3"
-#: Faust's own loop, kept once replaced (the tests run it side by side)
+#: Faust's own loop and commit offset, kept once replaced (the tests run them side by side)
 faust_drain_messages: Any = None
+faust_new_offset: Any = None
+#: consumer attribute: tp -> offsets handed towards the streams (or dropped for a
+#: newer generation) and not acknowledged since the partition's last seek
+PENDING = "sre_pending"
+
+
+def _new_offset(self: Any, tp: Any) -> int | None:
+    # Faust 0.15.3's Consumer._new_offset; the one change is marked CHANGED
+    acked = self._acked[tp]
+    if acked:
+        max_offset = max(acked)
+        gap_for_tp = self._gap[tp]
+        if gap_for_tp:
+            candidates = gap_for_tp.overlap(0, max_offset)
+            sorted_candidates = sorted(candidates, key=lambda x: x.begin)
+            if sorted_candidates:
+                stuff_to_add: list[int] = []
+                for entry in sorted_candidates:
+                    stuff_to_add.extend(range(entry.begin, entry.end))
+                new_max_offset = max(stuff_to_add[-1], max_offset + 1)
+                acked.extend(stuff_to_add)
+                gap_for_tp.chop(0, new_max_offset)
+        acked.sort()
+        committed_offset = self._committed_offset[tp]
+        if committed_offset:
+            if min(acked) - committed_offset > 1:
+                return None
+        batch = next(consecutive_numbers(acked))
+        # CHANGED: never past an offset the streams were handed and did not acknowledge
+        # (Faust checks the head against the committed offset only when there is one,
+        # and lets the message at the committed offset itself go unacknowledged)
+        unacked = self.__dict__.get(PENDING, {}).get(tp)
+        if unacked:
+            first = min(unacked)
+            if batch[0] >= first:
+                return None
+            batch = [o for o in batch if o < first]
+        acked[: len(batch)] = []
+        self._acked_index[tp].difference_update(batch)
+        return batch[-1] + 1
+    return None
 
 
 async def _drain_messages(self: Any, fetcher: Any) -> None:  # pragma: no cover - the loop
@@ -253,6 +378,7 @@ async def _drain_messages(self: Any, fetcher: Any) -> None:  # pragma: no cover 
     unset_flag = self.diag.unset_flag
     commit_every = self._commit_every
     acks_enabled_for = self.app.topics.acks_enabled_for
+    pending = self.__dict__.setdefault(PENDING, defaultdict(set))  # CHANGED
 
     yield_every = 100
     num_since_yield = 0
@@ -274,13 +400,16 @@ async def _drain_messages(self: Any, fetcher: Any) -> None:  # pragma: no cover 
                         num_since_yield = 0
 
                     offset = message.offset
-                    if message.generation_id != self.app.consumer_generation_id:
-                        # CHANGED: fetched before a rebalance, delivered after it: the
-                        # streams skip it and the seek fetches it again, so it is not
-                        # read (marked read, it pushed the read offset past the refetch)
-                        continue
                     r_offset = get_read_offset(tp)
                     if r_offset is None or offset >= r_offset:
+                        if acks_enabled_for(message.topic):  # CHANGED: not acked yet
+                            pending[tp].add(offset)
+                        if message.generation_id != self.app.consumer_generation_id:
+                            # CHANGED: fetched before a rebalance, delivered after it:
+                            # the streams skip it and the seek fetches it again, so it
+                            # is not read (marked read, it pushed the read offset past
+                            # the refetch)
+                            continue
                         gap = offset - (r_offset or 0)
                         # We have a gap in income messages
                         if gap > 1 and r_offset:
@@ -323,6 +452,37 @@ async def _drain_messages(self: Any, fetcher: Any) -> None:  # pragma: no cover 
         unset_flag(flag_consumer_fetching)
 
 
+async def _seek_before_resume(consumer: Any, step: Awaitable[None]) -> None:
+    """Run a Faust recovery ``step`` with its two calls swapped: the stream partitions
+    are sought to their committed offsets *before* they are resumed, not after.
+
+    Faust resumes the stream partitions and then seeks them. During table recovery the
+    flow is already on, so in between the fetcher reads the streams from wherever the
+    consumer stood, and the agents process those records: seen in test_votes_durable
+    (the restarted worker read approvals partition 0 from offset 1, then committed 3)
+    and in the chaos test (a worker went on from 408 with 407 committed and never read).
+    Paused partitions fetch nothing, so a seek done first leaves no such window.
+    """
+    deferred: list[Any] = []
+    resume, seek = type(consumer).resume_partitions, type(consumer).perform_seek
+
+    def resume_later(tps: Any) -> None:
+        deferred.append(tps)
+
+    async def seek_then_resume() -> None:
+        await seek(consumer)
+        while deferred:
+            resume(consumer, deferred.pop(0))
+
+    consumer.resume_partitions, consumer.perform_seek = resume_later, seek_then_resume
+    try:
+        await step
+    finally:
+        del consumer.resume_partitions, consumer.perform_seek
+        while deferred:  # no seek came (nothing assigned, rebalancing again): as Faust
+            resume(consumer, deferred.pop(0))
+
+
 def before_wait_empty(app: Any, hook: Callable[[], Awaitable[None]]) -> None:
     """Run ``hook`` before Faust waits for in-flight messages to be acked."""
     hooks = getattr(app, BEFORE_WAIT_EMPTY, None)
@@ -330,3 +490,22 @@ def before_wait_empty(app: Any, hook: Callable[[], Awaitable[None]]) -> None:
         hooks = []
         setattr(app, BEFORE_WAIT_EMPTY, hooks)
     hooks.append(hook)
+
+
+def resume_from_state(app: Any, topic: str, position_of: Callable[[int], int | None]) -> None:
+    """Resume ``topic``'s partitions no later than their saved state's position.
+
+    After every rebalance Faust seeks each stream partition to the group's committed
+    offset. For ``topic`` the seek then asks ``position_of(partition)`` - the first
+    offset the stage's saved state (its table, restored from the changelog) has *not*
+    learned - and resumes there when that is behind the commit. A commit can only run
+    ahead of the saved state through a defect (the fetch loop, producer flush and
+    recovery defects above were such); whatever the cause, the stage then relearns
+    what its state lacks instead of skipping it for good. This is the "store the
+    offsets with the state" pattern of the Kafka consumer's documentation.
+    """
+    positions = getattr(app, STATE_POSITIONS, None)
+    if positions is None:
+        positions = {}
+        setattr(app, STATE_POSITIONS, positions)
+    positions[topic] = position_of

@@ -9,7 +9,10 @@ time (at once for a series with an anomaly transition), and dropped from memory 
 revoke. Table values are leaves of series' states that never pass
 ``worker.state_record_bytes`` (:class:`~sre_agent.processors.blobs.BlobStore`, keys
 ``"<partition>/t<depth>.<bucket>"``), read back when a leaf's first series shows up;
-what checkpoints write is in ``/status`` (``health.state``).
+what checkpoints write is in ``/status`` (``health.state``). Each checkpoint ends with
+the partition's position (``"<partition>/position"``: the first offset its saved state
+has not learned); after a rebalance a partition resumes there when the group's commit
+is ahead of it (:func:`~sre_agent.streams.faust_fixes.resume_from_state`).
 
 Views: ``POST /api/baseline/learn`` (operator) starts a history bootstrap run,
 ``GET /api/baseline/metrics`` (viewer) shows what is learned and the runs.
@@ -37,7 +40,7 @@ from ..schemas import MetricBatch, encode
 from ..schemas.series_refs import SeriesDirectory
 from ..schemas.windows import MAX_ROWS
 from .context import StreamContext
-from .faust_fixes import before_wait_empty
+from .faust_fixes import REWINDS, before_wait_empty, resume_from_state
 from .rca_windows import WindowRollup, window_horizon
 
 __all__ = ["register"]
@@ -81,6 +84,7 @@ def register(ctx: StreamContext) -> None:
     ctx.stages.early_warning = early
     ctx.stages.baseline_band = detector.band
     runs: dict[str, Any] = {}
+    metrics_topic = ctx.topics["metrics"].get_topic_name()
     interval = ctx.settings.worker.checkpoint_interval
     #: per partition: when its next checkpoint is due
     next_due: dict[int, float] = {}
@@ -145,11 +149,19 @@ def register(ctx: StreamContext) -> None:
         write(partition, detector.dirty_sids(tag=partition))
         _apply(forecasts, fblobs.write(partition, early.dirty_sids(tag=partition), early.take,
                                        forecasts.get))
+        # last, after the leaves in the same changelog partition: a restore that has
+        # this record has the state it covers (see resume_from_state below)
+        position = seen[partition] + 1 if partition in seen else None
+        if position is not None and position != saved_position.get(partition):
+            table[position_key(partition)] = b"%d" % position
+            saved_position[partition] = position
         state_health["checkpoints"] += 1
         state_health["samples_saved"] += samples_unsaved.pop(partition, 0)
         state_health["cpu_seconds"] += time.process_time() - cpu
         state_health["baselines"] = blobs.stats.as_dict()
         state_health["forecasts"] = fblobs.stats.as_dict()
+        # partitions that resumed at their state's position, behind the group's commit
+        state_health["resumed_behind_commit"] = REWINDS.get(metrics_topic, 0)
         next_due[partition] = now + max(interval, (time.monotonic() - now) / CHECKPOINT_SHARE)
         return True
 
@@ -162,6 +174,10 @@ def register(ctx: StreamContext) -> None:
     unsaved: dict[int, list[Any]] = defaultdict(list)
     #: per partition, the last event learned (table writes outside the stream need one)
     last_event: dict[int, Any] = {}
+    #: per partition: the offset of the last message learned (or dead-lettered), and
+    #: the position last saved with the state: the first offset the state lacks
+    seen: dict[int, int] = {}
+    saved_position: dict[int, int] = {}
     #: a rebalance or shutdown waits for every fetched event to be acked: save and ack
     release = [False]
 
@@ -193,11 +209,12 @@ def register(ctx: StreamContext) -> None:
     @ctx.app.agent(ctx.topics["metrics"], name="metrics-baseline")
     async def metrics_baseline(stream: Any) -> None:
         async for event in stream.noack().events():
+            partition = event.message.partition
             batch = await ctx.decode(MetricBatch, event, stage="metrics-baseline")
-            if batch is None:
-                event.ack()  # dead-lettered: nothing to learn
+            if batch is None:  # dead-lettered: nothing to learn, acked with the others
+                _learned(partition, event)
                 continue
-            partition = current[0] = event.message.partition
+            current[0] = partition
             batch = await _resolve(ctx, directory, batch, event)
             n = batch.sample_count()
             ctx.stats.samples_in += n
@@ -210,17 +227,33 @@ def register(ctx: StreamContext) -> None:
                 rollup.add_series(batch.series)
                 if rollup.pending >= MAX_ROWS:
                     await flush_windows()
-            for anomaly in anomalies:
-                await ctx.send(anomaly)
+            sent = [await ctx.send(anomaly) for anomaly in anomalies]
             for prediction in predictions:
                 await ctx.send(prediction)
-            if anomalies:  # a transition (open/resolve) is checkpointed at once
+            if anomalies:
+                # a transition (open/resolve) is checkpointed at once, and only once its
+                # event is on the broker: state that says "open" with the event lost in
+                # a kill would never send it (the chaos test lost whole episodes so)
+                await asyncio.gather(*sent)
                 write(partition, [a.series for a in anomalies])
-            event.message.value = None  # learned: kept as an offset to ack, not as bytes
-            unsaved[partition].append(event.message)
-            last_event[partition] = event
-            if checkpoint(partition, force=release[0]):
-                ack_saved(partition)
+            _learned(partition, event)
+
+    def _learned(partition: int, event: Any) -> None:
+        """``event`` is learned: acked once a checkpoint saved what it taught."""
+        event.message.value = None  # kept as an offset to ack, not as bytes
+        unsaved[partition].append(event.message)
+        seen[partition] = event.message.offset
+        last_event[partition] = event
+        if checkpoint(partition, force=release[0]):
+            ack_saved(partition)
+
+    def saved_position_of(partition: int) -> int | None:
+        raw = table.get(position_key(partition))
+        return int(raw) if raw else None
+
+    # after a rebalance a partition resumes where its restored state stops learning,
+    # if that is behind the group's commit (faust_fixes.resume_from_state)
+    resume_from_state(ctx.app, metrics_topic, saved_position_of)
 
     @ctx.app.on_partitions_assigned.connect
     async def on_assigned(app: Any, assigned: Any, **kw: Any) -> None:
@@ -239,6 +272,8 @@ def register(ctx: StreamContext) -> None:
                 next_due.pop(p, None)
                 unsaved.pop(p, None)  # the next owner replays them from the commit
                 last_event.pop(p, None)
+                seen.pop(p, None)
+                saved_position.pop(p, None)
                 samples_unsaved.pop(p, None)
             log.info("partitions %s revoked: dropped %d in-memory series", sorted(parts), dropped)
 
@@ -256,6 +291,11 @@ def register(ctx: StreamContext) -> None:
         gc.freeze()
 
     _register_views(ctx, detector, early, runs)
+
+
+def position_key(partition: int) -> str:
+    """The ``baselines`` key of ``partition``'s saved position (beside its leaves)."""
+    return f"{partition}/position"
 
 
 def _apply(table: Any, writes: list[tuple[str, bytes | None]]) -> None:

@@ -117,6 +117,28 @@ async def decision_trail(dsn: str) -> str:
     return "\n".join(out)
 
 
+async def decision_summary(dsn: str) -> str:
+    """The decision trail in a few lines, one per plan (audit actions in order, then its
+    claims' statuses): printed first by failing tests, so a CI log excerpt shows it."""
+    per: dict[str, list[str]] = {}
+    try:
+        for r in await audit_rows(dsn):
+            d = r["details"]
+            key = str(d.get("plan_id") or r["subject"])
+            per.setdefault(key, []).append(r["action"])
+        con = await asyncpg.connect(dsn)
+        try:
+            if await con.fetchval("SELECT to_regclass('action_claims') IS NOT NULL"):
+                for r in await con.fetch("SELECT * FROM action_claims ORDER BY claimed_at"):
+                    per.setdefault(f"claim {r['target']}", []).append(
+                        f"{r['status']} owner={r['owner']}")
+        finally:
+            await con.close()
+    except Exception as exc:  # noqa: BLE001 - a diagnostic only
+        return f"(decision summary unavailable: {exc})"
+    return "\n".join(f"trail {k}: {' > '.join(v)}" for k, v in sorted(per.items()))
+
+
 async def partition_report(bootstrap: str, topic: str, group: str) -> dict[int, Any]:
     """Per partition: (offset, key) of every message, end offset, the group's commit."""
     from aiokafka import AIOKafkaConsumer, TopicPartition

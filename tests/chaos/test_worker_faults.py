@@ -14,6 +14,8 @@ from typing import Any
 
 import pytest
 
+from tests.actions_support import partition_report
+
 from .support import ChaosProducer, Workload, compare, pair_counts, probe_learned, read_all
 
 pytestmark = pytest.mark.integration
@@ -103,6 +105,13 @@ async def test_second_worker_joins_then_first_is_killed(worker_factory: Any, kaf
         await asyncio.wait_for(sending, 120)
 
     diff = await _outcome(kafka_broker.bootstrap, prefix, wl, expected)
+    if diff != {"missing": [], "duplicated": [], "unexpected": []}:
+        st = w2.status()
+        print("[outcome] w2:", {k: st.get(k) for k in ("samples_in", "lag", "recovery")},
+              st["broker"]["assigned"])
+        print("[outcome] metrics:", {p: (v["end"], v["committed"]) for p, v in (
+            await partition_report(kafka_broker.bootstrap, topic,
+                                   w2.env["SRE_AGENT_WORKER__APP_ID"])).items()})
     assert diff == {"missing": [], "duplicated": [], "unexpected": []}, diff
     n = await probe_learned(kafka_broker.bootstrap, prefix, wl, [w2], wait_for)
     assert len(n) == wl.series and set(n.values()) == {wl.points + 1}, n

@@ -23,6 +23,7 @@ from sre_agent.devstack import PostgresServer
 from sre_agent.schemas import ActionPlan, ActionStep, Approval, Incident, Target, utcnow
 from tests.actions_support import (
     audit_rows,
+    decision_summary,
     decision_trail,
     fresh_database,
     http,
@@ -105,6 +106,10 @@ async def test_votes_survive_a_kill_and_each_approved_action_runs_once(
 
             await wait_for(tickets, timeout=60)
         except BaseException:
+            print(await decision_summary(dsn))  # first: a CI excerpt shows the head
+            print("\n".join(line for line in w.log.read_text(errors="replace").splitlines()
+                            if "approval-manager " in line or "no stream acknowledged" in line
+                            or "flow control is suspended" in line or "start #" in line))
             print(w.tail(30000))
             print(await decision_trail(dsn))
             print("approvals:", await partition_report(kafka_io.bootstrap, pfx + "approvals",

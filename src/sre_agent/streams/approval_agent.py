@@ -205,6 +205,11 @@ def register(ctx: StreamContext) -> None:
                 reposting.discard(plan_id)
             before = load(plan_id)
             state, effects = decide(before, ev, utcnow(), rules)
+            msg = event.message
+            # one line per decision event (they are few): where it came from, what it did
+            log.info("approval-manager %s[%d]@%d %s: %s", topic, msg.partition, msg.offset,
+                     plan_id, ", ".join(e.action if isinstance(e, Audit) else type(e).__name__
+                                        for e in effects) or "no effect")
             await carry_out(state, effects)
             if state is not None and held.get(plan_id):
                 # not only on the plan's first arrival: a worker killed after saving the

@@ -134,6 +134,28 @@ def test_a_caller_slowed_by_its_calls_is_not_the_root() -> None:
     assert ranked[0].service == "db", [(c.service, c.score) for c in ranked]
 
 
+def test_a_delay_seen_only_by_the_callers_points_at_their_common_callee() -> None:
+    # a network delay on db: db's own timer sees nothing, its callers api and worker measure
+    # slower calls; cache (api's other callee) is not called by worker. The old ranking had
+    # nothing against db and blamed a caller
+    edges = [*EDGES, ("worker", "db")]
+    w = IncidentWindow(start=START, edges=edges, symptom={"service": "web"}, series={
+        ("web", "latency_p90"): series(0.1, 0.05, 1, jump=0.3),
+        ("web", "client_latency_p90"): series(0.08, 0.05, 2, jump=0.3),
+        ("api", "latency_p90"): series(0.05, 0.05, 3, jump=0.3),
+        ("api", "client_latency_p90"): series(0.04, 0.05, 4, jump=0.3),
+        ("worker", "latency_p90"): series(0.2, 0.05, 5, jump=0.3),
+        ("worker", "client_latency_p90"): series(0.03, 0.05, 6, jump=0.3),
+        ("db", "latency_p90"): series(0.01, 0.05, 7),
+        ("cache", "latency_p90"): series(0.002, 0.05, 8)})
+    ranked = rank_window(w)
+    assert ranked[0].service == "db", [(c.service, c.score) for c in ranked]
+    assert any("calls to db got slower" in e for e in ranked[0].evidence)
+    # one caller of several callees cannot tell them apart: cache gets nothing from api alone
+    cache = next(c for c in ranked if c.service == "cache")
+    assert not any("got slower" in e for e in cache.evidence)
+
+
 def test_new_error_template_in_logs_points_at_the_service() -> None:
     lines = []
     for i in range(60):  # an hour of ordinary lines from every service

@@ -14,6 +14,10 @@ Per service, three kinds of evidence, each in z units
   the calls the service makes is time spent waiting on its dependencies
   (exclusive latency, as a trace's self time) and is taken off the service
   (:data:`PASS_THROUGH`);
+* **slower calls** — a delay on a service's network (or anything that slows
+  it before its own timer starts) shows only in the latency its *callers*
+  measure: callers' outbound rises count against their common callee
+  (:func:`_slow_calls`);
 * **logs** — the best template rise/new template/drop;
 * **changes** — deploys, config changes and Kubernetes warnings of the
   service shortly before the start (``events.csv`` / ``deploy-events``).
@@ -93,7 +97,8 @@ __all__ = [
 #: long-poll calls, 0.004 s <-> 20 s from minute to minute, outrank real causes)
 OUTBOUND_SELF = 0.1
 #: share of a service's served-latency rise taken off it when the latency of the calls it
-#: makes rose at least as much (exclusive latency: the time went to its dependencies)
+#: makes rose at least as much (exclusive latency: the time went to its dependencies);
+#: only for a service with dependencies in the graph (else it is the deepest we can blame)
 PASS_THROUGH = 1.0
 #: weight of log evidence against metric evidence (after log1p)
 LOG_WEIGHT = 2.0
@@ -263,6 +268,42 @@ def _fuse(m: float, lg: float, ch: float) -> tuple[float, str]:
     return parts[best] + CORROBORATION * (sum(parts.values()) - parts[best]), best
 
 
+def _slow_calls(raw: dict[str, Candidate], metric_ev: dict[str, list[SeriesEvidence]],
+               graph: ServiceGraph) -> None:
+    """Callers' slower outbound calls as evidence against the callee (edge evidence).
+
+    A delay on a service's network, or anything that slows it before its own
+    timer starts, shows only in the latency its callers measure on their calls.
+    A caller's outbound rise says "one of my callees"; it names one only when
+    the callee can be told apart: at least two of its callers' calls got
+    slower (their common callee), or the caller calls nothing else. The
+    strongest caller counts fully and the others add :data:`CORROBORATION`
+    each (as the kinds of evidence do in :func:`_fuse`). The result joins the
+    callee's strength like another kind of evidence and can explain callers.
+    What the callee's own outbound rise explains passes through it
+    (:data:`PASS_THROUGH`, as for its served latency in :func:`_weighted`).
+    """
+    rising = {s: r for s, evs in metric_ev.items() if (r := _outbound_rise(evs)) >= QUIET}
+    for d, c in raw.items():
+        # what d's own calls explain passes through d, as its served latency does
+        own = _outbound_rise(metric_ev.get(d, [])) if graph.callees(d) else 0.0
+        seen = {k: rising[k] * (1.0 - PASS_THROUGH * min(1.0, own / rising[k]))
+                for k in graph.callers(d) if k != d and k in rising}
+        callers = [k for k, z in seen.items() if z >= QUIET]
+        if not callers or (len(callers) < 2
+                           and not any(graph.callees(k) == [d] for k in callers)):
+            continue
+        vs = sorted((math.log1p(seen[k]) for k in callers), reverse=True)
+        x = vs[0] + CORROBORATION * sum(vs[1:])
+        if c.cause_type == "unknown" or x > c.score:
+            c.cause_type = "slow_dependency"
+        c.score = max(c.score, x) + CORROBORATION * min(c.score, x)
+        c.upstream = max(c.upstream, x)
+        c.evidence.append(f"calls to {d} got slower at {', '.join(callers[:4])}"
+                          + (f" and {len(callers) - 4} more" if len(callers) > 4 else ""))
+        c.kinds.append("dependency")
+
+
 def rank_window(w: IncidentWindow, spec: WindowSpec = WindowSpec()) -> list[Candidate]:
     """Rank every known service as the incident's root cause, most likely first."""
     graph = ServiceGraph(list(w.edges))
@@ -281,7 +322,7 @@ def rank_window(w: IncidentWindow, spec: WindowSpec = WindowSpec()) -> list[Cand
 
     raw: dict[str, Candidate] = {}
     for s in names:
-        out_rise = _outbound_rise(metric_ev.get(s, []))
+        out_rise = _outbound_rise(metric_ev.get(s, [])) if graph.callees(s) else 0.0
         ms = sorted(metric_ev.get(s, []), key=lambda e: -_weighted(e, out_rise))
         ls = sorted(logs_ev.get(s, []), key=lambda e: -e.score)
         cs = sorted(change_ev.get(s, []), key=lambda p: -p[1])
@@ -318,6 +359,8 @@ def rank_window(w: IncidentWindow, spec: WindowSpec = WindowSpec()) -> list[Cand
                                               cs[0][0] if cs else None),
                            ev, min(onsets) if onsets else None, m, lg, ch, kinds, support,
                            upstream)
+
+    _slow_calls(raw, metric_ev, graph)
 
     sym = (w.symptom or {}).get("service")
     focus = ({sym} | set(graph.downstream(sym))) if sym and sym in graph else None

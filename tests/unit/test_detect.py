@@ -136,6 +136,9 @@ def test_labelled_evaluation_small() -> None:
     suite = make_suite(seed=3, per_kind=3, clean=3, days=11.0, learn_days=8.0)
     res = evaluate(suite, 0.7, learn_days=8.0, verbose=False)
     # generated series are a smoke test only: quality is measured on real labelled KPIs
-    # (bench/bench_kpi.py); the calibrated score alerts at p = 3e-4 per sample, so a
-    # few openings on clean generated noise are expected
-    assert res["precision"] >= 0.85 and res["recall"] >= 0.8, res
+    # (bench/bench_kpi.py). The calibrated score opens at 0.7 when an excursion as rare as
+    # p = 10**-3.5 per sample starts: about 0.46 a day at one sample a minute, so false
+    # openings are bounded by that rate (not by a precision, which depends on how many
+    # anomalies the generator injects per series)
+    days = sum(max((s.t[-1] - s.t[0]) / 86400.0 - 8.0, 0.0) for s in suite)
+    assert res["recall"] >= 0.8 and res["false_openings"] / days <= 10 ** -3.5 * 1440, res

@@ -108,7 +108,9 @@ def same_scores(params: dict[str, Any], data: list[tuple[float, float]]) -> Tail
 
 @pytest.mark.parametrize("params", [
     {}, {"run_rho": 0.5, "reseed_after": 10, "tail_gate": 0.3, "decluster": False},
-    {"counts": True}, {"decluster": True}, {"decluster": True, "u2": 4.0}])
+    {"counts": True}, {"decluster": True}, {"decluster": True, "u2": 4.0},
+    {"scale_gate": 0.3, "reseed_after": 10},
+    {"decluster": False, "gate": 0.3, "err_tau": 0.0, "scale_rate": 0.005}])  # defaults until v5
 def test_fast_path_equals_the_river_reference(params: dict[str, Any]) -> None:
     same_scores(params, series())
 

@@ -232,7 +232,10 @@ class CalibratedTail(base.AnomalyDetector):
         self.level = a["lev"] + rate * min(max(es, -cl), cl)
         self.levn = a["levn"] + rate * min(max(en, -cl), cl)
         ra = abs(a["r"])
-        self.scale = a["sc"] + max(p.scale_rate, inv) * g * (min(ra, cl) - a["sc"])
+        gs = g if p.scale_gate == p.gate else (1.0 if a["point"] < p.scale_gate else p.gated)
+        if p.reseed_after > 0 and self.nanom > p.reseed_after:
+            gs = 1.0
+        self.scale = a["sc"] + max(p.scale_rate, inv) * gs * (min(ra, cl) - a["sc"])
         self.magn = a["magn"] + max(5e-4, inv) * (abs(y) - a["magn"])
         q = self.q98 if self.q98 > 0 else max(ra, 1e-12)
         eta_q = max(0.05, 2.0 * inv)

@@ -19,8 +19,10 @@ Per series, one step (score first, then learn):
    prediction must have a clearly lower mean absolute one-step error than the
    plain level (``seasonal_gain``), so a series without a daily cycle runs
    without one and a series that acquires one starts using it.
-2. **scale** — an exponentially weighted mean absolute residual (winsorised at
-   ``clip`` scales, learned slowly while the sample is anomalous), floored by
+2. **scale** — an exponentially weighted mean absolute residual over about 20
+   samples (the local volatility; winsorised at ``clip`` scales, learned at a
+   tenth of the rate while the sample is anomalous, i.e. its point score reaches
+   ``gate``, 0.6), floored by
    (a) ``rel_floor`` x the series' typical magnitude (a change of a fraction of
    a percent of the level is trivia), (b) a tracked high quantile of
    ``|residual|`` / 4.66 so that a series that is mostly one value (counts that
@@ -34,10 +36,11 @@ Per series, one step (score first, then learn):
    winsorised, so a burst of anomalies does not teach that anomalies are
    normal, but a series whose excursions are frequent learns a wide tail). The
    surprisal is ``s = -log10 p`` (below ``u``: ``s`` grows smoothly from 0).
-   With ``decluster`` (off by default, see docs/cognition.md) the exceedances are runs-declustered:
-   consecutive samples beyond ``u`` are one excursion, counted once for ``lam``
-   at its first sample, whose peak teaches ``beta`` once when it ends; ``p`` is
-   then the chance per sample that an excursion starts and reaches ``|z|``.
+   With ``decluster`` (the default, see docs/cognition.md) the exceedances are
+   runs-declustered: consecutive samples beyond ``u`` are one excursion, counted
+   once for ``lam`` at its first sample, whose peak teaches ``beta`` once when it
+   ends; ``p`` is then the chance per sample that an excursion starts and reaches
+   ``|z|`` (what governs how often an alert opens).
 4. **score** — ``s / (s + c)`` with ``c`` = :data:`SURPRISAL_HALF` (1.5): it
    never saturates (1.0 is unreachable; 0.95 needs ``p = 1e-28.5``), is
    monotone in the tail probability, and the default threshold 0.7 means
@@ -210,6 +213,9 @@ class TailBank(RowBank):
     excursion_hold
         With ``decluster``: per-sample fade of the shown score's held peak while the
         excursion lasts (instead of ``decay``; 0: off).
+    scale_gate
+        The ``gate`` of the scale alone (``None``: ``gate``): a sample whose point
+        score is below it teaches the scale at the full rate.
     err_tau
         Seconds over which the one-step errors that choose the profile are averaged
         (0: ``err_rate`` per sample); at least a cycle, so the choice does not lapse
@@ -218,15 +224,15 @@ class TailBank(RowBank):
 
     width = WPROF  #: columns of a row without the weekly profile (``weekly=False``)
 
-    def __init__(self, warmup: int = 30, alpha: float = 0.1, scale_rate: float = 0.005,
-                 tail_rate: float = 2e-4, u: float = 2.0, clip: float = 6.0, gate: float = 0.3,
+    def __init__(self, warmup: int = 30, alpha: float = 0.1, scale_rate: float = 0.05,
+                 tail_rate: float = 2e-4, u: float = 2.0, clip: float = 6.0, gate: float = 0.6,
                  gated: float = 0.1, cycles: float = 4.0, seasonal_gain: float = 0.9,
                  rel_floor: float = 0.002, decay: float = 0.9, counts: bool = False,
                  run_rho: float = 0.0, run_gain: float = 0.8, reseed_after: int = 0,
                  tail_gate: float = 1.0, u2: float = 0.0, profile_gated: float = 1.0,
-                 interpolate: bool = False, decluster: bool = False, weekly: bool = False,
-                 excursion_hold: float = 0.0, err_tau: float = 0.0,
-                 capacity: int = 1024) -> None:
+                 interpolate: bool = False, decluster: bool = True, weekly: bool = False,
+                 excursion_hold: float = 0.0, err_tau: float = 86400.0,
+                 scale_gate: float | None = None, capacity: int = 1024) -> None:
         if decluster and run_rho > 0:
             raise ValueError("decluster keeps the excursion peak where run_rho keeps its run: "
                              "use one of them")
@@ -243,6 +249,8 @@ class TailBank(RowBank):
         self.u = u
         self.clip = clip
         self.gate = gate
+        #: the point score from which a sample teaches the scale at ``gated`` times the rate
+        self.scale_gate = gate if scale_gate is None else scale_gate
         self.gated = gated
         self.cycles = cycles
         self.seasonal_gain = seasonal_gain
@@ -425,7 +433,13 @@ class TailBank(RowBank):
         X[:, LEVEL] = lev + a * np.clip(es, -cl, cl)
         X[:, LEVN] = levn + a * np.clip(en, -cl, cl)
         rc = np.minimum(ra, cl)
-        a_s = np.maximum(self.scale_rate, inv) * g
+        if self.scale_gate != self.gate:
+            gs = np.where(point < self.scale_gate, 1.0, self.gated)
+            if self.reseed_after > 0:
+                gs = np.where(nanom > self.reseed_after, 1.0, gs)
+        else:
+            gs = g
+        a_s = np.maximum(self.scale_rate, inv) * gs
         X[:, SCALE] = sc + a_s * (rc - sc)
         X[:, MAGN] = magn + np.maximum(5e-4, inv) * (np.abs(v) - magn)
         # a high quantile of |residual| (up: 5 % of the way to an exceeding sample, down:

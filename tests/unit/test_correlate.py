@@ -352,7 +352,8 @@ def test_node_metrics_describe_the_node_and_join_its_kubernetes_events() -> None
     h = Harness()
     ev = h.feed(from_k8s(K8sEvent(kind="Node", name="ip-10-0-2-41", reason="NodePressure",
                                   type="Warning", message="memory pressure", time=at(0))))
-    a = Anomaly(anomaly_id="n1", status="open", series='node_memory_used_ratio{node="ip-10-0-2-41"}',
+    a = Anomaly(anomaly_id="n1", status="open",
+                series='node_memory_used_ratio{node="ip-10-0-2-41"}',
                 metric="node_memory_used_ratio", service="node-exporter",
                 labels={"node": "ip-10-0-2-41", "job": "node-exporter"}, observed=0.97,
                 expected=0.55, lower=0, upper=0.7, deviation=30, score=0.98, time=at(5),

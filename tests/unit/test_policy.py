@@ -125,7 +125,8 @@ def test_planner_acts_only_on_the_leading_diagnosis() -> None:
     hyp = lambda cause, svc, conf: Hypothesis(cause_type=cause, service=svc,  # noqa: E731
                                               confidence=conf, summary=f"{cause} on {svc}")
     res = RcaResult(incident_id="inc-7", severity="critical", services=["risk", "redis"],
-                    hypotheses=[hyp("unknown", "risk", 0.90), hyp("dependency_failure", "redis", 0.52)])
+                    hypotheses=[hyp("unknown", "risk", 0.90),
+                                hyp("dependency_failure", "redis", 0.52)])
     assert planner.draft(res) is None
     # a runner-up as likely as the leader is still a candidate
     tie = res.model_copy(update={"hypotheses": [hyp("unknown", "risk", 0.90),

@@ -541,7 +541,8 @@ class IncidentCorrelator:
         seen: dict[str, set[str]] = {}
         for h in state.held.values():
             cat = metric_category(h["rule"])
-            if h["direction"] == "up" and cat in LOAD and abs(ts - float(h["ts"])) <= self.settings.window:
+            if h["direction"] == "up" and cat in LOAD \
+                    and abs(ts - float(h["ts"])) <= self.settings.window:
                 seen.setdefault(cat, set()).add(h["service"])
         for inc in state.incidents:
             if inc.resolved_at is not None:

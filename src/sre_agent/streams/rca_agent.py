@@ -41,7 +41,7 @@ from ..sinks.breakers import breaker_health
 from .context import StreamContext
 from .rca_windows import WindowFeed
 
-__all__ = ["incident_window_args", "register"]
+__all__ = ["due_refinements", "incident_window_args", "register"]
 
 log = logging.getLogger(__name__)
 
@@ -89,6 +89,30 @@ def incident_window_args(inc: Incident, after: float | None = None) -> dict[str,
         if s.kind == "k8s" and s.metric:
             events.append(ChangeEvent(s.time.timestamp(), s.service, s.metric, s.summary))
     return {"start": start, "symptom": symptom, "events": events}
+
+
+def due_refinements(pending: OrderedDict[str, tuple[Incident, float, tuple[str, str] | None,
+                                              float]],
+                    clock: float, after: float, stalled: bool,
+                    now: float) -> list[tuple[Incident, tuple[str, str] | None]]:
+    """Take the pending refinements that are due (their judged window has passed in event
+    time, or the feed stalled) out of ``pending``, and drop the ones that waited longer
+    than :data:`PENDING_WALL`; synchronously, so nothing else changes ``pending`` meanwhile.
+
+    >>> from datetime import UTC, datetime
+    >>> inc = Incident(incident_id="i", title="x", fingerprint="f", opened_at=datetime.now(UTC))
+    >>> p = OrderedDict(a=(inc, 0.0, None, 10.0), b=(inc, 500.0, None, 10.0))
+    >>> [i.incident_id for i, _ in due_refinements(p, 400.0, 300.0, False, 20.0)], list(p)
+    (['i'], ['b'])
+    """
+    due = []
+    for iid, (inc, start, shown, queued) in list(pending.items()):
+        if clock >= start + after or stalled:
+            del pending[iid]
+            due.append((inc, shown))
+        elif now - queued > PENDING_WALL:
+            del pending[iid]
+    return due
 
 
 def register(ctx: StreamContext) -> None:
@@ -233,13 +257,11 @@ def register(ctx: StreamContext) -> None:
             if store.clock != clock_seen[0]:
                 clock_seen[:] = [store.clock, now]
             stalled = (feed is None or feed.caught_up) and now - clock_seen[1] >= STALLED_WALL
-            for iid in list(pending):
-                inc, start, shown, queued = pending[iid]
-                if store.clock >= start + cfg.after_seconds or stalled:
-                    pending.pop(iid, None)
-                    await _refined(inc, shown)
-                elif now - queued > PENDING_WALL:
-                    pending.pop(iid, None)
+            # taken out before any await: the rca agent drops entries meanwhile (resolved
+            # incidents), which crashed the worker when this loop looked them up later
+            for inc, shown in due_refinements(pending, store.clock, cfg.after_seconds,
+                                              stalled, now):
+                await _refined(inc, shown)
             if feed is not None:
                 ctx.stats.health["rca_windows"] = feed.health()
             ctx.stats.health.setdefault("rca_engine", {"ok": True}).update(

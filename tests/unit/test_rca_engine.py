@@ -172,6 +172,35 @@ def test_new_error_template_in_logs_points_at_the_service() -> None:
     assert names(w)[0] == "db"
 
 
+def test_a_changed_mix_of_templates_points_at_the_service_whatever_the_volume() -> None:
+    # an injected exception writes no error line: in api one statement stops and a sibling
+    # form of it takes over (same volume); db's traffic halves with every template alike
+    rng = np.random.default_rng(5)
+    lines = []
+    for i in range(60):
+        t = START - 3600 + 60 * i
+        for k in range(4):
+            lines.append((t + k, "api", f"INFO api route lookup ids {i} {k} {i + k} done"))
+            lines.append((t + 10 + k, "api", f"INFO api price query train {k} ok"))
+            lines.append((t + 20 + k, "db", f"INFO db select rows {i + k}"))
+            lines.append((t + 25 + k, "db", f"INFO db commit tx {k}"))
+            lines.append((t + 30 + k, "db", f"INFO db vacuum table t{k} pages {i}"))
+    for i in range(5):
+        t = START + 60 * i
+        for k in range(4):
+            lines.append((t + k, "api", f"INFO api route lookup ids {i + k} done"))
+            lines.append((t + 10 + k, "api", f"INFO api price query train {k} ok"))
+        for k in range(int(rng.integers(1, 3))):
+            lines.append((t + 20 + k, "db", f"INFO db select rows {i + k}"))
+            lines.append((t + 25 + k, "db", f"INFO db commit tx {k}"))
+            lines.append((t + 30 + k, "db", f"INFO db vacuum table t{k} pages {i}"))
+    mix = {e.service: e for e in log_evidence(lines, START) if e.change == "mix"}
+    assert "api" in mix and mix["api"].score > 3, mix
+    assert "db" not in mix or mix["db"].score < 1, mix
+    w = IncidentWindow(start=START, edges=EDGES, logs=lines, symptom={"service": "web"})
+    assert names(w)[0] == "api"
+
+
 def test_uncovered_time_is_no_data_not_silence() -> None:
     # the export holds a chunk before and a chunk after: the gap is not a drop
     lines = [(START - 600 + 6 * i, "api", "INFO served /x") for i in range(50)]

@@ -18,7 +18,8 @@ Per service, three kinds of evidence, each in z units
   it before its own timer starts) shows only in the latency its *callers*
   measure: callers' outbound rises count against their common callee
   (:func:`_slow_calls`);
-* **logs** — the best template rise/new template/drop;
+* **logs** — the best template rise/new template/drop, or a change of the
+  service's template mix;
 * **changes** — deploys, config changes and Kubernetes warnings of the
   service shortly before the start (``events.csv`` / ``deploy-events``).
 
@@ -212,6 +213,9 @@ def _metric_text(e: SeriesEvidence) -> str:
 
 
 def _log_text(e: LogEvidence) -> str:
+    if e.change == "mix":
+        return (f"the mix of its log lines changed over {e.template} "
+                f"({e.rate_after:.3g}/min vs {e.rate_before:.3g}/min before, z={e.z:.1f})")
     what = {"new": "new", "up": "more", "down": "fewer"}[e.change]
     return (f"{what} {'error ' if e.is_error else ''}log lines '{e.template[:120]}': "
             f"{e.rate_after:.3g}/min vs {e.rate_before:.3g}/min before (z={e.z:.1f})")

@@ -27,6 +27,9 @@ compared with its count before:
   period (the negative-binomial "NB2" variance ``mu + (cv·mu)²`` in the
   limit of many lines): a large count cannot make a modest relative change
   certain, while a new template or a several-fold change still scores high;
+* **the mix of a service's templates** — many weak changes together (one
+  statement stops, a sibling takes over) are judged as one test of the
+  service's template shares, independent of its volume (:func:`mix_shift`);
 * **errors count more** — a rise of an error template (level WARN/ERROR/…,
   or error words without a level) counts fully, a rise of another template
   and any drop count half (:data:`INFO_WEIGHT`, :data:`DROP_WEIGHT`).
@@ -64,6 +67,12 @@ INFO_WEIGHT = 0.5
 DROP_WEIGHT = 0.5
 #: coefficient of variation of a template's true rate between periods (traffic, batching)
 RATE_CV = 0.5
+#: weight of a change of a service's template mix (:func:`mix_shift`): as a rise of an
+#: error template (a single non-error template counts half because it moves with
+#: traffic; the mix test allows for that and for the number of templates compared)
+MIX_WEIGHT = 1.0
+#: fewest lines (before + after) of a template for it to enter the mix test
+MIX_MIN = 2
 #: most lines mined per analysis (the newest are kept): bounds the work
 MAX_LINES = 500_000
 
@@ -96,7 +105,8 @@ class LogEvidence:
     template_id: str
     template: str
     is_error: bool
-    #: "new" (never seen before the start), "up" or "down"
+    #: "new" (never seen before the start), "up", "down", or "mix" (the service's
+    #: template mix, :func:`mix_shift`; ``template`` then says how many templates)
     change: str
     #: lines per covered minute before / after the start
     rate_before: float
@@ -220,6 +230,45 @@ def judge_templates(c: TemplateCounts) -> list[LogEvidence]:
     return out
 
 
+def mix_shift(c: TemplateCounts) -> list[LogEvidence]:
+    """Per service: did the *mix* of its templates change, whatever its volume did?
+
+    A fault inside a code path rarely adds error lines (Train Ticket's injected
+    exceptions write none); it changes which statements run and what they
+    print: one template stops, a sibling of it takes over, a third fires more.
+    Each of these alone is weak (a few sampled lines, and a single template's
+    rate moves with traffic), so they are judged together: for every template
+    with at least :data:`MIX_MIN` lines in the two periods, ``d`` is the
+    change of its *share* of the service's lines (log scale, so the service's
+    total volume cancels), with the variance of a log rate ratio under
+    Poisson counts plus the :data:`RATE_CV` rate noise of each period. The
+    sum of ``d² / var`` over ``k`` templates is a chi-square with ``k - 1``
+    degrees of freedom under "same mix", reported as a normal z
+    (Wilson–Hilferty), so a service with many templates is not favoured.
+    """
+    by: dict[str, list[tuple[int, int]]] = {}
+    for key in set(c.before) | set(c.after):
+        by.setdefault(key[0], []).append((c.before[key], c.after[key]))
+    out = []
+    for svc, rows in by.items():
+        a_tot, b_tot = sum(r[0] for r in rows), sum(r[1] for r in rows)
+        used = [(a, b) for a, b in rows if a + b >= MIX_MIN]
+        df = len(used) - 1
+        if a_tot == 0 or b_tot == 0 or df < 1:
+            continue
+        stat = 0.0
+        for a, b in used:
+            d = math.log((b + 0.5) / b_tot) - math.log((a + 0.5) / a_tot)
+            stat += d * d / (1.0 / (a + 0.5) + 1.0 / (b + 0.5) + 2.0 * RATE_CV ** 2)
+        z = ((stat / df) ** (1 / 3) - (1 - 2 / (9 * df))) / math.sqrt(2 / (9 * df))
+        if z <= 0:
+            continue
+        out.append(LogEvidence(svc, "*mix*", f"{len(used)} templates", False, "mix",
+                               round(a_tot / c.t_ref, 4), round(b_tot / c.t_after, 4),
+                               round(z, 4), round(z * MIX_WEIGHT, 4), None))
+    return out
+
+
 def _ratio_z(a: int, t_ref: float, b: int, t_after: float) -> float:
     """z of the log rate ratio under multiplicative rate noise of :data:`RATE_CV` per period."""
     if RATE_CV <= 0:
@@ -238,4 +287,7 @@ def log_evidence(lines: Iterable[tuple[float, str, str]], start: float, referenc
     message carries none. ``miners`` may pass the services' existing template
     miners (so template ids match the stream's); new ones are made otherwise.
     """
-    return judge_templates(count_templates(lines, start, reference, after, levels, miners))
+    c = count_templates(lines, start, reference, after, levels, miners)
+    if c.t_ref <= 0 or c.t_after <= 0:
+        return []
+    return judge_templates(c) + mix_shift(c)

@@ -139,6 +139,7 @@ async def test_a_commit_never_passes_a_message_the_streams_did_not_acknowledge()
     # the message at the committed offset itself: Faust lets it go too
     assert faust_fixes.faust_new_offset(_committer([6, 7], 5, set()), TP) == 8
     assert faust_fixes._new_offset(_committer([6, 7], 5, {5}), TP) is None
+    assert faust_fixes._new_offset(_committer([6, 7], 5, set()), TP) is None
     # up to the first unacknowledged one, and all once it is acknowledged
     assert faust_fixes._new_offset(_committer([5, 6, 7, 9], 5, {8}), TP) == 8
     assert faust_fixes._new_offset(_committer([0, 1, 2], None, set()), TP) == 3
@@ -176,3 +177,35 @@ async def test_stream_partitions_are_sought_before_they_are_resumed() -> None:
     c = Consumer()
     await faust_fixes._seek_before_resume(c, no_seek(c))
     assert c.calls == ["resume [('approvals', 1)]"]
+
+
+async def test_a_partition_is_handed_on_in_order_from_where_it_was_sought() -> None:
+    """Records read from a stale position (the consumer stood past the committed offset)
+    are read again from the expected offset once; a jump that is still there after that
+    is a real gap (compaction, transaction markers) and acknowledged as one."""
+    from intervaltree import IntervalTree
+
+    _patched()
+    seeks: list[int] = []
+
+    def loop(batches: list[list[Any]]) -> _Loop:
+        state = _Loop(batches, generation=2, read_offset=5)
+        state._gap = defaultdict(IntervalTree)
+        state.__dict__[faust_fixes.EXPECTED] = {TP: 5}  # sought to the committed offset
+
+        async def seek(tp: Any, offset: int) -> None:
+            seeks.append(offset)
+            state._read_offset[tp] = offset
+        state.seek = seek
+        return state
+
+    # stale: 7 and 8 come first; read again from 5, then 5..8 in order
+    state = loop([[_msg(7, 2), _msg(8, 2)], [_msg(5, 2), _msg(6, 2), _msg(7, 2), _msg(8, 2)]])
+    assert [o for o, _ in await _run(_patched(), state)] == [5, 6, 7, 8]
+    assert seeks == [5] and not state._gap[TP]
+    # a real gap: 5 and 6 do not exist; after one more read from 5 it is acked as a gap
+    seeks.clear()
+    state = loop([[_msg(7, 2)], [_msg(7, 2), _msg(8, 2)]])
+    assert [o for o, _ in await _run(_patched(), state)] == [7, 8]
+    assert seeks == [5] and sorted(state._gap[TP]) and \
+        (min(i.begin for i in state._gap[TP]), max(i.end for i in state._gap[TP])) == (5, 7)

@@ -100,16 +100,22 @@ where a worker went on from offset 408 of a metrics partition with 407 committed
 never read (the worker's log: the commit went to 675 over 407). The seek now comes
 first (:func:`_seek_before_resume`); paused partitions fetch nothing.
 
-A commit never passes a message the streams were handed and did not acknowledge.
-Faust's ``Consumer._new_offset`` commits the run of acknowledged offsets at the head of
-its list; it checks that run against the committed offset only when there is one, and
-even then lets the message *at* the committed offset go (``min(acked) - committed > 1``).
-So when a stream skips a message (fetched in an older generation, or taken while the
-flow was suspended) and acknowledges the next ones, the commit goes over it: the
-approvals offset-0 loss above committed 3 with offsets 1 and 2 acknowledged. The fetch
-loop now records every offset it hands on (or drops for a newer generation) until it is
-acknowledged or its partition is sought again, and the commit stops before the first
-of them (:data:`PENDING`). Test: ``tests/unit/test_faust_drain.py``.
+Each partition is handed on in order, and a commit never passes a message the streams
+did not acknowledge. Faust's ``Consumer._new_offset`` commits the run of acknowledged
+offsets at the head of its list; it checks that run against the committed offset only
+when there is one, and even then lets the message *at* the committed offset go
+(``min(acked) - committed > 1``), because its gap bookkeeping mixes "next offset to
+read" (after a seek) with "last offset read" (after a delivery). So when a stream
+skipped a message and acknowledged the next ones, the commit went over it: the
+approvals offset-0 loss above committed 3 with offsets 1 and 2 acknowledged, the chaos
+test's over 407. Now the fetch loop knows the next offset each partition should hand
+on (set by every seek, moved by every delivery): a record past it is read again from
+there once, and only a jump that is still there is a gap (offsets that do not exist:
+compaction, transaction markers), recorded exactly. The fetch loop also records every
+offset it hands on (or drops for a newer generation) until it is acknowledged or its
+partition is sought again (:data:`PENDING`). The commit starts at the committed offset
+exactly and stops before the first of those. Tests: ``tests/unit/test_faust_drain.py``
+(Faust's own loop and commit side by side).
 
 And a guard whatever the cause: a stage may record with its state how far that state
 has learned each partition, and the partition then resumes there after a rebalance
@@ -168,7 +174,8 @@ def apply() -> None:
 
     async def seek_to_committed(self: Any) -> Mapping[Any, int]:
         offsets = dict(await original(self))
-        pending = self.consumer.__dict__.get(PENDING)
+        consumer = self.consumer
+        pending = consumer.__dict__.get(PENDING)
         if pending is not None:  # positions reset: what is fetched from here is new
             for tp in offsets:
                 pending.pop(tp, None)
@@ -194,6 +201,12 @@ def apply() -> None:
                 await self.call_thread(self._ensure_consumer().seek, tp, position)
                 offsets[tp] = position
                 REWINDS[tp.topic] = REWINDS.get(tp.topic, 0) + 1
+        expected = consumer.__dict__.setdefault(EXPECTED, {})
+        for tp, offset in offsets.items():
+            if offset:
+                expected[tp] = offset
+            else:  # read from the log's beginning, wherever that is now
+                expected.pop(tp, None)
         return offsets
 
     seek_to_committed.__doc__ = original.__doc__
@@ -325,10 +338,13 @@ faust_new_offset: Any = None
 #: consumer attribute: tp -> offsets handed towards the streams (or dropped for a
 #: newer generation) and not acknowledged since the partition's last seek
 PENDING = "sre_pending"
+#: consumer attribute: tp -> the next offset the streams should be handed (set by a
+#: seek, moved by each delivery; unknown after a seek to the log's beginning)
+EXPECTED = "sre_expected"
 
 
 def _new_offset(self: Any, tp: Any) -> int | None:
-    # Faust 0.15.3's Consumer._new_offset; the one change is marked CHANGED
+    # Faust 0.15.3's Consumer._new_offset; the changes are marked CHANGED
     acked = self._acked[tp]
     if acked:
         max_offset = max(acked)
@@ -345,9 +361,10 @@ def _new_offset(self: Any, tp: Any) -> int | None:
                 gap_for_tp.chop(0, new_max_offset)
         acked.sort()
         committed_offset = self._committed_offset[tp]
-        if committed_offset:
-            if min(acked) - committed_offset > 1:
-                return None
+        # CHANGED: the committed offset is the next one to read, and gaps are recorded
+        # exactly (missing offsets only): the run must start at it, not one after it
+        if committed_offset is not None and min(acked) > committed_offset:
+            return None
         batch = next(consecutive_numbers(acked))
         # CHANGED: never past an offset the streams were handed and did not acknowledge
         # (Faust checks the head against the committed offset only when there is one,
@@ -365,7 +382,7 @@ def _new_offset(self: Any, tp: Any) -> int | None:
 
 
 async def _drain_messages(self: Any, fetcher: Any) -> None:  # pragma: no cover - the loop
-    # Faust 0.15.3's Consumer._drain_messages; the one change is marked CHANGED
+    # Faust 0.15.3's Consumer._drain_messages; the changes are marked CHANGED
     callback = self.callback
     getmany = self.getmany
     consumer_should_stop = self._stopped.is_set
@@ -379,6 +396,9 @@ async def _drain_messages(self: Any, fetcher: Any) -> None:  # pragma: no cover 
     commit_every = self._commit_every
     acks_enabled_for = self.app.topics.acks_enabled_for
     pending = self.__dict__.setdefault(PENDING, defaultdict(set))  # CHANGED
+    expected = self.__dict__.setdefault(EXPECTED, {})  # CHANGED
+    verified: dict[Any, int] = {}  # CHANGED: expected offsets already read again
+    reseek: dict[Any, int] = {}  # CHANGED: partitions to read again after this batch
 
     yield_every = 100
     num_since_yield = 0
@@ -400,22 +420,39 @@ async def _drain_messages(self: Any, fetcher: Any) -> None:  # pragma: no cover 
                         num_since_yield = 0
 
                     offset = message.offset
+                    if tp in reseek:  # CHANGED: read again from its expected offset
+                        continue
                     r_offset = get_read_offset(tp)
                     if r_offset is None or offset >= r_offset:
-                        if acks_enabled_for(message.topic):  # CHANGED: not acked yet
-                            pending[tp].add(offset)
+                        acked_topic = acks_enabled_for(message.topic)
                         if message.generation_id != self.app.consumer_generation_id:
                             # CHANGED: fetched before a rebalance, delivered after it:
                             # the streams skip it and the seek fetches it again, so it
                             # is not read (marked read, it pushed the read offset past
                             # the refetch)
+                            if acked_topic:
+                                pending[tp].add(offset)
                             continue
-                        gap = offset - (r_offset or 0)
-                        # We have a gap in income messages
-                        if gap > 1 and r_offset:
-                            acks_enabled = acks_enabled_for(message.topic)
-                            if acks_enabled:
-                                await self._add_gap(tp, r_offset + 1, offset)
+                        # CHANGED: each partition is delivered in order from where it
+                        # was sought. A jump past the expected offset is read again from
+                        # there once; if it is still there the offsets do not exist
+                        # (compaction, transaction markers): a gap, acked as such.
+                        # (Faust's gap test used the read offset, which a seek sets to
+                        # the next offset to read and a delivery to the last one read.)
+                        exp = expected.get(tp) if acked_topic else None
+                        if exp is not None and offset > exp:
+                            if verified.get(tp) != exp:
+                                verified[tp] = exp
+                                reseek[tp] = exp
+                                _log.warning("%s: offset %d fetched where %d was "
+                                             "expected: reading again from %d",
+                                             tp, offset, exp, exp)
+                                continue
+                            gaps = self._gap[tp]
+                            gaps.addi(exp, offset)
+                            gaps.merge_overlaps()
+                        if acked_topic:  # CHANGED: not acked yet
+                            pending[tp].add(offset)
                         if commit_every is not None:
                             if self._n_acked >= commit_every:
                                 self._n_acked = 0
@@ -424,6 +461,8 @@ async def _drain_messages(self: Any, fetcher: Any) -> None:  # pragma: no cover 
                         waited = await self.wait_first(delivery, self.suspend_flow.wait())
                         if delivery in waited.done:  # CHANGED: read only once delivered
                             set_read_offset(tp, offset)
+                            if acked_topic and (exp is None or offset >= exp):
+                                expected[tp] = offset + 1
                     else:
                         self.log.dev(
                             "DROPPED MESSAGE ROFF %r: k=%r v=%r",
@@ -431,6 +470,9 @@ async def _drain_messages(self: Any, fetcher: Any) -> None:  # pragma: no cover 
                             message.key,
                             message.value,
                         )
+                while reseek:  # CHANGED
+                    tp, exp = reseek.popitem()
+                    await self.seek(tp, exp)
                 unset_flag(flag_consumer_fetching)
 
     except self.consumer_stopped_errors:

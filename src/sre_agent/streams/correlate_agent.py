@@ -158,7 +158,15 @@ def register(ctx: StreamContext) -> None:
 
     @app.timer(settings.tick_interval)
     async def correlation_ticks() -> None:
-        now = clock.now(time.time())
+        wall = time.time()
+        # event time passes while no signal arrives: the metrics this worker buffers for
+        # RCA carry it (in a replay or a backlog, a quiet hour goes by in seconds of wall
+        # time, and an incident whose signals all recovered waited for the next fault's
+        # first signal to be resolved)
+        metrics = ctx.stages.rca_windows
+        if metrics is not None and metrics.clock > 0:
+            clock.observe(metrics.clock, wall)
+        now = clock.now(wall)
         try:
             items = list(table.items())
         except Exception:  # store not ready during rebalance

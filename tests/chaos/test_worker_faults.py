@@ -107,8 +107,10 @@ async def test_second_worker_joins_then_first_is_killed(worker_factory: Any, kaf
     diff = await _outcome(kafka_broker.bootstrap, prefix, wl, expected)
     if diff != {"missing": [], "duplicated": [], "unexpected": []}:
         st = w2.status()
-        print("[outcome] w2:", {k: st.get(k) for k in ("samples_in", "lag", "recovery")},
-              st["broker"]["assigned"])
+        print("[outcome] w2:", {k: st.get(k) for k in ("samples_in", "recovery")},
+              [a for a in st["broker"]["assigned"] if ".metrics:" in a],
+              {k: v for k, v in st["health"].get("state", {}).items()
+               if k in ("waiting", "checkpoints", "resumed_behind_commit")})
         print("[outcome] metrics:", {p: (v["end"], v["committed"]) for p, v in (
             await partition_report(kafka_broker.bootstrap, topic,
                                    w2.env["SRE_AGENT_WORKER__APP_ID"])).items()})

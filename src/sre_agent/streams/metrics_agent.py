@@ -96,6 +96,9 @@ def register(ctx: StreamContext) -> None:
     #: per partition: samples learned since its last checkpoint
     samples_unsaved: dict[int, int] = defaultdict(int)
     ctx.stats.health["state"] = state_health
+    #: what the stage awaits while it handles a batch (None between batches)
+    waiting: dict[str, Any] = {"on": None, "since": None}
+    state_health["waiting"] = waiting
     # the stream RCA's windows: bucket partials of what this stage decoded, for every
     # worker (streams/rca_windows.py); no worker decodes the whole metrics topic twice
     rcs = ctx.settings.rca
@@ -227,6 +230,7 @@ def register(ctx: StreamContext) -> None:
                 rollup.add_series(batch.series)
                 if rollup.pending >= MAX_ROWS:
                     await flush_windows()
+            waiting["on"], waiting["since"] = "send", time.time()
             sent = [await ctx.send(anomaly) for anomaly in anomalies]
             for prediction in predictions:
                 await ctx.send(prediction)
@@ -234,11 +238,14 @@ def register(ctx: StreamContext) -> None:
                 # a transition (open/resolve) is checkpointed at once, and only once its
                 # event is on the broker: state that says "open" with the event lost in
                 # a kill would never send it (the chaos test lost whole episodes so)
+                waiting["on"] = "anomalies acknowledged"
                 await asyncio.gather(*sent)
                 write(partition, [a.series for a in anomalies])
                 # and on the broker at once: a kill before would send them again on
                 # replay (a duplicate, harmless by the event's contract, but avoidable)
+                waiting["on"] = "state flushed"
                 await ctx.app.producer.flush()
+            waiting["on"] = None
             _learned(partition, event)
 
     def _learned(partition: int, event: Any) -> None:

@@ -89,26 +89,21 @@ changes: a message of an older generation is neither delivered nor read (the see
 fetches it again), and the read offset moves only when the delivery completed.
 Agents here are idempotent on redelivery. Test: ``tests/unit/test_faust_drain.py``.
 
-Stream partitions are sought before they are resumed. At the end of table recovery
-Faust resumes the stream partitions and then seeks them to their committed offsets;
-the flow is already on (recovery turned it on to read the changelogs), so in between
-the fetcher reads the streams from wherever the consumer stood and the agents process
-those records. Both failure signatures left after the fixes above came from there
-(CI, 2026-12-07): test_votes_durable, where a restarted worker read ``approvals``
-partition 0 from offset 1, so the vote at offset 0 never counted; and the chaos test,
-where a worker went on from offset 408 of a metrics partition with 407 committed and
-never read (the worker's log: the commit went to 675 over 407). The seek now comes
-first (:func:`_seek_before_resume`); paused partitions fetch nothing.
-
 Each partition is handed on in order, and a commit never passes a message the streams
 did not acknowledge. Faust's ``Consumer._new_offset`` commits the run of acknowledged
 offsets at the head of its list; it checks that run against the committed offset only
 when there is one, and even then lets the message *at* the committed offset go
 (``min(acked) - committed > 1``), because its gap bookkeeping mixes "next offset to
 read" (after a seek) with "last offset read" (after a delivery). So when a stream
-skipped a message and acknowledged the next ones, the commit went over it: the
-approvals offset-0 loss above committed 3 with offsets 1 and 2 acknowledged, the chaos
-test's over 407. Now the fetch loop knows the next offset each partition should hand
+skipped a message and acknowledged the next ones, the commit went over it. Both
+failure signatures left in CI on 2026-12-07 came from there: test_votes_durable, where a
+restarted worker committed 3 on ``approvals`` partition 0 with offsets 1 and 2
+acknowledged and the vote at 0 never counted (after a rebalance Faust resumes the
+stream partitions *before* it seeks them, and during table recovery the flow is
+already on, so the agents got records read from wherever the consumer stood), and the
+chaos test, whose worker went on from 408 with 407 committed and never read (its log:
+the commit went to 675 over 407). Nothing is committed now for a partition before it
+was sought in the current generation (:data:`SOUGHT`). The fetch loop knows the next offset each partition should hand
 on (set by every seek, moved by every delivery): a record past it is read again from
 there once, and only a jump that is still there is a gap (offsets that do not exist:
 compaction, transaction markers), recorded exactly. The fetch loop also records every
@@ -201,8 +196,11 @@ def apply() -> None:
                 await self.call_thread(self._ensure_consumer().seek, tp, position)
                 offsets[tp] = position
                 REWINDS[tp.topic] = REWINDS.get(tp.topic, 0) + 1
+        sought = consumer.__dict__.setdefault(SOUGHT, {})
+        generation = self.app.consumer_generation_id
         expected = consumer.__dict__.setdefault(EXPECTED, {})
         for tp, offset in offsets.items():
+            sought[tp] = generation
             if offset:
                 expected[tp] = offset
             else:  # read from the log's beginning, wherever that is now
@@ -262,20 +260,13 @@ def apply() -> None:
         await original_on_rebalance(self, *args, **kwargs)
         self.sre_owned = getattr(self, "sre_owned", set()) & set(self.active_tps)
 
-    original_resume_streams = Recovery._resume_streams
-
     async def on_recovery_completed(self: Any, generation_id: int = 0) -> None:
-        await _seek_before_resume(self.app.consumer, original_completed(self, generation_id))
+        await original_completed(self, generation_id)
         if self.app.consumer_generation_id == generation_id:
             self.sre_owned = set(self.active_tps)  # recovered in order up to the end
 
-    async def _resume_streams(self: Any, generation_id: int = 0) -> None:
-        await _seek_before_resume(self.app.consumer,
-                                  original_resume_streams(self, generation_id))
-
     for name, fun in (("add_active", add_active), ("on_rebalance", on_rebalance),
-                      ("on_recovery_completed", on_recovery_completed),
-                      ("_resume_streams", _resume_streams)):
+                      ("on_recovery_completed", on_recovery_completed)):
         fun.__doc__ = getattr(Recovery, name).__doc__
         setattr(Recovery, name, fun)
 
@@ -341,6 +332,8 @@ PENDING = "sre_pending"
 #: consumer attribute: tp -> the next offset the streams should be handed (set by a
 #: seek, moved by each delivery; unknown after a seek to the log's beginning)
 EXPECTED = "sre_expected"
+#: consumer attribute: tp -> the generation in which it was last sought
+SOUGHT = "sre_sought"
 
 
 def _new_offset(self: Any, tp: Any) -> int | None:
@@ -360,6 +353,13 @@ def _new_offset(self: Any, tp: Any) -> int | None:
                 acked.extend(stuff_to_add)
                 gap_for_tp.chop(0, new_max_offset)
         acked.sort()
+        # CHANGED: nothing is committed for a partition before it was sought in this
+        # generation: Faust resumes the stream partitions before it seeks them, so what
+        # the streams got in between was read from wherever the consumer stood (a
+        # restarted worker read approvals from offset 1 and committed 3 over offset 0)
+        sought = self.__dict__.get(SOUGHT)
+        if sought is not None and sought.get(tp) != self.app.consumer_generation_id:
+            return None
         committed_offset = self._committed_offset[tp]
         # CHANGED: the committed offset is the next one to read, and gaps are recorded
         # exactly (missing offsets only): the run must start at it, not one after it
@@ -492,37 +492,6 @@ async def _drain_messages(self: Any, fetcher: Any) -> None:  # pragma: no cover 
         raise
     finally:
         unset_flag(flag_consumer_fetching)
-
-
-async def _seek_before_resume(consumer: Any, step: Awaitable[None]) -> None:
-    """Run a Faust recovery ``step`` with its two calls swapped: the stream partitions
-    are sought to their committed offsets *before* they are resumed, not after.
-
-    Faust resumes the stream partitions and then seeks them. During table recovery the
-    flow is already on, so in between the fetcher reads the streams from wherever the
-    consumer stood, and the agents process those records: seen in test_votes_durable
-    (the restarted worker read approvals partition 0 from offset 1, then committed 3)
-    and in the chaos test (a worker went on from 408 with 407 committed and never read).
-    Paused partitions fetch nothing, so a seek done first leaves no such window.
-    """
-    deferred: list[Any] = []
-    resume, seek = type(consumer).resume_partitions, type(consumer).perform_seek
-
-    def resume_later(tps: Any) -> None:
-        deferred.append(tps)
-
-    async def seek_then_resume() -> None:
-        await seek(consumer)
-        while deferred:
-            resume(consumer, deferred.pop(0))
-
-    consumer.resume_partitions, consumer.perform_seek = resume_later, seek_then_resume
-    try:
-        await step
-    finally:
-        del consumer.resume_partitions, consumer.perform_seek
-        while deferred:  # no seek came (nothing assigned, rebalancing again): as Faust
-            resume(consumer, deferred.pop(0))
 
 
 def before_wait_empty(app: Any, hook: Callable[[], Awaitable[None]]) -> None:

@@ -183,3 +183,29 @@ async def test_a_partition_is_handed_on_in_order_from_where_it_was_sought() -> N
     assert [o for o, _ in await _run(_patched(), state)] == [7, 8]
     assert seeks == [5] and sorted(state._gap[TP]) and \
         (min(i.begin for i in state._gap[TP]), max(i.end for i in state._gap[TP])) == (5, 7)
+
+
+async def test_an_offset_skipped_behind_acknowledged_ones_is_read_again(monkeypatch: Any) -> None:
+    """test_votes_durable: a restarted worker's stream skipped approvals offsets 1 and 2
+    and processed 0 and 3 in the same generation; the commit held at 1, but nothing read
+    1 and 2 again until the next rebalance. A hole that lasts is read again."""
+    _patched()
+    sought: list[tuple[Any, int]] = []
+
+    async def seek(tp: Any, offset: int) -> None:
+        sought.append((tp, offset))
+
+    consumer = SimpleNamespace(flow_active=True, seek=seek)
+    now = [100.0]
+    monkeypatch.setattr(faust_fixes.time, "monotonic", lambda: now[0])
+    faust_fixes._mend_hole(consumer, TP, 1, 3)  # first seen
+    now[0] += faust_fixes.HOLE_GRACE / 2
+    faust_fixes._mend_hole(consumer, TP, 1, 3)  # a slow stream, maybe
+    await asyncio.sleep(0)
+    assert sought == []
+    now[0] += faust_fixes.HOLE_GRACE
+    faust_fixes._mend_hole(consumer, TP, 1, 3)
+    await asyncio.sleep(0)
+    assert sought == [(TP, 1)] and consumer.__dict__[faust_fixes.EXPECTED][TP] == 1
+    faust_fixes._mend_hole(consumer, TP, 4, 3)  # nothing acknowledged behind: no hole
+    assert TP not in consumer.__dict__[faust_fixes.HOLES]

@@ -231,21 +231,19 @@ def register(ctx: StreamContext) -> None:
                 if rollup.pending >= MAX_ROWS:
                     await flush_windows()
             waiting["on"], waiting["since"] = "send", time.time()
-            sent = [await ctx.send(anomaly) for anomaly in anomalies]
+            for anomaly in anomalies:
+                await ctx.send(anomaly)
             for prediction in predictions:
                 await ctx.send(prediction)
-            if anomalies:
-                # a transition (open/resolve) is checkpointed at once, and only once its
-                # event is on the broker: state that says "open" with the event lost in
-                # a kill would never send it (the chaos test lost whole episodes so)
-                waiting["on"] = "anomalies acknowledged"
-                await asyncio.gather(*sent)
-                write(partition, [a.series for a in anomalies])
-                # and on the broker at once: a kill before would send them again on
-                # replay (a duplicate, harmless by the event's contract, but avoidable)
-                waiting["on"] = "state flushed"
-                await ctx.app.producer.flush()
             waiting["on"] = None
+            if anomalies:
+                # a transition (open/resolve) is checkpointed at once, right behind its
+                # event in the producer: they leave together. Without transactions a kill
+                # between the two acknowledgements can still send the event again on
+                # replay (consumers are idempotent on anomaly_id and status); waiting
+                # for the event's acknowledgement first made that window wide enough
+                # for the chaos test to see duplicates (2026-12-07)
+                write(partition, [a.series for a in anomalies])
             _learned(partition, event)
 
     def _learned(partition: int, event: Any) -> None:

@@ -103,16 +103,17 @@ stream partitions *before* it seeks them, and during table recovery the flow is
 already on, so the agents got records read from wherever the consumer stood), and the
 chaos test, whose worker went on from 408 with 407 committed and never read (its log:
 the commit went to 675 over 407). Nothing is committed now for a partition before it
-was sought in the current generation (:data:`SOUGHT`). The fetch loop knows the next offset each partition should hand
-on (set by every seek, moved by every delivery): a record past it is read again from
+was sought in the current generation (:data:`SOUGHT`). The fetch loop knows the next
+offset each partition should hand on (set by every seek, moved by every delivery): a record past it is read again from
 there once, and only a jump that is still there is a gap (offsets that do not exist:
-compaction, transaction markers), recorded exactly. The fetch loop also records every
-offset it hands on (or drops for a newer generation) until it is acknowledged or its
-partition is sought again (:data:`PENDING`). The commit starts at the committed offset
-exactly and stops before the first of those; an offset that stays unacknowledged
-behind an acknowledged one for :data:`HOLE_GRACE` seconds (a stream skipped it) is
-read again (:func:`_mend_hole`). Tests: ``tests/unit/test_faust_drain.py``
-(Faust's own loop and commit side by side).
+compaction, transaction markers), recorded exactly. The commit starts at the committed
+offset exactly; when the message there stays unacknowledged for :data:`HOLE_GRACE`
+seconds while later ones are acknowledged (a stream skipped it), the partition is read
+again from it, once (:func:`_mend_hole`). (A first version tracked every offset handed
+on until acknowledged; Faust drops redelivered messages a stream already processed
+without acknowledging them again, so that blocked commits and re-read partitions
+endlessly.) Tests: ``tests/unit/test_faust_drain.py`` (Faust's own loop and commit
+side by side).
 
 And a guard whatever the cause: a stage may record with its state how far that state
 has learned each partition, and the partition then resumes there after a rebalance
@@ -134,7 +135,6 @@ import asyncio
 import gc
 import logging
 import time
-from collections import defaultdict
 from collections.abc import Awaitable, Callable, Mapping
 from typing import Any
 
@@ -173,14 +173,14 @@ def apply() -> None:
     async def seek_to_committed(self: Any) -> Mapping[Any, int]:
         offsets = dict(await original(self))
         consumer = self.consumer
-        pending = consumer.__dict__.get(PENDING)
-        if pending is not None:  # positions reset: what is fetched from here is new
-            for tp in offsets:
-                pending.pop(tp, None)
         rewind = [tp for tp, offset in offsets.items()
                   if not offset and not self.consumer._is_changelog_tp(tp)]
+        begins: dict[Any, int] = {}
         if rewind:
-            await self.call_thread(self._ensure_consumer().seek_to_beginning, *rewind)
+            client = self._ensure_consumer()
+            await self.call_thread(client.seek_to_beginning, *rewind)
+            # where the log begins: the commit's head from now on
+            begins = dict(await self.call_thread(client.beginning_offsets, rewind))
         positions = getattr(self.app, STATE_POSITIONS, {})
         for tp, committed in list(offsets.items()):
             position_of = positions.get(tp.topic)
@@ -202,16 +202,34 @@ def apply() -> None:
         sought = consumer.__dict__.setdefault(SOUGHT, {})
         generation = self.app.consumer_generation_id
         expected = consumer.__dict__.setdefault(EXPECTED, {})
+        consumer.__dict__[BEGINNINGS] = begins
         for tp, offset in offsets.items():
             sought[tp] = generation
-            if offset:
-                expected[tp] = offset
-            else:  # read from the log's beginning, wherever that is now
+            start = offset if offset else begins.get(tp)
+            if start is None:
                 expected.pop(tp, None)
+            else:
+                expected[tp] = start
+            # acknowledgements from before the seek are of messages read again from here
+            consumer._acked.pop(tp, None)
+            consumer._acked_index.pop(tp, None)
+            consumer._gap.pop(tp, None)
         return offsets
 
     seek_to_committed.__doc__ = original.__doc__
     AIOKafkaConsumerThread.seek_to_committed = seek_to_committed  # type: ignore[method-assign]
+
+    original_perform_seek = Consumer.perform_seek
+
+    async def perform_seek(self: Any) -> None:
+        await original_perform_seek(self)
+        # Faust keeps no committed offset for a partition read from the log's beginning
+        # (it maps 0 to None), so its commit would not check the head there at all
+        for tp, begin in self.__dict__.pop(BEGINNINGS, {}).items():
+            self._committed_offset[tp] = begin
+
+    perform_seek.__doc__ = original_perform_seek.__doc__
+    Consumer.perform_seek = perform_seek  # type: ignore[method-assign]
 
     original_wait_empty = Consumer.wait_empty
 
@@ -298,18 +316,6 @@ def apply() -> None:
         fun.__doc__ = getattr(ProducerBuffer, name).__doc__
         setattr(ProducerBuffer, name, fun)
 
-    original_ack = Consumer.ack
-
-    def ack(self: Any, message: Any) -> bool:
-        done = original_ack(self, message)
-        unacked = self.__dict__.get(PENDING, {}).get(message.tp)
-        if unacked:
-            unacked.discard(message.offset)
-        return done
-
-    ack.__doc__ = original_ack.__doc__
-    Consumer.ack = ack  # type: ignore[method-assign]
-
     if faust.__version__ != FAUST_DRAIN_VERSION:  # the loop below is a copy of that one
         raise RuntimeError(f"streams/faust_fixes.py copies Consumer._drain_messages of "
                            f"faust-streaming {FAUST_DRAIN_VERSION}, found {faust.__version__}: "
@@ -329,47 +335,45 @@ FAUST_DRAIN_VERSION = "0.15.3"
 #: Faust's own loop and commit offset, kept once replaced (the tests run them side by side)
 faust_drain_messages: Any = None
 faust_new_offset: Any = None
-#: consumer attribute: tp -> offsets handed towards the streams (or dropped for a
-#: newer generation) and not acknowledged since the partition's last seek
-PENDING = "sre_pending"
 #: consumer attribute: tp -> the next offset the streams should be handed (set by a
 #: seek, moved by each delivery; unknown after a seek to the log's beginning)
 EXPECTED = "sre_expected"
 #: consumer attribute: tp -> the generation in which it was last sought
 SOUGHT = "sre_sought"
+#: consumer attribute: tp -> the log's first offset, for partitions the last seek read
+#: from the beginning (no commit yet)
+BEGINNINGS = "sre_beginnings"
 
 
-#: seconds an offset may stay unacknowledged behind an acknowledged one before its
-#: partition is read again from it (a stream processes a partition in order, so such a
-#: hole means the offset was skipped; redelivery is idempotent here)
+#: seconds the message at the committed offset may stay unacknowledged while later
+#: ones are acknowledged before its partition is read again from it (a stream
+#: processes a partition in order, so such a hole means the message was skipped;
+#: redelivery is idempotent here)
 HOLE_GRACE = 3.0
-#: consumer attribute: tp -> (the unacknowledged offset, when it was first seen behind
-#: an acknowledged one)
+#: consumer attribute: tp -> [the unacknowledged offset, when first seen, read again]
 HOLES = "sre_holes"
 
 
-def _mend_hole(self: Any, tp: Any, first: int, last_acked: int) -> None:
-    """Read ``tp`` again from ``first`` when it has stayed unacknowledged for
-    :data:`HOLE_GRACE` seconds while a later offset was acknowledged.
+def _mend_hole(self: Any, tp: Any, first: int) -> None:
+    """Read ``tp`` again from ``first`` (its committed offset) once, when the message
+    there has stayed unacknowledged for :data:`HOLE_GRACE` seconds while later ones were
+    acknowledged.
 
     A stream skips a message it was handed in two cases (fetched in an older
     generation, or taken while the flow was suspended) and counts on the next seek to
-    hand it over again; seen in test_votes_durable, a restarted worker's stream skipped
+    hand it over again. Seen in test_votes_durable: a restarted worker's stream skipped
     ``approvals`` offsets 1 and 2 while it processed 0 and 3 in the same generation,
-    and no seek followed: the commit held at 1 (the fix above), but the two votes were
-    not counted until the next rebalance."""
+    and no seek followed; the commit held at 1, but the two votes were not counted
+    until the next rebalance."""
     holes = self.__dict__.setdefault(HOLES, {})
-    if last_acked < first:
-        holes.pop(tp, None)
-        return
     now = time.monotonic()
     seen = holes.get(tp)
     if seen is None or seen[0] != first:
-        holes[tp] = (first, now)
+        holes[tp] = [first, now, False]
         return
-    if now - seen[1] < HOLE_GRACE or not self.flow_active:
-        return
-    holes.pop(tp, None)
+    if seen[2] or now - seen[1] < HOLE_GRACE or not self.flow_active:
+        return  # read again once only: a message no stream takes stays as in Faust
+    seen[2] = True
     _log.warning("%s: offset %d skipped by the streams (later ones acknowledged): "
                  "reading again from it", tp, first)
     self.__dict__.setdefault(EXPECTED, {})[tp] = first
@@ -405,24 +409,14 @@ def _new_offset(self: Any, tp: Any) -> int | None:
         sought = self.__dict__.get(SOUGHT)
         if sought is not None and sought.get(tp) != self.app.consumer_generation_id:
             return None
-        unacked = self.__dict__.get(PENDING, {}).get(tp)
-        if unacked and sought is not None:
-            _mend_hole(self, tp, min(unacked), acked[-1])
         committed_offset = self._committed_offset[tp]
         # CHANGED: the committed offset is the next one to read, and gaps are recorded
         # exactly (missing offsets only): the run must start at it, not one after it
         if committed_offset is not None and min(acked) > committed_offset:
+            if sought is not None:
+                _mend_hole(self, tp, committed_offset)
             return None
         batch = next(consecutive_numbers(acked))
-        # CHANGED: never past an offset the streams were handed and did not acknowledge
-        # (Faust checks the head against the committed offset only when there is one,
-        # and lets the message at the committed offset itself go unacknowledged)
-        unacked = self.__dict__.get(PENDING, {}).get(tp)
-        if unacked:
-            first = min(unacked)
-            if batch[0] >= first:
-                return None
-            batch = [o for o in batch if o < first]
         acked[: len(batch)] = []
         self._acked_index[tp].difference_update(batch)
         return batch[-1] + 1
@@ -443,7 +437,6 @@ async def _drain_messages(self: Any, fetcher: Any) -> None:  # pragma: no cover 
     unset_flag = self.diag.unset_flag
     commit_every = self._commit_every
     acks_enabled_for = self.app.topics.acks_enabled_for
-    pending = self.__dict__.setdefault(PENDING, defaultdict(set))  # CHANGED
     expected = self.__dict__.setdefault(EXPECTED, {})  # CHANGED
     verified: dict[Any, int] = {}  # CHANGED: expected offsets already read again
     reseek: dict[Any, int] = {}  # CHANGED: partitions to read again after this batch
@@ -478,8 +471,6 @@ async def _drain_messages(self: Any, fetcher: Any) -> None:  # pragma: no cover 
                             # the streams skip it and the seek fetches it again, so it
                             # is not read (marked read, it pushed the read offset past
                             # the refetch)
-                            if acked_topic:
-                                pending[tp].add(offset)
                             continue
                         # CHANGED: each partition is delivered in order from where it
                         # was sought. A jump past the expected offset is read again from
@@ -499,8 +490,6 @@ async def _drain_messages(self: Any, fetcher: Any) -> None:  # pragma: no cover 
                             gaps = self._gap[tp]
                             gaps.addi(exp, offset)
                             gaps.merge_overlaps()
-                        if acked_topic:  # CHANGED: not acked yet
-                            pending[tp].add(offset)
                         if commit_every is not None:
                             if self._n_acked >= commit_every:
                                 self._n_acked = 0

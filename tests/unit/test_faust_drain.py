@@ -206,3 +206,36 @@ async def test_an_offset_skipped_behind_acknowledged_ones_is_read_again(monkeypa
     assert sought == [(TP, 1)]  # once: a message no stream takes stays as in Faust
     consumer._acked[TP] = [1, 2, 3]  # read again and acknowledged
     assert faust_fixes._new_offset(consumer, TP) == 4
+
+
+class _Msg:
+    """A consumer message as ``Consumer.ack`` sees it (hashable by identity)."""
+
+    def __init__(self, offset: int) -> None:
+        self.acked, self.tp, self.offset, self.topic = False, TP, offset, "metrics"
+
+
+def test_a_second_copy_of_an_acknowledged_message_is_not_waited_for() -> None:
+    """A message read again after a seek, before the next commit, has the offset of one
+    already acknowledged; Faust's ack then left the copy in its unacknowledged set and
+    every rebalance waited for it (wait_empty) forever."""
+    from faust.transport.consumer import Consumer
+
+    def consumer(*messages: _Msg) -> Any:
+        return SimpleNamespace(
+            _committed_offset=defaultdict(lambda: None), _acked_index=defaultdict(set),
+            _acked=defaultdict(list), _n_acked=0, _unacked_messages=set(messages),
+            _waiting_for_ack=None,
+            app=SimpleNamespace(topics=SimpleNamespace(acks_enabled_for=lambda t: True)))
+
+    _patched()
+    first, copy = _Msg(7), _Msg(7)
+    c = consumer(first, copy)
+    faust_fixes.faust_ack(c, first)
+    faust_fixes.faust_ack(c, copy)
+    assert c._unacked_messages == {copy}  # Faust's own: waited for forever
+    first, copy = _Msg(7), _Msg(7)
+    c = consumer(first, copy)
+    Consumer.ack(c, first)
+    Consumer.ack(c, copy)
+    assert not c._unacked_messages

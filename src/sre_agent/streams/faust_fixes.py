@@ -115,6 +115,13 @@ without acknowledging them again, so that blocked commits and re-read partitions
 endlessly.) Tests: ``tests/unit/test_faust_drain.py`` (Faust's own loop and commit
 side by side).
 
+A second copy of an acknowledged message is forgotten when acknowledged. Faust's
+``Consumer.ack`` removes a message from the set that ``wait_empty`` waits on only when
+its offset was not acknowledged yet; a copy read again after a seek, before the next
+commit, stayed there, and the next rebalance waited for it forever (a chaos-test
+survivor stuck in its rebalance, the killed worker's partition never read:
+"wait_empty: Waiting for tasks [... offset=2>]" every 10 s).
+
 And a guard whatever the cause: a stage may record with its state how far that state
 has learned each partition, and the partition then resumes there after a rebalance
 when the group's commit is ahead of it (:func:`resume_from_state`; the metrics agent
@@ -218,6 +225,23 @@ def apply() -> None:
 
     seek_to_committed.__doc__ = original.__doc__
     AIOKafkaConsumerThread.seek_to_committed = seek_to_committed  # type: ignore[method-assign]
+
+    global faust_ack
+    original_ack = faust_ack = Consumer.ack
+
+    def ack(self: Any, message: Any) -> bool:
+        done = original_ack(self, message)
+        # Faust forgets an acknowledged message only when its offset was not already
+        # acknowledged; a second copy of it (read again after a seek, before the next
+        # commit) then stayed "unacknowledged" forever and every rebalance waited for it
+        # in wait_empty: a survivor stuck in its rebalance, its new partitions unread
+        # (the chaos test; the worker's log: "wait_empty: Waiting for tasks ...")
+        if message.acked:
+            self._unacked_messages.discard(message)
+        return done
+
+    ack.__doc__ = original_ack.__doc__
+    Consumer.ack = ack  # type: ignore[method-assign]
 
     original_perform_seek = Consumer.perform_seek
 
@@ -335,6 +359,7 @@ FAUST_DRAIN_VERSION = "0.15.3"
 #: Faust's own loop and commit offset, kept once replaced (the tests run them side by side)
 faust_drain_messages: Any = None
 faust_new_offset: Any = None
+faust_ack: Any = None
 #: consumer attribute: tp -> the next offset the streams should be handed (set by a
 #: seek, moved by each delivery; unknown after a seek to the log's beginning)
 EXPECTED = "sre_expected"

@@ -54,6 +54,10 @@ log = logging.getLogger(__name__)
 #: time, whatever the number of series and the interval.
 CHECKPOINT_SHARE = 0.1
 
+#: seconds a metrics partition waits for a skipped offset it reads again before the
+#: jump is taken as offsets that do not exist
+RESYNC_SECONDS = 30.0
+
 
 class LearnRequest(BaseModel):
     """Body of ``POST /api/baseline/learn``."""
@@ -213,6 +217,8 @@ def register(ctx: StreamContext) -> None:
     async def metrics_baseline(stream: Any) -> None:
         async for event in stream.noack().events():
             partition = event.message.partition
+            if await _out_of_order(partition, event):
+                continue
             batch = await ctx.decode(MetricBatch, event, stage="metrics-baseline")
             if batch is None:  # dead-lettered: nothing to learn, acked with the others
                 _learned(partition, event)
@@ -246,11 +252,43 @@ def register(ctx: StreamContext) -> None:
                 write(partition, [a.series for a in anomalies])
             _learned(partition, event)
 
+    #: per partition: (the offset read again after a skip, since when) until it comes
+    resync: dict[int, tuple[int, float]] = {}
+
+    async def _out_of_order(partition: int, event: Any) -> bool:
+        """True if ``event`` must not be learned now: a record past the next offset of
+        its partition means the stream skipped one (Faust does within one generation
+        now and then), and the detector drops samples older than what it learned, so
+        the partition is read again from the skipped offset and the records after it
+        wait for their turn (acknowledged now; read again). A jump still there after
+        ``RESYNC_SECONDS`` is offsets that do not exist (compaction, transactions)."""
+        last = seen.get(partition)
+        if last is None:
+            return False
+        offset, target = event.message.offset, last + 1
+        if offset <= target:
+            resync.pop(partition, None)
+            return False
+        pending = resync.get(partition)
+        now = time.monotonic()
+        if pending is None or pending[0] != target:
+            resync[partition] = (target, now)
+            state_health["read_again"] = state_health.get("read_again", 0) + 1
+            log.warning("metrics partition %d: offset %d came where %d was next: reading "
+                        "again from %d", partition, offset, target, target)
+            await ctx.app.consumer.seek(event.message.tp, target)
+        elif now - pending[1] > RESYNC_SECONDS:
+            resync.pop(partition, None)
+            return False  # the offsets in between do not exist
+        event.message.value = None
+        event.ack()
+        return True
+
     def _learned(partition: int, event: Any) -> None:
         """``event`` is learned: acked once a checkpoint saved what it taught."""
         event.message.value = None  # kept as an offset to ack, not as bytes
         unsaved[partition].append(event.message)
-        seen[partition] = event.message.offset
+        seen[partition] = max(seen.get(partition, -1), event.message.offset)
         last_event[partition] = event
         if checkpoint(partition, force=release[0]):
             ack_saved(partition)

@@ -27,7 +27,10 @@ import orjson
 import pytest
 
 from sre_agent.devstack import KafkaBroker, PostgresServer, default_cache_dir, free_port
+from tests import ast_guard
 from tests.signing_support import TEST_SIGNING_KEY
+
+ast_guard.install()  # before any test starts a thread: see tests/ast_guard.py
 
 _counter = itertools.count()
 

@@ -239,3 +239,45 @@ def test_a_second_copy_of_an_acknowledged_message_is_not_waited_for() -> None:
     Consumer.ack(c, first)
     Consumer.ack(c, copy)
     assert not c._unacked_messages
+
+
+def test_a_message_a_stream_skipped_is_not_acknowledged() -> None:
+    """A Faust stream skips a message it takes while the flow is suspended (a rebalance
+    began) or that was fetched in an older generation, and acknowledges it like a
+    processed one: the revocation's commit then went over it and the partition's next
+    owner started after it (an approved action the executor never claimed,
+    test_votes_durable). Such a message was never tracked; it stays unacknowledged, so
+    the commit holds at it. A processed (tracked) message and a message Faust acks
+    without a stream (a decode error, flow on) are acknowledged as before."""
+    from faust.transport.consumer import Consumer
+
+    flow = SimpleNamespace(active=True)
+
+    def consumer() -> Any:
+        return SimpleNamespace(
+            _committed_offset=defaultdict(lambda: None), _acked_index=defaultdict(set),
+            _acked=defaultdict(list), _n_acked=0, _unacked_messages=set(),
+            _waiting_for_ack=None,
+            app=SimpleNamespace(topics=SimpleNamespace(acks_enabled_for=lambda t: True),
+                                flow_control=SimpleNamespace(is_active=lambda: flow.active),
+                                consumer_generation_id=3))
+
+    def message(offset: int, tracked: bool, generation: int = 3) -> _Msg:
+        m = _Msg(offset)
+        m.tracked, m.generation_id = tracked, generation  # type: ignore[attr-defined]
+        return m
+
+    _patched()
+    flow.active = False  # a rebalance began: the stream skips what it takes
+    c = consumer()
+    faust_fixes.faust_ack(c, message(5, tracked=False))
+    assert c._acked[TP] == [5]  # Faust's own: committed as if processed
+    c = consumer()
+    assert Consumer.ack(c, message(4, tracked=True))  # processed before the suspension
+    assert not Consumer.ack(c, message(5, tracked=False))
+    assert c._acked[TP] == [4]
+    flow.active = True
+    assert not Consumer.ack(c, message(6, tracked=False, generation=2))  # older generation
+    assert Consumer.ack(c, message(7, tracked=False))  # acked by Faust without a stream
+    assert Consumer.ack(c, message(8, tracked=True))
+    assert c._acked[TP] == [4, 7, 8]

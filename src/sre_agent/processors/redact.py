@@ -94,14 +94,54 @@ _RULES: list[tuple[re.Pattern[str], str]] = [
 #: index of the first personal-data rule (e-mail, IP addresses)
 PERSONAL_FROM = next(i for i, (_, r) in enumerate(_RULES) if r == "<redacted:email>")
 
+#: Per rule, text every match of it contains, checked before the rule runs (a
+#: rule's regular expression can cost 100-300 µs on a 90-character series key,
+#: the substring test well under 1 µs): ``(literals, False)`` in the text as it is,
+#: ``(keywords, True)`` in the lower-cased text if it is ASCII (a case-insensitive
+#: rule's keywords match exactly the lower-case forms there; any other text runs the
+#: rule); ``((), 40)``: the text has at least 40 characters. None: the rule always
+#: runs. The gates only skip rules that cannot match: the result is the same as
+#: running every rule (``tests/unit/test_redact.py``).
+_GATES: dict[int, tuple[tuple[str, ...], bool | int]] = {
+    0: (("-----BEGIN ",), False),
+    1: (("://",), False),
+    2: (("eyJ",), False),
+    3: (("AKIA", "ASIA", "AGPA", "AIDA", "AROA"), False),
+    4: ((), 40),
+    5: (("sk-",), False),
+    6: (("xox",), False),
+    7: (("ghp_", "gho_", "ghu_", "ghs_", "ghr_"), False),
+    8: (("glpat-",), False),
+    9: (("AIza",), False),
+    10: (("bearer", "basic", "token"), True),
+    11: (("pwd", "passw", "secret", "token", "key", "session", "cookie", "credential"), True),
+    12: (("--",), False),
+}
+_GATED: list[tuple[re.Pattern[str], str, tuple[tuple[str, ...], bool | int] | None]] = [
+    (pattern, repl, _GATES.get(i)) for i, (pattern, repl) in enumerate(_RULES)]
+
 
 def redact(text: str, personal: bool = True) -> str:
     """Return ``text`` with secrets, tokens, keys (and, if ``personal``, e-mails and IP
     addresses) masked."""
     if not text:
         return text
-    for pattern, repl in (_RULES if personal else _RULES[:PERSONAL_FROM]):
-        text = pattern.sub(repl, text)
+    low = text.lower() if text.isascii() else None
+    for pattern, repl, gate in (_GATED if personal else _GATED[:PERSONAL_FROM]):
+        if gate is not None:
+            words, how = gate
+            if how is True:
+                if low is not None and not any(w in low for w in words):
+                    continue
+            elif how is False:
+                if not any(w in text for w in words):
+                    continue
+            elif len(text) < how:
+                continue
+        out = pattern.sub(repl, text)
+        if out is not text:
+            text = out
+            low = text.lower() if text.isascii() else None
     return text
 
 

@@ -57,6 +57,7 @@ import os
 import random
 import resource
 import signal
+import subprocess
 import sys
 import tempfile
 import time
@@ -541,11 +542,52 @@ def state_delta(a: dict[str, float], b: dict[str, float]) -> dict[str, float]:
             "largest_record": b["largest"]}
 
 
+def start_spy(pid: int, out: Path) -> subprocess.Popen[bytes]:
+    """py-spy (the dev extra) sampling ``pid`` 100 times a second, without pausing it,
+    into ``out`` (raw: one ``frame;frame;... count`` line per stack)."""
+    exe = Path(sys.executable).with_name("py-spy")
+    return subprocess.Popen([str(exe) if exe.exists() else "py-spy", "record", "--pid", str(pid),
+                             "--rate", "100", "--nonblocking", "--format", "raw",
+                             "-o", str(out)], stdout=subprocess.DEVNULL,
+                            stderr=subprocess.DEVNULL)
+
+
+def spy_summary(raw: Path, top: int = 25) -> dict[str, list[tuple[str, float]]]:
+    """Shares of the worker's main-thread samples (the event loop: every stage, aiohttp,
+    Faust; Faust's consumer thread apart): by function itself and including callees,
+    the loop's own frames and waiting in ``select`` left out of the second."""
+    own: dict[str, int] = {}
+    incl: dict[str, int] = {}
+    total = 0
+    for line in raw.read_text().splitlines():
+        stack, _, n = line.rpartition(" ")
+        frames = stack.split(";")
+        if not frames or "_run_module_as_main" not in frames[0]:
+            continue
+        count = int(n)
+        total += count
+        names = [f.rsplit(":", 1)[0] + ")" if f.endswith(")") and ":" in f else f
+                 for f in frames]
+        own[names[-1]] = own.get(names[-1], 0) + count
+        for f in set(names):
+            incl[f] = incl.get(f, 0) + count
+    skip = ("asyncio/", "<frozen", "mode/", "sre_agent/cli.py", "sre_agent/__main__.py")
+
+    def rank(d: dict[str, int], drop: tuple[str, ...]) -> list[tuple[str, float]]:
+        rows = sorted(d.items(), key=lambda kv: -kv[1])
+        return [(k, round(100 * v / max(total, 1), 1)) for k, v in rows
+                if not any(x in k for x in drop)][:top]
+
+    return {"samples": [("main thread", float(total))], "self": rank(own, ()),
+            "inclusive": rank(incl, skip)}
+
+
 async def throughput(run: Run, load: Load, rounds: int, connections: int, shards: int,
-                     warmup: int = 0) -> tuple[dict[str, Any], list[bytes], list[bytes]]:
+                     warmup: int = 0, spy: Path | None = None
+                     ) -> tuple[dict[str, Any], list[bytes], list[bytes]]:
     """Post ``warmup`` rounds (new series: timed apart) and wait until the worker
     learned them, then ``rounds`` rounds; the last spikes one series per shard; wait
-    for them."""
+    for them. ``spy``: py-spy records the first worker over the timed rounds there."""
     warm_bodies: list[bytes] = []
     new_series: dict[str, float] = {}
     if warmup:
@@ -575,12 +617,16 @@ async def throughput(run: Run, load: Load, rounds: int, connections: int, shards
     stop = asyncio.Event()
     watcher = asyncio.create_task(watch(run.broker.bootstrap, run.prefix + "anomalies", seen, stop))
     st0 = run.state()
+    recorder = start_spy(run.procs[0].pid, spy) if spy else None
     cpu0, sys0, t0 = run.cpu(), run.sys_cpu(), time.time()
     posted = await post_all(run.urls, bodies, connections)
     deadline = time.monotonic() + 600
     while not ends <= seen.keys() and time.monotonic() < deadline:
         await asyncio.sleep(0.1)
     cpu, sys_cpu = run.cpu() - cpu0, run.sys_cpu() - sys0
+    if recorder is not None:
+        recorder.send_signal(signal.SIGINT)  # py-spy writes what it sampled and exits
+        await asyncio.to_thread(recorder.wait, 120)
     ckpt = state_delta(st0, run.state())
     stop.set()
     await watcher
@@ -695,8 +741,15 @@ async def main_async(a: argparse.Namespace) -> dict[str, Any]:
         load = Load(a.series, a.per_request, a.shards)
         print(f"posting {a.rounds} rounds x {a.series} series ...", flush=True)
         res, bodies, warm_bodies = await throughput(run, load, a.rounds, a.connections,
-                                                    a.shards, a.warmup_rounds)
+                                                    a.shards, a.warmup_rounds, a.py_spy)
         out["worker"] = res
+        if a.py_spy:
+            prof = out["py_spy"] = spy_summary(a.py_spy)
+            print("py-spy, % of the worker's main-thread samples over the timed rounds "
+                  f"({prof['samples'][0][1]:.0f} samples):", flush=True)
+            for kind in ("self", "inclusive"):
+                print(f"  {kind}: " + "; ".join(f"{k} {v}%" for k, v in prof[kind][:20]),
+                      flush=True)
         if res["warmup"]:
             print(f"warm-up ({a.warmup_rounds} round, untimed below): "
                   f"{res['warmup']['cpu_us_per_new_series']:.0f} µs CPU per new series "
@@ -839,6 +892,9 @@ def main() -> int:
     p.add_argument("--memory-rounds", type=int, default=3)
     p.add_argument("--memory-shards", type=int, default=64)
     p.add_argument("--profile", type=Path, help="cProfile the first worker, print, stop")
+    p.add_argument("--py-spy", type=Path, metavar="RAW",
+                   help="py-spy (dev extra) samples the first worker over the timed rounds "
+                        "into RAW; the top entries are printed")
     p.add_argument("--checkpoint-wait", type=float, default=8.0)
     p.add_argument("--skip-memory", action="store_true")
     p.add_argument("--ab-intervals", default="5,60",

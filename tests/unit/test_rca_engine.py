@@ -156,6 +156,68 @@ def test_a_delay_seen_only_by_the_callers_points_at_their_common_callee() -> Non
     assert not any("got slower" in e for e in cache.evidence)
 
 
+def test_a_caller_that_fails_before_its_calls_is_named_by_its_callees_lost_load() -> None:
+    # api throws before it calls anything (no error metric, no logs): the user sees errors at
+    # web, and api's two callees db and cache get less work. Nothing of api's own moves; the
+    # old ranking blamed web (its availability) or the callees whose traffic fell. Their fall
+    # is what api no longer sent: db and cache have api as common caller (worker also calls
+    # db, but only api calls both)
+    edges = [*EDGES, ("worker", "db")]
+    db, cache = series(40.0, 0.05, 21), series(30.0, 0.05, 22)
+    db[1][T >= START] *= 0.55
+    cache[1][T >= START] *= 0.5
+    avail = series(99.9, 0.0005, 23)
+    avail[1][T >= START] = 97.0
+    w = IncidentWindow(start=START, edges=edges, symptom={"service": "web"}, series={
+        ("web", "success_rate"): (T, np.minimum(avail[1], 100.0)),
+        ("web", "requests"): series(70.0, 0.05, 24), ("api", "requests"): series(70.0, 0.05, 25),
+        ("worker", "requests"): series(10.0, 0.05, 26),
+        ("db", "requests"): db, ("cache", "requests"): cache})
+    ranked = rank_window(w)
+    assert ranked[0].service == "api", [(c.service, c.score) for c in ranked]
+    assert any("fewer calls from api reached cache, db" in e for e in ranked[0].evidence)
+    # a callee with several callers names none of them by its own fall: worker gets nothing
+    worker = next(c for c in ranked if c.service == "worker")
+    assert not any("fewer calls" in e for e in worker.evidence)
+
+
+def test_a_callee_that_is_the_only_one_of_a_caller_names_it_by_its_lost_load() -> None:
+    # db has one caller (api): its fall of requests can only be what api stopped sending.
+    # api's own latency moved a little (z ~ 2); alone that lost to db's fall of traffic
+    db = series(40.0, 0.05, 31)
+    db[1][T >= START] *= 0.4
+    w = IncidentWindow(start=START, edges=[("web", "api"), ("api", "db")],
+                       symptom={"service": "web"}, series={
+        ("web", "latency_p90"): series(0.1, 0.05, 32),
+        ("api", "latency_p90"): series(0.05, 0.05, 33, jump=0.012), ("db", "requests"): db})
+    ranked = rank_window(w)
+    assert ranked[0].service == "api", [(c.service, c.score) for c in ranked]
+    assert any("fewer calls from api reached db" in e for e in ranked[0].evidence)
+
+
+def test_slower_calls_into_a_service_are_not_explained_away_by_its_dependency() -> None:
+    # a network delay on db (api and worker measure slower calls to it; db's own calls to
+    # store did not get slower); store's cpu tripled at the same time for its own reasons. The
+    # old ranking let store "explain" db's callers' slower calls by half and put store first
+    edges = [*EDGES, ("worker", "db"), ("db", "store")]
+    cpu = series(20.0, 0.05, 41)
+    cpu[1][T >= START] *= 3.0
+    w = IncidentWindow(start=START, edges=edges, symptom={"service": "web"}, series={
+        ("web", "latency_p90"): series(0.1, 0.05, 42, jump=0.3),
+        ("web", "client_latency_p90"): series(0.08, 0.05, 43, jump=0.3),
+        ("api", "latency_p90"): series(0.05, 0.05, 44, jump=0.3),
+        ("api", "client_latency_p90"): series(0.04, 0.05, 45, jump=0.3),
+        ("worker", "latency_p90"): series(0.2, 0.05, 46, jump=0.3),
+        ("worker", "client_latency_p90"): series(0.03, 0.05, 47, jump=0.3),
+        ("db", "latency_p90"): series(0.01, 0.05, 48),
+        ("db", "client_latency_p90"): series(0.004, 0.05, 49),
+        ("store", "cpu"): cpu, ("cache", "latency_p90"): series(0.002, 0.05, 50)})
+    ranked = rank_window(w)
+    assert ranked[0].service == "db", [(c.service, c.score) for c in ranked]
+    db = ranked[0]
+    assert any("calls to db got slower" in e for e in db.evidence)
+
+
 def test_new_error_template_in_logs_points_at_the_service() -> None:
     lines = []
     for i in range(60):  # an hour of ordinary lines from every service

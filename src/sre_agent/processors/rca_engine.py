@@ -17,7 +17,12 @@ Per service, three kinds of evidence, each in z units
 * **slower calls** — a delay on a service's network (or anything that slows
   it before its own timer starts) shows only in the latency its *callers*
   measure: callers' outbound rises count against their common callee
-  (:func:`_slow_calls`);
+  (:func:`_slow_calls`); that evidence is not explained away by an anomaly
+  of the callee's own dependencies (whether those slowed it was checked on
+  its own calls' latency);
+* **fewer calls** — the mirror: a service that fails before it makes its
+  calls sends its dependencies less work; callees' fallen traffic counts
+  against their common caller (:func:`_fewer_calls`);
 * **logs** — the best template rise/new template/drop, or a change of the
   service's template mix;
 * **changes** — deploys, config changes and Kubernetes warnings of the
@@ -177,6 +182,9 @@ class Candidate:
     #: fused strength of the evidence that propagates to callers (everything but less
     #: load arriving: falling traffic); what can explain a caller
     upstream: float = 0.0
+    #: strength of the callers' slower calls into the service (edge evidence,
+    #: :func:`_slow_calls`): not explained away by a dependency's anomaly
+    edge: float = 0.0
 
 
 def _iso(t: float) -> str:
@@ -299,12 +307,42 @@ def _slow_calls(raw: dict[str, Candidate], metric_ev: dict[str, list[SeriesEvide
             continue
         vs = sorted((math.log1p(seen[k]) for k in callers), reverse=True)
         x = vs[0] + CORROBORATION * sum(vs[1:])
+        c.edge = max(c.edge, x)
         if c.cause_type == "unknown" or x > c.score:
             c.cause_type = "slow_dependency"
         c.score = max(c.score, x) + CORROBORATION * min(c.score, x)
         c.upstream = max(c.upstream, x)
         c.evidence.append(f"calls to {d} got slower at {', '.join(callers[:4])}"
                           + (f" and {len(callers) - 4} more" if len(callers) > 4 else ""))
+        c.kinds.append("dependency")
+
+
+def _fewer_calls(raw: dict[str, Candidate], metric_ev: dict[str, list[SeriesEvidence]],
+                 graph: ServiceGraph) -> None:
+    """Callees' fallen load as evidence against their caller (edge evidence).
+
+    The mirror of :func:`_slow_calls`: a service that fails before it makes
+    its calls (an exception, an early return) sends its dependencies less
+    work, and often nothing of its own shows it (no error metric, no logs).
+    A callee's fall of traffic (:func:`_less_load`) says "one of my callers
+    sent less"; it names one only when the caller can be told apart: at
+    least two of the caller's callees got less work (their common caller),
+    or the callee has no other caller. Fused like :func:`_slow_calls`; the
+    result can explain the caller's own callers (it failed, they see it).
+    """
+    falling = {s: r for s, evs in metric_ev.items()
+               if (r := max((e.score for e in evs if _less_load(e)), default=0.0)) >= QUIET}
+    for k, c in raw.items():
+        callees = [d for d in graph.callees(k) if d != k and d in falling]
+        if not callees or (len(callees) < 2
+                           and not any(graph.callers(d) == [k] for d in callees)):
+            continue
+        vs = sorted((math.log1p(falling[d]) for d in callees), reverse=True)
+        x = vs[0] + CORROBORATION * sum(vs[1:])
+        c.score = max(c.score, x) + CORROBORATION * min(c.score, x)
+        c.upstream = max(c.upstream, x)
+        c.evidence.append(f"fewer calls from {k} reached {', '.join(callees[:4])}"
+                          + (f" and {len(callees) - 4} more" if len(callees) > 4 else ""))
         c.kinds.append("dependency")
 
 
@@ -365,6 +403,7 @@ def rank_window(w: IncidentWindow, spec: WindowSpec = WindowSpec()) -> list[Cand
                            upstream)
 
     _slow_calls(raw, metric_ev, graph)
+    _fewer_calls(raw, metric_ev, graph)
 
     sym = (w.symptom or {}).get("service")
     focus = ({sym} | set(graph.downstream(sym))) if sym and sym in graph else None
@@ -387,11 +426,14 @@ def rank_window(w: IncidentWindow, spec: WindowSpec = WindowSpec()) -> list[Cand
             if e > worst:
                 worst, by = e, d
         if by is not None:
-            score *= 1.0 - EXPLAINED * worst
+            # callers' slower calls into s were already checked against s's own calls
+            # (pass-through in _slow_calls): a dependency's unrelated anomaly cannot
+            # explain them away
+            score = max(score * (1.0 - EXPLAINED * worst), min(score, c.edge))
             notes.append(f"its dependency {by} is anomalous too (explains {worst:.0%})")
         out.append(Candidate(s, round(score, 4), c.cause_type, c.evidence + notes, c.onset,
                              c.metric, c.logs, c.changes, c.kinds + ["dependency"] * len(notes),
-                             c.support, c.upstream))
+                             c.support, c.upstream, c.edge))
     out.sort(key=lambda c: (-c.score, c.onset if c.onset is not None else math.inf,
                             -c.support, c.service))
     return out

@@ -281,3 +281,40 @@ def test_a_message_a_stream_skipped_is_not_acknowledged() -> None:
     assert Consumer.ack(c, message(7, tracked=False))  # acked by Faust without a stream
     assert Consumer.ack(c, message(8, tracked=True))
     assert c._acked[TP] == [4, 7, 8]
+
+
+async def test_a_message_skipped_while_the_flow_was_suspended_is_read_again() -> None:
+    """tests/chaos/test_ha_workers.py: a survivor took over sre-actions partition 3; its
+    one record reached the stream after the partition was resumed and sought but before
+    the flow was resumed, the stream skipped it, and with nothing after it no commit or
+    hole check read it again: an approved action never ran. Once the flow is on, the
+    fetch loop seeks the partition back to the first skipped offset, once."""
+    from faust.transport.consumer import Consumer
+
+    _patched()
+    flow = SimpleNamespace(active=False)
+    sought: list[tuple[Any, int]] = []
+
+    async def seek(tp: Any, offset: int) -> None:
+        sought.append((tp, offset))
+
+    c = SimpleNamespace(
+        _committed_offset=defaultdict(lambda: None), _acked_index=defaultdict(set),
+        _acked=defaultdict(list), _n_acked=0, _unacked_messages=set(), _waiting_for_ack=None,
+        assignment=lambda: {TP}, seek=seek,
+        app=SimpleNamespace(topics=SimpleNamespace(acks_enabled_for=lambda t: True),
+                            flow_control=SimpleNamespace(is_active=lambda: flow.active),
+                            consumer_generation_id=3))
+    for offset in (1, 0):
+        m = _Msg(offset)
+        m.tracked, m.generation_id = False, 3  # type: ignore[attr-defined]
+        assert not Consumer.ack(c, m)
+    expected: dict[Any, int] = {TP: 2}
+    verified: dict[Any, int] = {TP: 2}
+    await faust_fixes._read_skipped_again(c, expected, verified)
+    assert sought == []  # the flow is still suspended
+    flow.active = True
+    await faust_fixes._read_skipped_again(c, expected, verified)
+    assert sought == [(TP, 0)] and expected == {TP: 0} and verified == {}
+    await faust_fixes._read_skipped_again(c, expected, verified)
+    assert sought == [(TP, 0)]  # once

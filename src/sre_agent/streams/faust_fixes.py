@@ -221,6 +221,9 @@ def apply() -> None:
             consumer._acked.pop(tp, None)
             consumer._acked_index.pop(tp, None)
             consumer._gap.pop(tp, None)
+            # skipped ones were not acknowledged: the commit, and so this seek, is at or
+            # before them
+            consumer.__dict__.get(SKIPS, {}).pop(tp, None)
         return offsets
 
     seek_to_committed.__doc__ = original.__doc__
@@ -427,8 +430,50 @@ def _skipped_by_stream(self: Any, message: Any) -> bool:
     app = self.app
     if not app.topics.acks_enabled_for(message.topic):
         return False
-    return bool(not app.flow_control.is_active()
-                or message.generation_id != app.consumer_generation_id)
+    if message.generation_id != app.consumer_generation_id:
+        return True  # the seek of the new generation hands it over again
+    if app.flow_control.is_active():
+        return False
+    # Skipped in the current generation (Faust resumes the partitions and seeks them
+    # before it resumes the flow after a recovery): read again from here once the flow
+    # is on (the fetch loop does it), unless a rebalance seeks the partition first
+    skips = self.__dict__.setdefault(SKIPS, {})
+    seen = skips.get(message.tp)
+    if seen is None or seen[0] != message.generation_id or message.offset < seen[1]:
+        skips[message.tp] = (message.generation_id, message.offset)
+    return True
+
+
+#: consumer attribute: tp -> (generation, the first offset a stream skipped in it
+#: while the flow was suspended), read again once the flow is on
+SKIPS = "sre_skips"
+
+
+async def _read_skipped_again(self: Any, expected: dict[Any, int],
+                              verified: dict[Any, int]) -> None:
+    """Seek each partition a stream skipped messages of (flow suspended, same
+    generation) back to the first of them, once the flow is on again.
+
+    Seen in tests/chaos/test_ha_workers.py: a survivor took over ``sre-actions``
+    partition 3; the record at offset 0 reached the stream after the partition was
+    resumed and sought but before the flow was, the stream skipped it, and with
+    nothing after it no commit or hole check ever read it again."""
+    skips = self.__dict__.get(SKIPS)
+    if not skips or not self.app.flow_control.is_active():
+        return
+    generation = self.app.consumer_generation_id
+    assigned = self.assignment()
+    for tp, (gen, offset) in list(skips.items()):
+        del skips[tp]
+        committed = self._committed_offset.get(tp)
+        if gen != generation or tp not in assigned or (
+                committed is not None and offset < committed):
+            continue
+        _log.warning("%s: offset %d skipped by a stream while the flow was suspended: "
+                     "reading again from it", tp, offset)
+        expected[tp] = offset
+        verified.pop(tp, None)
+        await self.seek(tp, offset)
 
 
 def _new_offset(self: Any, tp: Any) -> int | None:
@@ -556,6 +601,7 @@ async def _drain_messages(self: Any, fetcher: Any) -> None:  # pragma: no cover 
                 while reseek:  # CHANGED
                     tp, exp = reseek.popitem()
                     await self.seek(tp, exp)
+                await _read_skipped_again(self, expected, verified)  # CHANGED
                 unset_flag(flag_consumer_fetching)
 
     except self.consumer_stopped_errors:

@@ -94,3 +94,31 @@ def test_export_json_schemas(tmp_path: Path) -> None:
     sre_actions = json.loads((tmp_path / "sre-actions.schema.json").read_text())
     assert sre_actions["x-topic"] == "sre-actions"
     assert "idempotency_key" in sre_actions["properties"]
+
+
+def test_bounded_ints_skip_the_whole_message_scan() -> None:
+    """rca-windows' ``count`` (1..2**31) made every message of the topic go through a
+    19-digit regex (2.2 µs per row against 0.46 µs for parsing it, on every worker):
+    a bounded int is checked by validation; an unbounded nested one still is scanned."""
+    from typing import Annotated
+
+    from pydantic import BaseModel, Field
+
+    from sre_agent.schemas import WindowPoints
+    from sre_agent.schemas.codec import DecodeError, _int_plan, decode
+
+    assert _int_plan(WindowPoints) == (("schema_version",), False)
+    big = b'{"service":["a"],"metric":["m"],"t":[1.0],"total":[1.0],"count":[%d]}'
+    with pytest.raises(DecodeError, match="less than or equal"):
+        decode(WindowPoints, big % 2**70)
+    assert decode(WindowPoints, big % 3).count == [3]
+
+    class Loose(BaseModel):
+        n: list[Annotated[int, Field(ge=0)]]  # no upper bound
+
+    class Wide(BaseModel):
+        n: list[Annotated[int, Field(ge=0, le=2**70)]]
+
+    assert _int_plan(Loose)[1] and _int_plan(Wide)[1]
+    with pytest.raises(DecodeError, match="64-bit"):
+        decode(Wide, b'{"n": [%d]}' % 2**66)

@@ -72,10 +72,30 @@ def _has_int(tp: Any, seen: set[Any]) -> bool:
     if origin is typing.Literal:
         return False
     if origin is typing.Annotated:
-        return _has_int(typing.get_args(tp)[0], seen)
+        base, *meta = typing.get_args(tp)
+        if base is int and _in_range(meta):
+            return False  # validation keeps it within what orjson encodes
+        return _has_int(base, seen)
     if origin is not None:  # unions, containers
         return any(_has_int(a, seen) for a in typing.get_args(tp) if a is not Ellipsis)
     return True  # unknown typing construct: be safe
+
+
+def _in_range(meta: list[Any]) -> bool:
+    """Whether the constraints ``meta`` of an ``Annotated[int, ...]`` (annotated-types
+    bounds, directly or in a pydantic ``Field``) keep it within 64 bits."""
+    lo = hi = None
+    for m in meta:
+        for c in [m, *getattr(m, "metadata", ())]:
+            for name in ("ge", "gt"):
+                v = getattr(c, name, None)
+                if isinstance(v, int) and not isinstance(v, bool):
+                    lo = v if lo is None else max(lo, v)
+            for name in ("le", "lt"):
+                v = getattr(c, name, None)
+                if isinstance(v, int) and not isinstance(v, bool):
+                    hi = v if hi is None else min(hi, v)
+    return lo is not None and hi is not None and _INT_MIN <= lo and hi <= _INT_MAX
 
 
 def _int_plan(model: type[BaseModel]) -> tuple[tuple[str, ...], bool]:

@@ -134,20 +134,26 @@ def test_a_caller_slowed_by_its_calls_is_not_the_root() -> None:
     assert ranked[0].service == "db", [(c.service, c.score) for c in ranked]
 
 
+def db_delay(seed: int) -> dict[tuple[str, str], tuple[np.ndarray, np.ndarray]]:
+    """A network delay on db as its callers measure it: web, api and worker (api and worker
+    call db) serve and call slower; db's own timer and cache see nothing."""
+    return {
+        ("web", "latency_p90"): series(0.1, 0.05, seed, jump=0.3),
+        ("web", "client_latency_p90"): series(0.08, 0.05, seed + 1, jump=0.3),
+        ("api", "latency_p90"): series(0.05, 0.05, seed + 2, jump=0.3),
+        ("api", "client_latency_p90"): series(0.04, 0.05, seed + 3, jump=0.3),
+        ("worker", "latency_p90"): series(0.2, 0.05, seed + 4, jump=0.3),
+        ("worker", "client_latency_p90"): series(0.03, 0.05, seed + 5, jump=0.3),
+        ("db", "latency_p90"): series(0.01, 0.05, seed + 6),
+        ("cache", "latency_p90"): series(0.002, 0.05, seed + 7)}
+
+
 def test_a_delay_seen_only_by_the_callers_points_at_their_common_callee() -> None:
     # a network delay on db: db's own timer sees nothing, its callers api and worker measure
     # slower calls; cache (api's other callee) is not called by worker. The old ranking had
     # nothing against db and blamed a caller
     edges = [*EDGES, ("worker", "db")]
-    w = IncidentWindow(start=START, edges=edges, symptom={"service": "web"}, series={
-        ("web", "latency_p90"): series(0.1, 0.05, 1, jump=0.3),
-        ("web", "client_latency_p90"): series(0.08, 0.05, 2, jump=0.3),
-        ("api", "latency_p90"): series(0.05, 0.05, 3, jump=0.3),
-        ("api", "client_latency_p90"): series(0.04, 0.05, 4, jump=0.3),
-        ("worker", "latency_p90"): series(0.2, 0.05, 5, jump=0.3),
-        ("worker", "client_latency_p90"): series(0.03, 0.05, 6, jump=0.3),
-        ("db", "latency_p90"): series(0.01, 0.05, 7),
-        ("cache", "latency_p90"): series(0.002, 0.05, 8)})
+    w = IncidentWindow(start=START, edges=edges, symptom={"service": "web"}, series=db_delay(1))
     ranked = rank_window(w)
     assert ranked[0].service == "db", [(c.service, c.score) for c in ranked]
     assert any("calls to db got slower" in e for e in ranked[0].evidence)
@@ -203,15 +209,8 @@ def test_slower_calls_into_a_service_are_not_explained_away_by_its_dependency() 
     cpu = series(20.0, 0.05, 41)
     cpu[1][T >= START] *= 3.0
     w = IncidentWindow(start=START, edges=edges, symptom={"service": "web"}, series={
-        ("web", "latency_p90"): series(0.1, 0.05, 42, jump=0.3),
-        ("web", "client_latency_p90"): series(0.08, 0.05, 43, jump=0.3),
-        ("api", "latency_p90"): series(0.05, 0.05, 44, jump=0.3),
-        ("api", "client_latency_p90"): series(0.04, 0.05, 45, jump=0.3),
-        ("worker", "latency_p90"): series(0.2, 0.05, 46, jump=0.3),
-        ("worker", "client_latency_p90"): series(0.03, 0.05, 47, jump=0.3),
-        ("db", "latency_p90"): series(0.01, 0.05, 48),
-        ("db", "client_latency_p90"): series(0.004, 0.05, 49),
-        ("store", "cpu"): cpu, ("cache", "latency_p90"): series(0.002, 0.05, 50)})
+        **db_delay(42), ("db", "client_latency_p90"): series(0.004, 0.05, 50),
+        ("store", "cpu"): cpu})
     ranked = rank_window(w)
     assert ranked[0].service == "db", [(c.service, c.score) for c in ranked]
     db = ranked[0]

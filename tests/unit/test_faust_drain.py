@@ -47,6 +47,9 @@ class _Loop:
         self.app = SimpleNamespace(topics=SimpleNamespace(acks_enabled_for=lambda t: True),
                                    consumer_generation_id=generation)
         self.should_stop = False
+        self.flow_active = False  # no tail check unless a test turns the flow on
+        self.app.flow_control = SimpleNamespace(is_active=lambda: self.flow_active)
+        self.end: int | None = None  # the partition's highwater
         self.consumer_stopped_errors = ()
         self.transport = SimpleNamespace(app=SimpleNamespace(should_stop=False))
         self.log = SimpleNamespace(dev=lambda *a, **k: None, info=lambda *a, **k: None,
@@ -55,6 +58,12 @@ class _Loop:
 
     async def sleep(self, _: float) -> None:
         await asyncio.sleep(0)
+
+    def assignment(self) -> set[Any]:
+        return {TP}
+
+    def highwater(self, tp: Any) -> int | None:
+        return self.end
 
     async def _add_gap(self, tp: Any, start: int, end: int) -> None:
         pass
@@ -318,3 +327,39 @@ async def test_a_message_skipped_while_the_flow_was_suspended_is_read_again() ->
     assert sought == [(TP, 0)] and expected == {TP: 0} and verified == {}
     await faust_fixes._read_skipped_again(c, expected, verified)
     assert sought == [(TP, 0)]  # once
+
+
+async def test_the_last_record_of_a_partition_dropped_before_the_streams_is_read_again(
+        monkeypatch: Any) -> None:
+    """tests/chaos/test_ha_workers.py: the one record of a taken-over sre-actions
+    partition never reached the executor and nothing read it again (a dropped record is
+    otherwise noticed by the jump of a later one). When the log holds records past the
+    expected offset and none came for a while, the partition is read again from it,
+    once per offset."""
+    _patched()
+    clock = [100.0]
+
+    def monotonic() -> float:
+        clock[0] += 0.5
+        return clock[0]
+
+    monkeypatch.setattr(faust_fixes, "_clock", monotonic)
+    # the delivery of 5 is cut short (the flow was suspended), then nothing comes
+    state = _Loop([[_msg(5, 2)]] + [[] for _ in range(12)], generation=2, read_offset=5,
+                  slow_delivery={5})
+    state.flow_active, state.end = True, 6
+    state.__dict__[faust_fixes.EXPECTED] = {TP: 5}
+    seeks: list[int] = []
+
+    async def seek(tp: Any, offset: int) -> None:
+        seeks.append(offset)
+
+    state.seek = seek  # type: ignore[attr-defined]
+    assert await _run(faust_fixes._drain_messages, state) == []
+    assert seeks == [5]  # once, after the grace
+    state = _Loop([[] for _ in range(12)], generation=2, read_offset=6)
+    state.flow_active, state.end = True, 6  # all handed on: nothing to read again
+    state.__dict__[faust_fixes.EXPECTED] = {TP: 6}
+    state.seek = seek  # type: ignore[attr-defined]
+    await _run(faust_fixes._drain_messages, state)
+    assert seeks == [5]

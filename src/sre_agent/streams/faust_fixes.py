@@ -210,8 +210,11 @@ def apply() -> None:
         generation = self.app.consumer_generation_id
         expected = consumer.__dict__.setdefault(EXPECTED, {})
         consumer.__dict__[BEGINNINGS] = begins
+        sought_at = consumer.__dict__.setdefault(SOUGHT_AT, {})
+        now = time.monotonic()
         for tp, offset in offsets.items():
             sought[tp] = generation
+            sought_at[tp] = now
             start = offset if offset else begins.get(tp)
             if start is None:
                 expected.pop(tp, None)
@@ -444,6 +447,49 @@ def _skipped_by_stream(self: Any, message: Any) -> bool:
     return True
 
 
+#: consumer attribute: tp -> when it was last sought (monotonic seconds)
+SOUGHT_AT = "sre_sought_at"
+#: the fetch loop's clock (a test replaces it without touching asyncio's)
+_clock = time.monotonic
+
+
+async def _read_undelivered_tail(self: Any, expected: dict[Any, int],
+                                 verified: dict[Any, int], last_seen: dict[Any, float],
+                                 stalled: dict[Any, int], now: float) -> None:
+    """Seek a partition back to its expected offset, once per offset, when the log
+    holds records past it and none of them came for :data:`HOLE_GRACE` seconds.
+
+    Whatever drops a fetched record before the streams get it (a delivery cut short by
+    a suspended flow, a record stamped with an older generation) counts on a later
+    record's jump or on the next rebalance's seek to read it again; the last record of
+    a partition has no later one. Seen in tests/chaos/test_ha_workers.py: the one
+    record of a taken-over ``sre-actions`` partition never reached the executor, and no
+    commit was ever made for it. A spurious seek only fetches again what was not
+    handed on."""
+    if not self.flow_active or not self.app.flow_control.is_active():
+        return
+    assigned = self.assignment()
+    sought_at = self.__dict__.get(SOUGHT_AT, {})
+    for tp, exp in list(expected.items()):
+        if exp is None or tp not in assigned or stalled.get(tp) == exp:
+            continue
+        quiet_since = max(last_seen.setdefault(tp, now), sought_at.get(tp, 0.0))
+        if now - quiet_since < HOLE_GRACE:
+            continue
+        try:
+            end = self.highwater(tp)
+        except Exception:  # noqa: BLE001 - not fetched yet: nothing known to be missing
+            continue
+        if end is None or end <= exp:
+            continue
+        stalled[tp] = exp
+        _log.warning("%s: records up to %d in the log, none handed on from %d for %.0f s: "
+                     "reading again from %d", tp, end, exp, now - quiet_since, exp)
+        verified.pop(tp, None)
+        last_seen[tp] = now
+        await self.seek(tp, exp)
+
+
 #: consumer attribute: tp -> (generation, the first offset a stream skipped in it
 #: while the flow was suspended), read again once the flow is on
 SKIPS = "sre_skips"
@@ -531,6 +577,10 @@ async def _drain_messages(self: Any, fetcher: Any) -> None:  # pragma: no cover 
     expected = self.__dict__.setdefault(EXPECTED, {})  # CHANGED
     verified: dict[Any, int] = {}  # CHANGED: expected offsets already read again
     reseek: dict[Any, int] = {}  # CHANGED: partitions to read again after this batch
+    last_seen: dict[Any, float] = {}  # CHANGED: tp -> when a record of it last came
+    stalled: dict[Any, int] = {}  # CHANGED: tp -> expected offset already read again
+    next_tail_check = 0.0  # CHANGED
+    monotonic = _clock  # CHANGED
 
     yield_every = 100
     num_since_yield = 0
@@ -552,6 +602,7 @@ async def _drain_messages(self: Any, fetcher: Any) -> None:  # pragma: no cover 
                         num_since_yield = 0
 
                     offset = message.offset
+                    last_seen[tp] = monotonic()  # CHANGED
                     if tp in reseek:  # CHANGED: read again from its expected offset
                         continue
                     r_offset = get_read_offset(tp)
@@ -602,6 +653,11 @@ async def _drain_messages(self: Any, fetcher: Any) -> None:  # pragma: no cover 
                     tp, exp = reseek.popitem()
                     await self.seek(tp, exp)
                 await _read_skipped_again(self, expected, verified)  # CHANGED
+                now = monotonic()  # CHANGED
+                if now >= next_tail_check:
+                    next_tail_check = now + 1.0
+                    await _read_undelivered_tail(self, expected, verified, last_seen,
+                                                 stalled, now)
                 unset_flag(flag_consumer_fetching)
 
     except self.consumer_stopped_errors:

@@ -110,14 +110,16 @@ def same_scores(params: dict[str, Any], data: list[tuple[float, float]]) -> Tail
     {}, {"run_rho": 0.5, "reseed_after": 10, "tail_gate": 0.3, "decluster": False},
     {"counts": True}, {"decluster": True}, {"decluster": True, "u2": 4.0},
     {"scale_gate": 0.3, "reseed_after": 10},
-    {"decluster": False, "gate": 0.3, "err_tau": 0.0, "scale_rate": 0.005}])  # defaults until v5
+    {"decluster": False, "gate": 0.3, "err_tau": 0.0, "scale_rate": 0.005},  # defaults until v5
+    {"regime_hold": 3600.0}, {"regime_hold": 3600.0, "counts": True, "calm_decay": 0.5}])
 def test_fast_path_equals_the_river_reference(params: dict[str, Any]) -> None:
     same_scores(params, series())
 
 
 @pytest.mark.parametrize("params", [
     {"weekly": True}, {"interpolate": True},
-    {"weekly": True, "decluster": True, "excursion_hold": 0.97, "err_tau": 86400.0, "gate": 0.6}])
+    {"weekly": True, "decluster": True, "excursion_hold": 0.97, "err_tau": 86400.0, "gate": 0.6},
+    {"weekly": True, "regime_hold": 86400.0}])
 def test_fast_path_equals_the_river_reference_over_weeks(params: dict[str, Any]) -> None:
     data = weekly_series()
     bank = same_scores(params, data)
@@ -194,7 +196,9 @@ def test_bank_state_is_compact() -> None:
     # a few KiB per series (checkpointed to the table): the daily and weekly profiles
     # (48 + 336 half hours) are most of it
     assert WIDTH * 8 <= 4096
-    assert TailBank().width * 8 <= 1024  # without the weekly profile (the default)
+    # without the weekly profile (the default): 133 columns since state version 6 (the
+    # previous regime and the excursion cluster: 8 more)
+    assert TailBank().width * 8 <= 1088
 
 
 def test_calibrated_predictive_learns_its_error_statistics() -> None:

@@ -94,3 +94,35 @@ def test_a_steady_ramp_seen_for_hours_is_no_daily_shape_and_no_anomaly() -> None
         out += det.update(MetricBatch(source="t", series=[
             {"name": "memory_limit_ratio", "labels": {"service": "payments"}, "points": pts}]))
     assert out == []
+
+
+def test_option_previous_regime_a_return_is_no_new_anomaly_and_the_next_one_is_seen() -> None:
+    # a 2-hour excursion the baseline partly learns, the series returns to where it was,
+    # and an hour later it jumps again (the shape of KPI adb2fde9... rows 79185-79400):
+    # the return must not alert, and the next jump must be judged against the calm
+    # series' scale, not against the scale widened by the excursion
+    rng = np.random.default_rng(5)
+    v = 100 + rng.normal(0, 2, 2 * DAY)
+    a = DAY + 300
+    v[a:a + 120] += 60
+    v[a + 180] += 30
+    s = run(v, regime_hold=86400.0)  # an option, off by default (docs/cognition.md)
+    assert s[a] >= 0.7
+    assert onsets(s[a + 121:a + 175]) == 0  # the return
+    assert s[a + 180] >= 0.7  # 15 sigma of the calm series
+    old = run(v)  # without the previous regime (the default): both fail
+    assert onsets(old[a + 121:a + 175]) == 1 and old[a + 180] < 0.7
+
+
+def test_a_cluster_of_excursions_alerts_once_unless_it_grows() -> None:
+    rng = np.random.default_rng(6)
+    v = 100 + rng.normal(0, 2, 2 * DAY)
+    a = DAY + 300
+    for k in range(4):  # four 12-sigma spikes, two calm samples apart: one cluster
+        v[a + 3 * k] += 24
+    v[a + 14] += 60  # still the cluster (within 5 samples), and much worse: alerts again
+    s = run(v)
+    assert onsets(s[a:a + 12]) == 1
+    assert onsets(s[a + 12:a + 20]) == 1
+    old = run(v, realert_gap=0)  # state v5: every spike of the burst opened an alert
+    assert onsets(old[a:a + 12]) >= 3

@@ -157,6 +157,10 @@ class CalibratedTail(base.AnomalyDetector):
         self.levw = self.ew = 0.0
         self.wprof = [0.0] * WSLOTS if p.weekly else []
         self.tail = _Tail(p.lam0, p.beta0, p.u2)
+        #: the previous regime (level, plain level, scale, quantile, weekly level, last sync time)
+        self.olev = self.olevn = self.osc = self.oq98 = self.olevw = self.ot = 0.0
+        #: calm samples since the last excursion beyond ``u``, the peak point score of its cluster
+        self.gap, self.cpk = math.inf, 0.0
 
     # ---------------------------------------------------------------- helpers
     def _phase(self, t: float) -> tuple[int, int, float]:
@@ -196,14 +200,44 @@ class CalibratedTail(base.AnomalyDetector):
             run = s + p.run_rho * (abs(self.run) if same else 0.0)
             s = max(s, p.run_gain * run)
         point = s / (s + SURPRISAL_HALF)
+        q98 = self.q98
+        calm_o = True  # calm under the previous regime (it is the current one when synced)
+        if p.regime_hold > 0 and not fresh and self.ot < self.last_t:
+            use_w = p.weekly and t - self.first_t >= WEEK and \
+                self.ew < (self.es if use else self.en) * p.seasonal_gain
+            exp_o = self.olevw + pw if use_w else (self.olev + prof if use else self.olevn)
+            fl_o = max(p.rel_floor * magn, self.oq98 * p.q98_floor) + 1e-12
+            if p.counts:
+                fl_o = max(fl_o, math.sqrt(abs(exp_o) + 1.0))
+            scale_o = max(self.osc * 1.2533, fl_o)
+            z_o = (y - exp_o) / scale_o
+            s_o = self.tail.surprisal(z_o, p.u)
+            point_o = s_o / (s_o + SURPRISAL_HALF)
+            calm_o = point_o < p.gate
+            if point >= p.gate and calm_o and t - self.ot <= p.regime_hold:
+                # back to the previous regime: anomalous under the current baseline, not under it
+                expected, r, scale, z, s, run, point = exp_o, y - exp_o, scale_o, z_o, s_o, s_o, point_o
+                lev, levn, sc, q98, levw = self.olev, self.olevn, self.osc, self.oq98, self.olevw
         ok = fresh or t > self.last_t
         if self.n < self.warmup or not ok:
             point = 0.0
         on = p.excursion_hold > 0 and ((self.run > 0 and z > p.u) or (self.run < 0 and z < -p.u))
-        shown = max(point, self.held * (p.excursion_hold if on else p.decay)) if ok else 0.0
+        fade = p.excursion_hold if on else p.decay
+        if not on and p.calm_decay > 0 and abs(z) < p.calm_z:
+            fade = p.calm_decay
+        faded = self.held * fade
+        shown = max(point, faded)
+        hit = abs(z) > p.u
+        incl = hit and self.gap <= p.realert_gap and p.realert_gap > 0
+        if incl and point <= self.cpk:  # the same cluster, not worse: no new alert
+            shown = max(faded, min(point, self.held))
+        cpk = (max(self.cpk, point) if incl else point) if hit else self.cpk
+        gap = 0.0 if hit else min(self.gap + 1.0, 1e9)
+        if not ok:
+            shown = 0.0
         return {"run": run if z > 0 else -run, "b0": b0, "b1": b1, "w": w, "pw": pw, "levw": levw, "f": f, "prof": prof, "lev": lev, "levn": levn, "magn": magn,
                 "expected": expected, "r": r, "scale": scale, "sc": sc, "z": z, "point": point,
-                "shown": shown, "ok": ok}
+                "shown": shown, "ok": ok, "q98": q98, "calm_o": calm_o, "gap": gap, "cpk": cpk}
 
     # ---------------------------------------------------------------- River API
     def score_one(self, x: dict[str, float]) -> float:
@@ -237,7 +271,7 @@ class CalibratedTail(base.AnomalyDetector):
             gs = 1.0
         self.scale = a["sc"] + max(p.scale_rate, inv) * gs * (min(ra, cl) - a["sc"])
         self.magn = a["magn"] + max(5e-4, inv) * (abs(y) - a["magn"])
-        q = self.q98 if self.q98 > 0 else max(ra, 1e-12)
+        q = a["q98"] if a["q98"] > 0 else max(ra, 1e-12)
         eta_q = max(0.05, 2.0 * inv)
         self.q98 = q + eta_q * (ra - q) if ra > q else q * math.exp(-0.02 * eta_q)
         rate_t = max(p.tail_rate, 1.0 / (self.n + p.prior_n))
@@ -280,6 +314,12 @@ class CalibratedTail(base.AnomalyDetector):
         else:
             self.es += ae * (min(abs(es), cl) - self.es)
             self.en += ae * (min(abs(en), cl) - self.en)
+        if p.regime_hold > 0 and (fresh or (a["point"] < p.gate and a["calm_o"])
+                                  or t - self.ot > p.regime_hold):
+            self.olev, self.olevn, self.osc, self.oq98 = self.level, self.levn, self.scale, self.q98
+            self.olevw, self.ot = self.levw, t
+        if p.realert_gap > 0:
+            self.gap, self.cpk = a["gap"], a["cpk"]
         self.held = a["shown"]
         self.run = peak if p.decluster else a["run"]
         self.last_t = t

@@ -47,7 +47,11 @@ Per series, one step (score first, then learn):
    ``p = 10**-3.5 = 3.2e-4`` per sample: on a series whose residuals follow
    the fitted tail, about one sample in 3,200 (0.45 a day at one sample a
    minute). The user-facing score holds the peak: ``shown = max(score,
-   decay * previous shown)`` so an episode cannot flap around the threshold.
+   decay * previous shown)`` so an episode cannot flap around the threshold; within a
+   cluster of excursions (``realert_gap``) only an escalation can raise it again.
+5. **previous regime** — while the series departs from its baseline, the baseline
+   before the departure is kept (``regime_hold``); a sample anomalous under the
+   current baseline but calm under the previous one restores it (a return).
 
 Rows of samples not after the series' last one (``t <= last_t``) are neither
 scored nor learned (score 0). A series scores 0 during its first ``warmup``
@@ -94,9 +98,11 @@ _LN10 = math.log(10.0)
 
 # ---- row layout (float64 columns)
 (N, LAST_T, DTAVG, LEVEL, LEVN, SCALE, Q98, MAGN, LU, BU, LD, BD, REF, ES, EN, HELD,
- FIRST_T, RUN, NANOM, LU2, BU2, LD2, BD2, LEVW, EW) = range(25)
+ FIRST_T, RUN, NANOM, LU2, BU2, LD2, BD2, LEVW, EW, OLEV, OLEVN, OSC, OQ98, OLEVW, OT, GAP, CPK) = range(33)
+#: the columns the previous regime (OLEV ... OLEVW) copies
+_SYNCED = [LEVEL, LEVN, SCALE, Q98, LEVW]
 #: columns free for the detector's alert bookkeeping (open flag, opened_t, ...)
-USER = 25
+USER = 33
 USER_COLS = 4
 PROF = USER + USER_COLS  # SLOTS profile offsets
 PROF_T = PROF + SLOTS  # seconds learned per slot (capped)
@@ -220,6 +226,18 @@ class TailBank(RowBank):
         Seconds over which the one-step errors that choose the profile are averaged
         (0: ``err_rate`` per sample); at least a cycle, so the choice does not lapse
         between a square wave's edges.
+    calm_decay, calm_z
+        Option (0: off): the shown score's held peak fades at ``calm_decay`` per sample
+        once the sample is back within ``calm_z`` scales.
+    regime_hold
+        Seconds the previous regime (the baseline at the last sample calm under both it
+        and the current one) is kept while the series departs from it; a sample anomalous
+        under the current baseline but calm under the previous one restores it (a return
+        is no new anomaly). 0: off.
+    realert_gap
+        Excursions beyond ``u`` separated by at most this many calm samples are one
+        cluster; within it a sample no worse than the cluster's peak point score cannot
+        raise the shown score (one alert per burst, a new one only if it grows). 0: off.
     """
 
     width = WPROF  #: columns of a row without the weekly profile (``weekly=False``)
@@ -232,7 +250,9 @@ class TailBank(RowBank):
                  tail_gate: float = 1.0, u2: float = 0.0, profile_gated: float = 1.0,
                  interpolate: bool = False, decluster: bool = True, weekly: bool = False,
                  excursion_hold: float = 0.0, err_tau: float = 86400.0,
-                 scale_gate: float | None = None, capacity: int = 1024) -> None:
+                 scale_gate: float | None = None, calm_decay: float = 0.0, calm_z: float = 1.0,
+                 regime_hold: float = 0.0, realert_gap: int = 5,
+                 capacity: int = 1024) -> None:
         if decluster and run_rho > 0:
             raise ValueError("decluster keeps the excursion peak where run_rho keeps its run: "
                              "use one of them")
@@ -240,6 +260,10 @@ class TailBank(RowBank):
         if excursion_hold > 0 and not decluster:
             raise ValueError("excursion_hold needs decluster (the excursion's peak is its state)")
         self.excursion_hold = excursion_hold
+        self.calm_decay = calm_decay
+        self.calm_z = calm_z
+        self.regime_hold = regime_hold
+        self.realert_gap = realert_gap
         self.weekly = weekly
         self.width = WIDTH if weekly else WPROF  # the weekly profile: 336 more columns
         self.warmup = warmup
@@ -401,16 +425,88 @@ class TailBank(RowBank):
         else:
             run = s
         point = s / (s + SURPRISAL_HALF)
+        sc_now, q98 = sc, X[:, Q98]
+        calm_o = None  #: per row, calm under the previous regime (None: all rows)
+        if self.regime_hold > 0:  # the previous regime, kept while the series departs from it
+            # rows synced at their last sample hold the previous regime = the current state
+            # (same score): only the frozen ones are scored under it
+            fz = np.flatnonzero(X[:, OT] < X[:, LAST_T])
+            if fz.size:
+                exp_o = np.where(use[fz], X[fz, OLEV] + prof[fz], X[fz, OLEVN])
+                if self.weekly:
+                    exp_o = np.where(use_w[fz], X[fz, OLEVW] + pw[fz], exp_o)
+                vz = v[fz]
+                fl_o = np.maximum(self.rel_floor * magn[fz], X[fz, OQ98] * self.q98_floor) + 1e-12
+                if self.counts:
+                    fl_o = np.maximum(fl_o, np.sqrt(np.abs(exp_o) + 1.0))
+                scale_o = np.maximum(X[fz, OSC] * 1.2533, fl_o)
+                z_o = (vz - exp_o) / scale_o
+                za_o = np.abs(z_o)
+                up_o = z_o > 0
+                lam_o = np.maximum(np.where(up_o, lu[fz], ld[fz]), 1e-9)
+                beta_o = np.where(up_o, bu[fz], bd[fz])
+                s0_o = -np.log10(lam_o)
+                zu_o = za_o / self.u
+                s_o = np.where(za_o > self.u, s0_o + (za_o - self.u) / (beta_o * _LN10),
+                               s0_o * zu_o * zu_o)
+                p_o = s_o / (s_o + SURPRISAL_HALF)
+                calm_o = np.ones(k, bool)
+                calm_o[fz] = p_o < self.gate
+                # back to the previous regime: anomalous under the current baseline, normal
+                # under the previous one
+                bk = (point[fz] >= self.gate) & (p_o < self.gate) & (
+                    t[fz] - X[fz, OT] <= self.regime_hold)
+                if bk.any():
+                    rows = fz[bk]
+                    expected = expected.copy()
+                    expected[rows] = exp_o[bk]
+                    r = v - expected
+                    ra = np.abs(r)
+                    scale = scale.copy()
+                    scale[rows] = scale_o[bk]
+                    z = z.copy()
+                    z[rows] = z_o[bk]
+                    za = np.abs(z)
+                    up = z > 0
+                    s = s.copy()
+                    s[rows] = s_o[bk]
+                    run = s
+                    point = point.copy()
+                    point[rows] = p_o[bk]
+                    lev, levn, sc_now, q98 = lev.copy(), levn.copy(), sc_now.copy(), q98.copy()
+                    lev[rows] = X[rows, OLEV]
+                    levn[rows] = X[rows, OLEVN]
+                    sc_now[rows] = X[rows, OSC]
+                    q98[rows] = X[rows, OQ98]
+                    if self.weekly:
+                        levw = levw.copy()
+                        levw[rows] = X[rows, OLEVW]
+                    exp_s = lev + prof
         warm = n >= self.warmup
         if not all_ok:
             warm &= ok
         point[~warm] = 0.0
+        held = X[:, HELD]
         if self.excursion_hold > 0:  # one excursion, one episode: its peak fades slower
             pk = X[:, RUN]
             on = ((pk > 0) & (z > self.u)) | ((pk < 0) & (z < -self.u))
-            shown = np.maximum(point, X[:, HELD] * np.where(on, self.excursion_hold, self.decay))
+            faded = held * np.where(on, self.excursion_hold, self.decay)
+        elif self.calm_decay > 0:  # back within calm_z scales: the episode's hold fades fast
+            faded = held * np.where(za < self.calm_z, self.calm_decay, self.decay)
         else:
-            shown = np.maximum(point, X[:, HELD] * self.decay)
+            faded = held * self.decay
+        shown = np.maximum(point, faded)
+        if self.realert_gap > 0:  # a cluster of excursions is one episode: re-alert only if worse
+            hit = za > self.u
+            gap = X[:, GAP]
+            if any_fresh:
+                gap = np.where(fresh, np.inf, gap)
+            cpk = X[:, CPK]
+            incl = hit & (gap <= self.realert_gap)
+            same = incl & (point <= cpk)
+            shown = np.where(same, np.maximum(faded, np.minimum(point, held)), shown)
+            new_cpk = np.where(hit, np.where(incl, np.maximum(cpk, point), point), cpk)
+            new_gap = np.where(hit, 0.0, np.minimum(gap + 1.0, 1e9))
         if not all_ok:
             shown[~ok] = 0.0
         parts = np.stack([point, shown], axis=1)
@@ -440,14 +536,13 @@ class TailBank(RowBank):
         else:
             gs = g
         a_s = np.maximum(self.scale_rate, inv) * gs
-        X[:, SCALE] = sc + a_s * (rc - sc)
+        X[:, SCALE] = sc_now + a_s * (rc - sc_now)
         X[:, MAGN] = magn + np.maximum(5e-4, inv) * (np.abs(v) - magn)
         # a high quantile of |residual| (up: 5 % of the way to an exceeding sample, down:
         # x 0.999 otherwise; about the 94th percentile of a normal residual, the typical
         # excursion of a mostly-constant series); ungated: it cannot collapse, whatever
         # share of samples is anomalous, and starts from the first excursion
-        q = X[:, Q98]
-        q = np.where(q > 0, q, np.maximum(ra, 1e-12))
+        q = np.where(q98 > 0, q98, np.maximum(ra, 1e-12))
         eta_q = np.maximum(0.05, 2.0 * inv)
         X[:, Q98] = np.where(ra > q, q + eta_q * (ra - q), q * np.exp(-0.02 * eta_q))
         # tail: exceedance rate per side and winsorised mean excess per exceedance
@@ -523,6 +618,23 @@ class TailBank(RowBank):
             X[fresh, EN] = 0.0
             X[fresh, EW] = 0.0
             X[fresh, FIRST_T] = t[fresh]
+        if self.regime_hold > 0:  # the previous regime follows while it explains the samples
+            sync = point < self.gate
+            if calm_o is not None:
+                sync &= calm_o
+            sync |= t - X[:, OT] > self.regime_hold
+            if any_fresh:
+                sync |= fresh
+            keep_o = np.flatnonzero(~sync)  # frozen: the previous regime stays
+            if keep_o.size:
+                frozen_o = X[keep_o, OLEV:OT + 1].copy()
+            X[:, OLEV:OLEVW + 1] = X[:, _SYNCED]
+            X[:, OT] = t
+            if keep_o.size:
+                X[keep_o, OLEV:OT + 1] = frozen_o
+        if self.realert_gap > 0:
+            X[:, GAP] = new_gap
+            X[:, CPK] = new_cpk
         X[:, HELD] = shown
         X[:, RUN] = run if self.decluster else np.where(up, run, -run)
         X[:, LAST_T] = t

@@ -53,7 +53,7 @@ RECOVERY_SAMPLES = 3
 HYSTERESIS = 0.8
 #: alert bookkeeping columns in the bank row
 OPEN, OPENED_T, NRUN, PEAK = USER, USER + 1, USER + 2, USER + 3
-_VERSION = b"\x05"  #: 5: declustered tail, faster scale (4: 2 more columns; older state is relearned)
+_VERSION = b"\x06"  #: 6: one alert per cluster, previous-regime columns (5: declustered tail; older state is relearned)
 _chain = itertools.chain.from_iterable
 
 

@@ -185,6 +185,7 @@ async def test_three_workers_one_killed_post_and_act_exactly_once(
                 for w in alive:  # where is the missing one? lag per partition, task stacks
                     st = w.status()
                     print(w.workdir.name, "lag:", {k: v for k, v in st["lag"].items() if v},
+                          "handover:", st.get("handover"),
                           "events_in:", st["events_in"], "assigned:", st["broker"]["assigned"])
                     os.kill(w.proc.pid, signal.SIGUSR1)  # mode.Worker logs every task's stack
                 print("vote answers:", answers)

@@ -246,6 +246,8 @@ def register(ctx: StreamContext) -> None:
             action, check, raw = await ctx.decode_signed(SreAction, event, stage="executor")
             if action is None:
                 continue
+            m = event.message
+            log.info("executor %s[%d]@%d %s", m.topic, m.partition, m.offset, action.action_id)
             try:
                 before = None
                 if store is not None and store.pool is not None:

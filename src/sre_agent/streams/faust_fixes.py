@@ -155,7 +155,7 @@ from faust.transport.producer import ProducerBuffer
 from faust.utils.functional import consecutive_numbers
 
 __all__ = ["BEFORE_WAIT_EMPTY", "REWINDS", "STATE_POSITIONS", "apply", "before_wait_empty",
-           "resume_from_state"]
+           "handover", "resume_from_state"]
 
 #: app attribute: list of ``async () -> None`` run before ``Consumer.wait_empty``
 BEFORE_WAIT_EMPTY = "sre_before_wait_empty"
@@ -580,6 +580,7 @@ async def _drain_messages(self: Any, fetcher: Any) -> None:  # pragma: no cover 
     last_seen: dict[Any, float] = {}  # CHANGED: tp -> when a record of it last came
     stalled: dict[Any, int] = {}  # CHANGED: tp -> expected offset already read again
     next_tail_check = 0.0  # CHANGED
+    stale: dict[Any, Any] = {}  # CHANGED: tp -> older generation last logged
     monotonic = _clock  # CHANGED
 
     yield_every = 100
@@ -613,6 +614,12 @@ async def _drain_messages(self: Any, fetcher: Any) -> None:  # pragma: no cover 
                             # the streams skip it and the seek fetches it again, so it
                             # is not read (marked read, it pushed the read offset past
                             # the refetch)
+                            if stale.get(tp) != message.generation_id:
+                                stale[tp] = message.generation_id
+                                _log.info("%s: offset %d fetched in generation %s, now %s: "
+                                          "left for the seek", tp, offset,
+                                          message.generation_id,
+                                          self.app.consumer_generation_id)
                             continue
                         # CHANGED: each partition is delivered in order from where it
                         # was sought. A jump past the expected offset is read again from
@@ -677,6 +684,36 @@ async def _drain_messages(self: Any, fetcher: Any) -> None:  # pragma: no cover 
         raise
     finally:
         unset_flag(flag_consumer_fetching)
+
+
+def handover(app: Any) -> dict[str, dict[str, Any]]:
+    """Partitions whose log holds records past the offset their streams expect next:
+    ``{"topic:p": {"expected", "end", "paused", "quiet_seconds"}}`` (for ``/status``;
+    a partition that stays here is not being read)."""
+    consumer = getattr(app, "_consumer", None)
+    if consumer is None:
+        return {}
+    out: dict[str, dict[str, Any]] = {}
+    try:
+        assigned = consumer.assignment()
+        paused = set(consumer._thread._ensure_consumer().paused())
+    except Exception:  # noqa: BLE001 - not started or stopping: nothing to say
+        return out
+    sought_at = consumer.__dict__.get(SOUGHT_AT, {})
+    now = _clock()
+    for tp, exp in list(consumer.__dict__.get(EXPECTED, {}).items()):
+        if exp is None or tp not in assigned:
+            continue
+        try:
+            end = consumer.highwater(tp)
+        except Exception:  # noqa: BLE001
+            end = None
+        if end is not None and end <= exp:
+            continue
+        out[f"{tp.topic}:{tp.partition}"] = {
+            "expected": exp, "end": end, "paused": tp in paused,
+            "since_seek_seconds": round(now - sought_at[tp], 1) if tp in sought_at else None}
+    return out
 
 
 def before_wait_empty(app: Any, hook: Callable[[], Awaitable[None]]) -> None:

@@ -8,6 +8,7 @@ from typing import Any
 from faust.web import Request, Response, View
 
 from ..streams.context import StreamContext
+from ..streams.faust_fixes import handover
 from .auth import Principal
 from .http import Api, BadRequest
 
@@ -65,6 +66,8 @@ def status_payload(ctx: StreamContext) -> dict[str, Any]:
         "recovery": _recovery(app),
         "lag": lag,
         "lag_total": sum(lag.values()),
+        # partitions with records past what their streams expect next (not yet read)
+        "handover": handover(app),
         "tables": tables,
         "events_in": dict(stats.events_in),
         "events_out": dict(stats.events_out),

@@ -96,7 +96,7 @@ def test_a_steady_ramp_seen_for_hours_is_no_daily_shape_and_no_anomaly() -> None
     assert out == []
 
 
-def test_option_previous_regime_a_return_is_no_new_anomaly_and_the_next_one_is_seen() -> None:
+def test_a_return_to_the_previous_regime_is_no_new_anomaly_and_the_next_one_is_seen() -> None:
     # a 2-hour excursion the baseline partly learns, the series returns to where it was,
     # and an hour later it jumps again (the shape of KPI adb2fde9... rows 79185-79400):
     # the return must not alert, and the next jump must be judged against the calm
@@ -106,11 +106,11 @@ def test_option_previous_regime_a_return_is_no_new_anomaly_and_the_next_one_is_s
     a = DAY + 300
     v[a:a + 120] += 60
     v[a + 180] += 30
-    s = run(v, regime_hold=86400.0)  # an option, off by default (docs/cognition.md)
+    s = run(v)
     assert s[a] >= 0.7
     assert onsets(s[a + 121:a + 175]) == 0  # the return
     assert s[a + 180] >= 0.7  # 15 sigma of the calm series
-    old = run(v)  # without the previous regime (the default): both fail
+    old = run(v, regime_hold=0.0)  # without the previous regime (state v5): both fail
     assert onsets(old[a + 121:a + 175]) == 1 and old[a + 180] < 0.7
 
 

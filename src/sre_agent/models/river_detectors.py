@@ -161,6 +161,8 @@ class CalibratedTail(base.AnomalyDetector):
         self.olev = self.olevn = self.osc = self.oq98 = self.olevw = self.ot = 0.0
         #: calm samples since the last excursion beyond ``u``, the peak point score of its cluster
         self.gap, self.cpk = math.inf, 0.0
+        #: with ``regime_hold``: the plain predictors' levels (never returned), which choose the profile
+        self.slev = self.slevn = 0.0
 
     # ---------------------------------------------------------------- helpers
     def _phase(self, t: float) -> tuple[int, int, float]:
@@ -202,6 +204,8 @@ class CalibratedTail(base.AnomalyDetector):
         point = s / (s + SURPRISAL_HALF)
         q98 = self.q98
         calm_o = True  # calm under the previous regime (it is the current one when synced)
+        tl = self.tail
+        plain = (scale, use, tl.lu, tl.bu, tl.ld, tl.bd)  # the current baseline's, for the choice
         if p.regime_hold > 0 and not fresh and self.ot < self.last_t:
             use_w = p.weekly and t - self.first_t >= WEEK and \
                 self.ew < (self.es if use else self.en) * p.seasonal_gain
@@ -237,7 +241,7 @@ class CalibratedTail(base.AnomalyDetector):
             shown = 0.0
         return {"run": run if z > 0 else -run, "b0": b0, "b1": b1, "w": w, "pw": pw, "levw": levw, "f": f, "prof": prof, "lev": lev, "levn": levn, "magn": magn,
                 "expected": expected, "r": r, "scale": scale, "sc": sc, "z": z, "point": point,
-                "shown": shown, "ok": ok, "q98": q98, "calm_o": calm_o, "gap": gap, "cpk": cpk}
+                "shown": shown, "ok": ok, "q98": q98, "calm_o": calm_o, "plain": plain, "gap": gap, "cpk": cpk}
 
     # ---------------------------------------------------------------- River API
     def score_one(self, x: dict[str, float]) -> float:
@@ -308,6 +312,21 @@ class CalibratedTail(base.AnomalyDetector):
             gw = max(dt / max(elapsed, 0.5 * sw), dt / (sw * p.cycles)) * gp
             self.wprof[a["w"]] = pw + gw * min(max(y - ref - pw, -cl), cl)
             self.ew = 0.0 if fresh else self.ew + ae * (min(abs(ew), cl) - self.ew)
+        if p.regime_hold > 0:  # plain predictors that never return, gated by their own score
+            slev = y - prof if fresh else self.slev
+            slevn = y if fresh else self.slevn
+            es = y - (slev + prof)
+            en = y - slevn
+            sc_p, use_p, lu, bu, ld, bd = a["plain"]
+            e = es if use_p else en
+            zp = abs(e) / sc_p
+            lam, beta = (lu, bu) if e > 0 else (ld, bd)
+            s0 = -math.log10(max(lam, 1e-9))
+            sp = s0 + (zp - p.u) / (beta * _LN10) if zp > p.u else s0 * (zp / p.u) ** 2
+            calm_p = sp / (sp + SURPRISAL_HALF) < p.gate or self.n < self.warmup
+            rate_p = max(p.alpha, inv) * (1.0 if calm_p else p.gated)
+            self.slev = slev + rate_p * min(max(es, -cl), cl)
+            self.slevn = slevn + rate_p * min(max(en, -cl), cl)
         if fresh:
             self.es = self.en = 0.0
             self.first_t = t

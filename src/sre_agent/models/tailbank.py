@@ -98,11 +98,11 @@ _LN10 = math.log(10.0)
 
 # ---- row layout (float64 columns)
 (N, LAST_T, DTAVG, LEVEL, LEVN, SCALE, Q98, MAGN, LU, BU, LD, BD, REF, ES, EN, HELD,
- FIRST_T, RUN, NANOM, LU2, BU2, LD2, BD2, LEVW, EW, OLEV, OLEVN, OSC, OQ98, OLEVW, OT, GAP, CPK) = range(33)
+ FIRST_T, RUN, NANOM, LU2, BU2, LD2, BD2, LEVW, EW, OLEV, OLEVN, OSC, OQ98, OLEVW, OT, GAP, CPK, SLEV, SLEVN) = range(35)
 #: the columns the previous regime (OLEV ... OLEVW) copies
 _SYNCED = [LEVEL, LEVN, SCALE, Q98, LEVW]
 #: columns free for the detector's alert bookkeeping (open flag, opened_t, ...)
-USER = 33
+USER = 35
 USER_COLS = 4
 PROF = USER + USER_COLS  # SLOTS profile offsets
 PROF_T = PROF + SLOTS  # seconds learned per slot (capped)
@@ -233,7 +233,8 @@ class TailBank(RowBank):
         Seconds the previous regime (the baseline at the last sample calm under both it
         and the current one) is kept while the series departs from it; a sample anomalous
         under the current baseline but calm under the previous one restores it (a return
-        is no new anomaly). 0: off.
+        is no new anomaly); the profile is then chosen from plain levels that never return.
+        0: off.
     realert_gap
         Excursions beyond ``u`` separated by at most this many calm samples are one
         cluster; within it a sample no worse than the cluster's peak point score cannot
@@ -251,7 +252,7 @@ class TailBank(RowBank):
                  interpolate: bool = False, decluster: bool = True, weekly: bool = False,
                  excursion_hold: float = 0.0, err_tau: float = 86400.0,
                  scale_gate: float | None = None, calm_decay: float = 0.0, calm_z: float = 1.0,
-                 regime_hold: float = 0.0, realert_gap: int = 5,
+                 regime_hold: float = 86400.0, realert_gap: int = 5,
                  capacity: int = 1024) -> None:
         if decluster and run_rho > 0:
             raise ValueError("decluster keeps the excursion peak where run_rho keeps its run: "
@@ -427,6 +428,7 @@ class TailBank(RowBank):
         point = s / (s + SURPRISAL_HALF)
         sc_now, q98 = sc, X[:, Q98]
         calm_o = None  #: per row, calm under the previous regime (None: all rows)
+        scale_cur = scale  #: the current baseline's scale (before a return)
         if self.regime_hold > 0:  # the previous regime, kept while the series departs from it
             # rows synced at their last sample hold the previous regime = the current state
             # (same score): only the frozen ones are scored under it
@@ -611,6 +613,25 @@ class TailBank(RowBank):
         a_ref = np.maximum(-np.expm1(-dt / 86400.0), inv) * gp
         X[:, REF] = ref + a_ref * np.clip(v - prof - ref, -cl, cl)
         # one-step errors with and without the profile decide whether it is used
+        if self.regime_hold > 0:
+            # the profile is chosen between plain predictors that never return, each gated
+            # by its own point score (a return would make the plain level a two-state one)
+            slev, slevn = X[:, SLEV], X[:, SLEVN]
+            if any_fresh:
+                slev = np.where(fresh, lev, slev)
+                slevn = np.where(fresh, levn, slevn)
+            es = v - (slev + prof)
+            en = v - slevn
+            zp = np.abs(np.where(use, es, en)) / scale_cur
+            bp = np.where(np.where(use, es, en) > 0, bu, bd)
+            lp = np.maximum(np.where(np.where(use, es, en) > 0, lu, ld), 1e-9)
+            s0p = -np.log10(lp)
+            sp = np.where(zp > self.u, s0p + (zp - self.u) / (bp * _LN10),
+                          s0p * (zp / self.u) ** 2)
+            a_p = np.maximum(self.alpha, inv) * np.where(
+                (sp / (sp + SURPRISAL_HALF) < self.gate) | ~warm, 1.0, self.gated)
+            X[:, SLEV] = slev + a_p * np.clip(es, -cl, cl)
+            X[:, SLEVN] = slevn + a_p * np.clip(en, -cl, cl)
         X[:, ES] += ae * (np.minimum(np.abs(es), cl) - X[:, ES])
         X[:, EN] += ae * (np.minimum(np.abs(en), cl) - X[:, EN])
         if any_fresh:

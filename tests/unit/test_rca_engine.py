@@ -148,18 +148,24 @@ def db_delay(seed: int) -> dict[tuple[str, str], tuple[np.ndarray, np.ndarray]]:
         ("cache", "latency_p90"): series(0.002, 0.05, seed + 7)}
 
 
+def top_with(w: IncidentWindow, service: str, evidence: str, but_not: tuple[str, str]) -> None:
+    """``service`` ranks first with ``evidence``; ``but_not`` (service, phrase): that
+    service's evidence has no such phrase."""
+    ranked = rank_window(w)
+    assert ranked[0].service == service, [(c.service, c.score) for c in ranked]
+    assert any(evidence in e for e in ranked[0].evidence), ranked[0].evidence
+    other = next(c for c in ranked if c.service == but_not[0])
+    assert not any(but_not[1] in e for e in other.evidence), other.evidence
+
+
 def test_a_delay_seen_only_by_the_callers_points_at_their_common_callee() -> None:
     # a network delay on db: db's own timer sees nothing, its callers api and worker measure
     # slower calls; cache (api's other callee) is not called by worker. The old ranking had
     # nothing against db and blamed a caller
     edges = [*EDGES, ("worker", "db")]
     w = IncidentWindow(start=START, edges=edges, symptom={"service": "web"}, series=db_delay(1))
-    ranked = rank_window(w)
-    assert ranked[0].service == "db", [(c.service, c.score) for c in ranked]
-    assert any("calls to db got slower" in e for e in ranked[0].evidence)
     # one caller of several callees cannot tell them apart: cache gets nothing from api alone
-    cache = next(c for c in ranked if c.service == "cache")
-    assert not any("got slower" in e for e in cache.evidence)
+    top_with(w, "db", "calls to db got slower", but_not=("cache", "got slower"))
 
 
 def test_a_caller_that_fails_before_its_calls_is_named_by_its_callees_lost_load() -> None:
@@ -179,12 +185,8 @@ def test_a_caller_that_fails_before_its_calls_is_named_by_its_callees_lost_load(
         ("web", "requests"): series(70.0, 0.05, 24), ("api", "requests"): series(70.0, 0.05, 25),
         ("worker", "requests"): series(10.0, 0.05, 26),
         ("db", "requests"): db, ("cache", "requests"): cache})
-    ranked = rank_window(w)
-    assert ranked[0].service == "api", [(c.service, c.score) for c in ranked]
-    assert any("fewer calls from api reached cache, db" in e for e in ranked[0].evidence)
     # a callee with several callers names none of them by its own fall: worker gets nothing
-    worker = next(c for c in ranked if c.service == "worker")
-    assert not any("fewer calls" in e for e in worker.evidence)
+    top_with(w, "api", "fewer calls from api reached cache, db", but_not=("worker", "fewer calls"))
 
 
 def test_a_callee_that_is_the_only_one_of_a_caller_names_it_by_its_lost_load() -> None:

@@ -424,8 +424,8 @@ def _skipped_by_stream(self: Any, message: Any) -> bool:
     A Faust stream skips a message it takes while the flow is suspended (a rebalance
     began) or that was fetched in an older generation, and then acknowledges it like a
     processed one: the revocation's commit went over it and the partition's next owner
-    started after it. Seen as an approved action the executor never claimed
-    (test_votes_durable). Such a message was never tracked (the stream tracks a message
+    started after it (found reading Faust's stream while chasing approved actions that
+    never ran after a kill). Such a message was never tracked (the stream tracks a message
     only once it passed that check), so it stays unacknowledged here: the commit holds
     at it and the next seek hands it over again (redelivery is idempotent)."""
     if getattr(message, "tracked", True):
@@ -500,10 +500,10 @@ async def _read_skipped_again(self: Any, expected: dict[Any, int],
     """Seek each partition a stream skipped messages of (flow suspended, same
     generation) back to the first of them, once the flow is on again.
 
-    Seen in tests/chaos/test_ha_workers.py: a survivor took over ``sre-actions``
-    partition 3; the record at offset 0 reached the stream after the partition was
-    resumed and sought but before the flow was, the stream skipped it, and with
-    nothing after it no commit or hole check ever read it again."""
+    Faust's recovery resumes and seeks the partitions before it resumes the flow; a
+    record that reaches a stream in between is skipped, and with nothing after it no
+    commit or hole check would ever read it again (a candidate cause, from Faust's code,
+    of tests/chaos/test_ha_workers.py's action that never ran; not confirmed by a log)."""
     skips = self.__dict__.get(SKIPS)
     if not skips or not self.app.flow_control.is_active():
         return
@@ -688,7 +688,7 @@ async def _drain_messages(self: Any, fetcher: Any) -> None:  # pragma: no cover 
 
 def handover(app: Any) -> dict[str, dict[str, Any]]:
     """Partitions whose log holds records past the offset their streams expect next:
-    ``{"topic:p": {"expected", "end", "paused", "quiet_seconds"}}`` (for ``/status``;
+    ``{"topic:p": {"expected", "end", "paused", "since_seek_seconds"}}`` (for ``/status``;
     a partition that stays here is not being read)."""
     consumer = getattr(app, "_consumer", None)
     if consumer is None:

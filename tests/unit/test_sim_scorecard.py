@@ -241,3 +241,23 @@ def test_warm_up_incidents_are_reported_and_counted_not_hidden() -> None:
     # safety has no warm-up: a protected auto-execution counts wherever it happens
     obs.append(act(6 * H, "w2", "rollout_undo", "wallet-service"))
     assert score(record([truth()], obs))["overall"]["protected_auto_executions"] == 1
+
+
+def test_detail_lists_each_false_alarm_and_rca_miss_with_its_evidence() -> None:
+    from sre_agent.sim.detail import details, render_details
+
+    first = inc(8.5 * H, "f1", ["db"], "db")
+    first.payload["signals"] = [{"kind": "anomaly", "service": "db", "metric": "cpu_usage",
+                                 "severity": "warning", "attrs": {"direction": "up"}}]
+    obs = [first, inc(10 * H + 60, "i1", ["api"], "api"),
+           rca(10 * H + 120, "i1", ("unknown", "api"), ("bad_deploy", "api")),
+           inc(10 * H + 200, "ok", ["web"], "web")]
+    d = details(record([truth(), truth("good", root_service="web", affected=("web",))], obs))
+    assert [(f["id"], f["segment"], f["first_signals"]) for f in d["false_alarms"]] == [
+        ("f1", "clean gap", ["anomaly db cpu_usage up warning"])]
+    miss = d["rca_misses"]
+    assert [m["scenario"] for m in miss] == ["bad", "good"]
+    assert miss[0]["incident"] == "i1" and miss[0]["hypotheses"][0].startswith("unknown@api")
+    assert miss[1]["incident"] is None  # no RCA at all is a miss too
+    text = render_details(d, t0=8 * H)
+    assert "f1" in text and "unknown@api" in text and "no RCA" in text

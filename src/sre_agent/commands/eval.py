@@ -35,6 +35,9 @@ def _args(p: argparse.ArgumentParser) -> None:
                    help="also write everything observed (truths, outputs, actions) as JSON")
     p.add_argument("--rescore", type=Path, metavar="FILE",
                    help="score a file written by --record instead of running")
+    p.add_argument("--detail", action="store_true",
+                   help="also print each false alarm (the signals it opened on) and each RCA "
+                        "miss (the incident and the ranked hypotheses)")
     p.add_argument("--seed", type=int, default=7, help="simulation seed (default 7)")
     p.add_argument("--history-hours", type=float, default=72.0,
                    help="clean history replayed first so baselines can learn (default 72)")
@@ -183,6 +186,11 @@ def _eval(args: argparse.Namespace, settings: SettingsFactory) -> int:
             return error(f"eval: {exc}", Exit.FAILED)
     print()
     print(render(card))
+    if args.detail:
+        from ..sim.detail import details, render_details
+
+        print()
+        print(render_details(details(record), t0=record.scored_from))
     r = card["run"]
     if "total_wall_seconds" in r:
         print(f"\nwall time {r['total_wall_seconds']} s (replay {r['wall_seconds']} s); "

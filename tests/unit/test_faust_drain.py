@@ -18,10 +18,11 @@ from types import SimpleNamespace
 from typing import Any
 
 import mode
+from faust.types import TP as FaustTP
 
 from sre_agent.streams import faust_fixes
 
-TP = ("metrics", 1)
+TP = FaustTP("metrics", 1)
 
 
 def _msg(offset: int, generation: int) -> Any:
@@ -363,3 +364,50 @@ async def test_the_last_record_of_a_partition_dropped_before_the_streams_is_read
     state.seek = seek  # type: ignore[attr-defined]
     await _run(faust_fixes._drain_messages, state)
     assert seeks == [5]
+
+
+async def test_an_event_handed_on_after_the_seek_survives_the_flow_resume() -> None:
+    """tests/chaos/test_ha_workers.py: a survivor took over an sre-actions partition and
+    its one record never reached the executor, with nothing left to read (the log's end
+    = the offset expected next). Faust's recovery seeks the stream partitions, then
+    resumes the flow, which empties every stream queue ("clear on resume": what the
+    seek will fetch again). The seek runs in a task, so the fetch loop can hand a record
+    on from the sought position before the resume; a stream busy with an earlier event
+    has not taken it yet, the resume drops it, and nothing fetches it again. The resume
+    now keeps what the fetch loop handed on since the seek (current generation, below
+    the offset it expects next) and drops the rest as before."""
+    from mode.utils.queues import FlowControlEvent, FlowControlQueue
+
+    _patched()
+
+    def handed_on_after_the_seek() -> tuple[Any, Any, _Loop]:
+        flow = FlowControlEvent(initially_suspended=False)
+        queue: Any = FlowControlQueue(maxsize=10, flow_control=flow, clear_on_resume=True)
+        state = _Loop([[_msg(0, 2)]], generation=2, read_offset=0)
+        state.__dict__[faust_fixes.EXPECTED] = {TP: 0}  # sought to the log's beginning
+        state.end = 1
+
+        async def callback(message: Any) -> None:  # the conductor: into the stream's queue
+            message.tp = TP
+            queue.put_nowait(SimpleNamespace(message=message))
+        state.callback = callback  # type: ignore[method-assign]
+        return flow, queue, state
+
+    flow, queue, state = handed_on_after_the_seek()
+    await _run(faust_fixes._drain_messages, state)
+    assert queue.qsize() == 1 and state.__dict__[faust_fixes.EXPECTED][TP] == 1
+    faust_fixes.faust_flow_resume(flow)  # Faust's own resume
+    assert queue.qsize() == 0  # dropped, and the loop expects 1 = the log's end:
+    assert state.__dict__[faust_fixes.EXPECTED][TP] == state.end  # never fetched again
+
+    flow, queue, state = handed_on_after_the_seek()
+    await _run(faust_fixes._drain_messages, state)
+    flow.__dict__[faust_fixes.HANDED_ON] = state  # set by the first seek
+    stale = SimpleNamespace(message=SimpleNamespace(tp=TP, offset=0, generation_id=1))
+    ahead = SimpleNamespace(message=SimpleNamespace(tp=TP, offset=1, generation_id=2))
+    queue.put_nowait(stale)  # an older generation's: the streams skip it anyway
+    queue.put_nowait(ahead)  # at or past the offset expected: the loop hands it on again
+    flow.resume()
+    assert flow.is_active()
+    assert [e.message.offset for e in queue._queue] == [0]  # the one handed on is kept
+    assert queue.get_nowait().message.generation_id == 2

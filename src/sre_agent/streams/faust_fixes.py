@@ -129,6 +129,22 @@ writes its position after its leaves, in the same changelog partition). A commit
 of the saved state then costs a replay, not a sample. Test:
 ``test_a_commit_ahead_of_the_saved_state_is_not_trusted``.
 
+A flow resume keeps what the fetch loop will not hand on again. Faust's
+``FlowControlEvent.resume`` empties every stream queue ("clear on resume": what sits
+there before a rebalance's seek is fetched again after it). Its recovery seeks the
+stream partitions and then resumes the flow (``Recovery.on_recovery_completed``), but
+the seek runs in a task (``Service.wait_first``) while the flow is already on for the
+changelogs, so the fetch loop can hand a record on from the sought position before the
+resume; a stream busy with an earlier event has not taken it yet, the resume drops it,
+and nothing fetches it again (the loop expects the next offset, the log ends there, no
+commit covers it, no later record jumps). Found reading Faust's code while chasing
+tests/chaos/test_ha_workers.py's failure that came after the tail re-read
+(``_read_undelivered_tail``) existed: a taken-over ``sre-actions`` partition's one record
+never reached the executor (busy, it may be, with the survivor's own actions), and the
+re-read did not fire. Now the resume drops only entries of an older generation or
+at/after the offset the loop expects next (fetched again), and keeps the ones handed on
+since the seek. Test: ``test_an_event_handed_on_after_the_seek_survives_the_flow_resume``.
+
 Also a hook, not a fix: before Faust waits for every fetched message to be acked
 (``Consumer.wait_empty``, on each rebalance and at shutdown) it calls the
 callables in :data:`BEFORE_WAIT_EMPTY` on the app, so an agent that holds acks
@@ -152,6 +168,7 @@ import faust
 from faust.transport.consumer import CONSUMER_FETCHING, Consumer
 from faust.transport.drivers.aiokafka import AIOKafkaConsumerThread
 from faust.transport.producer import ProducerBuffer
+from mode.utils.queues import FlowControlEvent
 from faust.utils.functional import consecutive_numbers
 
 __all__ = ["BEFORE_WAIT_EMPTY", "REWINDS", "STATE_POSITIONS", "apply", "before_wait_empty",
@@ -208,6 +225,8 @@ def apply() -> None:
                 REWINDS[tp.topic] = REWINDS.get(tp.topic, 0) + 1
         sought = consumer.__dict__.setdefault(SOUGHT, {})
         generation = self.app.consumer_generation_id
+        # from now on a flow resume keeps what the fetch loop will not hand on again
+        self.app.flow_control.__dict__.setdefault(HANDED_ON, consumer)
         expected = consumer.__dict__.setdefault(EXPECTED, {})
         consumer.__dict__[BEGINNINGS] = begins
         sought_at = consumer.__dict__.setdefault(SOUGHT_AT, {})
@@ -262,6 +281,21 @@ def apply() -> None:
 
     perform_seek.__doc__ = original_perform_seek.__doc__
     Consumer.perform_seek = perform_seek  # type: ignore[method-assign]
+
+    global faust_flow_resume
+    original_resume = faust_flow_resume = FlowControlEvent.resume
+
+    def resume(self: Any) -> None:
+        consumer = self.__dict__.get(HANDED_ON)
+        if consumer is None:
+            return original_resume(self)
+        self._suspend.clear()
+        self._resume.set()
+        _clear_on_resume(self, consumer)
+        return None
+
+    resume.__doc__ = original_resume.__doc__
+    FlowControlEvent.resume = resume  # type: ignore[method-assign]
 
     original_wait_empty = Consumer.wait_empty
 
@@ -368,6 +402,40 @@ FAUST_DRAIN_VERSION = "0.15.3"
 faust_drain_messages: Any = None
 faust_new_offset: Any = None
 faust_ack: Any = None
+faust_flow_resume: Any = None
+#: flow-control attribute: the consumer whose fetch loop's expected offsets decide what
+#: a flow resume may drop from the stream queues (set at the first seek)
+HANDED_ON = "sre_handed_on"
+
+
+def _handed_on(consumer: Any, item: Any) -> bool:
+    """Whether ``item`` (a stream queue's entry) was handed on by the fetch loop since
+    its partition's last seek, so that the loop will not hand it on again: a message of
+    the current generation below the offset the loop expects next."""
+    message = getattr(item, "message", None)
+    if message is None or message.generation_id != consumer.app.consumer_generation_id:
+        return False
+    expected = consumer.__dict__.get(EXPECTED, {}).get(message.tp)
+    return expected is not None and message.offset < expected
+
+
+def _clear_on_resume(flow: Any, consumer: Any) -> None:
+    """Faust's ``FlowControlEvent.resume`` empties every stream queue, dropping what
+    a rebalance's seek will fetch again; keep the entries it will not fetch again."""
+    for queue in list(flow._queues):
+        entries = queue._queue
+        if not entries:
+            continue
+        kept = [e for e in entries if _handed_on(consumer, e)]
+        if kept:
+            by_tp: dict[Any, list[int]] = {}
+            for e in kept:
+                by_tp.setdefault(e.message.tp, []).append(e.message.offset)
+            _log.warning("flow resumed: kept %d queued events the fetch loop will not "
+                         "hand on again (Faust drops them): %s", len(kept),
+                         {f"{tp.topic}:{tp.partition}": offs for tp, offs in by_tp.items()})
+        entries.clear()
+        entries.extend(kept)
 #: consumer attribute: tp -> the next offset the streams should be handed (set by a
 #: seek, moved by each delivery; unknown after a seek to the log's beginning)
 EXPECTED = "sre_expected"
@@ -688,8 +756,10 @@ async def _drain_messages(self: Any, fetcher: Any) -> None:  # pragma: no cover 
 
 def handover(app: Any) -> dict[str, dict[str, Any]]:
     """Partitions whose log holds records past the offset their streams expect next:
-    ``{"topic:p": {"expected", "end", "paused", "since_seek_seconds"}}`` (for ``/status``;
-    a partition that stays here is not being read)."""
+    ``{"topic:p": {"expected", "end", "paused", "fetching", "since_seek_seconds"}}`` (for
+    ``/status``; a partition that stays here is not being read). ``paused``: by Faust
+    (its own set: it never pauses the Kafka client) or the client; ``fetching``: among
+    the partitions the fetch loop asks for (a full stream buffer takes one out)."""
     consumer = getattr(app, "_consumer", None)
     if consumer is None:
         return {}
@@ -697,6 +767,8 @@ def handover(app: Any) -> dict[str, dict[str, Any]]:
     try:
         assigned = consumer.assignment()
         paused = set(consumer._thread._ensure_consumer().paused())
+        paused |= set(getattr(consumer, "_paused_partitions", ()) or ())
+        active = set(consumer._active_partitions or ())
     except Exception:  # noqa: BLE001 - not started or stopping: nothing to say
         return out
     sought_at = consumer.__dict__.get(SOUGHT_AT, {})
@@ -711,7 +783,7 @@ def handover(app: Any) -> dict[str, dict[str, Any]]:
         if end is not None and end <= exp:
             continue
         out[f"{tp.topic}:{tp.partition}"] = {
-            "expected": exp, "end": end, "paused": tp in paused,
+            "expected": exp, "end": end, "paused": tp in paused, "fetching": tp in active,
             "since_seek_seconds": round(now - sought_at[tp], 1) if tp in sought_at else None}
     return out
 

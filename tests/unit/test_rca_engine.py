@@ -219,6 +219,22 @@ def test_slower_calls_into_a_service_are_not_explained_away_by_its_dependency() 
     assert any("calls to db got slower" in e for e in db.evidence)
 
 
+def test_a_service_burning_its_own_cpu_is_not_explained_away_by_a_dependency() -> None:
+    # web's CPU tripled and its memory doubled at the start (contention on its own pod),
+    # and the api it calls got somewhat slower in the same minute. Waiting on api does
+    # not burn web's CPU: the old ranking let api "explain" web by half and put api first
+    cpu, mem = series(20.0, 0.03, 61), series(300.0, 0.03, 62)
+    cpu[1][T >= START] *= 3.0
+    mem[1][T >= START] *= 2.0
+    w = IncidentWindow(start=START, edges=EDGES, symptom={"service": "web"}, series={
+        ("web", "cpu"): cpu, ("web", "memory"): mem,
+        ("web", "latency_p90"): series(0.1, 0.05, 63, jump=0.3),
+        ("api", "latency_p90"): series(0.05, 0.05, 64, jump=0.1),
+        ("db", "latency_p90"): series(0.01, 0.05, 65)})
+    ranked = rank_window(w)
+    assert ranked[0].service == "web", [(c.service, c.score) for c in ranked]
+
+
 def test_new_error_template_in_logs_points_at_the_service() -> None:
     lines = []
     for i in range(60):  # an hour of ordinary lines from every service

@@ -126,6 +126,10 @@ EXPLAINS = math.log1p(3.0)
 #: callers did (they stopped calling), never a cause that slows or fails them (a fall
 #: of a metric we cannot name may be anything, and keeps counting)
 _LOAD = ("traffic",)
+#: metric categories whose *rise* is the service's own resource use: a dependency's
+#: trouble makes callers wait and fail, it does not make them burn CPU or memory, so
+#: this evidence is never explained away by a dependency (see :func:`rank_window`)
+_LOCAL = ("cpu", "memory", "disk", "restarts")
 
 _CAUSE_BY_CATEGORY = {
     "memory": "memory_leak", "cpu": "resource_saturation", "disk": "disk_saturation",
@@ -185,6 +189,9 @@ class Candidate:
     #: strength of the callers' slower calls into the service (edge evidence,
     #: :func:`_slow_calls`): not explained away by a dependency's anomaly
     edge: float = 0.0
+    #: fused strength of the service's own resource rises (:data:`_LOCAL`) and changes:
+    #: what a dependency's anomaly cannot explain
+    local: float = 0.0
 
 
 def _iso(t: float) -> str:
@@ -375,6 +382,9 @@ def rank_window(w: IncidentWindow, spec: WindowSpec = WindowSpec()) -> list[Cand
         upstream, _ = _fuse(max((_weighted(e, out_rise) for e in ms if not _less_load(e)),
                                  default=0.0),
                             lg, ch)
+        local, _ = _fuse(max((_weighted(e, out_rise) for e in ms
+                              if e.category in _LOCAL and e.direction > 0), default=0.0),
+                         0.0, ch)
         onsets = [e.onset for e in ms[:3] if e.onset is not None and e.score >= QUIET]
         onsets += [e.onset for e in ls[:3] if e.onset is not None and e.score >= QUIET]
         onsets += [p[0].t for p in cs[:1]]
@@ -400,7 +410,7 @@ def rank_window(w: IncidentWindow, spec: WindowSpec = WindowSpec()) -> list[Cand
                                               ls[0] if ls else None,
                                               cs[0][0] if cs else None),
                            ev, min(onsets) if onsets else None, m, lg, ch, kinds, support,
-                           upstream)
+                           upstream, local=local)
 
     _slow_calls(raw, metric_ev, graph)
     _fewer_calls(raw, metric_ev, graph)
@@ -429,11 +439,13 @@ def rank_window(w: IncidentWindow, spec: WindowSpec = WindowSpec()) -> list[Cand
             # callers' slower calls into s were already checked against s's own calls
             # (pass-through in _slow_calls): a dependency's unrelated anomaly cannot
             # explain them away
-            score = max(score * (1.0 - EXPLAINED * worst), min(score, c.edge))
+            # and a service's own resource use or change is its own: waiting on a
+            # dependency does not burn CPU or memory, nor deploy anything
+            score = max(score * (1.0 - EXPLAINED * worst), min(score, max(c.edge, c.local)))
             notes.append(f"its dependency {by} is anomalous too (explains {worst:.0%})")
         out.append(Candidate(s, round(score, 4), c.cause_type, c.evidence + notes, c.onset,
                              c.metric, c.logs, c.changes, c.kinds + ["dependency"] * len(notes),
-                             c.support, c.upstream, c.edge))
+                             c.support, c.upstream, c.edge, c.local))
     out.sort(key=lambda c: (-c.score, c.onset if c.onset is not None else math.inf,
                             -c.support, c.service))
     return out

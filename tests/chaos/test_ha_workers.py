@@ -213,8 +213,16 @@ async def test_three_workers_one_killed_post_and_act_exactly_once(
             assert len(keys) == len(SERVICES) and set(keys.values()) == {1}, report
             assert set(executed.values()) == {1} and len(executed) == len(SERVICES), report
         except BaseException:
+            # every live worker logs its tasks' stacks (mode.Worker on SIGUSR1): a hung
+            # send, commit or rebalance shows where it waits (a vote unacknowledged for
+            # 15 s came with a survivor's revocation waiting on a commit for a minute)
             for w in ws:
-                print(w.tail(6000))
+                if w.proc is not None and w.proc.poll() is None:
+                    with contextlib.suppress(OSError):
+                        os.kill(w.proc.pid, signal.SIGUSR1)
+            await asyncio.sleep(2.0)
+            for w in ws:
+                print(w.workdir, w.tail(6000))
             print("slack plan posts:", len(slack.plan_posts()))
             print(await decision_trail(dsn))
             raise

@@ -235,6 +235,16 @@ def test_a_service_burning_its_own_cpu_is_not_explained_away_by_a_dependency() -
     assert ranked[0].service == "web", [(c.service, c.score) for c in ranked]
 
 
+def test_without_any_evidence_the_symptom_service_comes_first_not_the_first_name() -> None:
+    # the data start a minute before the incident: nothing can be judged, every score is 0;
+    # the old order was by name (api, cache, db, web). With equal evidence the service
+    # where the symptom is seen comes first, then its dependencies by hops
+    t = np.array([START - 60.0, START, START + 60.0])
+    w = IncidentWindow(start=START, edges=EDGES, symptom={"service": "web"}, series={
+        (s, "latency_p90"): (t, np.array([0.1, 0.3, 0.3])) for s in ("api", "cache", "db", "web")})
+    assert names(w) == ["web", "api", "cache", "db"]
+
+
 def test_new_error_template_in_logs_points_at_the_service() -> None:
     lines = []
     for i in range(60):  # an hour of ordinary lines from every service

@@ -353,6 +353,17 @@ def _fewer_calls(raw: dict[str, Candidate], metric_ev: dict[str, list[SeriesEvid
         c.kinds.append("dependency")
 
 
+def _hops(graph: ServiceGraph, source: str) -> dict[str, int]:
+    """Calls from ``source`` to each service it reaches (0 for itself), breadth first."""
+    hops, todo = {source: 0}, [source]
+    for s in todo:
+        for d in graph.callees(s):
+            if d not in hops:
+                hops[d] = hops[s] + 1
+                todo.append(d)
+    return hops
+
+
 def rank_window(w: IncidentWindow, spec: WindowSpec = WindowSpec()) -> list[Candidate]:
     """Rank every known service as the incident's root cause, most likely first."""
     graph = ServiceGraph(list(w.edges))
@@ -446,6 +457,10 @@ def rank_window(w: IncidentWindow, spec: WindowSpec = WindowSpec()) -> list[Cand
         out.append(Candidate(s, round(score, 4), c.cause_type, c.evidence + notes, c.onset,
                              c.metric, c.logs, c.changes, c.kinds + ["dependency"] * len(notes),
                              c.support, c.upstream, c.edge, c.local))
+    # equal evidence: the service where the symptom is seen, then its nearer dependencies
+    # (the call graph's account of the symptom needs the fewest hops); the name decides
+    # only between services the data cannot tell apart at all
+    hops = _hops(graph, sym) if sym else {}
     out.sort(key=lambda c: (-c.score, c.onset if c.onset is not None else math.inf,
-                            -c.support, c.service))
+                            -c.support, hops.get(c.service, math.inf), c.service))
     return out

@@ -102,6 +102,12 @@ class WorkerSettings(_Section):
     fetch_max_bytes: int = Field(default=64 * 2**20, ge=64 * 1024)
     #: messages a stream holds before fetching pauses (Faust's stream_buffer_maxsize)
     stream_buffer_maxsize: int = Field(default=4096, ge=1)
+    #: the cyclic garbage collector's young-generation threshold in the worker (net
+    #: container allocations between collections; 0 keeps Python's 700). At 700 the
+    #: ingest path (a few containers per sample) collects every few hundred samples and
+    #: promotes what is in flight, so full collections scan the per-series state again
+    #: and again: ~10 % of the worker's CPU (docs/benchmarks.md, issue 18)
+    gc_threshold: int = Field(default=50_000, ge=0)
 
 
 class PostgresSettings(_Section):

@@ -145,6 +145,34 @@ re-read did not fire. Now the resume drops only entries of an older generation o
 at/after the offset the loop expects next (fetched again), and keeps the ones handed on
 since the seek. Test: ``test_an_event_handed_on_after_the_seek_survives_the_flow_resume``.
 
+Every stream goes through the pure-Python iterator (``Stream._py_aiter``), never the
+Cython one (``faust._cython.streams.StreamIterator``). The Cython iterator returns no
+event for a message it skips (taken while the flow is suspended, or of an older
+generation), so the message's reference count is never decremented: a message
+delivered to several streams (``incidents`` feeds rca, knowledge and incident-tickets)
+that one stream processed and another skipped stays unacknowledged, and ``wait_empty``
+waits for it. The Cython path also inlines ``Consumer.ack``, so the ack fixes above
+never ran for stream acknowledgements. The Python iterator acknowledges a skipped
+event through ``Consumer.ack``, as Faust intends. Found reading Faust's code while
+chasing the stop below. Test: ``tests/unit/test_faust_stream_ack.py``.
+
+An event dropped from a stream queue takes its reference off its message. Faust
+empties the stream queues at every rebalance and at shutdown (``flow_control.clear()``,
+right before ``wait_empty``) and on a flow resume, without decrementing the messages
+of the dropped events. A message handed to several streams (``incidents``: rca,
+knowledge, incident-tickets) that one stream had processed and another still had
+queued then never reaches a count of zero, and stays alive as long as the stream that
+processed it holds it as its last message (its iterator's local, until the next one
+comes; after a suspension none does): ``wait_empty`` waited for it for good. Seen in
+``bench/bench_cognition.py stream``: the worker did not stop within 120 s of SIGTERM
+(5 of 5 runs), ``wait_empty: Waiting for tasks [(1, <ConsumerMessage: ...incidents...
+offset=9>)]`` every 20 s; the message tracked, refcount 1, no stream queue holding it,
+held by the frames of the streams that had processed it (py-spy: the main thread in
+``wait_empty``). The same wait stalled a two-worker run's rebalance (docs/benchmarks.md,
+issue 18). Now a message left with no reference by the drop is no longer waited for;
+it is not acknowledged either, so the commit stays below it and it is read again
+(redelivery is idempotent here). Test: ``tests/unit/test_faust_stream_ack.py``.
+
 Also a hook, not a fix: before Faust waits for every fetched message to be acked
 (``Consumer.wait_empty``, on each rebalance and at shutdown) it calls the
 callables in :data:`BEFORE_WAIT_EMPTY` on the app, so an agent that holds acks
@@ -165,6 +193,7 @@ from aiokafka.consumer.group_coordinator import GroupCoordinator
 from faust.stores import rocksdb as faust_rocksdb
 from faust.tables.recovery import Recovery
 import faust
+from faust import streams as faust_streams
 from faust.transport.consumer import CONSUMER_FETCHING, Consumer
 from faust.transport.drivers.aiokafka import AIOKafkaConsumerThread
 from faust.transport.producer import ProducerBuffer
@@ -251,6 +280,9 @@ def apply() -> None:
     seek_to_committed.__doc__ = original.__doc__
     AIOKafkaConsumerThread.seek_to_committed = seek_to_committed  # type: ignore[method-assign]
 
+    # the Cython stream iterator never acknowledges a message it skips (module doc)
+    faust_streams._CStreamIterator = None
+
     global faust_ack
     original_ack = faust_ack = Consumer.ack
 
@@ -296,6 +328,19 @@ def apply() -> None:
 
     resume.__doc__ = original_resume.__doc__
     FlowControlEvent.resume = resume  # type: ignore[method-assign]
+
+    global faust_flow_clear
+    original_clear = faust_flow_clear = FlowControlEvent.clear
+
+    def clear(self: Any) -> None:
+        consumer = self.__dict__.get(HANDED_ON)
+        if consumer is not None:
+            for queue in list(self._queues):
+                _release_dropped(consumer, queue._queue)
+        original_clear(self)
+
+    clear.__doc__ = original_clear.__doc__
+    FlowControlEvent.clear = clear  # type: ignore[method-assign]
 
     original_wait_empty = Consumer.wait_empty
 
@@ -434,8 +479,27 @@ def _clear_on_resume(flow: Any, consumer: Any) -> None:
             _log.warning("flow resumed: kept %d queued events the fetch loop will not "
                          "hand on again (Faust drops them): %s", len(kept),
                          {f"{tp.topic}:{tp.partition}": offs for tp, offs in by_tp.items()})
+        if len(kept) < len(entries):
+            keep = {id(e) for e in kept}
+            _release_dropped(consumer, [e for e in entries if id(e) not in keep])
         entries.clear()
         entries.extend(kept)
+
+
+faust_flow_clear: Any = None
+
+
+def _release_dropped(consumer: Any, entries: Any) -> None:
+    """Stream-queue events about to be dropped: each takes its reference off its
+    message, and a message no stream holds any more is no longer waited for by
+    ``wait_empty``. It is not acknowledged: the commit stays below it and it is read
+    again (see the module doc)."""
+    for event in list(entries):
+        message = getattr(event, "message", None)
+        if not hasattr(message, "decref") or message.acked:
+            continue
+        if not message.decref():
+            consumer._unacked_messages.discard(message)
 #: consumer attribute: tp -> the next offset the streams should be handed (set by a
 #: seek, moved by each delivery; unknown after a seek to the log's beginning)
 EXPECTED = "sre_expected"

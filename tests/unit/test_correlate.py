@@ -577,3 +577,42 @@ def test_callers_of_a_failing_dependency_form_one_incident() -> None:
     # no shared dependency: not related
     other = h.feed(alert("x", "batch", 50))
     assert other[0].incident_id != first.incident_id
+
+
+def test_a_critical_anomaly_of_a_cause_alone_opens_nothing() -> None:
+    # issue 14 (eval, first scored minute): the agent's own scale-out of risk-engine made its
+    # CPU jump (critical), and a disk compacted at midnight fell far (critical, down): each
+    # opened an incident with no symptom anywhere
+    h = Harness(edges=[("web", "api")], open_min_metrics=2)
+    assert h.feed(anomaly("api", "cpu_usage_cores", 0, severity="critical")) == []
+    assert h.feed(anomaly("web", "disk_used_ratio", 0, severity="critical",
+                          direction="down")) == []
+    assert h.incidents() == set()
+    # a symptom beside the cause opens, the cause in the incident
+    got = h.feed(anomaly("api", "http_latency_p99_seconds", 60))
+    assert [i.status for i in got] == ["open"]
+    assert {"cpu_usage_cores", "http_latency_p99_seconds"} <= {s.metric for s in got[0].signals}
+    # critical symptoms (and metrics of unknown kind) still open at once
+    h2 = Harness(open_min_metrics=2)
+    assert [i.status for i in h2.feed(anomaly("db", "http_error_ratio", 0,
+                                              severity="critical"))] == ["open"]
+    assert [i.status for i in h2.feed(anomaly("x", "widgets_total", 0,
+                                              severity="critical"))] == ["open"]
+
+
+def test_a_changed_service_sharing_a_platform_wide_movement_opens_nothing() -> None:
+    # issue 14 (eval, flapping_alert window): memory rose on eight services in one minute;
+    # matching-engine, deployed 26 min before, came first and opened an incident at once
+    edges = [(s, "db") for s in ("match", "orders", "wallet", "users")]
+    h = Harness(edges=edges, open_min_metrics=2, settle=60)
+    h.feed(deploy("match", 0))
+    assert h.feed(anomaly("match", "memory_limit_ratio", 1560)) == []
+    for svc in ("orders", "wallet", "users"):
+        assert h.feed(anomaly(svc, "memory_limit_ratio", 1560)) == []
+    assert h.tick(1620) == [] and h.incidents() == set()
+    # alone, the changed service's one metric is enough, once the scrape is in
+    h2 = Harness(edges=edges, open_min_metrics=2, settle=60)
+    h2.feed(deploy("match", 0))
+    assert h2.feed(anomaly("match", "memory_limit_ratio", 690)) == []
+    got = h2.tick(750)
+    assert [i.status for i in got] == ["open"] and got[0].candidate_changes

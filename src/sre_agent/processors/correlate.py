@@ -24,15 +24,19 @@ Rules, each a test in ``tests/unit/test_correlate*.py``:
   ``window`` after its last occurrence (k8s events, which never resolve), for
   ``prediction_stale`` after its last repeat (early warnings, repeated while the
   breach is still expected);
-* minimum evidence (``open_min_metrics``, 1 turns it off): critical alerts and
-  anomalies, warning alerts on a symptom (latency, errors, availability) or on a metric
-  of unknown kind, log anomalies, Kubernetes warnings and predictions open an incident
-  at once, and so does a warning anomaly or alert of a service changed within
-  ``change_lookback`` (a change still in effect); other warning anomalies, and warning
-  alerts on a cause (CPU, memory, disk ...: page on symptoms, not on causes), are held until their service shows that many
-  distinct metrics moving the bad way for their kind, one of them a symptom users
-  feel (latency, errors, availability), none a platform-wide movement (the same metric
-  and direction on ``common_mode_services`` services of the group within the window).
+* minimum evidence (``open_min_metrics``, 1 turns it off): critical alerts, critical
+  anomalies of a symptom (latency, errors, availability) or of a metric of unknown kind,
+  warning alerts on a symptom or on a metric of unknown kind, log anomalies, Kubernetes
+  warnings and predictions open an incident at once; other anomalies (warning ones,
+  critical ones of a cause such as CPU, and any moving the harmless way), and warning
+  alerts on a cause (CPU, memory, disk ...: page on symptoms, not on causes), are held
+  until their service shows that many distinct metrics moving the bad way for their
+  kind, one of them a symptom users feel (latency, errors, availability), none a
+  platform-wide movement (the same metric and direction on ``common_mode_services``
+  services of the group within the window) — or, for a service changed within
+  ``change_lookback`` (a change still in effect), one such metric of any kind. Complete
+  evidence is judged ``settle`` seconds later, once the rest of that moment's signals
+  are in, and opens nothing in a platform-wide load rise.
   A held signal that recovers first opens nothing; held signals near an incident that
   opens join it (they came first);
 * resolved signals never open anything; when no signal of an incident is live
@@ -437,35 +441,45 @@ class IncidentCorrelator:
 
     # ------------------------------------------------------------------ evidence
     def _weak(self, state: GroupState, sig: Signal) -> bool:
-        """Too little evidence to open an incident alone: a warning metric anomaly, or a
-        warning alert on a cause metric, of a service with no change in effect.
+        """Too little evidence to open an incident alone: a warning metric anomaly, a
+        critical anomaly of a cause (CPU, memory, disk, pool, queue ...) or moving the
+        harmless way, or a warning alert on a cause metric.
 
-        Critical alerts and anomalies, warning alerts on a symptom (rules people wrote
-        to page on what users feel), log anomalies (a new error template), Kubernetes
-        warnings and predictions open an incident at once; so does a warning signal of a
-        service changed (deploy, config) within ``change_lookback`` before it, a change
-        still in effect. A warning alert on CPU or memory alone is a cause without a
-        symptom (a threshold near the usual level flaps all day): held like an anomaly.
+        Critical alerts, critical anomalies of a symptom users feel (latency, errors,
+        availability) or of a metric of unknown kind, warning alerts on a symptom (rules
+        people wrote to page on what users feel), log anomalies (a new error template),
+        Kubernetes warnings and predictions open an incident at once. A warning alert on
+        CPU or memory alone is a cause without a symptom (a threshold near the usual level
+        flaps all day): held like an anomaly. So is a critical anomaly of a cause: the
+        detector's judgement that CPU jumped (after a scale-out, say) is no page without
+        a symptom beside it (page on symptoms, not on causes). A change in effect lowers
+        the evidence a held signal needs (:meth:`_evidence`), it does not skip the
+        judgement: a platform-wide movement that a changed service happens to share is
+        still no fault of that service.
         """
         if self.settings.open_min_metrics <= 1:
             return False
-        if sig.severity == "critical":
-            # a critical movement of a cause (a queue, CPU) while demand rises across the
-            # platform is the load's doing until a symptom says otherwise
-            return sig.kind == "anomaly" and metric_category(sig.rule) not in SYMPTOMS \
-                and self._load_rise(state, sig.ts)
-        if sig.kind == "alert":
+        if sig.kind == "anomaly":
+            direction = -1.0 if sig.attrs.get("direction") == "down" else 1.0
+            if not is_bad(sig.rule, direction):
+                return True  # less CPU or disk used is no fault, however far it moved
+            if sig.severity == "critical":
+                return metric_category(sig.rule) not in SYMPTOMS | {"unknown"}
+            return True
+        if sig.kind == "alert" and sig.severity != "critical":
             # a warning rule on a cause (CPU, memory, disk, pool, queue: not a symptom users
             # feel) pages only with a symptom beside it; a rule whose metric is unknown,
             # like every symptom rule, opens at once
-            if metric_category(sig.rule) in SYMPTOMS | {"unknown"}:
-                return False
-        elif sig.kind != "anomaly":
-            return False
-        lst = state.changes.get(sig.service, [])
-        return not any(0 <= sig.ts - c["ts"] <= self.settings.change_lookback
-                       and not _superseded(c, lst, sig.ts) and not _restores(c, lst)
-                       for c in lst)
+            return metric_category(sig.rule) not in SYMPTOMS | {"unknown"}
+        return False
+
+    def _changed(self, state: GroupState, service: str, ts: float) -> bool:
+        """Was ``service`` changed (deploy, config) within ``change_lookback`` before
+        ``ts``, by a change still in effect?"""
+        lst = state.changes.get(service, [])
+        return any(0 <= ts - c["ts"] <= self.settings.change_lookback
+                   and not _superseded(c, lst, ts) and not _restores(c, lst)
+                   for c in lst)
 
     def _prune_held(self, state: GroupState, ts: float) -> None:
         for fp in [fp for fp, h in state.held.items()
@@ -523,9 +537,13 @@ class IncidentCorrelator:
         mine = [h for h in held if h["service"] == service
                 and (h["rule"], h["direction"]) not in common
                 and is_bad(h["rule"], -1.0 if h["direction"] == "down" else 1.0)]
-        if len({h["rule"] for h in mine}) < self.settings.open_min_metrics:
+        # a change in effect is the corroboration: one metric of its own moving the bad
+        # way is enough, a cause (memory after a deploy) as well as a symptom
+        changed = bool(mine) and self._changed(state, service, ts)
+        need = 1 if changed else self.settings.open_min_metrics
+        if len({h["rule"] for h in mine}) < need:
             return None
-        if not any(metric_category(h["rule"]) in SYMPTOMS for h in mine):
+        if not changed and not any(metric_category(h["rule"]) in SYMPTOMS for h in mine):
             return None
         return mine, common
 

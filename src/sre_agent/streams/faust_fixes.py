@@ -140,10 +140,14 @@ and nothing fetches it again (the loop expects the next offset, the log ends the
 commit covers it, no later record jumps). Found reading Faust's code while chasing
 tests/chaos/test_ha_workers.py's failure that came after the tail re-read
 (``_read_undelivered_tail``) existed: a taken-over ``sre-actions`` partition's one record
-never reached the executor (busy, it may be, with the survivor's own actions), and the
-re-read did not fire. Now the resume drops only entries of an older generation or
-at/after the offset the loop expects next (fetched again), and keeps the ones handed on
-since the seek. Test: ``test_an_event_handed_on_after_the_seek_survives_the_flow_resume``.
+never reached the executor and the re-read did not fire. Seen in the HA test's workers
+with the resume logging what it dropped: in a normal run, a taken-over ``rca-results``
+record (a later record's hole check read it again); with the seek-to-resume window
+widened to 1.5 s, ``sre-actions`` partition 2's two records, dropped while the executor
+ran another partition's action, ``/status`` handover empty, committed offset none: two
+approved actions never ran (the original failure's signature). Now the resume drops
+only entries of an older generation or at/after the offset the loop expects next
+(fetched again), and keeps the ones handed on since the seek. Test: ``test_an_event_handed_on_after_the_seek_survives_the_flow_resume``.
 
 Every stream goes through the pure-Python iterator (``Stream._py_aiter``), never the
 Cython one (``faust._cython.streams.StreamIterator``). The Cython iterator returns no

@@ -36,6 +36,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import json
 import os
 import pickle
@@ -258,7 +259,8 @@ def worker_env(broker: Any, work: Path, prefix: str, partitions: int, port: int,
         "SRE_AGENT_KAFKA__PARTITIONS": str(partitions),
         "SRE_AGENT_WORKER__APP_ID": "bench-" + prefix.rstrip("."),
         "SRE_AGENT_WORKER__DATA_DIR": str(work / "data"), "SRE_AGENT_WORKER__WEB_PORT": str(port),
-        "SRE_AGENT_WORKER__LOG_JSON": "false", "SRE_AGENT_WORKER__LOG_LEVEL": "WARNING",
+        "SRE_AGENT_WORKER__LOG_JSON": "false",
+        "SRE_AGENT_WORKER__LOG_LEVEL": os.environ.get("BENCH_WORKER_LOG_LEVEL", "WARNING"),
         "SRE_AGENT_ANOMALY_DETECTION__WARMUP_SAMPLES": "20",
         "SRE_AGENT_WORKER__CHECKPOINT_INTERVAL": str(checkpoint),
     })
@@ -357,6 +359,7 @@ async def stream_bench(a: argparse.Namespace) -> dict[str, Any]:
 
     work = Path(tempfile.mkdtemp(prefix="sre-cog-"))
     broker = KafkaBroker(work / "kafka", default_cache_dir(), heap="1g")
+    print(f"work dir (worker.log kept): {work}", flush=True)
     await asyncio.to_thread(broker.start)
     proc = None
     out: dict[str, Any] = {"series": a.series, "shards": a.shards, "points": a.points,
@@ -460,6 +463,9 @@ async def stream_bench(a: argparse.Namespace) -> dict[str, Any]:
         stop.set()
         await watcher
         lat = [seen[k] - s for k, s in markers.items() if k in seen]
+        t_first = min(markers.values(), default=0.0)
+        out["latency_timeline"] = [[round(s - t_first, 1), round(seen[k] - s, 3) if k in seen
+                                    else None] for k, s in markers.items()]
         out["latency"] = {"target_samples_per_s": target, "markers": len(markers),
                           "found": len(lat), "p50_s": pct(lat, 0.5), "p99_s": pct(lat, 0.99),
                           "max_s": max(lat, default=float("nan"))}
@@ -480,7 +486,15 @@ async def stream_bench(a: argparse.Namespace) -> dict[str, Any]:
         # ---- restart
         t_stop = time.monotonic()
         os.killpg(proc.pid, signal.SIGTERM)
-        proc.wait(120)
+        dumps = [5.0, 15.0, 30.0, 60.0]  # where a slow stop waits (py-spy), if it is
+        while proc.poll() is None:
+            waited = time.monotonic() - t_stop
+            if waited > 120:
+                _dump_stacks(proc.pid, work / "stuck-stop.txt")
+                raise SystemExit("the worker did not stop within 120 s of SIGTERM")
+            if dumps and waited > dumps[0]:
+                _dump_stacks(proc.pid, work / f"stop-{dumps.pop(0):.0f}s.txt")
+            await asyncio.sleep(0.1)
         stop_s = time.monotonic() - t_stop
         t_spawn = time.monotonic()
         proc = spawn(env, work)
@@ -522,6 +536,19 @@ def _print_profile(path: Path, top: int = 35) -> None:
 
     print(f"\nworker profile ({path}), by own time:")
     pstats.Stats(str(path)).sort_stats("tottime").print_stats(top)
+
+
+def _dump_stacks(pid: int, path: Path) -> None:
+    """py-spy's stacks of a worker that does not stop (if py-spy is installed), and
+    every asyncio task's stack in its log (mode's SIGUSR1 handler)."""
+    with contextlib.suppress(OSError):
+        os.kill(pid, signal.SIGUSR1)
+    spy = Path(sys.executable).with_name("py-spy")
+    if spy.exists():
+        r = subprocess.run([str(spy), "dump", "--pid", str(pid)], capture_output=True,
+                           text=True, timeout=60)
+        path.write_text(r.stdout + r.stderr)
+        print(f"worker still stopping: its stacks in {path}", flush=True)
 
 
 def _cpu_s(pid: int) -> float:

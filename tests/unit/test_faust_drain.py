@@ -411,3 +411,42 @@ async def test_an_event_handed_on_after_the_seek_survives_the_flow_resume() -> N
     assert flow.is_active()
     assert [e.message.offset for e in queue._queue] == [0]  # the one handed on is kept
     assert queue.get_nowait().message.generation_id == 2
+
+
+async def test_a_producer_flush_that_waits_long_says_on_what(monkeypatch: Any,
+                                                            caplog: Any) -> None:
+    """A diagnostic: the HA chaos test's survivors had commits (each waits for a producer
+    flush) hang for 29 s and for over a minute, with nothing in the log to say what the
+    producer waited on. A flush still waiting reports the producer's state every
+    FLUSH_REPORT_SECONDS, and returns as before."""
+    import logging
+
+    from faust.transport.drivers.aiokafka import Producer
+
+    _patched()
+    monkeypatch.setattr(faust_fixes, "FLUSH_REPORT_SECONDS", 0.05)
+    acked = asyncio.Event()
+
+    async def client_flush() -> None:
+        await acked.wait()
+
+    async def buffer_flush() -> None:
+        pass
+
+    tp = FaustTP("approvals", 0)
+    sender = SimpleNamespace(_in_flight={0}, _muted_partitions={tp},
+                             sender_task=asyncio.ensure_future(asyncio.sleep(10)))
+    client = SimpleNamespace(flush=client_flush, _sender=sender, _message_accumulator=
+                             SimpleNamespace(_batches={tp: [object()]}, _pending_batches=[]))
+    producer = SimpleNamespace(buffer=SimpleNamespace(flush=buffer_flush, size=0),
+                               _producer=client, _transaction_producers={})
+    with caplog.at_level(logging.WARNING, logger=faust_fixes.__name__):
+        flushing = asyncio.ensure_future(Producer.flush(producer))
+        await asyncio.sleep(0.12)
+        assert not flushing.done()
+        acked.set()
+        await asyncio.wait_for(flushing, 1)
+    sender.sender_task.cancel()
+    reports = [r.getMessage() for r in caplog.records if "producer flush" in r.getMessage()]
+    assert reports and "'approvals:0': 1" in reports[0] and "in_flight_nodes': [0]" in reports[0]
+    assert "'sender': 'running'" in reports[0]

@@ -200,6 +200,7 @@ import faust
 from faust import streams as faust_streams
 from faust.transport.consumer import CONSUMER_FETCHING, Consumer
 from faust.transport.drivers.aiokafka import AIOKafkaConsumerThread
+from faust.transport.drivers.aiokafka import Producer as FaustKafkaProducer
 from faust.transport.producer import ProducerBuffer
 from mode.utils.queues import FlowControlEvent
 from faust.utils.functional import consecutive_numbers
@@ -317,6 +318,15 @@ def apply() -> None:
 
     perform_seek.__doc__ = original_perform_seek.__doc__
     Consumer.perform_seek = perform_seek  # type: ignore[method-assign]
+
+    original_producer_flush = FaustKafkaProducer.flush
+
+    async def producer_flush(self: Any) -> None:
+        await _reporting_slow(original_producer_flush(self), lambda: producer_state(self),
+                              "producer flush")
+
+    producer_flush.__doc__ = original_producer_flush.__doc__
+    FaustKafkaProducer.flush = producer_flush  # type: ignore[method-assign]
 
     global faust_flow_resume
     original_resume = faust_flow_resume = FlowControlEvent.resume
@@ -455,6 +465,58 @@ faust_flow_resume: Any = None
 #: flow-control attribute: the consumer whose fetch loop's expected offsets decide what
 #: a flow resume may drop from the stream queues (set at the first seek)
 HANDED_ON = "sre_handed_on"
+
+
+#: seconds between the reports of a producer flush still waiting (every commit and
+#: every rebalance's revocation wait for one)
+FLUSH_REPORT_SECONDS = 5.0
+
+
+async def _reporting_slow(work: Awaitable[Any], state: Callable[[], Any], what: str) -> Any:
+    """Await ``work``; every :data:`FLUSH_REPORT_SECONDS` it is still running, log how
+    long and ``state()``. A diagnostic: in the HA chaos test a survivor's commit waited
+    29 s, and once for over a minute (its revocation with it, the whole group stuck in
+    the rebalance), and a vote was not acknowledged in 15 s, with nothing in the log to
+    say what the producer waited on."""
+    task = asyncio.ensure_future(work)
+    waited = 0.0
+    try:
+        while True:
+            done, _ = await asyncio.wait({task}, timeout=FLUSH_REPORT_SECONDS)
+            if done:
+                return task.result()
+            waited += FLUSH_REPORT_SECONDS
+            try:
+                detail = state()
+            except Exception as exc:  # noqa: BLE001 - a report must not fail the flush
+                detail = f"state unreadable: {exc!r}"
+            _log.warning("%s still waiting after %.0f s: %s", what, waited, detail)
+    except asyncio.CancelledError:
+        task.cancel()
+        raise
+
+
+def producer_state(producer: Any) -> dict[str, Any]:
+    """What a Faust producer holds: its buffer (table writes), and in the Kafka client
+    the batches per partition, the nodes with a request in flight, muted partitions and
+    whether the sender task is alive."""
+    buffer = producer.buffer
+    out: dict[str, Any] = {"buffer": buffer.size,
+                           "buffer_in_flight": getattr(buffer, "sre_in_flight", 0)}
+    client = producer._producer
+    if client is None:
+        return out
+    acc = client._message_accumulator
+    out["batches"] = {f"{tp.topic}:{tp.partition}": len(b) for tp, b in acc._batches.items()
+                      if b}
+    out["pending_batches"] = len(acc._pending_batches)
+    sender = client._sender
+    out["in_flight_nodes"] = sorted(sender._in_flight)
+    out["muted"] = sorted(f"{tp.topic}:{tp.partition}" for tp in sender._muted_partitions)
+    task = sender.sender_task
+    out["sender"] = ("none" if task is None else "running" if not task.done()
+                     else f"done: {task.exception()!r}" if not task.cancelled() else "cancelled")
+    return out
 
 
 def _handed_on(consumer: Any, item: Any) -> bool:

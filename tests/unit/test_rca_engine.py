@@ -290,6 +290,35 @@ def test_a_changed_mix_of_templates_points_at_the_service_whatever_the_volume() 
     assert names(w)[0] == "api"
 
 
+def traced(delay_on: str | None, n: int = 120, seed: int = 9) -> list[tuple[float, str, str]]:
+    """Requests web -> api -> (db | cache) -> api -> web, one log line per step with the
+    trace id; after the start a delay of 1 s on every hand-off into and out of
+    ``delay_on`` (a network delay on its pod: its own lines and rates stay the same)."""
+    rng = np.random.default_rng(seed)
+    lines = []
+    for i in range(n):
+        t = START - 3600 + (3600 + 300) * i / n
+        tid = f"{i:016x}"
+        path = ["web", "api", "db" if i % 2 else "cache", "api", "web"]
+        for a, b in zip(path, path[1:]):
+            lines.append((t, a, f"INFO {a} step TraceID: {tid} ok"))
+            t += float(rng.uniform(0.005, 0.03)) + (1.0 if t >= START and delay_on in (a, b)
+                                                     else 0.0)
+        lines.append((t, path[-1], f"INFO {path[-1]} done TraceID: {tid}"))
+    return sorted(lines)
+
+
+def test_slower_hand_offs_in_traces_point_at_the_delayed_service() -> None:
+    # a network delay on db, seen only in the time from api's line to db's next line (and
+    # back) of the same trace; no metric moved, no template changed. The old ranking had
+    # nothing on db (it came by name); api, whose hand-offs with db slowed too, is
+    # explained by db (its hand-offs with cache did not slow)
+    w = IncidentWindow(start=START, edges=EDGES, logs=traced("db"), symptom={"service": "web"})
+    top_with(w, "db", "hand-offs slower", ("api", "hand-offs slower"))
+    # without the delay nothing is slow
+    assert not [e for e in log_evidence(traced(None), START) if e.change == "slow"]
+
+
 def test_uncovered_time_is_no_data_not_silence() -> None:
     # the export holds a chunk before and a chunk after: the gap is not a drop
     lines = [(START - 600 + 6 * i, "api", "INFO served /x") for i in range(50)]

@@ -228,6 +228,8 @@ def _metric_text(e: SeriesEvidence) -> str:
 
 
 def _log_text(e: LogEvidence) -> str:
+    if e.change == "slow":
+        return f"requests in its traces wait longer at it: {e.template} (z={e.z:.1f})"
     if e.change == "mix":
         return (f"the mix of its log lines changed over {e.template} "
                 f"({e.rate_after:.3g}/min vs {e.rate_before:.3g}/min before, z={e.z:.1f})")

@@ -55,6 +55,8 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from statistics import NormalDist
 
+import numpy as np
+
 from ..models.templates import TemplateMiner
 
 __all__ = ["COVER_BIN", "LogEvidence", "log_evidence", "line_level"]
@@ -73,6 +75,16 @@ RATE_CV = 0.5
 MIX_WEIGHT = 1.0
 #: fewest lines (before + after) of a template for it to enter the mix test
 MIX_MIN = 2
+#: trace id in a log line (``TraceID: 3f2a…``, ``trace_id=…``, ``"traceId":"…"``)
+_TRACE = re.compile(r"trace[_-]?id\"?\s*[:=]\s*\"?([0-9A-Za-z][0-9A-Za-z._-]{7,})", re.I)
+#: shortest hand-off gap: log timestamps' resolution (seconds)
+HANDOFF_FLOOR = 0.001
+#: a hand-off this much slower than the service's median one (log scale: x4) is slow
+HANDOFF_RATIO = math.log(4.0)
+#: fewest reference hand-offs of a service to judge its hand-offs
+HANDOFF_MIN = 5
+#: weight of slower hand-offs: as a rise of an error template (a delay is a fault)
+HANDOFF_WEIGHT = 1.0
 #: most lines mined per analysis (the newest are kept): bounds the work
 MAX_LINES = 500_000
 
@@ -287,7 +299,93 @@ def log_evidence(lines: Iterable[tuple[float, str, str]], start: float, referenc
     message carries none. ``miners`` may pass the services' existing template
     miners (so template ids match the stream's); new ones are made otherwise.
     """
+    lines = lines if isinstance(lines, list) else list(lines)
     c = count_templates(lines, start, reference, after, levels, miners)
     if c.t_ref <= 0 or c.t_after <= 0:
         return []
-    return judge_templates(c) + mix_shift(c)
+    return judge_templates(c) + mix_shift(c) + handoff_delays(lines, start, reference, after)
+
+
+def handoff_delays(lines: Iterable[tuple[float, str, str]], start: float,
+                   reference: float = 3600.0, after: float = 300.0) -> list[LogEvidence]:
+    """Slower hand-offs between services within a trace, from the trace ids in log lines.
+
+    Lines that carry a trace id (``TraceID: …``, ``trace_id=…``, ``traceId":"…``)
+    put one request's steps in order across services. The time from a line
+    of one service to the next line of another service in the same trace is
+    a *hand-off*: a call, its network and the callee's work up to its first
+    line. A delay on a service's network (or anything that stalls it before
+    it logs) makes every hand-off into and out of it slower, whoever the
+    partner is, while its own lines and metrics may show nothing.
+
+    Per service, a hand-off after the start is *slow* when its log gap lies
+    beyond the service's reference hand-offs: the median plus the larger of
+    3 robust sigmas and a doubling (``ln 2``), gaps floored at 1 ms (log
+    timestamps' resolution). The share of slow ones in the reference itself
+    (smoothed, Jeffreys) is what is expected; the binomial tail of the count
+    after is the evidence, as a normal z. Every slowed hand-off implicates
+    both its ends, so the services are explained away greedily, as an
+    on-call engineer intersects the slow calls: the service with the
+    strongest evidence keeps it, and its hand-offs are taken out before its
+    partners are judged again (a partner slowed only through it has nothing
+    left).
+    """
+    lo, hi = start - reference, start + after
+    traces: dict[str, list[tuple[float, str]]] = {}
+    for t, svc, msg in lines:
+        if lo <= t < hi:
+            m = _TRACE.search(msg)
+            if m:
+                traces.setdefault(m.group(1), []).append((t, svc))
+    hand: list[tuple[str, str, float, bool]] = []
+    for steps in traces.values():
+        if len(steps) < 2:
+            continue
+        steps.sort()
+        for (t1, s1), (t2, s2) in zip(steps, steps[1:]):
+            if s1 != s2:
+                hand.append((s1, s2, math.log(max(t2 - t1, HANDOFF_FLOOR)), t1 >= start))
+    out: list[LogEvidence] = []
+    while hand:
+        best: tuple[float, str, int, int, float, float, list[str]] | None = None
+        for svc in sorted({x for h in hand for x in h[:2]}):
+            mine = [h for h in hand if svc in h[:2]]
+            ref = np.array([h[2] for h in mine if not h[3]])
+            now = [h for h in mine if h[3]]
+            if len(ref) < HANDOFF_MIN or not now:
+                continue
+            med = float(np.median(ref))
+            cut = med + HANDOFF_RATIO
+            p0 = (float(np.sum(ref > cut)) + 0.5) / (len(ref) + 1.0)
+            slow = [h for h in now if h[2] > cut]
+            # as for slower calls: one slowed partner cannot tell which end is slow
+            if len({h[0] if h[1] == svc else h[1] for h in slow}) < min(
+                    2, len({h[0] if h[1] == svc else h[1] for h in mine})):
+                continue
+            # a delay holds up the typical request through the service, not a tail of them
+            # (load makes some hand-offs of a busy service slower): most must be slow
+            if 2 * len(slow) < len(now):
+                continue
+            z = _z(_binom_sf(len(slow), len(now), p0)) if slow else 0.0
+            if z > 0 and (best is None or z > best[0]):
+                best = (z, svc, len(slow), len(now), math.exp(med),
+                        math.exp(float(np.median([h[2] for h in slow]))),
+                        sorted({h[0] if h[1] == svc else h[1] for h in slow}))
+        if best is None:
+            break
+        z, svc, k, n, before, now_med, partners = best
+        out.append(LogEvidence(
+            svc, "*handoff*", f"{k} of {n} hand-offs slower, with {', '.join(partners[:3])}"
+            f"{' and more' if len(partners) > 3 else ''} (median {now_med:.3g} s vs "
+            f"{before:.3g} s before)", True, "slow", round(before, 4), round(now_med, 4),
+            round(z, 4), round(z * HANDOFF_WEIGHT, 4), None))
+        # explained: its hand-offs are its own; its partners are judged again without them
+        hand = [h for h in hand if svc not in h[:2]]
+    return out
+
+
+def _binom_sf(k: int, n: int, p: float) -> float:
+    """P(X >= k) for X ~ Binomial(n, p)."""
+    return min(1.0, sum(math.exp(math.lgamma(n + 1) - math.lgamma(i + 1) - math.lgamma(n - i + 1)
+                                 + i * math.log(p) + (n - i) * math.log1p(-p))
+                        for i in range(k, n + 1)))

@@ -345,11 +345,16 @@ def handoff_delays(lines: Iterable[tuple[float, str, str]], start: float,
         for (t1, s1), (t2, s2) in zip(steps, steps[1:]):
             if s1 != s2:
                 hand.append((s1, s2, math.log(max(t2 - t1, HANDOFF_FLOOR)), t1 >= start))
+    by: dict[str, list[tuple[str, str, float, bool]]] = {}
+    for h in hand:
+        by.setdefault(h[0], []).append(h)
+        by.setdefault(h[1], []).append(h)
     out: list[LogEvidence] = []
-    while hand:
+    taken: set[str] = set()
+    while True:
         best: tuple[float, str, int, int, float, float, list[str]] | None = None
-        for svc in sorted({x for h in hand for x in h[:2]}):
-            mine = [h for h in hand if svc in h[:2]]
+        for svc in sorted(set(by) - taken):
+            mine = [h for h in by[svc] if h[0] not in taken and h[1] not in taken]
             ref = np.array([h[2] for h in mine if not h[3]])
             now = [h for h in mine if h[3]]
             if len(ref) < HANDOFF_MIN or not now:
@@ -372,7 +377,7 @@ def handoff_delays(lines: Iterable[tuple[float, str, str]], start: float,
                         math.exp(float(np.median([h[2] for h in slow]))),
                         sorted({h[0] if h[1] == svc else h[1] for h in slow}))
         if best is None:
-            break
+            return out
         z, svc, k, n, before, now_med, partners = best
         out.append(LogEvidence(
             svc, "*handoff*", f"{k} of {n} hand-offs slower, with {', '.join(partners[:3])}"
@@ -380,8 +385,7 @@ def handoff_delays(lines: Iterable[tuple[float, str, str]], start: float,
             f"{before:.3g} s before)", True, "slow", round(before, 4), round(now_med, 4),
             round(z, 4), round(z * HANDOFF_WEIGHT, 4), None))
         # explained: its hand-offs are its own; its partners are judged again without them
-        hand = [h for h in hand if svc not in h[:2]]
-    return out
+        taken.add(svc)
 
 
 def _binom_sf(k: int, n: int, p: float) -> float:

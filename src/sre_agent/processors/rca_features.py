@@ -94,7 +94,9 @@ _TEXT_RULES: list[tuple[str, str]] = [
     ("oom", r"(out ?of ?memory|outofmemory|oom|heap space|cannot allocate memory|memory limit)"),
     ("db_pool", r"(connection pool|pool exhausted|too many (connections|clients)|hikari|"
                 r"connection is not available|remaining connection slots|max_connections|"
-                r"timeout acquiring|could not obtain connection)"),
+                r"timeout acquiring|could not obtain connection|"
+                r"(could not|unable to|failed to|cannot|can't) (acquire|get|obtain) "
+                r"(a )?(jdbc |database |db )?connection)"),
     ("disk", r"(no space left|disk full|read-only file system|disk quota)"),
     ("dependency", r"(connection refused|connection reset|unavailable|upstream|"
                    r"deadline exceeded|timed? ?out|no route to host|broken pipe|503|502|504)"),

@@ -75,6 +75,7 @@ from sre_agent.collectors.prompb import WriteRequest  # noqa: E402
 from sre_agent.collectors.remote_write import decode_write_request  # noqa: E402
 from sre_agent.config import load_settings  # noqa: E402
 from sre_agent.schemas import MetricBatch, decode, series_id, shard_of  # noqa: E402
+from sre_agent.schemas.telemetry import series_key  # noqa: E402
 from sre_agent.schemas.series_refs import SeriesDirectory  # noqa: E402
 
 TOKEN = "bench-ingest-token"
@@ -219,6 +220,30 @@ async def watch(bootstrap: str, topic: str, seen: dict[tuple[str, float], float]
                     if a.get("status") == "open":
                         seen.setdefault((a["series"], round(a["observed"], 3)),
                                         r.timestamp / 1000.0)
+    finally:
+        await cons.stop()
+
+
+async def watch_metrics(bootstrap: str, topic: str, wanted: dict[tuple[str, float], str],
+                        seen: dict[tuple[str, float], float], stop: asyncio.Event) -> None:
+    """Markers (series key, value) -> Kafka timestamp (s) of the ``metrics`` message that
+    carried them: where the receiver's part of the latency ends."""
+    from aiokafka import AIOKafkaConsumer
+
+    cons = AIOKafkaConsumer(topic, bootstrap_servers=bootstrap, group_id=None,
+                            auto_offset_reset="latest", metadata_max_age_ms=1000)
+    await cons.start()
+    try:
+        while not stop.is_set():
+            recs = await cons.getmany(timeout_ms=200)
+            for batch in recs.values():
+                for r in batch:
+                    m = orjson.loads(r.value)
+                    for s in (*m.get("series", ()), *m.get("refs", ())):
+                        for _, v in s["points"]:
+                            k = (s.get("id", ""), round(v, 3))
+                            if k in wanted:
+                                seen.setdefault(k, r.timestamp / 1000.0)
     finally:
         await cons.stop()
 
@@ -668,8 +693,12 @@ async def latency(run: Run, load: Load, rate: float, seconds: float, per_request
         rounds.append(b)
         req_index += reqs_per_round
     seen: dict[tuple[str, float], float] = {}
+    in_metrics: dict[tuple[str, float], float] = {}
+    keyed = {(series_key(sid), v): sid for sid, v in markers.values()}
     stop = asyncio.Event()
     watcher = asyncio.create_task(watch(run.broker.bootstrap, run.prefix + "anomalies", seen, stop))
+    mwatcher = asyncio.create_task(watch_metrics(run.broker.bootstrap, run.prefix + "metrics",
+                                                 keyed, in_metrics, stop))
     await asyncio.sleep(1)
     sent = await paced_post(run.urls, rounds, rate, per_request, connections)
     deadline = time.monotonic() + 30
@@ -677,10 +706,19 @@ async def latency(run: Run, load: Load, rate: float, seconds: float, per_request
         await asyncio.sleep(0.2)
     stop.set()
     await watcher
+    await mwatcher
     lat = [seen[m] - sent[i] for i, m in markers.items() if m in seen]
+    # where it accrues: post -> the metrics message that carried the marker (receiver,
+    # coalescer linger, produce), then that message -> the anomaly (consumer, detector)
+    recv = [in_metrics[(series_key(m[0]), m[1])] - sent[i] for i, m in markers.items()
+            if (series_key(m[0]), m[1]) in in_metrics]
+    cons = [seen[m] - in_metrics[(series_key(m[0]), m[1])] for m in markers.values()
+            if m in seen and (series_key(m[0]), m[1]) in in_metrics]
     return {"rate": rate, "requests": total_reqs, "markers": len(markers), "found": len(lat),
             "p50_s": bc.pct(lat, 0.5), "p99_s": bc.pct(lat, 0.99),
-            "max_s": max(lat, default=float("nan"))}
+            "max_s": max(lat, default=float("nan")),
+            "receive_p50_s": bc.pct(recv, 0.5), "receive_p99_s": bc.pct(recv, 0.99),
+            "consume_p50_s": bc.pct(cons, 0.5), "consume_p99_s": bc.pct(cons, 0.99)}
 
 
 async def interval_ab(broker: Any, work: Path, a: argparse.Namespace, extra: dict[str, str],
@@ -690,10 +728,14 @@ async def interval_ab(broker: Any, work: Path, a: argparse.Namespace, extra: dic
     interval), posted at the same moments to workers side by side that differ only in
     ``worker.checkpoint_interval``."""
     intervals = [float(x) for x in a.ab_intervals.split(",")]
+    envs: list[dict[str, str]] = [{} for _ in intervals]
+    if a.ab_env:  # two arms at the first interval: as they are, and with these settings
+        intervals = [intervals[0]] * 2
+        envs = [{}, dict(kv.split("=", 1) for kv in a.ab_env.split(";"))]
     arms = []
-    for i, iv in enumerate(intervals):
+    for i, (iv, env) in enumerate(zip(intervals, envs, strict=True)):
         r = Run(broker, work, f"ck{i}", a.partitions,
-                {**extra, "SRE_AGENT_WORKER__CHECKPOINT_INTERVAL": str(iv)})
+                {**extra, "SRE_AGENT_WORKER__CHECKPOINT_INTERVAL": str(iv), **env})
         runs.append(r)
         await r.start(1)
         arms.append(r)
@@ -712,12 +754,36 @@ async def interval_ab(broker: Any, work: Path, a: argparse.Namespace, extra: dic
             await asyncio.sleep(max(0.0, gap - (time.monotonic() - t)))
         posted += len(load.labels)
     out: dict[str, Any] = {"series": a.ab_series, "scrape_s": a.ab_scrape, "samples": posted}
-    for iv, r, s0, c0 in zip(intervals, arms, st0, cpu0, strict=True):
+    for i, (iv, r, s0, c0) in enumerate(zip(intervals, arms, st0, cpu0, strict=True)):
         d = state_delta(s0, r.state())
-        out[f"interval_{iv:g}"] = {"cpu_us_per_sample": (r.cpu() - c0) / posted * 1e6,
-                                   "rss_kib": r.rss(), **d}
+        name = f"interval_{iv:g}" + (f" arm {i} {envs[i]}" if a.ab_env else "")
+        out[name] = {"cpu_us_per_sample": (r.cpu() - c0) / posted * 1e6, "rss_kib": r.rss(), **d}
         r.stop()
     return out
+
+
+async def scale_out(broker: Any, work: Path, a: argparse.Namespace, extra: dict[str, str],
+                    runs: list[Run]) -> dict[str, Any]:
+    """One worker, then two in one group, fresh topics each, the same load posted."""
+    rates = {}
+    for n in (1, 2):
+        srun = Run(broker, work, f"scale{n}", a.partitions, extra)
+        runs.append(srun)
+        await srun.start(n)
+        sload = Load(a.series, a.per_request, a.shards)
+        r, _, _ = await throughput(srun, sload, a.rounds, a.connections, a.shards,
+                                   a.warmup_rounds)
+        rates[n] = r
+        srun.stop()
+        print(f"{n} worker(s): {r['samples_per_s']:,.0f} samples/s, "
+              f"{r['cpu_us_per_sample']:.1f} µs CPU/sample", flush=True)
+    scale = {"one": rates[1], "two": rates[2],
+             "ratio": rates[2]["samples_per_s"] / rates[1]["samples_per_s"],
+             "cpu_per_sample_ratio": rates[2]["cpu_us_per_sample"]
+             / rates[1]["cpu_us_per_sample"]}
+    print(f"scale-out two/one: {scale['ratio']:.2f}x "
+          f"(CPU per sample {scale['cpu_per_sample_ratio']:.2f}x)", flush=True)
+    return scale
 
 
 # ====================================================================== main
@@ -732,6 +798,13 @@ async def main_async(a: argparse.Namespace) -> dict[str, Any]:
     out: dict[str, Any] = {"series": a.series, "per_request": a.per_request,
                            "rounds": a.rounds, "partitions": a.partitions, "env": extra}
     try:
+        if a.ab_only:
+            out["checkpoint_interval_ab"] = ab = await interval_ab(broker, work, a, extra, runs)
+            print(json.dumps(ab, indent=1, default=str), flush=True)
+            return out
+        if a.scale_only:
+            out["scale"] = await scale_out(broker, work, a, extra, runs)
+            return out
         # ---- 1. one worker at full speed
         run = Run(broker, work, "one", a.partitions, extra)
         runs.append(run)
@@ -799,7 +872,10 @@ async def main_async(a: argparse.Namespace) -> dict[str, Any]:
                                        a.per_request, a.connections)
         lt = out["latency"]
         print(f"latency at {lt['rate']:,.0f} samples/s: p50 {lt['p50_s']:.3f} s, "
-              f"p99 {lt['p99_s']:.3f} s ({lt['found']}/{lt['markers']} markers)", flush=True)
+              f"p99 {lt['p99_s']:.3f} s ({lt['found']}/{lt['markers']} markers); post -> "
+              f"metrics message p50 {lt['receive_p50_s']:.3f} / p99 {lt['receive_p99_s']:.3f} s, "
+              f"metrics message -> anomaly p50 {lt['consume_p50_s']:.3f} / p99 "
+              f"{lt['consume_p99_s']:.3f} s", flush=True)
         await asyncio.sleep(2)
         out["rss"] = {"empty_kib": rss_empty, "after_kib": run.rss(),
                       "per_series_bytes": (run.rss() - rss_empty) * 1024 / a.series}
@@ -851,24 +927,7 @@ async def main_async(a: argparse.Namespace) -> dict[str, Any]:
                           f"RSS {v['rss_kib'] / 1024:.0f} MiB", flush=True)
         # ---- 7. scale-out: one worker vs two, fresh topics each
         if not a.skip_scale:
-            rates = {}
-            for n in (1, 2):
-                srun = Run(broker, work, f"scale{n}", a.partitions, extra)
-                runs.append(srun)
-                await srun.start(n)
-                sload = Load(a.series, a.per_request, a.shards)
-                r, _, _ = await throughput(srun, sload, a.rounds, a.connections, a.shards,
-                                           a.warmup_rounds)
-                rates[n] = r
-                srun.stop()
-                print(f"{n} worker(s): {r['samples_per_s']:,.0f} samples/s, "
-                      f"{r['cpu_us_per_sample']:.1f} µs CPU/sample", flush=True)
-            out["scale"] = {"one": rates[1], "two": rates[2],
-                            "ratio": rates[2]["samples_per_s"] / rates[1]["samples_per_s"],
-                            "cpu_per_sample_ratio": rates[2]["cpu_us_per_sample"]
-                            / rates[1]["cpu_us_per_sample"]}
-            print(f"scale-out two/one: {out['scale']['ratio']:.2f}x "
-                  f"(CPU per sample {out['scale']['cpu_per_sample_ratio']:.2f}x)", flush=True)
+            out["scale"] = await scale_out(broker, work, a, extra, runs)
         out["bench_client_cpu_s"] = resource.getrusage(resource.RUSAGE_SELF).ru_utime
         return out
     finally:
@@ -900,16 +959,26 @@ def main() -> int:
     p.add_argument("--ab-intervals", default="5,60",
                    help="checkpoint intervals compared side by side in the production shape "
                         "('' to skip)")
+    p.add_argument("--ab-env", default="",
+                   help="instead of intervals: two workers side by side at the first interval, "
+                        "the second with these settings ('K=V;K=V')")
     p.add_argument("--ab-series", type=int, default=20_000)
     p.add_argument("--ab-scrape", type=float, default=15.0, help="seconds between a series' samples")
     p.add_argument("--ab-seconds", type=float, default=240.0)
     p.add_argument("--skip-scale", action="store_true")
+    p.add_argument("--ab-only", action="store_true", help="only the side-by-side A/B")
+    p.add_argument("--scale-only", action="store_true", help="only the scale-out (one vs two)")
     p.add_argument("--env", action="append", default=[],
                    help="extra worker setting, e.g. SRE_AGENT_WORKER__FETCH_MAX_WAIT_MS=1500")
     p.add_argument("--json", type=Path)
     p.add_argument("--inprocess-memory", type=int, metavar="SERIES",
                    help="only: RSS per series of the per-series structures, in-process")
     a = p.parse_args()
+    # the worker's collector settings here too: the ceiling and the in-process parts pay
+    # the garbage collection the worker pays (worker.gc_threshold)
+    from sre_agent.streams.consumer_tuning import tune_gc
+
+    tune_gc(load_settings(env=dict(kv.split("=", 1) for kv in a.env)).worker.gc_threshold)
     if a.inprocess_memory:
         print(f"{a.inprocess_memory:,} series: "
               f"{inprocess_memory(a.inprocess_memory):,.0f} B RSS per series (in-process)")

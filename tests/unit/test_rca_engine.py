@@ -319,6 +319,17 @@ def test_slower_hand_offs_in_traces_point_at_the_delayed_service() -> None:
     assert not [e for e in log_evidence(traced(None), START) if e.change == "slow"]
 
 
+def test_slower_hand_offs_are_not_explained_away_by_a_dependency() -> None:
+    # the delay on db again, and db's own dependency store burns 10x its CPU for its own
+    # reasons: the hand-offs into and out of db are db's (store's would have been taken
+    # first had they slowed). The old ranking let store "explain" db by half: store first
+    cpu = series(20.0, 0.03, 71)
+    cpu[1][T >= START] *= 10.0
+    w = IncidentWindow(start=START, edges=[*EDGES, ("db", "store")], logs=traced("db", 240),
+                       symptom={"service": "web"}, series={("store", "cpu"): cpu})
+    assert names(w)[0] == "db", [(c.service, c.score) for c in rank_window(w)]
+
+
 def test_uncovered_time_is_no_data_not_silence() -> None:
     # the export holds a chunk before and a chunk after: the gap is not a drop
     lines = [(START - 600 + 6 * i, "api", "INFO served /x") for i in range(50)]

@@ -423,7 +423,11 @@ def rank_window(w: IncidentWindow, spec: WindowSpec = WindowSpec()) -> list[Cand
                                               ls[0] if ls else None,
                                               cs[0][0] if cs else None),
                            ev, min(onsets) if onsets else None, m, lg, ch, kinds, support,
-                           upstream, local=local)
+                           upstream, local=local,
+                           # slower hand-offs left after the partners' were explained
+                           # away (rca_logs.handoff_delays) are the service's own edges
+                           edge=max((LOG_WEIGHT * math.log1p(e.score) for e in ls
+                                     if e.change == "slow"), default=0.0))
 
     _slow_calls(raw, metric_ev, graph)
     _fewer_calls(raw, metric_ev, graph)

@@ -1,0 +1,153 @@
+"""Calibration of the detection score on real KPIs: observed false-alert rate against the promise.
+
+Usage::
+
+    python bench/calibration_kpi.py [--data ../shared/devdata/kpi] [--scores DIR] [--skip-days 1]
+
+A score ``x`` promises a tail probability per sample and direction,
+``10 ** -surprisal_of(x)`` (docs/cognition.md, "What a score means"): on a series that
+behaves as it has so far, an alert at threshold ``x`` opens on about
+``p(x) = 2 * 10 ** -surprisal_of(x)`` of its samples (either direction). This check counts,
+on the *label-free* stretches of the KPI dev set (samples outside every operator-labelled
+segment, after each series' first ``--skip-days`` days of learning), the alert onsets
+(a sample whose shown score reaches ``x`` while the previous one did not, as the data
+set's scorer counts them) and compares them with ``p(x)`` times the number of those
+samples, at 0.6, 0.7, 0.8 and 0.9. A ratio of 1 is a calibrated score; above 1 the score
+overstates how rare the alerts are. Unlabelled real events count as false here, so a
+perfect detector would show a ratio a little above 1.
+
+Per series, the ratio's median and 90th percentile (over series with at least 5 expected
+onsets at that score) say whether the same score means the same rarity on every series.
+
+``--scores DIR`` reads a directory written by ``sre-agent backtest`` (or any detector's
+``timestamp,value,anomaly_score`` CSVs); without it the backtest is run here.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import json
+import math
+import sys
+import tempfile
+from pathlib import Path
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parents[1]
+THRESHOLDS = (0.6, 0.7, 0.8, 0.9)
+
+
+def promise(score: float) -> float:
+    """Per-sample probability of an alert at this score, either direction (the detector's rule)."""
+    from sre_agent.models.tailbank import surprisal_of
+
+    return 2.0 * 10.0 ** -surprisal_of(score)
+
+
+def read_scores(path: Path) -> tuple[np.ndarray, np.ndarray]:
+    ts, sc = [], []
+    with path.open(newline="", encoding="utf-8-sig") as fh:
+        r = csv.reader(fh)
+        head = [h.strip().lower() for h in next(r)]
+        it, isc = head.index("timestamp"), head.index("anomaly_score")
+        for row in r:
+            if row:
+                ts.append(float(row[it]))
+                try:
+                    sc.append(float(row[isc]))
+                except ValueError:
+                    sc.append(0.0)
+    t = np.asarray(ts)
+    if len(t) and t[0] > 1e11:
+        t = t / 1000.0
+    return t, np.nan_to_num(np.asarray(sc))
+
+
+def poisson_ci(k: int) -> tuple[float, float]:
+    """Approximate 95 % interval of a Poisson count (Wilson-Hilferty; exact enough here)."""
+    def q(kk: float, z: float) -> float:
+        if kk <= 0:
+            return 0.0
+        return kk * (1 - 1 / (9 * kk) + z / (3 * math.sqrt(kk))) ** 3
+    return (q(k, -1.96) if k > 0 else 0.0), q(k + 1, 1.96)
+
+
+def calibration(scores: dict[str, tuple[np.ndarray, np.ndarray]], labels: dict[str, list],
+                skip_days: float, thresholds=THRESHOLDS) -> list[dict]:
+    rows = []
+    for th in thresholds:
+        p = promise(th)
+        onsets = samples = 0
+        ratios = []
+        for name, (t, s) in scores.items():
+            if not len(t):
+                continue
+            free = t >= t[0] + skip_days * 86400.0
+            for a, b in labels.get(name, []):
+                free &= ~((t >= a) & (t <= b))
+            c = s >= th
+            onset = c & ~np.r_[False, c[:-1]]
+            o, n = int((onset & free).sum()), int(free.sum())
+            onsets += o
+            samples += n
+            if n * p >= 5:
+                ratios.append(o / (n * p))
+        exp = samples * p
+        lo, hi = poisson_ci(onsets)
+        rows.append({"score": th, "p": p, "samples": samples, "expected": exp, "observed": onsets,
+                     "ratio": onsets / exp if exp else math.nan, "ratio_lo": lo / exp if exp else math.nan,
+                     "ratio_hi": hi / exp if exp else math.nan, "series": len(ratios),
+                     "median": float(np.median(ratios)) if ratios else math.nan,
+                     "p90": float(np.percentile(ratios, 90)) if ratios else math.nan})
+    return rows
+
+
+def render(rows: list[dict]) -> str:
+    out = [f"{'score':>5} {'promised p':>10} {'expected':>10} {'observed':>8} {'ratio':>7} "
+           f"{'(95 % CI)':>16} {'series':>6} {'median':>6} {'p90':>6}"]
+    for r in rows:
+        ci = f"({r['ratio_lo']:.3g}-{r['ratio_hi']:.3g})"
+        med = "-" if math.isnan(r["median"]) else f"{r['median']:.2f}"
+        p90 = "-" if math.isnan(r["p90"]) else f"{r['p90']:.2f}"
+        out.append(f"{r['score']:>5} {r['p']:>10.3g} {r['expected']:>10.3g} {r['observed']:>8} "
+                   f"{r['ratio']:>7.3g} {ci:>16} {r['series']:>6} {med:>6} {p90:>6}")
+    return "\n".join(out)
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--data", type=Path, default=ROOT.parent / "shared" / "devdata" / "kpi")
+    ap.add_argument("--scores", type=Path, help="scored CSVs (default: run the backtest here)")
+    ap.add_argument("--skip-days", type=float, default=1.0,
+                    help="days of learning skipped at each series' start (default 1)")
+    a = ap.parse_args()
+    labels_path = a.data / "kpi" / "labels.json"
+    if not labels_path.exists():
+        print(f"no KPI data set at {a.data}")
+        return 2
+    labels = json.loads(labels_path.read_text())
+    with tempfile.TemporaryDirectory() as tmp:
+        src = a.scores
+        if src is None:
+            sys.path.insert(0, str(ROOT / "bench"))
+            from bench_kpi import run_backtest  # the same backtest as bench_kpi.py
+
+            from sre_agent.config import AnomalySettings
+
+            src = Path(tmp) / "sre-agent"
+            run_backtest(a.data / "kpi", src, AnomalySettings())
+        found = {p.name: p for p in src.rglob("*.csv")}
+        scores = {name: read_scores(found[name]) for name in sorted(labels) if name in found}
+    rows = calibration(scores, labels, a.skip_days)
+    days = sum((t[-1] - t[0]) / 86400.0 - a.skip_days for t, _ in scores.values() if len(t))
+    print(f"KPI dev set: {len(scores)} series, {rows[0]['samples']:,} label-free samples "
+          f"({days:.0f} series-days after the first {a.skip_days:g}); alert onsets of the shown "
+          f"score against p(score) x samples")
+    print(render(rows))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -317,6 +317,10 @@ def test_slower_hand_offs_in_traces_point_at_the_delayed_service() -> None:
     top_with(w, "db", "hand-offs slower", ("api", "hand-offs slower"))
     # without the delay nothing is slow
     assert not [e for e in log_evidence(traced(None), START) if e.change == "slow"]
+    # an all-zero trace id (not sampled) joins nothing: the same lines with it say nothing
+    zero = [(t, s, m.split("TraceID:")[0] + "TraceID: 0000000000000000 ok")
+            for t, s, m in traced("db")]
+    assert not [e for e in log_evidence(zero, START) if e.change == "slow"]
 
 
 def test_slower_hand_offs_are_not_explained_away_by_a_dependency() -> None:

@@ -335,7 +335,9 @@ def handoff_delays(lines: Iterable[tuple[float, str, str]], start: float,
     for t, svc, msg in lines:
         if lo <= t < hi:
             m = _TRACE.search(msg)
-            if m:
+            # an all-zero id is no trace (W3C: invalid, "not sampled"); it would join
+            # every such line into one request
+            if m and m.group(1).strip("0-._"):
                 traces.setdefault(m.group(1), []).append((t, svc))
     hand: list[tuple[str, str, float, bool]] = []
     for steps in traces.values():

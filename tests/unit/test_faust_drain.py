@@ -436,8 +436,12 @@ async def test_a_producer_flush_that_waits_long_says_on_what(monkeypatch: Any,
     tp = FaustTP("approvals", 0)
     sender = SimpleNamespace(_in_flight={0}, _muted_partitions={tp},
                              sender_task=asyncio.ensure_future(asyncio.sleep(10)))
-    client = SimpleNamespace(flush=client_flush, _sender=sender, _message_accumulator=
-                             SimpleNamespace(_batches={tp: [object()]}, _pending_batches=[]))
+    head = SimpleNamespace(remaining_linger=lambda: None, expired=lambda: False)
+    client = SimpleNamespace(
+        flush=client_flush, _sender=sender,
+        _message_accumulator=SimpleNamespace(_batches={tp: [head]}, _pending_batches=[]),
+        _metadata=SimpleNamespace(leader_for_partition=lambda tp: -1),
+        client=SimpleNamespace(_md_update_fut=None, _sync_task=sender.sender_task))
     producer = SimpleNamespace(buffer=SimpleNamespace(flush=buffer_flush, size=0),
                                _producer=client, _transaction_producers={})
     with caplog.at_level(logging.WARNING, logger=faust_fixes.__name__):
@@ -449,4 +453,4 @@ async def test_a_producer_flush_that_waits_long_says_on_what(monkeypatch: Any,
     sender.sender_task.cancel()
     reports = [r.getMessage() for r in caplog.records if "producer flush" in r.getMessage()]
     assert reports and "'approvals:0': 1" in reports[0] and "in_flight_nodes': [0]" in reports[0]
-    assert "'sender': 'running'" in reports[0]
+    assert "'sender': 'running'" in reports[0] and "'leader': -1" in reports[0]

@@ -509,6 +509,20 @@ def producer_state(producer: Any) -> dict[str, Any]:
     acc = client._message_accumulator
     out["batches"] = {f"{tp.topic}:{tp.partition}": len(b) for tp, b in acc._batches.items()
                       if b}
+    # why the sender does not take them: no leader known (it then waits on a metadata
+    # update), still lingering, expired
+    heads: dict[str, Any] = {}
+    for tp, batches in list(acc._batches.items()):
+        if batches:
+            head = batches[0]
+            heads[f"{tp.topic}:{tp.partition}"] = {
+                "leader": client._metadata.leader_for_partition(tp),
+                "linger": head.remaining_linger(), "expired": head.expired()}
+    out["heads"] = heads
+    md = client.client
+    fut, sync = md._md_update_fut, md._sync_task
+    out["metadata_update"] = "none" if fut is None else "done" if fut.done() else "pending"
+    out["metadata_sync"] = "none" if sync is None else "running" if not sync.done() else "done"
     out["pending_batches"] = len(acc._pending_batches)
     sender = client._sender
     out["in_flight_nodes"] = sorted(sender._in_flight)

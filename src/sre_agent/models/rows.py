@@ -23,7 +23,11 @@ class RowBank:
         """Allocate a slot (fresh, or from a saved row); return its index."""
         if not self._free:
             old = self.S.shape[0]
-            self.S = np.vstack([self.S, np.zeros((old, self.width))])
+            # zeros then copy, not vstack: a large np.zeros is mapped lazily, so the
+            # unused half of the doubled matrix costs no resident memory until used
+            grown = np.zeros((2 * old, self.width))
+            grown[:old] = self.S
+            self.S = grown
             self._free = list(range(2 * old - 1, old - 1, -1))
         slot = self._free.pop()
         self.S[slot] = 0.0 if row is None else row

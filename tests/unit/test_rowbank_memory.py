@@ -1,0 +1,48 @@
+"""RowBank growth: the unused half of a doubled state matrix is not resident (issue 18)."""
+
+from __future__ import annotations
+
+import gc
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from sre_agent.models.rows import RowBank
+
+
+def _rss() -> int:
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) * 1024
+    return 0
+
+
+class _Wide(RowBank):
+    width = 135  # the tail bank's row (state v7)
+
+
+def test_growth_keeps_rows_and_zeroes_the_rest() -> None:
+    b = _Wide(capacity=4)
+    for i in range(5):
+        s = b.add(np.full(_Wide.width, float(i + 1)))
+        assert s == i
+    assert b.S.shape == (8, _Wide.width)
+    assert (b.S[:5] == np.arange(1, 6)[:, None]).all() and not b.S[5:].any()
+    assert len(b) == 5
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="reads /proc/self/status")
+def test_unused_half_of_a_grown_matrix_is_not_resident() -> None:
+    cap = 32_768  # 35 MB at 135 columns: large allocations are mapped lazily
+    b = _Wide(capacity=cap)
+    b.S[:] = 1.0  # every row in use, resident
+    b._free.clear()
+    gc.collect()
+    before = _rss()
+    b.add()  # doubles to 70 MB; the old 35 MB is freed
+    gc.collect()
+    grew = _rss() - before
+    # vstack wrote the new half's zeros: +35 MB resident; zeros + copy: ~0
+    assert grew < 0.25 * b.S.nbytes / 2, grew

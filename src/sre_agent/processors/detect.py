@@ -90,10 +90,16 @@ class MetricDetector:
         self._load = load
         self.bank = TailBank(warmup=settings.warmup_samples, **bank_kw)
         self.slot_of: dict[str, int] = {}
-        self._fast: dict[tuple[Any, ...], int] = {}
-        self._sid: dict[int, str] = {}
-        self._name: dict[int, str] = {}
-        self._labels: dict[int, dict[str, str]] = {}
+        #: flat key ``(name, *label names, *label values)`` -> slot: the hot path's
+        #: lookup without hashing the series id (flat: one tuple per series, not one
+        #: per label pair)
+        self._fast: dict[tuple[str, ...], int] = {}
+        #: per slot (None when free): the series id and its flat key, which also
+        #: gives the name and labels (no second copy of the labels per series)
+        self._sid: list[str | None] = []
+        self._fk: list[tuple[str, ...] | None] = []
+        self._name = _SlotView(self._fk, _name_of)
+        self._labels = _SlotView(self._fk, _labels_of)
         self._thr = np.zeros(0)
         self._tags = np.full(0, -1, np.int64)  #: per slot: caller's tag (the partition)
         self._dirty = np.zeros(0, bool)  #: per slot: changed since the last take_dirty
@@ -126,7 +132,7 @@ class MetricDetector:
         return len(self.slot_of)
 
     def _slot(self, name: str, labels: dict[str, str]) -> int:
-        fk = (name, *labels.items())
+        fk = (name, *labels, *labels.values())
         slot = self._fast.get(fk)
         if slot is not None:
             return slot
@@ -144,7 +150,11 @@ class MetricDetector:
                     log.warning("discarding unreadable state of %s", sid)
             slot = self.bank.add(row)
             self.slot_of[sid] = slot
-            self._sid[slot], self._name[slot], self._labels[slot] = sid, name, dict(labels)
+            if slot >= len(self._sid):
+                grow = slot + 1 - len(self._sid)
+                self._sid.extend([None] * grow)
+                self._fk.extend([None] * grow)
+            self._sid[slot], self._fk[slot] = sid, fk
             if slot >= len(self._thr):
                 size = max(2 * len(self._thr), slot + 1, 1024)
                 grow = size - len(self._thr)
@@ -180,7 +190,7 @@ class MetricDetector:
         counts: list[int] = []
         for s in series:
             labels = s["labels"]
-            slot = fast.get((s["name"], *labels.items()))
+            slot = fast.get((s["name"], *labels, *labels.values()))
             if slot is None:
                 slot = self._slot(s["name"], labels)
             slots.append(slot)
@@ -347,17 +357,19 @@ class MetricDetector:
 
     def forget(self, tags: Iterable[int]) -> int:
         """Drop in-memory series with these tags (partitions revoked); return how many."""
+        sid = self._sid
         gone = [s for s in np.flatnonzero(np.isin(self._tags, list(set(tags)))).tolist()
-                if s in self._sid]
+                if s < len(sid) and sid[s] is not None]
         for slot in gone:
             self._drop(slot)
         if gone:
-            self._fast = {k: s for k, s in self._fast.items() if s in self._sid}
+            self._fast = {k: s for k, s in self._fast.items() if sid[s] is not None}
         return len(gone)
 
     def _drop(self, slot: int) -> None:
-        sid = self._sid.pop(slot)
-        del self.slot_of[sid], self._name[slot], self._labels[slot]
+        sid = self._sid[slot]
+        self._sid[slot] = self._fk[slot] = None
+        del self.slot_of[sid]
         self._tags[slot], self._dirty[slot] = -1, False
         self._history_run.pop(slot, None)
         self._river.pop(slot, None)
@@ -400,6 +412,34 @@ class MetricDetector:
             if len(items) >= limit:
                 break
         return items
+
+
+def _name_of(fk: tuple[str, ...]) -> str:
+    return fk[0]
+
+
+def _labels_of(fk: tuple[str, ...]) -> dict[str, str]:
+    n = (len(fk) - 1) // 2
+    return dict(zip(fk[1:1 + n], fk[1 + n:]))
+
+
+class _SlotView:
+    """Read-only ``slot -> value`` derived from a slot's flat key (name, labels)."""
+
+    __slots__ = ("_fk", "_get")
+
+    def __init__(self, fk: list[tuple[str, ...] | None],
+                 get: Callable[[tuple[str, ...]], Any]) -> None:
+        self._fk, self._get = fk, get
+
+    def __getitem__(self, slot: int) -> Any:
+        fk = self._fk[slot] if 0 <= slot < len(self._fk) else None
+        if fk is None:
+            raise KeyError(slot)
+        return self._get(fk)
+
+    def __contains__(self, slot: object) -> bool:
+        return isinstance(slot, int) and 0 <= slot < len(self._fk) and self._fk[slot] is not None
 
 
 def _positions(counts: list[int], base: list[int] | None) -> np.ndarray:

@@ -108,12 +108,31 @@ def same_scores(params: dict[str, Any], data: list[tuple[float, float]]) -> Tail
 
 @pytest.mark.parametrize("params", [
     {}, {"run_rho": 0.5, "reseed_after": 10, "tail_gate": 0.3, "decluster": False},
-    {"counts": True}, {"decluster": True}, {"decluster": True, "u2": 4.0},
+    {"counts": True}, {"decluster": True}, {"decluster": True, "xi_max": 0.3},
+    {"decluster": False, "xi_max": 0.3}, {"xi_max": 0.0},
     {"scale_gate": 0.3, "reseed_after": 10},
     {"decluster": False, "gate": 0.3, "err_tau": 0.0, "scale_rate": 0.005},  # defaults until v5
     {"regime_hold": 3600.0}, {"regime_hold": 3600.0, "counts": True, "calm_decay": 0.5}])
 def test_fast_path_equals_the_river_reference(params: dict[str, Any]) -> None:
     same_scores(params, series())
+
+
+def heavy_series(n: int = 6000, seed: int = 4) -> list[tuple[float, float]]:
+    """Student-t(2) noise on a daily cycle (heavy tails: the fitted shape is positive), spikes."""
+    rng = np.random.default_rng(seed)
+    out = []
+    for i in range(n):
+        t = T0 + 60.0 * i
+        v = 50 + 10 * math.sin(2 * math.pi * (t % 86400) / 86400) + rng.standard_t(2)
+        out.append((t, float(v + (40 if i % 1500 == 700 else 0))))
+    return out
+
+
+@pytest.mark.parametrize("params", [{}, {"decluster": False}, {"regime_hold": 3600.0}])
+def test_fast_path_equals_the_river_reference_on_heavy_tails(params: dict[str, Any]) -> None:
+    bank = same_scores(params, heavy_series())
+    from sre_agent.models.tailbank import XID, XIU
+    assert bank.S[0, XIU] > 0.05 and bank.S[0, XID] > 0.05  # the shape was learned, not the prior
 
 
 @pytest.mark.parametrize("params", [

@@ -45,17 +45,25 @@ _LN10 = math.log(10.0)
 
 class _Tail:
     """Per-direction peaks-over-threshold fit of a standardised residual (same rule as the bank):
-    an exponential tail beyond ``u``, and a second knot at ``u2`` that can only make the
-    far tail heavier (``p = max(p1, p2)``)."""
+    beyond ``u`` an exponential tail, or with ``xi_max > 0`` a generalised Pareto tail whose
+    shape comes from the excesses' mean and mean square (method of moments, in [0, xi_max])."""
 
-    __slots__ = ("lu", "ld", "bu", "bd", "lu2", "ld2", "bu2", "bd2", "u2")
+    __slots__ = ("lu", "ld", "bu", "bd", "mu", "md", "xu", "xd", "xi_max")
 
-    def __init__(self, lam0: float, beta0: float, u2: float = 0.0) -> None:
+    def __init__(self, lam0: float, beta0: float, xi_max: float = 0.0) -> None:
         self.lu = self.ld = lam0
         self.bu = self.bd = beta0
-        self.lu2 = self.ld2 = 0.0
-        self.bu2 = self.bd2 = beta0
-        self.u2 = u2
+        self.mu = self.md = 2.0 * beta0 * beta0  # the exponential's: shape 0
+        self.xu = self.xd = 1e-9  # the shapes
+        self.xi_max = xi_max
+
+    def xi(self, beta: float, m2: float, a_b: float) -> float:
+        """Method-of-moments shape, shrunk toward 0 by its noise (weight ``a_b`` of one
+        excess), bounded to [1e-9, xi_max]."""
+        b2 = beta * beta
+        xi = max(0.5 - 0.5 * b2 / max(m2 - b2, 1e-12), 0.0)
+        x2 = xi * xi
+        return min(max(xi * x2 / (x2 + a_b), 1e-9), self.xi_max)
 
     def surprisal(self, z: float, u: float) -> float:
         za = abs(z)
@@ -64,68 +72,57 @@ class _Tail:
         s0 = -math.log10(max(lam, 1e-9))
         if za <= u:
             return s0 * (za / u) ** 2
-        s = s0 + (za - u) / (beta * _LN10)
-        if self.u2 > 0:
-            lam2, beta2 = (self.lu2, self.bu2) if up else (self.ld2, self.bd2)
-            s = min(s, -math.log10(max(lam2, 1e-12)) + max(za - self.u2, 0.0) / (beta2 * _LN10))
-        return s
+        if self.xi_max > 0:
+            xi = self.xu if up else self.xd
+            return s0 + math.log1p(xi * (za - u) / (beta * (1.0 - xi))) / (xi * _LN10)
+        return s0 + (za - u) / (beta * _LN10)
 
     def learn(self, z: float, u: float, rate: float, weight: float = 1.0) -> None:
         za = abs(z)
         up = z > 0
         hit = za > u
         lam, beta = (self.lu, self.bu) if up else (self.ld, self.bd)
-        lam2, beta2 = (self.lu2, self.bu2) if up else (self.ld2, self.bd2)
         self.lu += rate * ((1.0 if hit and up else 0.0) - self.lu)
         self.ld += rate * ((1.0 if hit and not up else 0.0) - self.ld)
         if hit:
             a_b = min(max(rate / max(lam, 1e-3), rate) * 0.5, 0.5) * weight
-            new = min(max(beta + a_b * (min(za - u, 10.0 * beta) - beta), 0.2), 50.0)
+            ex = min(za - u, 10.0 * beta)
+            new = min(max(beta + a_b * (ex - beta), 0.2), 50.0)
             if up:
                 self.bu = new
+                if self.xi_max > 0:
+                    self.mu += a_b * (ex * ex - self.mu)
+                    self.xu = self.xi(self.bu, self.mu, a_b)
             else:
                 self.bd = new
-        if self.u2 > 0:
-            hit2 = za > self.u2
-            self.lu2 += rate * ((1.0 if hit2 and up else 0.0) - self.lu2)
-            self.ld2 += rate * ((1.0 if hit2 and not up else 0.0) - self.ld2)
-            if hit2:
-                a_b2 = min(max(rate / max(lam2, 1e-4), rate) * 0.5, 0.5)
-                new = min(max(beta2 + a_b2 * (min(za - self.u2, 10.0 * beta2) - beta2), 0.2), 50.0)
-                if up:
-                    self.bu2 = new
-                else:
-                    self.bd2 = new
-
+                if self.xi_max > 0:
+                    self.md += a_b * (ex * ex - self.md)
+                    self.xd = self.xi(self.bd, self.md, a_b)
 
     def learn_runs(self, z: float, pk: float, u: float, rate: float) -> float:
         """Runs-declustered update (the bank's ``decluster``): one event per excursion
         beyond ``u`` (its first sample counts for the rate), the excursion's peak teaches
-        the mean excess when it ends. ``pk`` is the running signed peak (0 outside an
-        excursion); returns the new one."""
+        the mean excess (and mean squared excess) when it ends. ``pk`` is the running signed
+        peak (0 outside an excursion); returns the new one."""
         up_hit, down_hit = z > u, z < -u
         in_up, in_down = pk > 0, pk < 0
-        lu, ld, lu2, ld2 = self.lu, self.ld, self.lu2, self.ld2
+        lu, ld = self.lu, self.ld
         self.lu += rate * ((1.0 if up_hit and not in_up else 0.0) - lu)
         self.ld += rate * ((1.0 if down_hit and not in_down else 0.0) - ld)
-
-        def excess(beta: float, lam: float, peak: float, knot: float, lam_min: float) -> float:
-            a_b = min(max(rate / max(lam, lam_min), rate) * 0.5, 0.5)
-            return min(max(beta + a_b * (min(peak - knot, 10.0 * beta) - beta), 0.2), 50.0)
-
-        end_up, end_down = in_up and not up_hit, in_down and not down_hit
-        if end_up:
-            self.bu = excess(self.bu, lu, pk, u, 1e-3)
-        if end_down:
-            self.bd = excess(self.bd, ld, -pk, u, 1e-3)
-        if self.u2 > 0:
-            u2 = self.u2
-            self.lu2 += rate * ((1.0 if z > u2 and pk <= u2 else 0.0) - lu2)
-            self.ld2 += rate * ((1.0 if z < -u2 and pk >= -u2 else 0.0) - ld2)
-            if end_up and pk > u2:
-                self.bu2 = excess(self.bu2, lu2, pk, u2, 1e-4)
-            if end_down and pk < -u2:
-                self.bd2 = excess(self.bd2, ld2, -pk, u2, 1e-4)
+        if in_up and not up_hit and pk > u:
+            a_b = min(max(rate / max(lu, 1e-3), rate) * 0.5, 0.5)
+            ex = min(pk - u, 10.0 * self.bu)
+            self.bu = min(max(self.bu + a_b * (ex - self.bu), 0.2), 50.0)
+            if self.xi_max > 0:
+                self.mu += a_b * (ex * ex - self.mu)
+                self.xu = self.xi(self.bu, self.mu, a_b)
+        if in_down and not down_hit and pk < -u:
+            a_b = min(max(rate / max(ld, 1e-3), rate) * 0.5, 0.5)
+            ex = min(-pk - u, 10.0 * self.bd)
+            self.bd = min(max(self.bd + a_b * (ex - self.bd), 0.2), 50.0)
+            if self.xi_max > 0:
+                self.md += a_b * (ex * ex - self.md)
+                self.xd = self.xi(self.bd, self.md, a_b)
         if up_hit:
             return max(pk, z) if in_up else z
         if down_hit:
@@ -156,7 +153,7 @@ class CalibratedTail(base.AnomalyDetector):
         self.prof_t = [0.0] * SLOTS
         self.levw = self.ew = 0.0
         self.wprof = [0.0] * WSLOTS if p.weekly else []
-        self.tail = _Tail(p.lam0, p.beta0, p.u2)
+        self.tail = _Tail(p.lam0, p.beta0, p.xi_max)
         #: the previous regime (level, plain level, scale, quantile, weekly level, last sync time)
         self.olev = self.olevn = self.osc = self.oq98 = self.olevw = self.ot = 0.0
         #: calm samples since the last excursion beyond ``u``, the peak point score of its cluster
@@ -205,7 +202,7 @@ class CalibratedTail(base.AnomalyDetector):
         q98 = self.q98
         calm_o = True  # calm under the previous regime (it is the current one when synced)
         tl = self.tail
-        plain = (scale, use, tl.lu, tl.bu, tl.ld, tl.bd)  # the current baseline's, for the choice
+        plain = (scale, use, tl.lu, tl.bu, tl.ld, tl.bd, tl.xu, tl.xd)  # the current baseline's, for the choice
         if p.regime_hold > 0 and not fresh and self.ot < self.last_t:
             use_w = p.weekly and t - self.first_t >= WEEK and \
                 self.ew < (self.es if use else self.en) * p.seasonal_gain
@@ -317,12 +314,20 @@ class CalibratedTail(base.AnomalyDetector):
             slevn = y if fresh else self.slevn
             es = y - (slev + prof)
             en = y - slevn
-            sc_p, use_p, lu, bu, ld, bd = a["plain"]
+            sc_p, use_p = a["plain"][:2]
+            tl = self.tail  # the tail as just learned (the bank reads it after its update too)
+            lu, bu, ld, bd, xu, xd = tl.lu, tl.bu, tl.ld, tl.bd, tl.xu, tl.xd
             e = es if use_p else en
             zp = abs(e) / sc_p
             lam, beta = (lu, bu) if e > 0 else (ld, bd)
             s0 = -math.log10(max(lam, 1e-9))
-            sp = s0 + (zp - p.u) / (beta * _LN10) if zp > p.u else s0 * (zp / p.u) ** 2
+            if zp <= p.u:
+                sp = s0 * (zp / p.u) ** 2
+            elif p.xi_max > 0:
+                xi = xu if e > 0 else xd
+                sp = s0 + math.log1p(xi * (zp - p.u) / (beta * (1.0 - xi))) / (xi * _LN10)
+            else:
+                sp = s0 + (zp - p.u) / (beta * _LN10)
             calm_p = sp / (sp + SURPRISAL_HALF) < p.gate or self.n < self.warmup
             rate_p = max(p.alpha, inv) * (1.0 if calm_p else p.gated)
             self.slev = slev + rate_p * min(max(es, -cl), cl)

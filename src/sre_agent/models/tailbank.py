@@ -29,9 +29,12 @@ Per series, one step (score first, then learn):
    are 0 most of the time, near-constant gauges) measures deviations against
    its *typical* excursion, not against a collapsed spread.
 3. **tail probability** — with ``z = residual / scale`` and, per direction, the
-   fraction ``lam`` of samples beyond ``u`` (2) scales and the mean excess
-   ``beta`` beyond it (a peaks-over-threshold fit with an exponential tail,
-   GPD shape 0), ``p = lam * exp(-(|z| - u) / beta)``; both are learned from the
+   fraction ``lam`` of samples beyond ``u`` (2) scales, the mean excess ``beta``
+   beyond it and the generalised Pareto shape ``xi`` of the excesses (peaks over
+   threshold: ``p = lam * (1 + xi y / sigma) ** (-1 / xi)``, ``y = |z| - u``,
+   ``sigma = beta (1 - xi)``; the shape from the excesses' mean and mean square by the
+   method of moments, shrunk toward 0 by its own noise, bounded to [0, ``xi_max``]
+   (0.125); shape 0 is the exponential tail ``lam * exp(-y / beta)``); all are learned from the
    series' own history (anomalous excesses count with a lower weight and are
    winsorised, so a burst of anomalies does not teach that anomalies are
    normal, but a series whose excursions are frequent learns a wide tail). The
@@ -44,9 +47,9 @@ Per series, one step (score first, then learn):
 4. **score** — ``s / (s + c)`` with ``c`` = :data:`SURPRISAL_HALF` (1.5): it
    never saturates (1.0 is unreachable; 0.95 needs ``p = 1e-28.5``), is
    monotone in the tail probability, and the default threshold 0.7 means
-   ``p = 10**-3.5 = 3.2e-4`` per sample: on a series whose residuals follow
-   the fitted tail, about one sample in 3,200 (0.45 a day at one sample a
-   minute). The user-facing score holds the peak: ``shown = max(score,
+   ``p = 10**-3.5 = 3.2e-4`` per sample and direction: on a series whose residuals
+   follow the fitted tail, an alert either way opens on about one sample in 1,600
+   (0.9 a day at one sample a minute; ``bench/calibration_kpi.py`` measures it). The user-facing score holds the peak: ``shown = max(score,
    decay * previous shown)`` so an episode cannot flap around the threshold; within a
    cluster of excursions (``realert_gap``) only an escalation can raise it again.
 5. **previous regime** — while the series departs from its baseline, the baseline
@@ -83,7 +86,7 @@ import numpy as np
 from .rows import RowBank
 
 __all__ = ["DETECTORS", "SLOTS", "SURPRISAL_HALF", "TailBank", "TailOutput", "surprisal_of",
-           "score_of", "WIDTH", "USER"]
+           "score_of", "WIDTH", "USER", "XIU", "XID"]
 
 #: per-sample contributions reported with an anomaly
 DETECTORS = ("point", "held")
@@ -98,7 +101,7 @@ _LN10 = math.log(10.0)
 
 # ---- row layout (float64 columns)
 (N, LAST_T, DTAVG, LEVEL, LEVN, SCALE, Q98, MAGN, LU, BU, LD, BD, REF, ES, EN, HELD,
- FIRST_T, RUN, NANOM, LU2, BU2, LD2, BD2, LEVW, EW, OLEV, OLEVN, OSC, OQ98, OLEVW, OT, GAP, CPK, SLEV, SLEVN) = range(35)
+ FIRST_T, RUN, NANOM, XIU, MU, XID, MD, LEVW, EW, OLEV, OLEVN, OSC, OQ98, OLEVW, OT, GAP, CPK, SLEV, SLEVN) = range(35)
 #: the columns the previous regime (OLEV ... OLEVW) copies
 _SYNCED = [LEVEL, LEVN, SCALE, Q98, LEVW]
 #: columns free for the detector's alert bookkeeping (open flag, opened_t, ...)
@@ -112,19 +115,57 @@ WIDTH = WPROF + WSLOTS
 
 def _learn_runs(X: np.ndarray, cols: tuple[int, int, int, int], lu: np.ndarray, bu: np.ndarray,
                 ld: np.ndarray, bd: np.ndarray, z: np.ndarray, pk: np.ndarray, knot: float,
-                end_u: np.ndarray, end_d: np.ndarray, a_t: np.ndarray, lam_min: float) -> None:
+                end_u: np.ndarray, end_d: np.ndarray, a_t: np.ndarray, lam_min: float,
+                m2: tuple[float, np.ndarray, np.ndarray] | None = None) -> None:
     """Runs-declustered tail update at ``knot``: an excursion's first sample beyond it counts
-    for the rate; its peak ``pk`` teaches the mean excess when the excursion ends. The rate
-    and excess arguments are the values before this sample (``X``'s columns are written)."""
+    for the rate; its peak ``pk`` teaches the mean excess (and, with ``m2``, the mean squared
+    excess, columns ``MU``/``MD``) when the excursion ends. The rate and excess arguments are
+    the values before this sample (``X``'s columns are written)."""
     ilu, ibu, ild, ibd = cols
     a_bu = np.minimum(np.maximum(a_t / np.maximum(lu, lam_min), a_t) * 0.5, 0.5)
     a_bd = np.minimum(np.maximum(a_t / np.maximum(ld, lam_min), a_t) * 0.5, 0.5)
-    new_bu = np.clip(bu + a_bu * (np.minimum(pk - knot, 10.0 * bu) - bu), 0.2, 50.0)
-    new_bd = np.clip(bd + a_bd * (np.minimum(-pk - knot, 10.0 * bd) - bd), 0.2, 50.0)
-    X[:, ibu] = np.where(end_u & (pk > knot), new_bu, bu)
-    X[:, ibd] = np.where(end_d & (pk < -knot), new_bd, bd)
+    xu = np.minimum(pk - knot, 10.0 * bu)
+    xd = np.minimum(-pk - knot, 10.0 * bd)
+    new_bu = np.clip(bu + a_bu * (xu - bu), 0.2, 50.0)
+    new_bd = np.clip(bd + a_bd * (xd - bd), 0.2, 50.0)
+    eu, ed = end_u & (pk > knot), end_d & (pk < -knot)
+    X[:, ibu] = np.where(eu, new_bu, bu)
+    X[:, ibd] = np.where(ed, new_bd, bd)
+    if m2 is not None:  # the shape, from the excesses' mean and mean square, at excursion ends
+        xi_max, mu, md = m2
+        ee = eu | ed
+        if ee.any():
+            e = np.flatnonzero(ee)
+            ue = eu[e]  # an excursion ends on one side only
+            a_e = np.where(ue, a_bu[e], a_bd[e])
+            x_e = np.where(ue, xu[e], xd[e])
+            m_e = np.where(ue, mu[e], md[e])
+            m = m_e + a_e * (x_e * x_e - m_e)
+            xi = _shape(np.where(ue, new_bu[e], new_bd[e]), m, xi_max, a_e)
+            c_m = np.where(ue, MU, MD)
+            c_x = np.where(ue, XIU, XID)
+            X[e, c_m] = m
+            X[e, c_x] = xi
     X[:, ilu] = lu + a_t * (((z > knot) & (pk <= knot)) - lu)
     X[:, ild] = ld + a_t * (((z < -knot) & (pk >= -knot)) - ld)
+
+
+def _shape(beta: np.ndarray, m2: np.ndarray, xi_max: float, a_b: np.ndarray) -> np.ndarray:
+    """Generalised Pareto shape from the excesses' mean ``beta`` and mean square ``m2``
+    (method of moments: ``(1 - mean**2 / variance) / 2``), shrunk toward 0 by its noise
+    (positive-part James-Stein: ``xi * xi**2 / (xi**2 + a_b)``, ``a_b`` the weight of one
+    excess in the running means, about 1 / the excesses they hold, the estimate's variance),
+    bounded to [1e-9, xi_max]."""
+    b2 = beta * beta
+    xi = np.maximum(0.5 - 0.5 * b2 / np.maximum(m2 - b2, 1e-12), 0.0)
+    x2 = xi * xi
+    return np.minimum(np.maximum(xi * x2 / (x2 + a_b), 1e-9), xi_max)
+
+
+def _gpd_s(s0: np.ndarray, y: np.ndarray, beta: np.ndarray, xi: np.ndarray) -> np.ndarray:
+    """Surprisal of an excess ``y`` beyond the knot (whose surprisal is ``s0``) under the
+    generalised Pareto tail of mean excess ``beta`` and shape ``xi`` (> 0)."""
+    return s0 + np.log1p(xi * y / (beta * (1.0 - xi))) / (xi * _LN10)
 
 
 def surprisal_of(score: float) -> float:
@@ -202,9 +243,12 @@ class TailBank(RowBank):
         the full rate again: a persistent change becomes the new normal (0: never).
     tail_gate
         Weight of an anomalous sample's excess in the tail fit (without ``decluster``).
-    u2
-        A second tail knot (scales; 0: off): the far tail can only be heavier than
-        the first fit (``p = max(p1, p2)``).
+    xi_max
+        Upper bound of the generalised Pareto shape of the tail beyond ``u`` (0: the
+        exponential tail). The shape is the series' own, per direction, from the
+        method of moments on the (declustered) excesses: ``xi = (1 - m**2 / v) / 2``
+        with ``m`` and ``v`` their running mean and variance, started at the
+        exponential's (``xi = 0``), bounded to ``[0, xi_max]``.
     profile_gated
         Rate factor of the daily profile for anomalous samples (recurring
         departures at the same phase must still be learned: square waves).
@@ -248,7 +292,7 @@ class TailBank(RowBank):
                  gated: float = 0.1, cycles: float = 4.0, seasonal_gain: float = 0.9,
                  rel_floor: float = 0.002, decay: float = 0.9, counts: bool = False,
                  run_rho: float = 0.0, run_gain: float = 0.8, reseed_after: int = 0,
-                 tail_gate: float = 1.0, u2: float = 0.0, profile_gated: float = 1.0,
+                 tail_gate: float = 1.0, xi_max: float = 0.125, profile_gated: float = 1.0,
                  interpolate: bool = False, decluster: bool = True, weekly: bool = False,
                  excursion_hold: float = 0.0, err_tau: float = 86400.0,
                  scale_gate: float | None = None, calm_decay: float = 0.0, calm_z: float = 1.0,
@@ -285,7 +329,7 @@ class TailBank(RowBank):
         self.run_rho = run_rho
         self.run_gain = run_gain
         self.tail_gate = tail_gate
-        self.u2 = u2
+        self.xi_max = xi_max
         self.profile_gated = profile_gated
         self.interpolate = interpolate
         self._interp = 1.0 if interpolate else 0.0
@@ -298,6 +342,10 @@ class TailBank(RowBank):
         #: if > 0, the error averages are over this many seconds instead (a whole cycle)
         self.err_tau = err_tau
         self.q98_floor = 1.0 / 4.66  #: scale >= this x the 98th percentile of |residual|
+        #: prior mean squared excess: the exponential's (2 beta0**2), i.e. shape 0
+        self.m20 = 2.0 * self.beta0 * self.beta0
+        #: the surprisal at which the point score reaches ``gate``
+        self._s_gate = SURPRISAL_HALF * gate / (1.0 - gate)
         super().__init__(capacity)
 
     def row_of(self, data: bytes) -> np.ndarray:
@@ -340,7 +388,13 @@ class TailBank(RowBank):
         beta = float(row[BU]) if n else self.beta0
         s = surprisal_of(score)
         s0 = -math.log10(lam)
-        z = self.u * math.sqrt(s / s0) if s <= s0 else self.u + (s - s0) * beta * _LN10
+        if s <= s0:
+            z = self.u * math.sqrt(s / s0)
+        elif self.xi_max > 0:  # the generalised Pareto tail's quantile
+            xi = max(float(row[XIU]), 1e-9) if n else 1e-9
+            z = self.u + beta * (1.0 - xi) * math.expm1(xi * (s - s0) * _LN10) / xi
+        else:
+            z = self.u + (s - s0) * beta * _LN10
         return z * scale
 
     # ------------------------------------------------------------ the step
@@ -407,18 +461,17 @@ class TailBank(RowBank):
         beta = np.where(up, bu, bd)
         s0 = -np.log10(lam)
         zu = za / self.u
-        s = np.where(za > self.u, s0 + (za - self.u) / (beta * _LN10), s0 * zu * zu)
-        if self.u2 > 0:  # a second knot: the far tail can only be heavier than the first fit
-            lu2, ld2, bu2, bd2 = X[:, LU2], X[:, LD2], X[:, BU2], X[:, BD2]
+        gpd = self.xi_max > 0
+        if gpd:  # generalised Pareto tail: the shape from the excesses' mean and variance
+            xiu, xid = X[:, XIU], X[:, XID]
             if any_fresh:
-                lu2 = np.where(fresh, 0.0, lu2)
-                ld2 = np.where(fresh, 0.0, ld2)
-                bu2 = np.where(fresh, self.beta0, bu2)
-                bd2 = np.where(fresh, self.beta0, bd2)
-            lam2 = np.where(up, lu2, ld2)
-            beta2 = np.where(up, bu2, bd2)
-            s2 = -np.log10(np.maximum(lam2, 1e-12)) + np.maximum(za - self.u2, 0.0) / (beta2 * _LN10)
-            s = np.where(za > self.u, np.minimum(s, s2), s)
+                xiu = np.where(fresh, 1e-9, xiu)
+                xid = np.where(fresh, 1e-9, xid)
+            y = za - self.u
+            s = np.where(y > 0.0, _gpd_s(s0, np.maximum(y, 0.0), beta, np.where(up, xiu, xid)),
+                         s0 * zu * zu)
+        else:
+            s = np.where(za > self.u, s0 + (za - self.u) / (beta * _LN10), s0 * zu * zu)
         if self.run_rho > 0:  # evidence of consecutive same-side surprises adds up
             prev = X[:, RUN]
             run = s + self.run_rho * np.where((prev > 0) == up, np.abs(prev), 0.0)
@@ -451,6 +504,9 @@ class TailBank(RowBank):
                 zu_o = za_o / self.u
                 s_o = np.where(za_o > self.u, s0_o + (za_o - self.u) / (beta_o * _LN10),
                                s0_o * zu_o * zu_o)
+                if gpd:
+                    s_o = np.where(za_o > self.u, _gpd_s(s0_o, np.maximum(za_o - self.u, 0.0), beta_o, np.where(
+                        up_o, xiu[fz], xid[fz])), s_o)
                 p_o = s_o / (s_o + SURPRISAL_HALF)
                 calm_o = np.ones(k, bool)
                 calm_o[fz] = p_o < self.gate
@@ -549,19 +605,23 @@ class TailBank(RowBank):
         X[:, Q98] = np.where(ra > q, q + eta_q * (ra - q), q * np.exp(-0.02 * eta_q))
         # tail: exceedance rate per side and winsorised mean excess per exceedance
         a_t = np.maximum(self.tail_rate, 1.0 / (n + self.prior_n))
+        if gpd and any_fresh:  # the prior shape: the exponential's (0)
+            X[fresh, MU] = X[fresh, MD] = self.m20
+            X[fresh, XIU] = X[fresh, XID] = 1e-9
         if self.decluster:  # runs declustering: one event per excursion, its peak teaches beta
             pk = X[:, RUN]
             hu, hd = z > self.u, z < -self.u
             pu, pd = pk > 0, pk < 0
             end_u, end_d = pu & ~hu, pd & ~hd
-            _learn_runs(X, (LU, BU, LD, BD), lu, bu, ld, bd, z, pk, self.u, end_u, end_d, a_t, 1e-3)
-            if self.u2 > 0:
-                _learn_runs(X, (LU2, BU2, LD2, BD2), lu2, bu2, ld2, bd2, z, pk, self.u2,
-                            end_u, end_d, a_t, 1e-4)
+            _learn_runs(X, (LU, BU, LD, BD), lu, bu, ld, bd, z, pk, self.u, end_u, end_d, a_t, 1e-3,
+                        (self.xi_max, X[:, MU], X[:, MD]) if gpd else None)
             run = np.where(hu, np.where(pu, np.maximum(pk, z), z), np.where(hd, np.where(pd, np.minimum(pk, z), z), 0.0))
         else:
             hit = za > self.u
             hu, hd = hit & up, hit & ~up
+            if calm_o is not None:  # a return may have changed the side: its rate and excess
+                lam = np.maximum(np.where(up, lu, ld), 1e-9)
+                beta = np.where(up, bu, bd)
             X[:, LU] = lu + a_t * (hu - lu)
             X[:, LD] = ld + a_t * (hd - ld)
             ex = np.minimum(za - self.u, 10.0 * beta)
@@ -570,15 +630,12 @@ class TailBank(RowBank):
                 a_b = a_b * np.where(calm, 1.0, self.tail_gate)
             X[:, BU] = np.clip(np.where(hu, bu + a_b * (ex - bu), bu), 0.2, 50.0)
             X[:, BD] = np.clip(np.where(hd, bd + a_b * (ex - bd), bd), 0.2, 50.0)
-        if self.u2 > 0 and not self.decluster:
-            hit2 = za > self.u2
-            h2u, h2d = hit2 & up, hit2 & ~up
-            X[:, LU2] = lu2 + a_t * (h2u - lu2)
-            X[:, LD2] = ld2 + a_t * (h2d - ld2)
-            ex2 = np.minimum(za - self.u2, 10.0 * beta2)
-            a_b2 = np.minimum(np.maximum(a_t / np.maximum(lam2, 1e-4), a_t) * 0.5, 0.5)
-            X[:, BU2] = np.clip(np.where(h2u, bu2 + a_b2 * (ex2 - bu2), bu2), 0.2, 50.0)
-            X[:, BD2] = np.clip(np.where(h2d, bd2 + a_b2 * (ex2 - bd2), bd2), 0.2, 50.0)
+            if gpd:
+                mu, md, ex2 = X[:, MU], X[:, MD], ex * ex
+                X[:, MU] = mu = np.where(hu, mu + a_b * (ex2 - mu), mu)
+                X[:, MD] = md = np.where(hd, md + a_b * (ex2 - md), md)
+                X[:, XIU] = np.where(hu, _shape(X[:, BU], mu, self.xi_max, a_b), X[:, XIU])
+                X[:, XID] = np.where(hd, _shape(X[:, BD], md, self.xi_max, a_b), X[:, XID])
         # daily profile: learns (value - slow reference), per unit of time
         ref = np.where(fresh, v, X[:, REF]) if any_fresh else X[:, REF]
         dt_raw = np.minimum(t - X[:, LAST_T], 3600.0)
@@ -628,6 +685,14 @@ class TailBank(RowBank):
             s0p = -np.log10(lp)
             sp = np.where(zp > self.u, s0p + (zp - self.u) / (bp * _LN10),
                           s0p * (zp / self.u) ** 2)
+            if gpd:  # only the gate decision matters here: rows calm under a bound stay calm
+                # (s_gpd <= s0 + (s_exp - s0) / (1 - xi) <= s_exp / (1 - xi_max))
+                cand = sp >= self._s_gate * (1.0 - self.xi_max)
+                if cand.any():
+                    c = np.flatnonzero(cand & (zp > self.u))
+                    if c.size:
+                        sp[c] = _gpd_s(s0p[c], zp[c] - self.u, bp[c], np.where(
+                            np.where(use[c], es[c], en[c]) > 0, xiu[c], xid[c]))
             a_p = np.maximum(self.alpha, inv) * np.where(
                 (sp / (sp + SURPRISAL_HALF) < self.gate) | ~warm, 1.0, self.gated)
             X[:, SLEV] = slev + a_p * np.clip(es, -cl, cl)

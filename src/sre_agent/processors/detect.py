@@ -53,7 +53,7 @@ RECOVERY_SAMPLES = 3
 HYSTERESIS = 0.8
 #: alert bookkeeping columns in the bank row
 OPEN, OPENED_T, NRUN, PEAK = USER, USER + 1, USER + 2, USER + 3
-_VERSION = b"\x07"  #: 7: previous regime (6: one alert per cluster; 5: declustered tail; older state is relearned)
+_VERSION = b"\x08"  #: 8: generalised Pareto tail shape (7: previous regime; 6: one alert per cluster; 5: declustered tail; older state is relearned)
 _chain = itertools.chain.from_iterable
 
 

@@ -454,3 +454,27 @@ async def test_a_producer_flush_that_waits_long_says_on_what(monkeypatch: Any,
     reports = [r.getMessage() for r in caplog.records if "producer flush" in r.getMessage()]
     assert reports and "'approvals:0': 1" in reports[0] and "in_flight_nodes': [0]" in reports[0]
     assert "'sender': 'running'" in reports[0] and "'leader': -1" in reports[0]
+
+
+async def test_a_topic_a_producer_sends_to_stays_in_its_metadata() -> None:
+    """aiokafka's client fetches all topics' metadata while it tracks none; a send to a
+    topic found there did not track it, so the next update (asking for the tracked
+    topics only, e.g. after the first send to a topic created later) dropped it, and a
+    batch waiting for it had no leader until its 20-minute time-out: the HA chaos test's
+    survivors had commits, a revocation and a vote's acknowledgement wait on it."""
+    from aiokafka.client import AIOKafkaClient
+
+    _patched()
+
+    def client() -> Any:
+        c = AIOKafkaClient(bootstrap_servers="127.0.0.1:1")
+        # the all-topics snapshot (MetadataRequest(None) while nothing is tracked)
+        c.cluster._partitions = {"feedback": {0: object(), 1: object()}}
+        return c
+
+    c = client()
+    assert await faust_fixes.aiokafka_wait_on_metadata(c, "feedback") == {0, 1}
+    assert "feedback" not in c._topics  # aiokafka's own: the next update leaves it out
+    c = client()
+    assert await c._wait_on_metadata("feedback") == {0, 1}
+    assert c._topics == {"feedback"}  # asked for by every update from now on

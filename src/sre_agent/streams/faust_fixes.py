@@ -177,6 +177,24 @@ issue 18). Now a message left with no reference by the drop is no longer waited 
 it is not acknowledged either, so the commit stays below it and it is read again
 (redelivery is idempotent here). Test: ``tests/unit/test_faust_stream_ack.py``.
 
+A producer keeps the metadata of every topic it sends to. aiokafka's client asks for
+all topics while it tracks none, and for the tracked ones only after that; each answer
+replaces the whole metadata. A send finds its topic in the all-topics snapshot and does
+not track it, so the first send to a topic that did not exist then (``rca-windows``,
+``logs``: created once the worker runs) narrows the next update to that topic, and every
+other topic drops out of the producer's metadata. A batch already waiting for such a
+topic then has no leader; the sender asks for a metadata update of the tracked topics,
+which never brings it back, and the batch waits until another send to its topic or its
+time-out (Faust: ``producer_request_timeout``, 20 min). Every commit waits for it (a
+producer flush), and so does a revocation. Found reading aiokafka's code after the HA
+chaos test showed a survivor's ``feedback`` batch waiting 130 s with nothing in flight,
+nothing muted and the sender running (the flush report below: what a batch without a
+leader looks like; the leader itself was not in that report yet); before that, a plan
+that never reached an approval manager while a commit waited 29 s, and a vote
+unacknowledged for 15 s with the group stuck in a rebalance for over a minute behind a
+revocation waiting on a commit. Now a topic known only from the snapshot is tracked at
+its first send. Test: ``test_a_topic_a_producer_sends_to_stays_in_its_metadata``.
+
 Also a hook, not a fix: before Faust waits for every fetched message to be acked
 (``Consumer.wait_empty``, on each rebalance and at shutdown) it calls the
 callables in :data:`BEFORE_WAIT_EMPTY` on the app, so an agent that holds acks
@@ -193,6 +211,7 @@ import time
 from collections.abc import Awaitable, Callable, Mapping
 from typing import Any
 
+from aiokafka.client import AIOKafkaClient
 from aiokafka.consumer.group_coordinator import GroupCoordinator
 from faust.stores import rocksdb as faust_rocksdb
 from faust.tables.recovery import Recovery
@@ -318,6 +337,19 @@ def apply() -> None:
 
     perform_seek.__doc__ = original_perform_seek.__doc__
     Consumer.perform_seek = perform_seek  # type: ignore[method-assign]
+
+    global aiokafka_wait_on_metadata
+    original_wait_on_metadata = aiokafka_wait_on_metadata = AIOKafkaClient._wait_on_metadata
+
+    async def _wait_on_metadata(self: Any, topic: str) -> Any:
+        if topic not in self._topics and self.cluster.partitions_for_topic(topic) is not None:
+            # known only from a snapshot of all topics: track it, so the next update,
+            # which asks for the tracked topics only, keeps it
+            self.add_topic(topic)
+        return await original_wait_on_metadata(self, topic)
+
+    _wait_on_metadata.__doc__ = original_wait_on_metadata.__doc__
+    AIOKafkaClient._wait_on_metadata = _wait_on_metadata  # type: ignore[method-assign]
 
     original_producer_flush = FaustKafkaProducer.flush
 
@@ -462,6 +494,7 @@ faust_drain_messages: Any = None
 faust_new_offset: Any = None
 faust_ack: Any = None
 faust_flow_resume: Any = None
+aiokafka_wait_on_metadata: Any = None
 #: flow-control attribute: the consumer whose fetch loop's expected offsets decide what
 #: a flow resume may drop from the stream queues (set at the first seek)
 HANDED_ON = "sre_handed_on"

@@ -180,9 +180,11 @@ it is not acknowledged either, so the commit stays below it and it is read again
 A producer keeps the metadata of every topic it sends to. aiokafka's client asks for
 all topics while it tracks none, and for the tracked ones only after that; each answer
 replaces the whole metadata. A send finds its topic in the all-topics snapshot and does
-not track it, so the first send to a topic that did not exist then (``rca-windows``,
-``logs``: created once the worker runs) narrows the next update to that topic, and every
-other topic drops out of the producer's metadata. A batch already waiting for such a
+not track it (Faust's topic declaration refreshes the producer's metadata while it
+tracks none: a snapshot of all topics), so the first send to a topic the snapshot lacks
+(``rca-windows``, ``logs``: declared while the workers run, by whichever needs them
+first) narrows the next update to that topic, and every other topic drops out of the
+producer's metadata. A batch already waiting for such a
 topic then has no leader; the sender asks for a metadata update of the tracked topics,
 which never brings it back, and the batch waits until another send to its topic or its
 time-out (Faust: ``producer_request_timeout``, 20 min). Every commit waits for it (a

@@ -1,8 +1,9 @@
 """Trend forecaster of one saturation series: time until it reaches a limit.
 
 Samples are averaged into fixed buckets (e.g. 5 min), which makes irregular
-sampling regular; each closed bucket feeds River's Holt model
-(:class:`river.time_series.HoltWinters` with a trend and no season) and a River
+sampling regular; each closed bucket feeds a Holt model (level + trend, no
+season: the updates of :class:`river.time_series.HoltWinters`, kept as three
+floats rather than River's object, which costs ~2.4 KB per series) and a River
 :class:`~river.stats.EWVar` of its one-step-ahead errors. The forecast ``h``
 buckets ahead has the ETS(A,A,N) variance
 
@@ -33,10 +34,11 @@ from __future__ import annotations
 
 import math
 import pickle
-from collections import deque
+import statistics
+from array import array
 from typing import Any
 
-from river import stats, time_series
+from river import stats
 
 __all__ = ["TrendForecaster"]
 
@@ -64,7 +66,11 @@ class TrendForecaster:
         self.bucket = bucket
         self.alpha = alpha
         self.beta = beta
-        self.holt = time_series.HoltWinters(alpha=alpha, beta=beta)
+        self.window = window
+        #: Holt state: level, the level before it, trend (NaN until two buckets)
+        self.lv = self.lv_prev = self.tr = math.nan
+        #: the first bucket mean (Holt starts from the first two)
+        self.first = math.nan
         self.err = stats.EWVar(fading_factor=0.05)
         self.n = 0  #: closed buckets learned
         self.b_start = -1.0  #: start time of the open bucket
@@ -72,7 +78,7 @@ class TrendForecaster:
         self.b_cnt = 0
         self.last = math.nan  #: last sample value
         #: the last ``window`` bucket means: a least-squares check of the trend
-        self.recent: deque[float] = deque(maxlen=window)
+        self.recent = array("d")
 
     # ------------------------------------------------------------ learning
     def learn_one(self, t: float, v: float) -> bool:
@@ -93,28 +99,47 @@ class TrendForecaster:
         self.last = v
         return closed
 
+    def _forecast(self) -> float:
+        """One bucket ahead (as River's ``forecast(horizon=1)[0]``)."""
+        return self.lv + 1 * self.tr + 0
+
+    def _learn(self, y: float) -> None:
+        """River's additive Holt update (``HoltWinters.learn_one``, no season)."""
+        if self.n >= 2:
+            self.lv_prev, self.lv = self.lv, (
+                self.alpha * (y - 0) + (1 - self.alpha) * (self.lv + self.tr))
+            self.tr = self.beta * (self.lv - self.lv_prev) + (1 - self.beta) * self.tr
+        elif self.n == 0:
+            self.first = y
+        else:  # initialised from the first two values
+            self.lv = statistics.mean([self.first, y])
+            self.tr = statistics.mean([y - self.first])
+
     def _close(self, mean: float, steps: int) -> None:
         if self.n >= 2:
-            pred = self.holt.forecast(horizon=1)[0]
+            pred = self._forecast()
             self.err.update(mean - pred)
         # a gap of several buckets: carry the forecast through the missing ones
         for _ in range(max(0, min(steps - 1, 12))):
             if self.n >= 2:
-                self.holt.learn_one(self.holt.forecast(horizon=1)[0])
-        self.holt.learn_one(mean)
-        self.recent.extend([math.nan] * max(0, min(steps - 1, 12)))
-        self.recent.append(mean)
+                self._learn(self._forecast())
+        self._learn(mean)
+        recent = self.recent
+        recent.extend([math.nan] * max(0, min(steps - 1, 12)))
+        recent.append(mean)
+        if len(recent) > self.window:
+            del recent[:len(recent) - self.window]
         self.n += 1
 
     # ------------------------------------------------------------ forecasting
     @property
     def level(self) -> float:
-        return float(self.holt.level[-1]) if self.n >= 2 else self.last
+        return float(self.lv) if self.n >= 2 else self.last
 
     @property
     def slope(self) -> float:
         """Trend per second."""
-        return float(self.holt.trend[-1]) / self.bucket if self.n >= 2 else 0.0
+        return float(self.tr) / self.bucket if self.n >= 2 else 0.0
 
     def _sd(self, h: float) -> float:
         s2 = max(self.err.get(), 0.0)
@@ -168,5 +193,15 @@ class TrendForecaster:
     def from_bytes(cls, data: bytes) -> TrendForecaster:
         state: dict[str, Any] = pickle.loads(data)  # noqa: S301 - our own table's bytes
         f = cls.__new__(cls)
+        holt = state.pop("holt", None)
+        if holt is not None:  # saved before the Holt state was three floats
+            state["window"] = state["recent"].maxlen or 72
+            state["recent"] = array("d", state["recent"])
+            lv, tr = list(holt.level), list(holt.trend)
+            state["lv"] = lv[-1] if lv else math.nan
+            state["lv_prev"] = lv[-2] if len(lv) > 1 else math.nan
+            state["tr"] = tr[-1] if tr else math.nan
+            first = list(holt._first_values)
+            state["first"] = first[0] if first else math.nan
         f.__dict__.update(state)
         return f

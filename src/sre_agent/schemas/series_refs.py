@@ -51,6 +51,9 @@ from .telemetry import MetricBatch, series_id, series_key
 
 __all__ = ["Expanded", "SeriesDirectory", "definition_bytes"]
 
+#: bound of :class:`SeriesDirectory`'s memo of label values (entries)
+MAX_VALUE_MEMO = 16_384
+
 
 def definition_bytes(name: str, labels: dict[str, str]) -> bytes:
     """A definition as stored in the ``series-labels`` table: ``[name, labels]``."""
@@ -85,6 +88,10 @@ class SeriesDirectory:
         self._defs: dict[str, tuple[str, dict[str, str], int]] = {}
         #: tag -> definitions learned and not yet handed out by take_new
         self._new: dict[int, dict[str, bytes]] = {}
+        #: label value -> the one copy the definitions share. Not ``sys.intern``: a
+        #: value unique to its series (pod, instance) would cost an intern-table entry
+        #: (~38 B) for nothing; bounded, so values that never repeat only churn it
+        self._values: dict[str, str] = {}
 
     def __len__(self) -> int:
         return len(self._defs)
@@ -99,8 +106,17 @@ class SeriesDirectory:
     def _define(self, key: str, name: str, labels: dict[str, str], tag: int, new: bool) -> bool:
         if series_key(series_id(name, labels)) != key:
             return False
-        # interned: label names and common values are shared by many series
-        labels = {intern(k): intern(v) for k, v in labels.items()}
+        # label names interned, values through the memo: shared by many series
+        memo = self._values
+        shared = {}
+        for k, v in labels.items():
+            c = memo.get(v)
+            if c is None:
+                if len(memo) >= MAX_VALUE_MEMO:
+                    memo.clear()
+                c = memo[v] = v
+            shared[intern(k)] = c
+        labels = shared
         self._defs[key] = (intern(name), labels, tag)
         if new:
             self._new.setdefault(tag, {})[key] = definition_bytes(name, labels)

@@ -155,7 +155,9 @@ def _scale(ref: np.ndarray, med: float, kind: str, full_scale: float,
         floor = 0.01 * full_scale
     else:
         floor = REL_FLOOR * abs(med)
-    steps = ref if after is None else np.concatenate([ref, after])
+    # the move itself is no resolution step of a bounded availability (a target down,
+    # 1 -> 0, is the full scale, not "one step"): its full-scale floor already bounds it
+    steps = ref if after is None or kind == "availability" else np.concatenate([ref, after])
     return max(mad, floor, _quantum(steps), 1e-12)
 
 

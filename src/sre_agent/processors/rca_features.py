@@ -36,7 +36,8 @@ __all__ = [
 _METRIC_RULES: list[tuple[str, str]] = [
     ("db_pool", r"(pool|conn(ection)?s?_(active|used|wait|pending|max|in_use)|db_conn|"
                 r"too_many_conn|hikari|pgbouncer|connections?$)"),
-    ("availability", r"(availab|uptime|success(_rate|_ratio)?$|apdex|health|up$|slo_ok)"),
+    ("availability", r"(availab|uptime|success(_rate|_ratio)?$|apdex|health|up$|up_ratio$|"
+                     r"slo_ok)"),
     ("errors", r"(err|fail|5xx|4xx|exception|fault|panic|reject|timeout)"),
     ("memory", r"(^|_)(gc|jvm_gc|go_gc)(_|$)|gc_pause|garbage"),
     ("latency", r"(latenc|duration|response_time|resp_time|rtt|p50|p90|p95|p99|_ms$|"

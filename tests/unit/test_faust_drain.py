@@ -366,6 +366,44 @@ async def test_the_last_record_of_a_partition_dropped_before_the_streams_is_read
     assert seeks == [5]
 
 
+async def test_a_partition_not_fetched_past_its_expected_offset_is_not_read_again(
+        monkeypatch: Any) -> None:
+    """bench_cognition.py stream: the tail re-read fired 40+ times a run on partitions
+    whose records were simply not fetched yet (a quiet partition's new record, one
+    starved behind busy partitions), each seek throwing a fetch away. Only a partition
+    the client has fetched past the expected offset can have lost a record."""
+    _patched()
+    clock = [100.0]
+
+    def monotonic() -> float:
+        clock[0] += 0.5
+        return clock[0]
+
+    monkeypatch.setattr(faust_fixes, "_clock", monotonic)
+    position = {TP: 5}
+    monkeypatch.setattr(faust_fixes, "_fetch_position", lambda consumer, tp: position[tp])
+    seeks: list[int] = []
+
+    async def seek(tp: Any, offset: int) -> None:
+        seeks.append(offset)
+
+    # the log holds 5 (highwater 6), the client has not handed it out yet: no seek
+    state = _Loop([[] for _ in range(12)], generation=2, read_offset=5)
+    state.flow_active, state.end = True, 6
+    state.__dict__[faust_fixes.EXPECTED] = {TP: 5}
+    state.seek = seek  # type: ignore[attr-defined]
+    await _run(faust_fixes._drain_messages, state)
+    assert seeks == []
+    # the client handed 5 out (position 6) and the streams never got it: read again
+    position[TP] = 6
+    state = _Loop([[] for _ in range(12)], generation=2, read_offset=5)
+    state.flow_active, state.end = True, 6
+    state.__dict__[faust_fixes.EXPECTED] = {TP: 5}
+    state.seek = seek  # type: ignore[attr-defined]
+    await _run(faust_fixes._drain_messages, state)
+    assert seeks == [5]
+
+
 async def test_an_event_handed_on_after_the_seek_survives_the_flow_resume() -> None:
     """tests/chaos/test_ha_workers.py: a survivor took over an sre-actions partition and
     its one record never reached the executor, with nothing left to read (the log's end

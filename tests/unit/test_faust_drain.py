@@ -451,6 +451,39 @@ async def test_an_event_handed_on_after_the_seek_survives_the_flow_resume() -> N
     assert queue.get_nowait().message.generation_id == 2
 
 
+async def test_an_event_put_in_the_queue_survives_a_resume_before_the_loop_moves_on() -> None:
+    """tests/chaos/test_ha_workers.py run 60 (HA loop, 7 Dec): a survivor's fetch loop
+    handed sre-actions:1 offset 1 on at the very moment the recovery resumed the flow
+    (the record's last_seen 05.482-05.494, "Worker ready" 05.493, logged right after the
+    resume); the executor never got it, no "kept queued events" line, the loop expected
+    2, the commit stayed at 1, handover empty. The delivery (a task of its own) puts the
+    event in the stream's queue and ends; the loop learns it only two event-loop steps
+    later and then moves its expected offset past it. A resume in between saw the
+    event at the expected offset ("will be fetched again"), dropped it, and the loop
+    then moved past it. The resume now also keeps the event of the delivery in flight."""
+    from mode.utils.queues import FlowControlEvent, FlowControlQueue
+
+    _patched()
+    flow = FlowControlEvent(initially_suspended=False)
+    queue: Any = FlowControlQueue(maxsize=10, flow_control=flow, clear_on_resume=True)
+    state = _Loop([[_msg(1, 3)]], generation=3, read_offset=1)
+    state.__dict__[faust_fixes.EXPECTED] = {TP: 1}  # sought to the committed offset 1
+    flow.__dict__[faust_fixes.HANDED_ON] = state  # set by the seek
+    state.end = 2
+
+    async def callback(message: Any) -> None:  # the conductor: into the stream's queue
+        message.tp = TP
+        queue.put_nowait(SimpleNamespace(message=message))
+        # the recovery's step that resumes the flow runs before the loop's wake-up
+        asyncio.get_running_loop().call_soon(flow.resume)
+    state.callback = callback  # type: ignore[method-assign]
+
+    await _run(faust_fixes._drain_messages, state)
+    assert state.__dict__[faust_fixes.EXPECTED][TP] == 2 == state.end  # never fetched again
+    assert [e.message.offset for e in queue._queue] == [1]  # so the event must stay
+    assert not state.__dict__.get(faust_fixes.DELIVERING)  # the delivery is over
+
+
 async def test_a_producer_flush_that_waits_long_says_on_what(monkeypatch: Any,
                                                             caplog: Any) -> None:
     """A diagnostic: the HA chaos test's survivors had commits (each waits for a producer

@@ -148,6 +148,14 @@ ran another partition's action, ``/status`` handover empty, committed offset non
 approved actions never ran (the original failure's signature). Now the resume drops
 only entries of an older generation or at/after the offset the loop expects next
 (fetched again), and keeps the ones handed on since the seek. Test: ``test_an_event_handed_on_after_the_seek_survives_the_flow_resume``.
+It also keeps the event of the delivery in flight: the delivery (a task) puts it in the
+queue and ends, and the loop moves its expected offset past it only when it wakes up,
+two event-loop steps later; a resume in between took it for one to be fetched again and
+dropped it silently. Seen in the HA loop's run 60 (7 Dec): a survivor's loop handed
+``sre-actions:1`` offset 1 on as the recovery resumed the flow (the record's time
+05.482-05.494 from the loop's ``last_seen``, "Worker ready" 05.493), no kept-events
+line, the loop expected 2, the commit stayed at 1, the executor idle: an approved action
+never ran. Test: ``test_an_event_put_in_the_queue_survives_a_resume_before_the_loop_moves_on``.
 
 Every stream goes through the pure-Python iterator (``Stream._py_aiter``), never the
 Cython one (``faust._cython.streams.StreamIterator``). The Cython iterator returns no
@@ -576,7 +584,11 @@ def _handed_on(consumer: Any, item: Any) -> bool:
     if message is None or message.generation_id != consumer.app.consumer_generation_id:
         return False
     expected = consumer.__dict__.get(EXPECTED, {}).get(message.tp)
-    return expected is not None and message.offset < expected
+    if expected is not None and message.offset < expected:
+        return True
+    # the delivery in flight: its event is in the queue, but the loop moves its
+    # expected offset past it only once it wakes up, two event-loop steps later
+    return consumer.__dict__.get(DELIVERING, {}).get(message.tp) == message.offset
 
 
 def _clear_on_resume(flow: Any, consumer: Any) -> None:
@@ -618,6 +630,9 @@ def _release_dropped(consumer: Any, entries: Any) -> None:
 #: consumer attribute: tp -> the next offset the streams should be handed (set by a
 #: seek, moved by each delivery; unknown after a seek to the log's beginning)
 EXPECTED = "sre_expected"
+#: consumer attribute: tp -> the offset the fetch loop is delivering to the streams
+#: right now (its expected offset moves past it once the delivery is over)
+DELIVERING = "sre_delivering"
 #: consumer attribute: tp -> the generation in which it was last sought
 SOUGHT = "sre_sought"
 #: consumer attribute: tp -> the log's first offset, for partitions the last seek read
@@ -845,6 +860,7 @@ async def _drain_messages(self: Any, fetcher: Any) -> None:  # pragma: no cover 
     commit_every = self._commit_every
     acks_enabled_for = self.app.topics.acks_enabled_for
     expected = self.__dict__.setdefault(EXPECTED, {})  # CHANGED
+    delivering = self.__dict__.setdefault(DELIVERING, {})  # CHANGED: see _handed_on
     verified: dict[Any, int] = {}  # CHANGED: expected offsets already read again
     reseek: dict[Any, int] = {}  # CHANGED: partitions to read again after this batch
     last_seen: dict[Any, float] = {}  # CHANGED: tp -> when a record of it last came
@@ -913,8 +929,13 @@ async def _drain_messages(self: Any, fetcher: Any) -> None:  # pragma: no cover 
                             if self._n_acked >= commit_every:
                                 self._n_acked = 0
                                 await self.commit()
+                        delivering[tp] = offset  # CHANGED: a resume keeps its event
                         delivery = callback(message)
-                        waited = await self.wait_first(delivery, self.suspend_flow.wait())
+                        try:
+                            waited = await self.wait_first(delivery,
+                                                           self.suspend_flow.wait())
+                        finally:
+                            delivering.pop(tp, None)  # CHANGED
                         if delivery in waited.done:  # CHANGED: read only once delivered
                             set_read_offset(tp, offset)
                             if acked_topic and (exp is None or offset >= exp):

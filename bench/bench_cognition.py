@@ -328,22 +328,32 @@ async def ceiling(bootstrap: str, topic: str, total: int) -> dict[str, float]:
     return {"samples_per_s": samples / dt, "messages_per_s": msgs / dt, "seconds": dt}
 
 
-async def watch(bootstrap: str, topic: str, seen: dict[str, float], stop: asyncio.Event) -> None:
+async def tail(bootstrap: str, topic: str, on_record: Any, stop: asyncio.Event,
+               reset: str = "earliest") -> None:
+    """Read ``topic`` (no group) until ``stop``: ``on_record(decoded JSON, Kafka
+    timestamp in s)`` for each record."""
     from aiokafka import AIOKafkaConsumer
 
     cons = AIOKafkaConsumer(topic, bootstrap_servers=bootstrap, group_id=None,
-                            auto_offset_reset="earliest", metadata_max_age_ms=1000)
+                            auto_offset_reset=reset, metadata_max_age_ms=1000)
     await cons.start()
     try:
         while not stop.is_set():
             recs = await cons.getmany(timeout_ms=200)
             for batch in recs.values():
                 for r in batch:
-                    a = orjson.loads(r.value)
-                    if a.get("status") == "open":
-                        seen.setdefault(a["anomaly_id"], r.timestamp / 1000.0)
+                    on_record(orjson.loads(r.value), r.timestamp / 1000.0)
     finally:
         await cons.stop()
+
+
+async def watch(bootstrap: str, topic: str, seen: dict[str, float], stop: asyncio.Event) -> None:
+    """Opened anomalies: id -> Kafka timestamp (s)."""
+    def opened(a: dict[str, Any], ts: float) -> None:
+        if a.get("status") == "open":
+            seen.setdefault(a["anomaly_id"], ts)
+
+    await tail(bootstrap, topic, opened, stop)
 
 
 def pct(xs: list[float], q: float) -> float:

@@ -206,46 +206,25 @@ async def paced_post(urls: list[str], rounds: list[list[bytes]], rate: float, pe
 async def watch(bootstrap: str, topic: str, seen: dict[tuple[str, float], float],
                 stop: asyncio.Event) -> None:
     """(series, observed) of opened anomalies -> Kafka timestamp (s)."""
-    from aiokafka import AIOKafkaConsumer
+    def opened(a: dict[str, Any], ts: float) -> None:
+        if a.get("status") == "open":
+            seen.setdefault((a["series"], round(a["observed"], 3)), ts)
 
-    cons = AIOKafkaConsumer(topic, bootstrap_servers=bootstrap, group_id=None,
-                            auto_offset_reset="earliest", metadata_max_age_ms=1000)
-    await cons.start()
-    try:
-        while not stop.is_set():
-            recs = await cons.getmany(timeout_ms=200)
-            for batch in recs.values():
-                for r in batch:
-                    a = orjson.loads(r.value)
-                    if a.get("status") == "open":
-                        seen.setdefault((a["series"], round(a["observed"], 3)),
-                                        r.timestamp / 1000.0)
-    finally:
-        await cons.stop()
+    await bc.tail(bootstrap, topic, opened, stop)
 
 
 async def watch_metrics(bootstrap: str, topic: str, wanted: dict[tuple[str, float], str],
                         seen: dict[tuple[str, float], float], stop: asyncio.Event) -> None:
     """Markers (series key, value) -> Kafka timestamp (s) of the ``metrics`` message that
     carried them: where the receiver's part of the latency ends."""
-    from aiokafka import AIOKafkaConsumer
+    def carried(m: dict[str, Any], ts: float) -> None:
+        for s in (*m.get("series", ()), *m.get("refs", ())):
+            for _, v in s["points"]:
+                k = (s.get("id", ""), round(v, 3))
+                if k in wanted:
+                    seen.setdefault(k, ts)
 
-    cons = AIOKafkaConsumer(topic, bootstrap_servers=bootstrap, group_id=None,
-                            auto_offset_reset="latest", metadata_max_age_ms=1000)
-    await cons.start()
-    try:
-        while not stop.is_set():
-            recs = await cons.getmany(timeout_ms=200)
-            for batch in recs.values():
-                for r in batch:
-                    m = orjson.loads(r.value)
-                    for s in (*m.get("series", ()), *m.get("refs", ())):
-                        for _, v in s["points"]:
-                            k = (s.get("id", ""), round(v, 3))
-                            if k in wanted:
-                                seen.setdefault(k, r.timestamp / 1000.0)
-    finally:
-        await cons.stop()
+    await bc.tail(bootstrap, topic, carried, stop, reset="latest")
 
 
 # ====================================================================== ceiling

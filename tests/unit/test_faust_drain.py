@@ -330,6 +330,33 @@ async def test_a_message_skipped_while_the_flow_was_suspended_is_read_again() ->
     assert sought == [(TP, 0)]  # once
 
 
+def _ticking_clock(monkeypatch: Any) -> None:
+    """The fetch loop's clock advances 0.5 s at each reading (the tail check's grace
+    passes within a dozen empty fetches)."""
+    clock = [100.0]
+
+    def monotonic() -> float:
+        clock[0] += 0.5
+        return clock[0]
+
+    monkeypatch.setattr(faust_fixes, "_clock", monotonic)
+
+
+def _tail_loop(batches: list[list[Any]], expected: int, seeks: list[int],
+               **kw: Any) -> _Loop:
+    """A loop with the flow on, the partition's highwater 6, the streams expecting
+    ``expected`` next, and each seek's offset recorded in ``seeks``."""
+    state = _Loop(batches, generation=2, **kw)
+    state.flow_active, state.end = True, 6
+    state.__dict__[faust_fixes.EXPECTED] = {TP: expected}
+
+    async def seek(tp: Any, offset: int) -> None:
+        seeks.append(offset)
+
+    state.seek = seek  # type: ignore[attr-defined]
+    return state
+
+
 async def test_the_last_record_of_a_partition_dropped_before_the_streams_is_read_again(
         monkeypatch: Any) -> None:
     """tests/chaos/test_ha_workers.py: the one record of a taken-over sre-actions
@@ -338,31 +365,16 @@ async def test_the_last_record_of_a_partition_dropped_before_the_streams_is_read
     expected offset and none came for a while, the partition is read again from it,
     once per offset."""
     _patched()
-    clock = [100.0]
-
-    def monotonic() -> float:
-        clock[0] += 0.5
-        return clock[0]
-
-    monkeypatch.setattr(faust_fixes, "_clock", monotonic)
-    # the delivery of 5 is cut short (the flow was suspended), then nothing comes
-    state = _Loop([[_msg(5, 2)]] + [[] for _ in range(12)], generation=2, read_offset=5,
-                  slow_delivery={5})
-    state.flow_active, state.end = True, 6
-    state.__dict__[faust_fixes.EXPECTED] = {TP: 5}
+    _ticking_clock(monkeypatch)
     seeks: list[int] = []
-
-    async def seek(tp: Any, offset: int) -> None:
-        seeks.append(offset)
-
-    state.seek = seek  # type: ignore[attr-defined]
+    # the delivery of 5 is cut short (the flow was suspended), then nothing comes
+    state = _tail_loop([[_msg(5, 2)]] + [[] for _ in range(12)], 5, seeks, read_offset=5,
+                       slow_delivery={5})
     assert await _run(faust_fixes._drain_messages, state) == []
     assert seeks == [5]  # once, after the grace
-    state = _Loop([[] for _ in range(12)], generation=2, read_offset=6)
-    state.flow_active, state.end = True, 6  # all handed on: nothing to read again
-    state.__dict__[faust_fixes.EXPECTED] = {TP: 6}
-    state.seek = seek  # type: ignore[attr-defined]
-    await _run(faust_fixes._drain_messages, state)
+    # all handed on: nothing to read again
+    await _run(faust_fixes._drain_messages, _tail_loop([[] for _ in range(12)], 6, seeks,
+                                                       read_offset=6))
     assert seeks == [5]
 
 
@@ -373,34 +385,18 @@ async def test_a_partition_not_fetched_past_its_expected_offset_is_not_read_agai
     starved behind busy partitions), each seek throwing a fetch away. Only a partition
     the client has fetched past the expected offset can have lost a record."""
     _patched()
-    clock = [100.0]
-
-    def monotonic() -> float:
-        clock[0] += 0.5
-        return clock[0]
-
-    monkeypatch.setattr(faust_fixes, "_clock", monotonic)
+    _ticking_clock(monkeypatch)
     position = {TP: 5}
     monkeypatch.setattr(faust_fixes, "_fetch_position", lambda consumer, tp: position[tp])
     seeks: list[int] = []
-
-    async def seek(tp: Any, offset: int) -> None:
-        seeks.append(offset)
-
     # the log holds 5 (highwater 6), the client has not handed it out yet: no seek
-    state = _Loop([[] for _ in range(12)], generation=2, read_offset=5)
-    state.flow_active, state.end = True, 6
-    state.__dict__[faust_fixes.EXPECTED] = {TP: 5}
-    state.seek = seek  # type: ignore[attr-defined]
-    await _run(faust_fixes._drain_messages, state)
+    await _run(faust_fixes._drain_messages, _tail_loop([[] for _ in range(12)], 5, seeks,
+                                                       read_offset=5))
     assert seeks == []
     # the client handed 5 out (position 6) and the streams never got it: read again
     position[TP] = 6
-    state = _Loop([[] for _ in range(12)], generation=2, read_offset=5)
-    state.flow_active, state.end = True, 6
-    state.__dict__[faust_fixes.EXPECTED] = {TP: 5}
-    state.seek = seek  # type: ignore[attr-defined]
-    await _run(faust_fixes._drain_messages, state)
+    await _run(faust_fixes._drain_messages, _tail_loop([[] for _ in range(12)], 5, seeks,
+                                                       read_offset=5))
     assert seeks == [5]
 
 

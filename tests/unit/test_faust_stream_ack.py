@@ -25,7 +25,6 @@ import asyncio
 from typing import Any
 
 import faust
-import pytest
 from faust import streams as faust_streams
 from faust.types.tuples import ConsumerMessage
 
@@ -37,14 +36,7 @@ async def _processed_by_one_skipped_by_other() -> tuple[Any, Any]:
     second takes it after the flow was suspended. The message and the consumer."""
     app = faust.App("faust-stream-ack-test", broker="kafka://127.0.0.1:1", store="memory://")
     app.finalize()
-    consumer = app.consumer
-    app.flow_control.resume()
-    app.topics._acking_topics.add("incidents")
-    channels = [app.channel().clone(is_iterator=True) for _ in range(2)]
-    message = ConsumerMessage(topic="incidents", partition=0, offset=9, timestamp=0.0,
-                              timestamp_type=0, headers=[], key=b"k", value=b"v",
-                              checksum=None, generation_id=app.consumer_generation_id)
-    message.incref(len(channels))  # what the conductor does before handing it on
+    consumer, channels, message = _two_streams(app)
     for channel in channels:
         await channel.queue.put(faust.Event(app, b"k", b"v", {}, message))
 
@@ -77,7 +69,7 @@ async def test_a_message_skipped_by_one_of_its_streams_is_not_waited_for(
 
 async def test_faust_cython_iterator_keeps_a_skipped_message_unacknowledged(
         monkeypatch: Any) -> None:
-    cython = pytest.importorskip("faust._cython.streams")
+    from faust._cython import streams as cython  # a pinned dependency: never skipped
     monkeypatch.setattr(faust_streams, "_CStreamIterator", cython.StreamIterator)
     message, consumer = await _processed_by_one_skipped_by_other()
     assert message.refcount == 1 and not message.acked
@@ -92,7 +84,7 @@ def _two_streams(app: Any) -> tuple[Any, list[Any], Any]:
     message = ConsumerMessage(topic="incidents", partition=0, offset=9, timestamp=0.0,
                               timestamp_type=0, headers=[], key=b"k", value=b"v",
                               checksum=None, generation_id=app.consumer_generation_id)
-    message.incref(len(channels))
+    message.incref(len(channels))  # what the conductor does before handing it on
     return consumer, channels, message
 
 

@@ -245,3 +245,31 @@ def test_summary_counts_failures_as_misses() -> None:
     s = summarise(outs)
     assert s["overall"] == {"n": 3, "ac1": 0.333, "ac3": 0.667}
     assert s["s/f"]["ac1"] == 0.5 and s["s/g"]["ac3"] == 0.0
+
+
+def test_store_keeps_a_trace_id_past_the_message_cut() -> None:
+    """A long line's trace id beyond MAX_MESSAGE still reaches the engine's hand-offs
+    (offline reads the whole line); a cut inside the id (b's lines: the id starts 10 or
+    20 characters before the cut) does not leave a prefix as the id."""
+    from sre_agent.processors.rca_logs import handoff_delays
+    from sre_agent.processors.rca_windows import MAX_MESSAGE
+
+    def line(svc: str, tid: str, pad: int) -> str:
+        return f'{{"msg": "call {svc}", "args": "{"x" * pad}", "trace_id": "{tid}"}}'
+
+    lines = []
+    for i in range(60):  # 50 reference requests, 10 after the start with a slow hand-off to b
+        t0, tid, slow = 1000.0 + 30 * i, f"{i:032x}", i >= 50
+        lines += [(t0, "a", line("a", tid, 600)), (t0 + (1.0 if slow else 0.01), "b",
+                                                    line("b", tid, MAX_MESSAGE - 53 - 10 * (i % 2)))]
+    lines += [(2500.0 + j, "c", line("c", f"{j:032x}", 20)) for j in range(2)]
+    start = 2500.0
+    offline = handoff_delays(lines, start, reference=1500.0, after=300.0)
+    assert offline  # the evidence exists with whole lines
+    ws = WindowStore(horizon=4500)
+    for t, svc, msg in lines:
+        ws.add_log(t, svc, msg)
+    kept = ws.window(start).logs
+    assert all(len(m) <= MAX_MESSAGE + 80 for _, _, m in kept)
+    assert [(e.service, e.z) for e in handoff_delays(kept, start, reference=1500.0, after=300.0)] \
+        == [(e.service, e.z) for e in offline]

@@ -9,7 +9,9 @@ seen is the clock, so an accelerated replay and a live feed behave alike):
   samples in it, stamped with the time of its last sample so that no sample
   moves across the incident start); a series key is its metric name plus the
   labels other than the service label (one series per pod stays one series);
-* log lines per service (the message cut to :data:`MAX_MESSAGE` characters);
+* log lines per service (the message cut to :data:`MAX_MESSAGE` characters; a
+  trace id the cut would lose or split is kept, appended as ``trace_id=…``, so the
+  engine's hand-offs between services see every line offline sees);
 * bounds on series, points per series and log lines: the oldest go first.
 
 :meth:`WindowStore.window` builds the :class:`~.rca_engine.IncidentWindow`
@@ -39,11 +41,34 @@ from typing import Any
 import numpy as np
 
 from .rca_engine import ChangeEvent, IncidentWindow
+from .rca_logs import _TRACE
 
 __all__ = ["MAX_MESSAGE", "WindowStore"]
 
 #: characters of a log message kept (templates need the head of a line)
 MAX_MESSAGE = 500
+
+
+def cut_message(message: str) -> str:
+    """``message`` cut to :data:`MAX_MESSAGE` characters, its trace id kept.
+
+    Lines join into requests across services by their trace ids
+    (:func:`.rca_logs.handoff_delays`); an id past the cut (a JSON line's
+    ``"trace_id"`` after a long payload), or cut in two, would drop the line
+    from its trace, or put it in a trace of its own.
+
+    >>> cut_message("x" * 600 + " trace_id=4bf92f3577b34da6")[495:]
+    'xxxxx ... trace_id=4bf92f3577b34da6'
+    >>> cut_message("x" * 480 + " trace_id=4bf92f3577b34da6 " + "y" * 99)[475:]
+    'xxxxx ... trace_id=4bf92f3577b34da6'
+    """
+    if len(message) <= MAX_MESSAGE:
+        return message
+    m = _TRACE.search(message)
+    if m is None or m.end(1) <= MAX_MESSAGE:
+        return message[:MAX_MESSAGE]
+    # an id cut in two would leave its prefix as the line's id: cut before it
+    return f"{message[:min(MAX_MESSAGE, m.start())].rstrip()} ... trace_id={m.group(1)[:64]}"
 
 
 @dataclass
@@ -141,7 +166,7 @@ class WindowStore:
     def add_log(self, t: float, service: str, message: str) -> None:
         if not math.isfinite(t) or t < self.clock - self.horizon:
             return
-        self._logs.append((t, service, message[:MAX_MESSAGE]))
+        self._logs.append((t, service, cut_message(message)))
         if len(self._logs) > self.max_log_lines:
             self._logs.popleft()
         if t > self.clock:

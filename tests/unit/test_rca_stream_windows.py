@@ -273,3 +273,17 @@ def test_store_keeps_a_trace_id_past_the_message_cut() -> None:
     assert all(len(m) <= MAX_MESSAGE + 80 for _, _, m in kept)
     assert [(e.service, e.z) for e in handoff_delays(kept, start, reference=1500.0, after=300.0)] \
         == [(e.service, e.z) for e in offline]
+
+
+def test_feed_redacts_log_secrets_at_decode_and_keeps_trace_ids() -> None:
+    """The feed reads ``logs`` itself: its lines are scrubbed as every stage's input is
+    (secrets out before any mining), and a trace id is no secret: it stays."""
+    store = WindowStore(horizon=4500, bucket=60)
+    feed = WindowFeed(Settings(), store)
+    msg = ("INFO  f.m.c.BasicController#45 TraceID: 6f3cbf058c2765548a39ad724905d6a1 SpanID: "
+           "d5968a836cd9ff5a login password=hunter2 url postgres://app:s3cret@db:5432/x")
+    feed.add_raw("logs", encode(LogRecord(service="basic", level="info", message=msg,
+                                          time=START)))  # type: ignore[arg-type]
+    [(_, _, kept)] = store.window(START).logs
+    assert "hunter2" not in kept and "s3cret" not in kept
+    assert "TraceID: 6f3cbf058c2765548a39ad724905d6a1 SpanID: d5968a836cd9ff5a" in kept

@@ -40,7 +40,7 @@ from aiokafka import AIOKafkaConsumer, TopicPartition
 from ..config import Settings
 from ..processors.detect import service_of
 from ..processors.rca_logs import line_level
-from ..processors.redact import redact_secrets
+from ..processors.redact import redact_secrets, scrub_model
 from ..processors.rca_windows import WindowStore
 from ..schemas import DecodeError, LogRecord, decode
 from ..schemas.windows import MAX_ROWS, WindowPoints
@@ -232,7 +232,9 @@ class WindowFeed(GrouplessReader):
                     add(*row)
                 self.rows += len(w.service)
             else:
-                rec = decode(LogRecord, value)  # type: ignore[arg-type]
+                # secrets out at the source, as every stage's LogRecord input
+                # (context.SCRUBBED_INPUTS); trace ids are no secrets and stay
+                rec = scrub_model(decode(LogRecord, value))  # type: ignore[arg-type]
                 msg = rec.message
                 if rec.level and not line_level(msg)[0]:
                     msg = f"{rec.level.upper()} {msg}"

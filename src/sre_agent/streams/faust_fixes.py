@@ -205,6 +205,17 @@ unacknowledged for 15 s with the group stuck in a rebalance for over a minute be
 revocation waiting on a commit. Now a topic known only from the snapshot is tracked at
 its first send. Test: ``test_a_topic_a_producer_sends_to_stays_in_its_metadata``.
 
+A table does not take a topic still being created for a partition mismatch. Faust
+checks at a table's first write from a source topic that the source and the changelog
+have as many partitions, and its consumer's metadata shows a topic that another worker
+is creating with none: ``PartitionsMismatch (... the changelog topic ... has 0
+partitions)`` crashed the agent, and the events it had taken were lost. Seen in
+tests/chaos/test_ha_workers.py (three workers starting at once, under the chaos suite's
+load): the knowledge and planner agents of one worker crashed, two plans were never
+made. A count of 0 is now left unjudged until the next write (a Kafka topic has at least
+one partition); a real mismatch still raises. Test:
+``test_a_changelog_being_created_is_no_partition_mismatch``.
+
 Also a hook, not a fix: before Faust waits for every fetched message to be acked
 (``Consumer.wait_empty``, on each rebalance and at shutdown) it calls the
 callables in :data:`BEFORE_WAIT_EMPTY` on the app, so an agent that holds acks
@@ -224,6 +235,7 @@ from typing import Any
 from aiokafka.client import AIOKafkaClient
 from aiokafka.consumer.group_coordinator import GroupCoordinator
 from faust.stores import rocksdb as faust_rocksdb
+from faust.tables.base import Collection
 from faust.tables.recovery import Recovery
 import faust
 from faust import streams as faust_streams
@@ -316,6 +328,20 @@ def apply() -> None:
 
     # the Cython stream iterator never acknowledges a message it skips (module doc)
     faust_streams._CStreamIterator = None
+
+    global faust_verify_partitions
+    original_verify = faust_verify_partitions = Collection._verify_source_topic_partitions
+
+    def verify_source_topic_partitions(self: Any, source_topic: str) -> None:
+        if source_topic not in self._verified_source_topics_for_partitions:
+            counts = (self.app.consumer.topic_partitions(source_topic),
+                      self.app.consumer.topic_partitions(self.changelog_topic_name))
+            if 0 in counts:  # a topic being created has no partitions yet: not judged
+                return
+        original_verify(self, source_topic)
+
+    verify_source_topic_partitions.__doc__ = original_verify.__doc__
+    Collection._verify_source_topic_partitions = verify_source_topic_partitions  # type: ignore[method-assign]
 
     global faust_ack
     original_ack = faust_ack = Consumer.ack
@@ -625,6 +651,7 @@ def _offsets(events: list[Any]) -> dict[str, list[int]]:
 
 
 faust_flow_clear: Any = None
+faust_verify_partitions: Any = None
 
 
 def _release_dropped(consumer: Any, entries: Any) -> None:

@@ -20,6 +20,7 @@ unless ``tls_client_auth`` says otherwise.
 
 from __future__ import annotations
 
+import fcntl
 import logging
 import os
 import shutil
@@ -80,6 +81,17 @@ def _fetch(cache_dir: Path, version: str, folder: str, pom_name: str,
     mvn = _require("mvn", "install Maven (apt-get install maven) to fetch the Kafka broker jars")
     _require("java", "install a JDK 17+ (apt-get install openjdk-17-jre-headless)")
     libs.parent.mkdir(parents=True, exist_ok=True)
+    # one fetch at a time per cache: processes started together on an empty cache (test
+    # workers under xdist) wrote into one partial folder and one failed to copy its jars
+    with open(libs.parent / f".fetch-{folder}.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        if marker.exists():  # fetched by another process while this one waited
+            return libs
+        return _fetch_locked(libs, marker, mvn, version, folder, pom_name, jar)
+
+
+def _fetch_locked(libs: Path, marker: Path, mvn: str, version: str, folder: str,
+                  pom_name: str, jar: str) -> Path:
     pom = libs.parent / pom_name
     pom.write_bytes(resources.files(__package__).joinpath(pom_name).read_bytes())
     tmp = libs.parent / f"{folder}.partial"

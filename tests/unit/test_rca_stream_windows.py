@@ -287,3 +287,35 @@ def test_feed_redacts_log_secrets_at_decode_and_keeps_trace_ids() -> None:
     [(_, _, kept)] = store.window(START).logs
     assert "hunter2" not in kept and "s3cret" not in kept
     assert "TraceID: 6f3cbf058c2765548a39ad724905d6a1 SpanID: d5968a836cd9ff5a" in kept
+
+
+def test_feed_takes_a_trace_id_from_the_records_labels() -> None:
+    """OpenTelemetry logs (Loki structured metadata) carry the trace id beside the line:
+    the feed puts it on the line, so the stream's hand-offs see the request; a line with
+    its own id keeps it, and an all-zero id is no trace."""
+    from sre_agent.processors.rca_logs import handoff_delays
+
+    store = WindowStore(horizon=4500, bucket=60)
+    feed = WindowFeed(Settings(), store)
+    lines = []
+    for i in range(60):  # 50 reference requests, then 10 with a slow hand-off to b
+        t0, tid, slow = START - 1800 + 30 * i, f"{i + 1:032x}", i >= 50
+        for svc, t in (("a", t0), ("b", t0 + (1.0 if slow else 0.01))):
+            rec = LogRecord(service=svc, level="info", message=f"call {svc}", time=t,
+                            labels={"trace_id": tid})  # type: ignore[arg-type]
+            feed.add_raw("logs", encode(rec))
+            lines.append((t, svc, f"call {svc} trace_id={tid}"))
+    start = START - 1800 + 30 * 50
+    kept = store.window(start).logs
+    assert kept[0][2] == f"INFO call a trace_id={1:032x}"
+    got = handoff_delays(kept, start, reference=1500.0, after=300.0)
+    assert got and [(e.service, e.z) for e in got] \
+        == [(e.service, e.z) for e in handoff_delays(lines, start, reference=1500.0, after=300.0)]
+    own = LogRecord(service="c", level="info", message="x TraceID: 6f3cbf058c2765548a39ad72",
+                    time=START, labels={"traceId": "ffffffffffffffffffffffff"})  # type: ignore[arg-type]
+    zero = LogRecord(service="c", level="info", message="y", time=START,
+                     labels={"trace-id": "0" * 32})  # type: ignore[arg-type]
+    feed.add_raw("logs", encode(own))
+    feed.add_raw("logs", encode(zero))
+    assert [m for _, s, m in store.window(START).logs if s == "c"] \
+        == ["INFO x TraceID: 6f3cbf058c2765548a39ad72", "INFO y"]

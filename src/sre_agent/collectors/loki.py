@@ -60,10 +60,27 @@ def parse_streams(body: Any) -> list[Entry]:
     out: list[Entry] = []
     for stream in data.get("result") or []:
         labels = {str(k): str(v) for k, v in (stream.get("stream") or {}).items()}
-        for ts, line, *_ in stream.get("values") or []:
-            out.append((int(ts), labels, str(line)))
+        for ts, line, *meta in stream.get("values") or []:
+            extra = _line_metadata(meta[0]) if meta else {}
+            out.append((int(ts), {**labels, **extra} if extra else labels, str(line)))
     out.sort(key=lambda e: e[0])
     return out
+
+
+def _line_metadata(meta: Any) -> dict[str, str]:
+    """A line's own labels: Loki 3's third value element, either categorised
+    (``{"structured_metadata": {...}, "parsed": {...}}``, with the
+    ``X-Loki-Response-Encoding-Flags: categorize-labels`` header) or flat. OpenTelemetry
+    logs carry their ``trace_id`` there, not in the line; the stream RCA's hand-offs
+    need it (``streams/rca_windows.py``)."""
+    if not isinstance(meta, dict):
+        return {}
+    if "structured_metadata" in meta or "parsed" in meta:
+        parts = [meta.get("structured_metadata"), meta.get("parsed")]
+    else:
+        parts = [meta]
+    return {str(k): str(v) for part in parts if isinstance(part, dict)
+            for k, v in part.items() if isinstance(v, str | int | float)}
 
 
 def to_record(entry: Entry, query: LokiQuerySettings) -> LogRecord:

@@ -43,7 +43,7 @@ import numpy as np
 from .rca_engine import ChangeEvent, IncidentWindow
 from .rca_logs import _TRACE
 
-__all__ = ["MAX_MESSAGE", "WindowStore"]
+__all__ = ["MAX_MESSAGE", "WindowStore", "with_label_trace"]
 
 #: characters of a log message kept (templates need the head of a line)
 MAX_MESSAGE = 500
@@ -69,6 +69,28 @@ def cut_message(message: str) -> str:
         return message[:MAX_MESSAGE]
     # an id cut in two would leave its prefix as the line's id: cut before it
     return f"{message[:min(MAX_MESSAGE, m.start())].rstrip()} ... trace_id={m.group(1)[:64]}"
+
+
+def with_label_trace(message: str, labels: dict[str, str]) -> str:
+    """``message`` with the trace id its record's labels carry, when the line has none.
+
+    OpenTelemetry logs (and Loki's structured metadata) keep the trace id beside the
+    line, not in it; the hand-offs (``rca_logs.handoff_delays``) read it from the line.
+
+    >>> with_label_trace("GET /pay 200", {"service": "pay", "trace_id": "4bf92f3577b34da6"})
+    'GET /pay 200 trace_id=4bf92f3577b34da6'
+    >>> with_label_trace("GET /pay 200 traceId=aaaabbbbcccc", {"traceID": "4bf92f3577b34da6"})
+    'GET /pay 200 traceId=aaaabbbbcccc'
+    """
+    if not labels or _TRACE.search(message):
+        return message
+    for key, value in labels.items():
+        if key.replace("_", "").replace("-", "").lower() == "traceid":
+            tid = value.strip()[:64]
+            # an all-zero id is no trace (W3C: invalid)
+            if _TRACE.fullmatch(f"trace_id={tid}") and tid.strip("0-._"):
+                return f"{message} trace_id={tid}"
+    return message
 
 
 @dataclass

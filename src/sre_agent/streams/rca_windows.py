@@ -41,7 +41,7 @@ from ..config import Settings
 from ..processors.detect import service_of
 from ..processors.rca_logs import line_level
 from ..processors.redact import redact_secrets, scrub_model
-from ..processors.rca_windows import WindowStore
+from ..processors.rca_windows import WindowStore, with_label_trace
 from ..schemas import DecodeError, LogRecord, decode
 from ..schemas.windows import MAX_ROWS, WindowPoints
 from .replay import GrouplessReader
@@ -235,7 +235,7 @@ class WindowFeed(GrouplessReader):
                 # secrets out at the source, as every stage's LogRecord input
                 # (context.SCRUBBED_INPUTS); trace ids are no secrets and stay
                 rec = scrub_model(decode(LogRecord, value))  # type: ignore[arg-type]
-                msg = rec.message
+                msg = with_label_trace(rec.message, rec.labels)
                 if rec.level and not line_level(msg)[0]:
                     msg = f"{rec.level.upper()} {msg}"
                 self.store.add_log(rec.time.timestamp(), rec.service, msg)

@@ -334,6 +334,23 @@ def test_slower_hand_offs_are_not_explained_away_by_a_dependency() -> None:
     assert names(w)[0] == "db", [(c.service, c.score) for c in rank_window(w)]
 
 
+def test_a_pair_that_only_talks_to_each_other_blames_the_callee_not_the_name() -> None:
+    # "auth" calls only "verify" and nobody else logs with them: after the start every
+    # hand-off between the two slowed by 1 s. The hand-offs alone cannot tell which end is
+    # slow; the old greedy took the first name in sorted order (auth). As for slower calls
+    # (the caller's timer holds the callee's time), the callee is blamed
+    rng = np.random.default_rng(4)
+    lines = []
+    for i in range(120):
+        t = START - 3600 + 3900 * i / 120
+        tid = f"{i + 1:016x}"
+        for svc in ("auth", "verify", "auth"):
+            lines.append((t, svc, f"INFO {svc} step TraceID: {tid} ok"))
+            t += float(rng.uniform(0.005, 0.03)) + (1.0 if t >= START else 0.0)
+    slow = [e for e in log_evidence(lines, START) if e.change == "slow"]
+    assert [e.service for e in slow] == ["verify"], slow
+
+
 def test_uncovered_time_is_no_data_not_silence() -> None:
     # the export holds a chunk before and a chunk after: the gap is not a drop
     lines = [(START - 600 + 6 * i, "api", "INFO served /x") for i in range(50)]

@@ -328,7 +328,9 @@ def handoff_delays(lines: Iterable[tuple[float, str, str]], start: float,
     on-call engineer intersects the slow calls: the service with the
     strongest evidence keeps it, and its hand-offs are taken out before its
     partners are judged again (a partner slowed only through it has nothing
-    left).
+    left). Two ends with equal evidence (a pair that only talks to each other)
+    are told apart by the call, not by name: the end deeper in the requests
+    (later entry in its traces: the callee) is blamed, as slower calls are.
     """
     lo, hi = start - reference, start + after
     traces: dict[str, list[tuple[float, str]]] = {}
@@ -340,10 +342,17 @@ def handoff_delays(lines: Iterable[tuple[float, str, str]], start: float,
             if m and m.group(1).strip("0-._"):
                 traces.setdefault(m.group(1), []).append((t, svc))
     hand: list[tuple[str, str, float, bool]] = []
+    # how deep each service sits in the requests: its order of entry in its traces
+    depth: dict[str, list[int]] = {}
     for steps in traces.values():
         if len(steps) < 2:
             continue
         steps.sort()
+        order: dict[str, int] = {}
+        for _, s in steps:
+            order.setdefault(s, len(order))
+        for s, k in order.items():
+            depth.setdefault(s, []).append(k)
         for (t1, s1), (t2, s2) in zip(steps, steps[1:]):
             if s1 != s2:
                 hand.append((s1, s2, math.log(max(t2 - t1, HANDOFF_FLOOR)), t1 >= start))
@@ -354,7 +363,7 @@ def handoff_delays(lines: Iterable[tuple[float, str, str]], start: float,
     out: list[LogEvidence] = []
     taken: set[str] = set()
     while True:
-        best: tuple[float, str, int, int, float, float, list[str]] | None = None
+        best: tuple[float, str, int, int, float, float, list[str], float] | None = None
         for svc in sorted(set(by) - taken):
             mine = [h for h in by[svc] if h[0] not in taken and h[1] not in taken]
             ref = np.array([h[2] for h in mine if not h[3]])
@@ -374,13 +383,17 @@ def handoff_delays(lines: Iterable[tuple[float, str, str]], start: float,
             if 2 * len(slow) < len(now):
                 continue
             z = _z(_binom_sf(len(slow), len(now), p0)) if slow else 0.0
-            if z > 0 and (best is None or z > best[0]):
+            # equal evidence at both ends of the same slow hand-offs: the end deeper in
+            # the requests (the callee) is blamed first, as slower calls are blamed on
+            # their callee; never the service's name
+            d = float(np.mean(depth.get(svc, [0])))
+            if z > 0 and (best is None or (round(z, 9), d) > (round(best[0], 9), best[7])):
                 best = (z, svc, len(slow), len(now), math.exp(med),
                         math.exp(float(np.median([h[2] for h in slow]))),
-                        sorted({h[0] if h[1] == svc else h[1] for h in slow}))
+                        sorted({h[0] if h[1] == svc else h[1] for h in slow}), d)
         if best is None:
             return out
-        z, svc, k, n, before, now_med, partners = best
+        z, svc, k, n, before, now_med, partners, _ = best
         out.append(LogEvidence(
             svc, "*handoff*", f"{k} of {n} hand-offs slower, with {', '.join(partners[:3])}"
             f"{' and more' if len(partners) > 3 else ''} (median {now_med:.3g} s vs "

@@ -784,6 +784,9 @@ class RcaSettings(_Section):
     reference_seconds: float = Field(default=3600.0, gt=0)
     #: time after the start that is judged; the RCA is refined once it has passed
     after_seconds: float = Field(default=300.0, gt=0)
+    #: event time after the incident's first signal the first RCA waits for (the other
+    #: signals of that moment; bounded by as many wall seconds); 0 = analyse at once
+    first_seconds: float = Field(default=60.0, ge=0, le=600)
     bucket_seconds: float = Field(default=60.0, gt=0)
     max_series: int = Field(default=20_000, ge=1)
     max_log_lines: int = Field(default=100_000, ge=0)

@@ -12,9 +12,14 @@ For each new or changed (``open``/``updated``) incident:
 3. when an Anthropic API key is configured and the incident's token budget
    (``rca_budget`` table) allows, Claude's structured opinion is merged.
 
-The first result goes out at once, with whatever part of the judged window
-(``rca.after_seconds`` after the start) has arrived; once the windows' event
-time has passed the end of that window the incident is analysed again, and
+The first result waits for the incident's first ``rca.first_seconds`` of
+event time (its first signal's minute: the other signals of that moment, which
+reach the correlator one by one, are in the incident and the windows by then;
+later revisions meanwhile replace the held one), bounded by as many wall
+seconds and by a stalled feed, so a diagnosis and the plan that follows it (an
+AUTO plan executes at once) are not made on whichever lone signal came first.
+Once the windows' event time has passed the end of the judged window
+(``rca.after_seconds`` after the start) the incident is analysed again, and
 the result is published when its top hypothesis changed (a refined RCA; at
 most one per incident revision). Any failure of the knowledge base, the
 engine or the LLM leaves the rest of the result, which is always published.
@@ -27,7 +32,8 @@ import asyncio
 import logging
 import time
 from collections import OrderedDict
-from datetime import datetime
+from collections.abc import Mapping
+from datetime import UTC, datetime
 from typing import Any
 
 from ..processors.rca import RootCauseAnalyzer, incident_text, merge_llm
@@ -41,7 +47,7 @@ from ..sinks.breakers import breaker_health
 from .context import StreamContext
 from .rca_windows import WindowFeed
 
-__all__ = ["due_refinements", "incident_window_args", "register"]
+__all__ = ["due_first", "due_refinements", "hold_first", "incident_window_args", "register"]
 
 log = logging.getLogger(__name__)
 
@@ -50,8 +56,13 @@ KB_TIMEOUT = 5.0
 MAX_PENDING = 1000
 #: wall seconds a pending refinement waits for event time to pass its window
 PENDING_WALL = 1800.0
+#: incidents remembered as analysed (bounded: the oldest are forgotten)
+MAX_ANALYSED = 10_000
 #: wall seconds without newer data after which pending refinements run with what is there
 STALLED_WALL = 30.0
+#: wall seconds between checks of the held first analyses (short: the first RCA is what
+#: pages and plans, and an accelerated replay moves a sample-minute in a fraction of this)
+FIRST_TICK = 0.1
 
 
 def incident_window_args(inc: Incident, after: float | None = None) -> dict[str, Any]:
@@ -115,6 +126,51 @@ def due_refinements(pending: OrderedDict[str, tuple[Incident, float, tuple[str, 
     return due
 
 
+def hold_first(held: OrderedDict[str, tuple[Incident, float, float]],
+               analysed: Mapping[str, Any], inc: Incident, start: float, clock: float,
+               wait: float, now: float) -> bool:
+    """Whether ``inc``'s analysis waits (it is then in ``held``): its first analysis
+    has not gone out and the windows' event time has not reached ``start + wait``, or
+    an earlier revision is held already (this newer one, which knows more, replaces it
+    and keeps its place in time).
+
+    >>> from datetime import UTC, datetime
+    >>> inc = Incident(incident_id="i", title="x", fingerprint="f", opened_at=datetime.now(UTC))
+    >>> h = OrderedDict()
+    >>> hold_first(h, {}, inc, 0.0, 0.0, 60.0, 5.0), hold_first(h, {}, inc, 0.0, 60.0, 60.0, 6.0)
+    (True, True)
+    >>> h["i"][2], hold_first(OrderedDict(), {"i": None}, inc, 0.0, 0.0, 60.0, 5.0)
+    (5.0, False)
+    """
+    was = held.get(inc.incident_id)
+    if was is None and (inc.incident_id in analysed or clock >= start + wait):
+        return False
+    held[inc.incident_id] = (inc, start if was is None else min(start, was[1]),
+                             now if was is None else was[2])
+    return True
+
+
+def due_first(held: OrderedDict[str, tuple[Incident, float, float]], clock: float,
+              wait: float, stalled: bool, now: float) -> list[tuple[Incident, float]]:
+    """Take the held first analyses that are due out of ``held``: the windows' event time
+    reached the incident's start + ``wait`` (its first moment's signals are in), the feed
+    stalled, or the incident waited ``wait`` wall seconds (event time lagging). Synchronous,
+    like :func:`due_refinements`.
+
+    >>> from datetime import UTC, datetime
+    >>> inc = Incident(incident_id="i", title="x", fingerprint="f", opened_at=datetime.now(UTC))
+    >>> h = OrderedDict(a=(inc, 0.0, 10.0), b=(inc, 500.0, 10.0))
+    >>> len(due_first(h, 60.0, 60.0, False, 20.0)), list(h)
+    (1, ['b'])
+    """
+    due = []
+    for iid, (inc, start, queued) in list(held.items()):
+        if clock >= start + wait or stalled or now - queued >= wait:
+            del held[iid]
+            due.append((inc, start))
+    return due
+
+
 def register(ctx: StreamContext) -> None:
     cfg = ctx.settings.rca
     graph = ServiceGraph(ctx.settings.correlation.edges)
@@ -134,6 +190,14 @@ def register(ctx: StreamContext) -> None:
     #: incident id -> (incident, start, top shown, wall time queued)
     pending: OrderedDict[str, tuple[Incident, float, tuple[str, str] | None, float]] = \
         OrderedDict()
+    #: incident id -> (latest revision, start, wall time held): first analyses waiting for
+    #: the incident's first ``rca.first_seconds`` of event time
+    held: OrderedDict[str, tuple[Incident, float, float]] = OrderedDict()
+    #: incidents whose first analysis went out (a later revision is not held again)
+    analysed: OrderedDict[str, None] = OrderedDict()
+    #: one analysis at a time, in the order taken: a held revision released by the timer
+    #: and a newer one from the stream must not publish out of order (latest RCA wins)
+    order = asyncio.Lock()
 
     if feed is not None:
         @ctx.app.task
@@ -181,9 +245,13 @@ def register(ctx: StreamContext) -> None:
             rankings.popitem(last=False)
         return ranking
 
-    async def analyze(inc: Incident, refined: bool = False) -> RcaResult:
+    async def analyze(inc: Incident, refined: bool = False,
+                      as_of: float | None = None) -> RcaResult:
         ranking = await engine_ranking(inc)
         result = analyzer.analyze(inc, await similar_to(inc), ranking)
+        if as_of is not None and as_of > result.time.timestamp():
+            # a held first analysis is as of the event time it waited for
+            result = result.model_copy(update={"time": datetime.fromtimestamp(as_of, UTC)})
         if llm.enabled:
             used = int(budget.get(inc.incident_id) or b"0")
             outcome = await llm.analyze(inc, result, graph.edges, budget_total - used)
@@ -223,6 +291,29 @@ def register(ctx: StreamContext) -> None:
         h = result.hypotheses[0] if result.hypotheses else None
         return (h.cause_type, h.service) if h else None
 
+    async def first_or_next(inc: Incident, held_from: float | None = None) -> None:
+        """Analyse ``inc`` now and queue its refinement if its judged window is ahead.
+
+        ``held_from``: the start of a held first analysis (its result is as of the
+        event time it waited for, at most start + ``rca.first_seconds``)."""
+        start = incident_window_args(inc, cfg.after_seconds)["start"]
+        as_of = None if held_from is None or store is None else min(
+            store.clock, held_from + cfg.first_seconds)
+        async with order:
+            result = await analyze(inc, as_of=as_of)
+        analysed[inc.incident_id] = None
+        analysed.move_to_end(inc.incident_id)
+        while len(analysed) > MAX_ANALYSED:
+            analysed.popitem(last=False)
+        if store is not None:
+            if store.clock < start + cfg.after_seconds:
+                pending[inc.incident_id] = (inc, start, top_of(result), time.monotonic())
+                pending.move_to_end(inc.incident_id)
+                while len(pending) > MAX_PENDING:
+                    pending.popitem(last=False)
+            else:
+                pending.pop(inc.incident_id, None)
+
     @ctx.app.agent(ctx.topics["incidents"], name="rca")
     async def rca(stream: Any) -> None:
         async for event in stream.events():
@@ -230,17 +321,16 @@ def register(ctx: StreamContext) -> None:
             if inc is None or inc.status == "resolved":
                 if inc is not None:
                     pending.pop(inc.incident_id, None)
+                    held.pop(inc.incident_id, None)
                 continue
-            result = await analyze(inc)
-            if store is not None:
-                start = incident_window_args(inc, cfg.after_seconds)["start"]
-                if store.clock < start + cfg.after_seconds:
-                    pending[inc.incident_id] = (inc, start, top_of(result), time.monotonic())
-                    pending.move_to_end(inc.incident_id)
-                    while len(pending) > MAX_PENDING:
-                        pending.popitem(last=False)
-                else:
-                    pending.pop(inc.incident_id, None)
+            if store is not None and cfg.first_seconds > 0 and hold_first(
+                    held, analysed, inc, incident_window_args(inc, cfg.after_seconds)["start"],
+                    store.clock, cfg.first_seconds, time.monotonic()):
+                while len(held) > MAX_PENDING:
+                    _, (old, old_start, _) = held.popitem(last=False)
+                    await first_or_next(old, old_start)
+                continue
+            await first_or_next(inc)
 
     if store is not None:
         clock_seen = [store.clock, time.monotonic()]
@@ -259,6 +349,8 @@ def register(ctx: StreamContext) -> None:
             stalled = (feed is None or feed.caught_up) and now - clock_seen[1] >= STALLED_WALL
             # taken out before any await: the rca agent drops entries meanwhile (resolved
             # incidents), which crashed the worker when this loop looked them up later
+            for inc, start in due_first(held, store.clock, cfg.first_seconds, stalled, now):
+                await first_or_next(inc, start)
             for inc, shown in due_refinements(pending, store.clock, cfg.after_seconds,
                                               stalled, now):
                 await _refined(inc, shown)
@@ -267,9 +359,21 @@ def register(ctx: StreamContext) -> None:
             ctx.stats.health.setdefault("rca_engine", {"ok": True}).update(
                 pending=len(pending), pending_ids=list(pending)[-50:])
 
+        if cfg.first_seconds > 0:
+            @ctx.app.timer(min(cfg.refine_interval, FIRST_TICK))
+            async def rca_first() -> None:
+                """Release the held first analyses whose first moment has passed."""
+                now = time.monotonic()
+                stalled = (feed is None or feed.caught_up) \
+                    and now - clock_seen[1] >= STALLED_WALL and store.clock == clock_seen[0]
+                for inc, start in due_first(held, store.clock, cfg.first_seconds, stalled,
+                                            now):
+                    await first_or_next(inc, start)
+
         async def _refined(inc: Incident, shown: tuple[str, str] | None) -> RcaResult | None:
             ranking = await engine_ranking(inc)
             preview = analyzer.analyze(inc, (), ranking)
             if top_of(preview) == shown:
                 return None
-            return await analyze(inc, refined=True)
+            async with order:
+                return await analyze(inc, refined=True)

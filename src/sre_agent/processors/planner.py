@@ -106,7 +106,9 @@ def context_of(hyp: Hypothesis, settings: ActionSettings) -> dict[str, str]:
     """Template variables for a hypothesis: namespace, and ids found in evidence refs.
 
     Evidence refs like ``pod/shop/checkout-7f9c``, ``ec2/i-0abc``, ``rds/orders-db``
-    fill ``{pod}`` (and ``{namespace}``), ``{instance_id}``, ``{db_cluster}``.
+    fill ``{pod}`` (and ``{namespace}``), ``{instance_id}``, ``{db_cluster}``; evidence
+    that the service's callers cannot reach it (ref ``unreachable/<service>``) sets the
+    label ``reachable=no`` (playbooks match it with ``labels``).
     """
     ns = settings.default_namespace
     for pattern, value in settings.namespaces.items():
@@ -114,6 +116,8 @@ def context_of(hyp: Hypothesis, settings: ActionSettings) -> dict[str, str]:
             ns = value
             break
     ctx = {"namespace": ns}
+    if any(e.ref == f"unreachable/{hyp.service}" for e in hyp.evidence):
+        ctx["reachable"] = "no"
     for item in sorted(hyp.evidence, key=lambda e: -e.weight):
         m = _REF.match(item.ref or "")
         if not m:

@@ -48,15 +48,18 @@ Examples
 from __future__ import annotations
 
 import logging
+import re
 from collections.abc import Iterable, Sequence
 
-from ..schemas import EvidenceItem, Hypothesis, Incident, RcaResult, SimilarCase
+from ..schemas import EvidenceItem, Hypothesis, Incident, RcaResult, SignalRef, SimilarCase
 from .rca_engine import QUIET, Candidate
 from .rca_graph import RankedService, rank_services
+from .rca_features import text_category
 from .rca_rules import ServiceFacts, actions, change_hypotheses, service_facts, symptom_hypotheses
 from .topology import ServiceGraph
 
-__all__ = ["CAUSE_TYPES", "RootCauseAnalyzer", "apply_similar", "incident_text", "merge_llm"]
+__all__ = ["CAUSE_TYPES", "RootCauseAnalyzer", "apply_similar", "incident_text", "merge_llm",
+           "UNREACHABLE", "named_dependency", "unreachable_callees"]
 
 log = logging.getLogger(__name__)
 
@@ -141,6 +144,7 @@ class RootCauseAnalyzer:
             self.graph, facts, ranked, loc)
         if engine:
             hyps = engine_hypotheses(ranking, hyps)  # type: ignore[arg-type]
+        hyps = named_dependency(self.graph, incident, facts, _merge(hyps)) if hyps else hyps
         if not hyps:
             root = incident.root_service or (incident.services[0] if incident.services else "unknown")
             hyps = [Hypothesis(cause_type="unknown", service=root, confidence=0.2,
@@ -191,6 +195,106 @@ def engine_hypotheses(ranking: Sequence[Candidate], hyps: list[Hypothesis]) -> l
                                       f"{why[:200]}",
                               evidence=ev, recommended_actions=actions(c.cause_type, c.service)))
     return out
+
+
+#: causes that only say "this service is failing" (not why): a service whose own failure
+#: is explained by an unreachable callee keeps no such hypothesis at full strength
+GENERIC = frozenset({"dependency_failure", "slow_dependency", "unknown", "resource_saturation"})
+#: what the callers' generic hypotheses keep when their callee explains them
+VICTIM_KEEP = 0.8
+#: evidence ref of "its callers cannot reach it" (``unreachable/<service>``): the planner
+#: labels such a hypothesis ``reachable=no`` (a service that refuses connections is
+#: restarted; shedding load towards it does not bring it back)
+UNREACHABLE = "unreachable"
+
+
+def _names(text: str, service: str) -> bool:
+    """Whether ``text`` names ``service`` as a host or word (``redis``, ``redis-0:6379``,
+    ``redis.cache.svc``; not ``myredis``)."""
+    return re.search(rf"(?<![A-Za-z0-9_.-]){re.escape(service)}(?![A-Za-z0-9_])", text,
+                     re.I) is not None
+
+
+def unreachable_callees(graph: ServiceGraph, incident: Incident) -> dict[str, list[SignalRef]]:
+    """Callees that the incident's callers say they cannot reach: per callee, the
+    callers' log signals whose template is a connection failure (refused, reset, no route,
+    timed out ...: :func:`~.rca_features.text_category` ``dependency``) and names it as a
+    host or word, where the call graph has the caller calling it.
+
+    >>> from datetime import UTC, datetime
+    >>> t = datetime(2026, 1, 1, tzinfo=UTC)
+    >>> log = lambda svc, tmpl: SignalRef(kind="log", ref=svc, service=svc, time=t,
+    ...     metric="log_new_error_template", attrs={"template": tmpl})
+    >>> inc = Incident(incident_id="i", title="x", fingerprint="f", opened_at=t, signals=[
+    ...     log("api", "call to cache failed dial tcp <*> connect connection refused"),
+    ...     log("web", "GET /x 503 upstream cache-0:6379 unavailable"),
+    ...     log("api", "call to db returned status <*>")])
+    >>> g = ServiceGraph([("api", "cache"), ("web", "cache"), ("api", "db")])
+    >>> {k: [s.service for s in v] for k, v in unreachable_callees(g, inc).items()}
+    {'cache': ['api', 'web']}
+    """
+    out: dict[str, list[SignalRef]] = {}
+    for s in incident.signals:
+        text = str(s.attrs.get("template") or "") if s.kind == "log" else ""
+        if not text or text_category(text) != "dependency":
+            continue
+        for d in graph.callees(s.service):
+            if d != s.service and _names(text, d):
+                out.setdefault(d, []).append(s)
+    return out
+
+
+def named_dependency(graph: ServiceGraph, incident: Incident, facts: dict[str, ServiceFacts],
+                     hyps: list[Hypothesis]) -> list[Hypothesis]:
+    """A callee its callers cannot reach explains their failures (dependency propagation
+    from the callers' own words).
+
+    A datastore that is down exports nothing or only ``up == 0``: the metric ranking sees
+    its callers' huge error ratios and has little or nothing of its own to rank. Its
+    callers' logs say who it is ("call to redis failed: dial tcp ...: connection refused").
+    When at least two callers say so, or one does and the callee shows its own failure
+    (availability, health, crash signals), the callee is ranked where its strongest
+    victim was (each further caller halving the doubt): its own specific hypothesis (a
+    crash loop, an OOM, a deploy) if it has one, else ``dependency_failure``; the generic
+    hypotheses (failing, slow, saturated: no cause of their own) of the services upstream
+    of it keep :data:`VICTIM_KEEP` of their confidence.
+    A caller's specific cause (its own deploy broke its connection string) is untouched.
+    """
+    named = unreachable_callees(graph, incident)
+    if not named:
+        return hyps
+    out = [h.model_copy(deep=True) for h in hyps]
+    for d, sigs in sorted(named.items(), key=lambda kv: -len({s.service for s in kv[1]})):
+        callers = sorted({s.service for s in sigs})
+        own = facts.get(d)
+        if len(callers) < 2 and not (own is not None and own.has("availability", "health",
+                                                                  "crash", "oom")):
+            continue
+        # its callers and theirs: what fails there can follow from it
+        above = set(graph.upstream(d)) | set(callers)
+        victims = [h for h in out if h.service in above and h.cause_type in GENERIC]
+        if not victims:
+            continue
+        # independent witnesses: each further caller halves the doubt
+        lead = 1.0 - (1.0 - max(h.confidence for h in victims)) * 0.5 ** (len(callers) - 1)
+        for h in victims:
+            h.confidence = round(h.confidence * VICTIM_KEEP, 4)
+        ev = EvidenceItem(kind="dependency", weight=1.0, ref=f"{UNREACHABLE}/{d}", summary=(
+            f"{len(callers)} caller(s) cannot reach {d}: {', '.join(callers[:5])} log "
+            f"'{str(sigs[0].attrs.get('template'))[:160]}'"))
+        mine = [h for h in out if h.service == d]
+        specific = [h for h in mine if h.cause_type not in GENERIC]
+        best = max(specific or [h for h in mine if h.cause_type == "dependency_failure"],
+                   key=lambda h: h.confidence, default=None)
+        if best is None:
+            best = Hypothesis(cause_type="dependency_failure", service=d, confidence=0.0,
+                              summary=f"dependency failure on {d}: its callers "
+                                      f"{', '.join(callers[:4])} cannot reach it",
+                              recommended_actions=actions("dependency_failure", d))
+            out.append(best)
+        best.confidence = min(0.97, max(best.confidence, lead))
+        best.evidence = [ev, *best.evidence][:10]
+    return _merge(out)
 
 
 def apply_similar(hyps: list[Hypothesis], similar: Sequence[SimilarCase],

@@ -1,0 +1,77 @@
+"""A datastore its callers cannot reach is ranked, and restarted (issue 14).
+
+In every ``sre-agent eval`` run ``redis_outage_cascade`` was missed: redis, being down,
+exports nothing but ``up == 0``; the engine ranks its callers (error ratios with z in the
+thousands) and the first RCA named a caller (``dependency_failure@market-data``), whose
+plan rate-limited the caller: nothing healed. Every caller's log said who was down
+("call to redis failed: dial tcp ...: connection refused"). The shapes below are the
+incident's revision 3 and the RCA's ranking from the recorded run (``--record``)."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+
+from sre_agent.config import Settings
+from sre_agent.processors.planner import Planner
+from sre_agent.processors.rca import RootCauseAnalyzer
+from sre_agent.processors.rca_engine import Candidate
+from sre_agent.processors.topology import ServiceGraph
+from sre_agent.schemas import Incident, SignalRef
+from sre_agent.sim.topology import Topology
+
+T0 = datetime(2025, 11, 6, 10, 50, tzinfo=UTC)
+REFUSED = "call to redis failed dial tcp <*> connect connection refused req_id <*>"
+
+
+def log(service: str, template: str, dt: float) -> SignalRef:
+    return SignalRef(kind="log", ref=f"l-{service}", service=service,
+                     time=T0 + timedelta(seconds=dt), metric="log_new_error_template",
+                     attrs={"direction": "up", "score": 0.9, "template": template})
+
+
+def incident(*signals: SignalRef) -> Incident:
+    return Incident(incident_id="inc", title="x", fingerprint="f", opened_at=T0,
+                    services=sorted({s.service for s in signals}), signals=list(signals))
+
+
+#: the engine's ranking of the recorded run: the callers, by their error ratios
+RANKING = [Candidate(s, sc, "dependency_failure", [f"{s} errors"], kinds=["metric"])
+           for s, sc in [("market-data", 9.0), ("order-service", 8.9), ("user-service", 8.0),
+                         ("wallet-service", 6.4), ("api-gateway", 5.6)]]
+
+
+def test_the_callee_its_callers_cannot_reach_is_ranked_first_and_restarted() -> None:
+    graph = ServiceGraph(Topology.default().edges)
+    inc = incident(log("order-service", REFUSED, 6), log("wallet-service", REFUSED, 29),
+                   log("risk-engine", REFUSED, 47))
+    rca = RootCauseAnalyzer(graph).analyze(inc, (), RANKING)
+    top = rca.hypotheses[0]
+    assert (top.cause_type, top.service) == ("dependency_failure", "redis"), rca.hypotheses
+    assert "cannot reach redis" in top.evidence[0].summary
+    draft = Planner.from_settings(Settings().actions).draft(rca)
+    assert draft is not None
+    assert [(s.action, s.target.ref()) for s in draft.steps] == [
+        ("rollout_restart", "deployment/default/redis")]
+
+
+def test_one_caller_alone_or_other_errors_name_no_culprit() -> None:
+    graph = ServiceGraph(Topology.default().edges)
+    analyzer = RootCauseAnalyzer(graph)
+    # one caller that cannot reach redis, redis itself showing nothing: the caller may
+    # be the broken one (its address, its network); the ranking stands
+    one = analyzer.analyze(incident(log("order-service", REFUSED, 6)), (), RANKING)
+    assert one.hypotheses[0].service == "market-data"
+    # errors returned by a callee that answers are not "cannot reach"
+    status = "call to risk-engine returned status <*> req_id <*>"
+    other = analyzer.analyze(incident(log("order-service", status, 6),
+                                      log("api-gateway", status, 7)), (), RANKING)
+    assert other.hypotheses[0].service == "market-data"
+    # a caller's own specific cause stays: its deploy may have broken its connections
+    both = incident(log("order-service", REFUSED, 6), log("wallet-service", REFUSED, 9))
+    both.candidate_changes = [{"service": "order-service", "app": "order-service",
+                               "revision": "v2", "previous_revision": "v1",
+                               "change_type": "deploy", "event_id": "d1",
+                               "time": (T0 - timedelta(minutes=2)).isoformat()}]
+    hyps = analyzer.analyze(both, (), RANKING).hypotheses
+    deploy = [h for h in hyps if h.cause_type == "bad_deploy" and h.service == "order-service"]
+    assert deploy and deploy[0].confidence > 0.8

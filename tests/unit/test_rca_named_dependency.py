@@ -75,3 +75,24 @@ def test_one_caller_alone_or_other_errors_name_no_culprit() -> None:
     hyps = analyzer.analyze(both, (), RANKING).hypotheses
     deploy = [h for h in hyps if h.cause_type == "bad_deploy" and h.service == "order-service"]
     assert deploy and deploy[0].confidence > 0.8
+
+
+def test_a_callee_its_caller_waits_on_and_that_is_slow_itself_is_the_slow_one() -> None:
+    """slow_dependency in the recorded run: market-data slow (and 0.5 % errors), its
+    caller risk-engine logs "call to market-data slow ... timeout": the engine ranked the
+    caller on that log line (dependency_failure@risk-engine 0.90, market-data 0.78)."""
+    graph = ServiceGraph(Topology.default().edges)
+    lat = SignalRef(kind="anomaly", ref="m", service="market-data", time=T0,
+                    metric="http_latency_p50_seconds", attrs={"direction": "up", "score": 0.8})
+    err = lat.model_copy(update={"ref": "e", "metric": "http_error_ratio"})
+    ranking = [Candidate("risk-engine", 9.0, "dependency_failure",
+                         ["new error log lines 'WARN call to market-data slow <*> timeout <*> "
+                          "req_id <*>': 1.09/min vs 0/min before (z=3.3)"], kinds=["log"]),
+               Candidate("market-data", 7.0, "dependency_failure",
+                         ["market-data: http_latency_p50_seconds up"], kinds=["metric"])]
+    rca = RootCauseAnalyzer(graph).analyze(incident(lat, err), (), ranking)
+    top = rca.hypotheses[0]
+    assert (top.cause_type, top.service) == ("slow_dependency", "market-data"), rca.hypotheses
+    draft = Planner.from_settings(Settings().actions).draft(rca)
+    assert draft is not None and [(s.action, s.target.ref()) for s in draft.steps] == [
+        ("rollout_restart", "deployment/default/market-data")]

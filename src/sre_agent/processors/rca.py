@@ -59,7 +59,7 @@ from .rca_rules import ServiceFacts, actions, change_hypotheses, service_facts, 
 from .topology import ServiceGraph
 
 __all__ = ["CAUSE_TYPES", "RootCauseAnalyzer", "apply_similar", "incident_text", "merge_llm",
-           "UNREACHABLE", "named_dependency", "unreachable_callees"]
+           "UNREACHABLE", "caller_lines", "named_dependency", "unreachable_callees"]
 
 log = logging.getLogger(__name__)
 
@@ -199,7 +199,8 @@ def engine_hypotheses(ranking: Sequence[Candidate], hyps: list[Hypothesis]) -> l
 
 #: causes that only say "this service is failing" (not why): a service whose own failure
 #: is explained by an unreachable callee keeps no such hypothesis at full strength
-GENERIC = frozenset({"dependency_failure", "slow_dependency", "unknown", "resource_saturation"})
+#: (saturation is a why: a callee slow because its CPU is saturated keeps it)
+GENERIC = frozenset({"dependency_failure", "slow_dependency", "unknown"})
 #: what the callers' generic hypotheses keep when their callee explains them
 VICTIM_KEEP = 0.8
 #: evidence ref of "its callers cannot reach it" (``unreachable/<service>``): the planner
@@ -215,60 +216,78 @@ def _names(text: str, service: str) -> bool:
                      re.I) is not None
 
 
-def unreachable_callees(graph: ServiceGraph, incident: Incident) -> dict[str, list[SignalRef]]:
-    """Callees that the incident's callers say they cannot reach: per callee, the
-    callers' log signals whose template is a connection failure (refused, reset, no route,
-    timed out ...: :func:`~.rca_features.text_category` ``dependency``) and names it as a
-    host or word, where the call graph has the caller calling it.
+def caller_lines(incident: Incident, hyps: Sequence[Hypothesis] = ()) -> list[tuple[str, str]]:
+    """(service, log template) pairs the RCA has seen: the incident's log signals, and the
+    log lines the evidence windows ranked (engine evidence ``... log lines '<template>'``).
+    """
+    out = [(s.service, str(s.attrs["template"])) for s in incident.signals
+           if s.kind == "log" and s.attrs.get("template")]
+    for h in hyps:
+        for e in h.evidence:
+            if e.kind == "log":
+                out += [(h.service, m) for m in _QUOTED.findall(e.summary)]
+    return list(dict.fromkeys(out))
 
-    >>> from datetime import UTC, datetime
-    >>> t = datetime(2026, 1, 1, tzinfo=UTC)
-    >>> log = lambda svc, tmpl: SignalRef(kind="log", ref=svc, service=svc, time=t,
-    ...     metric="log_new_error_template", attrs={"template": tmpl})
-    >>> inc = Incident(incident_id="i", title="x", fingerprint="f", opened_at=t, signals=[
-    ...     log("api", "call to cache failed dial tcp <*> connect connection refused"),
-    ...     log("web", "GET /x 503 upstream cache-0:6379 unavailable"),
-    ...     log("api", "call to db returned status <*>")])
+
+_QUOTED = re.compile(r"log lines '(?:[A-Z]+ )?([^']+)'")
+
+
+def unreachable_callees(graph: ServiceGraph, lines: Iterable[tuple[str, str]]
+                        ) -> dict[str, list[tuple[str, str]]]:
+    """Callees that callers say they cannot reach or wait too long on: per callee, the
+    callers' log templates that are a connection failure (refused, reset, no route, timed
+    out ...: :func:`~.rca_features.text_category` ``dependency``) and name it as a host or
+    word, where the call graph has the caller calling it.
+
+    >>> lines = [("api", "call to cache failed dial tcp <*> connect connection refused"),
+    ...          ("web", "GET /x 503 upstream cache-0:6379 unavailable"),
+    ...          ("api", "call to db returned status <*>")]
     >>> g = ServiceGraph([("api", "cache"), ("web", "cache"), ("api", "db")])
-    >>> {k: [s.service for s in v] for k, v in unreachable_callees(g, inc).items()}
+    >>> {k: [c for c, _ in v] for k, v in unreachable_callees(g, lines).items()}
     {'cache': ['api', 'web']}
     """
-    out: dict[str, list[SignalRef]] = {}
-    for s in incident.signals:
-        text = str(s.attrs.get("template") or "") if s.kind == "log" else ""
-        if not text or text_category(text) != "dependency":
+    out: dict[str, list[tuple[str, str]]] = {}
+    for caller, text in lines:
+        if text_category(text) != "dependency":
             continue
-        for d in graph.callees(s.service):
-            if d != s.service and _names(text, d):
-                out.setdefault(d, []).append(s)
+        for d in graph.callees(caller):
+            if d != caller and _names(text, d):
+                out.setdefault(d, []).append((caller, text))
     return out
+
+
+#: a caller's words for a callee that answers too late (not: refuses, resets, is absent)
+_SLOW = re.compile(r"\b(slow|timed? ?out|deadline exceeded|latency)\b", re.I)
+_GONE = re.compile(r"(refused|reset|unreachable|no route|unavailable|dial|broken pipe|eof)",
+                   re.I)
 
 
 def named_dependency(graph: ServiceGraph, incident: Incident, facts: dict[str, ServiceFacts],
                      hyps: list[Hypothesis]) -> list[Hypothesis]:
-    """A callee its callers cannot reach explains their failures (dependency propagation
-    from the callers' own words).
+    """A callee its callers cannot reach (or that answers them too late) explains their
+    failures: dependency propagation from the callers' own words.
 
     A datastore that is down exports nothing or only ``up == 0``: the metric ranking sees
     its callers' huge error ratios and has little or nothing of its own to rank. Its
-    callers' logs say who it is ("call to redis failed: dial tcp ...: connection refused").
-    When at least two callers say so, or one does and the callee shows its own failure
-    (availability, health, crash signals), the callee is ranked where its strongest
-    victim was (each further caller halving the doubt): its own specific hypothesis (a
-    crash loop, an OOM, a deploy) if it has one, else ``dependency_failure``; the generic
-    hypotheses (failing, slow, saturated: no cause of their own) of the services upstream
-    of it keep :data:`VICTIM_KEEP` of their confidence.
-    A caller's specific cause (its own deploy broke its connection string) is untouched.
+    callers' logs say who it is ("call to redis failed: dial tcp ...: connection refused",
+    "call to market-data slow: 4200ms (timeout 3000ms)"). When at least two callers say
+    so, or one does and the callee shows symptoms of its own in the incident, the callee
+    is ranked where its strongest victim was (each further caller halving the doubt): its
+    own specific hypothesis (a crash loop, an OOM, a deploy) if it has one, else
+    ``slow_dependency`` when every caller speaks of slowness or timeouts only, else
+    ``dependency_failure`` (marked unreachable for the planner). The generic hypotheses
+    (failing, slow, saturated: no cause of their own) of the services upstream of it keep
+    :data:`VICTIM_KEEP` of their confidence. A caller's specific cause (its own deploy
+    broke its connection string) is untouched.
     """
-    named = unreachable_callees(graph, incident)
+    named = unreachable_callees(graph, caller_lines(incident, hyps))
     if not named:
         return hyps
     out = [h.model_copy(deep=True) for h in hyps]
-    for d, sigs in sorted(named.items(), key=lambda kv: -len({s.service for s in kv[1]})):
-        callers = sorted({s.service for s in sigs})
+    for d, said in sorted(named.items(), key=lambda kv: -len({c for c, _ in kv[1]})):
+        callers = sorted({c for c, _ in said})
         own = facts.get(d)
-        if len(callers) < 2 and not (own is not None and own.has("availability", "health",
-                                                                  "crash", "oom")):
+        if len(callers) < 2 and not (own is not None and own.cats):
             continue
         # its callers and theirs: what fails there can follow from it
         above = set(graph.upstream(d)) | set(callers)
@@ -279,18 +298,30 @@ def named_dependency(graph: ServiceGraph, incident: Incident, facts: dict[str, S
         lead = 1.0 - (1.0 - max(h.confidence for h in victims)) * 0.5 ** (len(callers) - 1)
         for h in victims:
             h.confidence = round(h.confidence * VICTIM_KEEP, 4)
-        ev = EvidenceItem(kind="dependency", weight=1.0, ref=f"{UNREACHABLE}/{d}", summary=(
-            f"{len(callers)} caller(s) cannot reach {d}: {', '.join(callers[:5])} log "
-            f"'{str(sigs[0].attrs.get('template'))[:160]}'"))
+        texts = [t for _, t in said]
+        slow = all(_SLOW.search(t) and not _GONE.search(t) for t in texts)
+        cause = "slow_dependency" if slow else "dependency_failure"
+        ev = EvidenceItem(
+            kind="dependency", weight=1.0, ref=None if slow else f"{UNREACHABLE}/{d}",
+            summary=f"{len(callers)} caller(s) " + ("wait too long on" if slow else
+                                                    "cannot reach")
+            + f" {d}: {', '.join(callers[:5])} log '{texts[0][:160]}'")
         mine = [h for h in out if h.service == d]
         specific = [h for h in mine if h.cause_type not in GENERIC]
-        best = max(specific or [h for h in mine if h.cause_type == "dependency_failure"],
+        if not specific:
+            # its own generic hypotheses of the other mode: the callers' words decide it
+            for h in mine:
+                if h.cause_type != cause:
+                    lead = max(lead, h.confidence)
+                    h.confidence = round(h.confidence * VICTIM_KEEP, 4)
+        best = max(specific or [h for h in mine if h.cause_type == cause],
                    key=lambda h: h.confidence, default=None)
         if best is None:
-            best = Hypothesis(cause_type="dependency_failure", service=d, confidence=0.0,
-                              summary=f"dependency failure on {d}: its callers "
-                                      f"{', '.join(callers[:4])} cannot reach it",
-                              recommended_actions=actions("dependency_failure", d))
+            best = Hypothesis(cause_type=cause, service=d, confidence=0.0,
+                              summary=f"{cause.replace('_', ' ')} on {d}: its callers "
+                                      f"{', '.join(callers[:4])} "
+                                      + ("wait too long on it" if slow else "cannot reach it"),
+                              recommended_actions=actions(cause, d))
             out.append(best)
         best.confidence = min(0.97, max(best.confidence, lead))
         best.evidence = [ev, *best.evidence][:10]

@@ -77,8 +77,15 @@ class WorkerSettings(_Section):
     #: readiness (/readyz): a stage with events waiting in its buffer that took none for
     #: this long (s) is stalled and the worker not ready; 0 turns the check off
     stall_seconds: float = Field(default=180.0, ge=0)
-    #: how often (seconds) dirty per-series model state is written to the table
+    #: how often (seconds) dirty per-series model state is written to the table, at most:
+    #: the metrics stage waits longer while its previous checkpoint is unacknowledged,
+    #: and so that checkpoints take at most a tenth of the time from start to the
+    #: broker's acknowledgement (streams/checkpoints.py)
     checkpoint_interval: float = Field(default=5.0, gt=0)
+    #: the longest that last rule makes a partition wait (seconds): a killed worker
+    #: replays its input since the last checkpoint, up to this long (a clean stop
+    #: checkpoints first). Longer: less written when the state is large for the broker
+    checkpoint_max_interval: float = Field(default=30.0, gt=0)
     #: largest state record (bytes): a leaf of series' states that would pass it is split
     #: (processors/blobs.py); well under Kafka's message.max.bytes (1 MB by default)
     state_record_bytes: int = Field(default=256 * 1024, ge=16 * 1024, le=900 * 1024)

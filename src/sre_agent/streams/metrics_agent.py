@@ -4,9 +4,11 @@ Wiring only: the detector (:class:`~sre_agent.processors.detect.MetricDetector`)
 and the early warning (:class:`~sre_agent.processors.predict.EarlyWarning`) keep
 their models in memory; state that changed is checkpointed to the ``baselines``
 and ``forecasts`` tables per partition at most every ``checkpoint_interval``,
-and less often when checkpoints take more than :data:`CHECKPOINT_SHARE` of the
-time (at once for a series with an anomaly transition), and dropped from memory on
-revoke. Table values are leaves of series' states that never pass
+less often when checkpoints take more than :data:`CHECKPOINT_SHARE` of the time
+from their start to the broker's acknowledgement of their last record, never while
+the previous one's records are unacknowledged (:mod:`~sre_agent.streams.checkpoints`),
+at once for a series with an anomaly transition; dropped from memory on revoke.
+Table values are leaves of series' states that never pass
 ``worker.state_record_bytes`` (:class:`~sre_agent.processors.blobs.BlobStore`, keys
 ``"<partition>/t<depth>.<bucket>"``), read back when a leaf's first series shows up;
 what checkpoints write is in ``/status`` (``health.state``). Each checkpoint ends with
@@ -39,6 +41,7 @@ from ..processors.predict import EarlyWarning
 from ..schemas import MetricBatch, encode
 from ..schemas.series_refs import SeriesDirectory
 from ..schemas.windows import MAX_ROWS
+from .checkpoints import ChangelogAcks, CheckpointClock
 from .context import StreamContext
 from .faust_fixes import REWINDS, before_wait_empty, resume_from_state
 from .rca_windows import WindowRollup, window_horizon
@@ -49,9 +52,12 @@ log = logging.getLogger(__name__)
 
 #: A checkpoint rewrites every leaf holding a changed series, so when few samples
 #: per series arrive between checkpoints it writes much more than it learned. A
-#: checkpoint that took ``t`` seconds makes its partition's next one wait at least
-#: ``t / CHECKPOINT_SHARE``: writing state never takes more than this share of the
-#: time, whatever the number of series and the interval.
+#: checkpoint that took ``t`` seconds, from its start to the broker's acknowledgement
+#: of its last record, makes its partition's next one wait at least
+#: ``t / CHECKPOINT_SHARE`` (up to ``worker.checkpoint_max_interval``): writing state
+#: keeps the producer and the broker busy for at most this share of the time, whatever
+#: the number of series, the interval and the broker's speed. (It counted the stage's
+#: CPU only, and the broker's time to take the records was the larger cost: 2026-12-07)
 CHECKPOINT_SHARE = 0.1
 
 #: seconds a metrics partition waits for a skipped offset it reads again before the
@@ -90,11 +96,17 @@ def register(ctx: StreamContext) -> None:
     runs: dict[str, Any] = {}
     metrics_topic = ctx.topics["metrics"].get_topic_name()
     interval = ctx.settings.worker.checkpoint_interval
-    #: per partition: when its next checkpoint is due
-    next_due: dict[int, float] = {}
+    # the table writes of this stage and the broker's acknowledgements of them, per
+    # partition: a checkpoint is not queued behind the previous one's records
+    acks = ChangelogAcks(t.changelog_topic.get_topic_name()
+                         for t in (table, forecasts, labels_table))
+    ctx.app.sensors.add(acks)
+    clock = CheckpointClock(interval, CHECKPOINT_SHARE,
+                            ctx.settings.worker.checkpoint_max_interval)
     #: what checkpoints cost: CPU, records and bytes per table, the samples they saved
     state_health: dict[str, Any] = {"ok": True, "checkpoints": 0, "cpu_seconds": 0.0,
-                                    "samples_saved": 0, "label_bytes": 0,
+                                    "samples_saved": 0, "label_bytes": 0, "input_bytes": 0,
+                                    "held": 0, "unacked": 0, "last_took": None,
                                     "baselines": blobs.stats.as_dict(),
                                     "forecasts": fblobs.stats.as_dict()}
     #: per partition: samples learned since its last checkpoint
@@ -142,25 +154,32 @@ def register(ctx: StreamContext) -> None:
 
     def write(partition: int, sids: list[str]) -> None:
         """Write the leaves holding ``sids`` (whole) to the baselines table."""
-        _apply(table, blobs.write(partition, sids, detector.take, table.get))
+        acks.issue(partition, _apply(table, blobs.write(partition, sids, detector.take,
+                                                        table.get)))
 
     def checkpoint(partition: int, force: bool) -> bool:
         """Write the partition's changed state when due (``force``: now); True if done."""
         now = time.monotonic()
-        if not force and now < next_due.get(partition, 0.0):
+        if not force and not clock.due(partition, now, acks):
+            state_health["held"] = clock.held
             return False
         cpu = time.process_time()
+        took = acks.settled(partition)
+        if took is not None:
+            state_health["last_took"] = round(took, 3)
         for key, value in directory.take_new(partition).items():
             labels_table[key] = value
+            acks.issue(partition)
             state_health["label_bytes"] += len(value)
         write(partition, detector.dirty_sids(tag=partition))
-        _apply(forecasts, fblobs.write(partition, early.dirty_sids(tag=partition), early.take,
-                                       forecasts.get))
+        acks.issue(partition, _apply(forecasts, fblobs.write(
+            partition, early.dirty_sids(tag=partition), early.take, forecasts.get)))
         # last, after the leaves in the same changelog partition: a restore that has
         # this record has the state it covers (see resume_from_state below)
         position = seen[partition] + 1 if partition in seen else None
         if position is not None and position != saved_position.get(partition):
             table[position_key(partition)] = b"%d" % position
+            acks.issue(partition)
             saved_position[partition] = position
         state_health["checkpoints"] += 1
         state_health["samples_saved"] += samples_unsaved.pop(partition, 0)
@@ -169,7 +188,8 @@ def register(ctx: StreamContext) -> None:
         state_health["forecasts"] = fblobs.stats.as_dict()
         # partitions that resumed at their state's position, behind the group's commit
         state_health["resumed_behind_commit"] = REWINDS.get(metrics_topic, 0)
-        next_due[partition] = now + max(interval, (time.monotonic() - now) / CHECKPOINT_SHARE)
+        state_health["unacked"] = sum(acks.pending(p) for p in list(acks.issued))
+        clock.started(partition, now, acks, cpu=time.process_time() - cpu)
         return True
 
     #: per partition, the messages whose samples are learned but not checkpointed yet.
@@ -219,6 +239,7 @@ def register(ctx: StreamContext) -> None:
             partition = event.message.partition
             if await _out_of_order(partition, event):
                 continue
+            state_health["input_bytes"] += event.message.serialized_value_size or 0
             batch = await ctx.decode(MetricBatch, event, stage="metrics-baseline")
             if batch is None:  # dead-lettered: nothing to learn, acked with the others
                 _learned(partition, event)
@@ -315,7 +336,7 @@ def register(ctx: StreamContext) -> None:
             blobs.forget(parts)
             fblobs.forget(parts)
             for p in parts:
-                next_due.pop(p, None)
+                clock.forget(p)
                 unsaved.pop(p, None)  # the next owner replays them from the commit
                 last_event.pop(p, None)
                 seen.pop(p, None)
@@ -344,13 +365,20 @@ def position_key(partition: int) -> str:
     return f"{partition}/position"
 
 
-def _apply(table: Any, writes: list[tuple[str, bytes | None]]) -> None:
-    """Table writes in order (the changelog keeps it): a value, or None to delete."""
+_MISSING = object()
+
+
+def _apply(table: Any, writes: list[tuple[str, bytes | None]]) -> int:
+    """Table writes in order (the changelog keeps it): a value, or None to delete.
+    Returns the number of changelog records they make."""
+    n = 0
     for key, value in writes:
         if value is None:
-            table.pop(key, None)
+            n += table.pop(key, _MISSING) is not _MISSING
         else:
             table[key] = value
+            n += 1
+    return n
 
 
 async def _resolve(ctx: StreamContext, directory: SeriesDirectory, batch: MetricBatch,

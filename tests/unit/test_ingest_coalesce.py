@@ -219,3 +219,50 @@ async def test_small_messages_wait_up_to_max_linger_big_ones_go_at_the_linger() 
     # max_linger (timers never fire early: a lower bound, not a timing race)
     assert done["big"] < done["small"] and done["small"] >= 0.35
     assert [len(b.series) for b in broker.batches()] == [60, 5]
+
+
+async def test_the_shards_of_one_partition_share_messages_keyed_to_that_partition() -> None:
+    """64 shards on 4 partitions made messages of ~110 series (per shard) where one per
+    partition carries ~16x more: each per-message cost (producer request, Faust delivery,
+    decode, model step) is paid that much less often. A series still goes to the
+    partition of its own shard, so its definition precedes its refs there."""
+    broker, cache = Broker(), SeriesCache(16)
+    part = [None]  # no metadata yet: per shard
+    route = lambda s: None if part[0] is None else s * 7 % part[0]  # noqa: E731
+    c = Coalescer(broker.send, 16, linger=0.0, route=route)
+    items = _series(800, cache)
+    await c.submit(items)
+    assert len(broker.messages) == 16 and c.health()["message_groups"] == 16
+    part[0] = 4
+    await c.submit(_series(800, cache, t=1.8e9))
+    assert c.health()["message_groups"] == 4
+    broker.messages.clear()
+    await c.submit(_series(800, cache, t=1.9e9))
+    batches = broker.batches()
+    assert len(batches) == 4 and sum(b.sample_count() for b in batches) == 800
+    shard_of_key = {m.key: m.shard for m, _ in items}
+    for (key, _), b in zip(broker.messages, batches, strict=True):
+        assert int(key) == b.shard == min(s for s in range(16) if route(s) == route(b.shard))
+        assert {route(shard_of_key[r["id"]]) for r in b.refs} == {route(b.shard)}
+        assert not b.series  # the labels went before, to the same partition
+    # partitions added: the grouping changes and every series is defined again
+    part[0] = 8
+    c._grouped_at = -1e9
+    await c.submit(_series(800, cache, t=2.0e9))
+    broker.messages.clear()
+    await c.submit(_series(800, cache, t=2.1e9))
+    assert len(broker.batches()) == 8
+    assert sum(len(b.series) for b in broker.batches()) == 800
+
+
+async def test_a_series_without_points_does_not_spoil_its_message() -> None:
+    """An item with no points became a series with ``"points": []``, which the schema
+    refuses (at least one point): the consumer dead-lettered the whole message, every
+    other series of its partition group with it."""
+    broker, cache = Broker(), SeriesCache(1)
+    c = Coalescer(broker.send, 1, linger=0.0)
+    empty, full = _series(2, cache)
+    await c.submit([(empty[0], []), full])
+    (batch,) = broker.batches()  # decodes: no schema violation
+    assert batch.sample_count() == 1 and len(batch.series) == 1
+    assert c.buffered == 0

@@ -15,6 +15,7 @@ import random
 from typing import Any
 
 import cramjam
+import pytest
 
 from sre_agent.collectors import decode_write_request, to_batches
 from sre_agent.collectors.coalesce import Coalescer, SeriesCache
@@ -75,7 +76,11 @@ def _canonical(batches: list[MetricBatch]) -> list[MetricBatch]:
         for _, rows in sorted(by_t.items())]
 
 
-def test_compact_path_gives_the_same_anomalies_as_the_full_label_path() -> None:
+@pytest.mark.parametrize("partitions", [None, 2])
+def test_compact_path_gives_the_same_anomalies_as_the_full_label_path(
+        partitions: int | None) -> None:
+    """``partitions``: the coalescer shares messages among the shards of a partition
+    (shard % 2 here, the tag the detector keeps per-partition state under)."""
     bodies = _bodies()
     # old path: one v1 message per request and shard, full labels, through the codec
     old: list[MetricBatch] = []
@@ -90,7 +95,9 @@ def test_compact_path_gives_the_same_anomalies_as_the_full_label_path() -> None:
         messages.append(value)
 
     async def produce() -> None:
-        c = Coalescer(send, SHARDS, linger=0.0)
+        c = Coalescer(send, SHARDS, linger=0.0,
+                      route=(lambda s: s % partitions) if partitions else None)
+        c.regroup()
         cache = SeriesCache(SHARDS)
         for body in bodies:
             await c.submit(decode_write_request(body, cache=cache).items)
@@ -105,6 +112,8 @@ def test_compact_path_gives_the_same_anomalies_as_the_full_label_path() -> None:
         new.append(b.model_copy(update={"series": got.series, "refs": []}))
     assert sum(1 for v in messages if b'"refs":[{' in v) > len(messages) / 2  # refs used
     assert sum(b.sample_count() for b in new) == sum(b.sample_count() for b in old)
+    if partitions:  # one message group per partition, keyed by its lowest shard
+        assert {b.shard for b in new} == set(range(partitions))
     expected = _run(_canonical(old))
     assert any(e.get("status") == "open" for e in expected)  # anomalies to compare
     assert _run(_canonical(new)) == expected

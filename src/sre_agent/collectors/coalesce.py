@@ -5,7 +5,12 @@ every series shard: produced as they come, a ``metrics`` message would carry
 ~30 series, and a consumer pays its per-message costs ~30 times per 1,000
 samples. :class:`Coalescer` holds samples per ``(source, shard)`` for a short
 ``linger`` (or until a message is full) and produces one message per shard, so
-messages carry hundreds of series.
+messages carry hundreds of series. Given ``route`` (shard -> the partition its
+key goes to), it coalesces the shards that share a partition into one message,
+keyed by the lowest of them (so it goes to that partition): with 64 shards on 4
+partitions a message carries 16 times as many series, and each per-message cost
+(producer request, Faust delivery, the consumer's decode and model step) is paid
+16 times less often. A series still always goes to the one partition of its shard.
 
 Guarantees:
 
@@ -43,6 +48,7 @@ from __future__ import annotations
 
 import asyncio
 import time
+from math import inf
 import uuid
 from sys import intern
 from collections.abc import Awaitable, Callable, Sequence
@@ -217,6 +223,8 @@ class _Chunk:
     waiters: list[_Waiter] = field(default_factory=list)
     #: event-loop time the chunk's first sample came
     born: float = 0.0
+    #: the coalescer's grouping when the chunk was made (see :meth:`Coalescer.regroup`)
+    generation: int = 0
 
 
 class Coalescer:
@@ -241,6 +249,12 @@ class Coalescer:
         Samples held at most (waiting + in flight); more -> :class:`BufferFull`.
     label_refresh
         Seconds after which a series' labels are sent again in full.
+    route
+        ``shard -> partition`` of the ``metrics`` key ``str(shard)`` (None while
+        unknown, e.g. before the producer has the topic's metadata). With it, the
+        shards of one partition share messages (keyed by the lowest of them); it is
+        asked again every ``regroup_every`` seconds after a message was produced,
+        and labels are sent again when the grouping changed (partitions added).
     """
 
     def __init__(self, send: Callable[[bytes, bytes], Awaitable[None]], shards: int, *,
@@ -248,6 +262,8 @@ class Coalescer:
                  max_message_bytes: int = 512 * 1024, max_buffered_samples: int = 200_000,
                  label_refresh: float = 300.0, max_known: int = 1_000_000,
                  min_series_per_message: int = 1, max_linger: float | None = None,
+                 route: Callable[[int], int | None] | None = None,
+                 regroup_every: float = 30.0,
                  clock: Callable[[], float] = time.monotonic) -> None:
         self._send = send
         self.shards = shards
@@ -260,6 +276,13 @@ class Coalescer:
         self.label_refresh = label_refresh
         self.max_known = max_known
         self._clock = clock
+        self._route = route
+        self.regroup_every = regroup_every
+        #: shard -> the shard whose message carries it (the lowest one of its partition)
+        self._group: list[int] | None = None
+        self._grouped_at = -float("inf")
+        #: bumped when the grouping changes: labels sent under an older one do not count
+        self._generation = 0
         self._chunks: dict[tuple[str, int], _Chunk] = {}
         self._timer: asyncio.TimerHandle | None = None
         self._tasks: set[asyncio.Task[None]] = set()
@@ -277,9 +300,22 @@ class Coalescer:
         Raises :class:`BufferFull` at once when the buffer cannot take them, or the
         producer's error when a message holding them could not be produced.
         """
+        # one pass: the samples counted (the bound is checked before anything is held)
+        # and the items split by message (shard, or partition group), so the loop
+        # below touches one chunk at a time
+        group = self._group
+        by: dict[int, list[tuple[SeriesMeta, list[Point]]]] = {}
         n = 0
-        for _, pts in items:
-            n += len(pts)
+        for item in items:
+            k = len(item[1])
+            if k:  # a series without points would make the whole message invalid
+                n += k
+                shard = item[0].shard if group is None else group[item[0].shard]
+                part = by.get(shard)
+                if part is None:
+                    by[shard] = [item]
+                else:
+                    part.append(item)
         if n == 0:
             return
         if self.buffered + n > self.max_buffered and self.buffered > 0:
@@ -292,34 +328,45 @@ class Coalescer:
         chunks = self._chunks
         known = self._known
         max_series, max_bytes = self.max_series, self.max_bytes
-        chunk: _Chunk | None = None
-        for meta, pts in items:
-            shard = meta.shard
-            if chunk is None or chunk.shard != shard:  # requests arrive mostly unsorted
-                chunk = chunks.get((source, shard))
+        for shard, part in by.items():
+            chunk: _Chunk | None = None
+            entries: dict[str, tuple[SeriesMeta, list[Point]]] = {}
+            size = samples = 0
+            for meta, pts in part:
                 if chunk is None:
-                    chunk = chunks[(source, shard)] = _Chunk(source, shard, born=now)
-            entries = chunk.entries
-            held = entries.get(meta.key)
-            if held is not None and len(held[1]) + len(pts) > MAX_POINTS:
-                self._flush(chunk)
-                chunk = chunks[(source, shard)] = _Chunk(source, shard, born=now)
-                entries, held = chunk.entries, None
-            waiters = chunk.waiters
-            if not waiters or waiters[-1] is not waiter:
-                waiters.append(waiter)
-                waiter.pending += 1
-            k = len(pts)
-            if held is None:
-                entries[meta.key] = (meta, list(pts))
-                chunk.size += 44 * k + (30 if meta.key in known else meta.size)
-            else:
-                held[1].extend(pts)
-                chunk.size += 44 * k
-            chunk.samples += k
-            if len(entries) >= max_series or chunk.size >= max_bytes:
-                self._flush(chunk)
-                chunk = None
+                    chunk = chunks.get((source, shard))
+                    if chunk is None:
+                        chunk = chunks[(source, shard)] = _Chunk(
+                            source, shard, born=now, generation=self._generation)
+                    chunk.waiters.append(waiter)
+                    waiter.pending += 1
+                    entries, size, samples = chunk.entries, chunk.size, chunk.samples
+                key = meta.key
+                k = len(pts)
+                held = entries.get(key)
+                if held is None:
+                    entries[key] = (meta, list(pts))
+                    size += 44 * k + (30 if key in known else meta.size)
+                elif len(held[1]) + k <= MAX_POINTS:
+                    held[1].extend(pts)
+                    size += 44 * k
+                else:  # the series' points would pass the schema's limit: a new message
+                    chunk.size, chunk.samples = size, samples
+                    self._flush(chunk)
+                    chunk = chunks[(source, shard)] = _Chunk(
+                        source, shard, born=now, generation=self._generation)
+                    chunk.waiters.append(waiter)
+                    waiter.pending += 1
+                    entries, samples = chunk.entries, 0
+                    entries[key] = (meta, list(pts))
+                    size = 44 * k + (30 if key in known else meta.size)
+                samples += k
+                if size >= max_bytes or len(entries) >= max_series:
+                    chunk.size, chunk.samples = size, samples
+                    self._flush(chunk)
+                    chunk = None
+            if chunk is not None:
+                chunk.size, chunk.samples = size, samples
         if self._chunks and self._timer is None:
             self._timer = asyncio.get_running_loop().call_later(self.linger, self._linger_over)
         await waiter.fut
@@ -347,19 +394,46 @@ class Coalescer:
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
 
+    def regroup(self) -> bool:
+        """Ask ``route`` where each shard's key goes and share messages among the shards
+        of one partition; True when the grouping changed (labels are then sent again:
+        a series whose partition moved must be defined in its new partition first)."""
+        self._grouped_at = self._clock()
+        if self._route is None:
+            return False
+        parts = []
+        for shard in range(self.shards):
+            try:
+                p = self._route(shard)
+            except Exception:  # noqa: BLE001 - no metadata yet: per shard until there is
+                p = None
+            if p is None:
+                return False
+            parts.append(p)
+        first: dict[int, int] = {}
+        group = [first.setdefault(p, shard) for shard, p in enumerate(parts)]
+        if group == self._group:
+            return False
+        if self._group is not None:
+            self.forget_labels()
+            self._generation += 1
+        self._group = group
+        return True
+
     def _payload(self, chunk: _Chunk, now: float) -> tuple[bytes, list[str]]:
-        known, refresh = self._known, self.label_refresh
+        at = self._known.get
+        fresh = now - self.label_refresh  # labels acknowledged after this: a ref will do
+        entries = chunk.entries
+        refs = [{"id": key, "points": e[1]} for key, e in entries.items()
+                if at(key, -inf) > fresh]
         series: list[dict[str, Any]] = []
-        refs: list[dict[str, Any]] = []
         defined: list[str] = []
-        for key, (meta, pts) in chunk.entries.items():
-            at = known.get(key)
-            if at is not None and now - at < refresh:
-                refs.append({"id": key, "points": pts})
-            else:
-                name, labels = meta.definition()
-                series.append({"name": name, "labels": labels, "points": pts, "id": key})
-                defined.append(key)
+        if len(refs) < len(entries):
+            for key, (meta, pts) in entries.items():
+                if not at(key, -inf) > fresh:
+                    name, labels = meta.definition()
+                    series.append({"name": name, "labels": labels, "points": pts, "id": key})
+                    defined.append(key)
         body = {"schema_version": 2, "event_id": uuid.uuid4().hex,
                 "time": datetime.now(UTC), "source": chunk.source, "shard": chunk.shard,
                 "series": series, "refs": refs}
@@ -379,8 +453,12 @@ class Coalescer:
         else:
             if len(self._known) + len(defined) > self.max_known:
                 self._known.clear()
-            for key in defined:
-                self._known[key] = now
+            if chunk.generation == self._generation:  # else: its partition may have moved
+                for key in defined:
+                    self._known[key] = now
+            if self._route is not None and (self._group is None
+                                            or now - self._grouped_at >= self.regroup_every):
+                self.regroup()  # the producer has the topic's metadata now
             self.stats["messages"] += 1
             self.stats["samples"] += chunk.samples
         finally:
@@ -413,5 +491,6 @@ class Coalescer:
         msgs = self.stats["messages"]
         return {**self.stats, "buffered_samples": self.buffered,
                 "max_buffered_samples": self.max_buffered, "known_series": len(self._known),
+                "message_groups": len(set(self._group)) if self._group else self.shards,
                 "series_per_message": round((self.stats["series"] + self.stats["refs"])
                                             / msgs, 1) if msgs else None}

@@ -97,6 +97,11 @@ class SeriesRef(TypedDict):
 class MetricBatch(Event):
     """Many series of one shard (the ``metrics`` key), each with its points.
 
+    A producer may put the series of several shards in one message when their
+    keys go to the same partition (the receiver's coalescer does): ``shard`` is
+    then the lowest of them, and the message is keyed by it. Either way every
+    message of a series goes to the partition of its own shard.
+
     Schema v2 adds ``refs``: series named only by their :func:`series_key`,
     whose name and labels an earlier message of the same shard carried in
     ``series`` (with ``id``). Producers re-send the labels periodically and on

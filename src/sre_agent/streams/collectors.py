@@ -110,7 +110,13 @@ def _coalescer(ctx: StreamContext) -> tuple[Coalescer, SeriesCache]:
         await fut
         ctx.stats.events_out["metrics"] += 1
 
-    coalescer = Coalescer(send, cs.shards, linger=cs.linger,
+    def route(shard: int) -> int | None:
+        """The partition the producer sends key ``str(shard)`` to (its metadata)."""
+        name = topic.get_topic_name()
+        return ctx.app.producer.key_partition(name, str(shard).encode()).partition
+
+    # the shards of one partition share messages (coalesce.py): 16x fewer at 64 / 4
+    coalescer = Coalescer(send, cs.shards, linger=cs.linger, route=route,
                           max_series_per_message=cs.max_series_per_message,
                           min_series_per_message=cs.min_series_per_message,
                           max_linger=cs.max_linger,

@@ -275,7 +275,7 @@ async def ceiling(bootstrap: str, topic: str, total: int, skip: int = 0) -> dict
 
 async def breakdown(bodies: list[bytes], values: list[bytes], shards: int,
                     warm_bodies: list[bytes] = (), warm: int = 0,  # type: ignore[assignment]
-                    rounds: int = 1) -> dict[str, float]:
+                    rounds: int = 1, partitions: int = 4) -> dict[str, float]:
     """In-process CPU µs per sample of each part of the worker's path; ``warm_bodies``
     and ``values[:warm]`` (the warm-up round) go through every part untimed first."""
     from sre_agent.config import AnomalySettings, PredictionSettings
@@ -289,7 +289,18 @@ async def breakdown(bodies: list[bytes], values: list[bytes], shards: int,
     async def send(key: bytes, value: bytes) -> None:
         return None
 
-    c = Coalescer(send, shards, linger=3600, max_buffered_samples=1 << 30)
+    def coalescer() -> Coalescer:
+        """As the worker's: the shards of one partition share messages (aiokafka's
+        partitioner over ``partitions``)."""
+        from aiokafka.partitioner import DefaultPartitioner
+
+        every = list(range(partitions))
+        c = Coalescer(send, shards, linger=3600, max_buffered_samples=1 << 30,
+                      route=lambda s: DefaultPartitioner()(str(s).encode(), every, every))
+        c.regroup()
+        return c
+
+    c = coalescer()
 
     async def run_receive(bodies: list[bytes]) -> int:
         nonlocal c
@@ -302,7 +313,7 @@ async def breakdown(bodies: list[bytes], values: list[bytes], shards: int,
         await asyncio.sleep(0)
         await c.close()
         await asyncio.gather(*subs)
-        c = Coalescer(send, shards, linger=3600, max_buffered_samples=1 << 30)
+        c = coalescer()
         c._known = known  # what was defined stays defined: refs, as in the worker
         return n
 
@@ -830,7 +841,7 @@ async def main_async(a: argparse.Namespace) -> dict[str, Any]:
               f"{out['cpu_ratio']:.1f}x", flush=True)
         # ---- 3. breakdown
         bd = out["breakdown_us_per_sample"] = await breakdown(bodies, values, a.shards, warm_bodies, warm,
-                                                             a.rounds)
+                                                             a.rounds, a.partitions)
         parts = {"receive": bd["receive"], "decode": bd["decode"], "model": bd["detector"],
                  "early warning": bd["early_warning"],
                  "rca window rollup + feed": bd.get("rca_window_rollup", 0.0)

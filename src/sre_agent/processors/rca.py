@@ -59,7 +59,7 @@ from .rca_rules import ServiceFacts, actions, change_hypotheses, service_facts, 
 from .topology import ServiceGraph
 
 __all__ = ["CAUSE_TYPES", "RootCauseAnalyzer", "apply_similar", "incident_text", "merge_llm",
-           "UNREACHABLE", "caller_lines", "named_dependency", "unreachable_callees"]
+           "UNREACHABLE", "caller_lines", "named_dependency", "on_path", "unreachable_callees"]
 
 log = logging.getLogger(__name__)
 
@@ -145,6 +145,7 @@ class RootCauseAnalyzer:
         if engine:
             hyps = engine_hypotheses(ranking, hyps)  # type: ignore[arg-type]
         hyps = named_dependency(self.graph, incident, facts, _merge(hyps)) if hyps else hyps
+        hyps = on_path(self.graph, incident, hyps)
         if not hyps:
             root = incident.root_service or (incident.services[0] if incident.services else "unknown")
             hyps = [Hypothesis(cause_type="unknown", service=root, confidence=0.2,
@@ -254,6 +255,42 @@ def unreachable_callees(graph: ServiceGraph, lines: Iterable[tuple[str, str]]
             if d != caller and _names(text, d):
                 out.setdefault(d, []).append((caller, text))
     return out
+
+
+#: what a hypothesis keeps when its service cannot explain the incident's symptoms
+OFF_PATH_KEEP = 0.8
+
+
+def on_path(graph: ServiceGraph, incident: Incident, hyps: list[Hypothesis]
+            ) -> list[Hypothesis]:
+    """Hypotheses on services that cannot explain the incident's symptoms keep
+    :data:`OFF_PATH_KEEP` of their confidence.
+
+    The engine ranks every service of the evidence windows; one that is neither among
+    the incident's services nor (transitively) called by one of them cannot have caused
+    what the incident shows: a caller does not fill its callee's disk or exhaust its
+    pool. A node or other component outside the call graph is judged by its own signals
+    (nothing is lowered for it), and so is an incident with no service in the graph's
+    terms only by name: then every graph service is off its path.
+
+    >>> from datetime import UTC, datetime
+    >>> inc = Incident(incident_id="i", title="x", fingerprint="f", services=["db"],
+    ...                opened_at=datetime(2026, 1, 1, tzinfo=UTC))
+    >>> h = lambda s: Hypothesis(cause_type="unknown", service=s, confidence=0.9, summary="")
+    >>> g = ServiceGraph([("api", "db"), ("db", "disk")])
+    >>> [(x.service, x.confidence) for x in on_path(g, inc, [h("api"), h("db"), h("disk")])]
+    [('db', 0.9), ('disk', 0.9), ('api', 0.72)]
+    """
+    where = set(incident.services) | ({incident.root_service} if incident.root_service else set())
+    if not where:
+        return hyps
+    reach = set(where)
+    for s in where:
+        if s in graph:
+            reach.update(graph.downstream(s))
+    out = [h.model_copy(update={"confidence": round(h.confidence * OFF_PATH_KEEP, 4)})
+           if h.service in graph and h.service not in reach else h for h in hyps]
+    return _merge(out)
 
 
 #: a caller's words for a callee that answers too late (not: refuses, resets, is absent)

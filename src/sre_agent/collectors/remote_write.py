@@ -69,7 +69,21 @@ __all__ = ["RemoteWriteError", "WriteResult", "count_entries", "decode_write_req
 #: examples of refused series kept in a request's summary
 _EXAMPLES = 3
 #: a Sample's body after its header: 0x09, double value, 0x10, 6-byte varint timestamp
-_ONE_SAMPLE = Struct("<BdB6B")
+_ONE_SAMPLE = Struct("<BdB6s")
+#: bound of the memo of 6-byte timestamp varints -> Unix seconds (a scrape's samples share
+#: their timestamp: decoded once per request, not once per sample)
+_MAX_TIMES = 4096
+
+
+def _time6(raw: bytes) -> float | None:
+    """A 6-byte varint of milliseconds as Unix seconds; None unless it is one (each of
+    the first five bytes continued, the last not) and the time is in range."""
+    b0, b1, b2, b3, b4, b5 = raw
+    if not (b0 & b1 & b2 & b3 & b4 & 0x80 and b5 < 0x80):
+        return None
+    t = ((b0 & 0x7F) | (b1 & 0x7F) << 7 | (b2 & 0x7F) << 14 | (b3 & 0x7F) << 21
+         | (b4 & 0x7F) << 28 | b5 << 35) / 1000.0
+    return t if t < 1e11 else None
 
 
 class RemoteWriteError(ValueError):
@@ -242,6 +256,9 @@ def decode_write_request(
     items = out.items
     budget = max_samples
     get = cache.lookup
+    unpack = _ONE_SAMPLE.unpack_from
+    times: dict[bytes, float | None] = {}
+    fast_samples = 0
     for sb in timeseries:
         # labels come first on the wire (Prometheus and protobuf write fields in order):
         # the labels' bytes name the series, so a known series costs one lookup
@@ -250,22 +267,25 @@ def decode_write_request(
             # the usual shape: known labels + one sample (value, 6-byte millisecond time)
             meta = get(sb[:-18])
             if meta is not None:
-                f1, v, f2, b0, b1, b2, b3, b4, b5 = _ONE_SAMPLE.unpack_from(sb, n - 16)
-                if f1 == 0x09 and f2 == 0x10 and b0 & b1 & b2 & b3 & b4 & 0x80 and b5 < 0x80:
-                    budget -= 1
-                    if budget < 0:
-                        raise RemoteWriteError(f"too many samples in one request: more than "
-                                               f"{max_samples} (limit {max_samples})", status=413)
-                    if v - v != 0.0:
-                        out.dropped_samples += 1
-                        continue
-                    t = ((b0 & 0x7F) | (b1 & 0x7F) << 7 | (b2 & 0x7F) << 14 | (b3 & 0x7F) << 21
-                         | (b4 & 0x7F) << 28 | b5 << 35) / 1000.0
-                    if t < 1e11:
-                        out.samples += 1
+                f1, v, f2, tb = unpack(sb, n - 16)
+                if f1 == 0x09 and f2 == 0x10:
+                    t = times.get(tb, -1.0)
+                    if t == -1.0:
+                        t = _time6(tb)
+                        if len(times) < _MAX_TIMES:
+                            times[tb] = t
+                    if t is not None:
+                        budget -= 1
+                        if budget < 0:
+                            raise RemoteWriteError(
+                                f"too many samples in one request: more than {max_samples} "
+                                f"(limit {max_samples})", status=413)
+                        if v - v != 0.0:
+                            out.dropped_samples += 1
+                            continue
+                        fast_samples += 1
                         items.append((meta, [(t, v)]))
                         continue
-                    budget += 1  # counted again below
         pos = 0
         while pos < n and sb[pos] == 0x0A:
             ln = sb[pos + 1] if pos + 1 < n else 0x80
@@ -293,6 +313,7 @@ def decode_write_request(
             else:
                 for i in range(0, len(points), MAX_POINTS):
                     items.append((meta, points[i:i + MAX_POINTS]))
+    out.samples += fast_samples
     return out
 
 

@@ -28,7 +28,11 @@ subprocesses on this machine. Requests are real remote-write 1.0 bodies
    with a marker spike every 0.2 s: p50/p99 of post -> anomaly produced.
 5. **memory**: RSS above the empty worker (measured when ready) per series;
    ``--memory-series`` (default 100,000) in a fresh worker, ``--memory-rounds``
-   rounds, until every sample of them is checkpointed.
+   rounds, until every sample of them is checkpointed. Broken down by the worker's
+   memory report (``streams/memory_report.py``: kernel, glibc malloc, RocksDB; Python
+   under ``PYTHONTRACEMALLOC=1``). ``--memory-only`` runs this part alone;
+   ``--memory-env 'K=V;K=V'`` adds arms with other worker settings, run one after the
+   other (``--memory-repeat`` times).
 6. **checkpoint interval** in the production shape: ``--ab-series`` series,
    each once per ``--ab-scrape`` seconds spread over it, posted to workers
    side by side that differ only in ``worker.checkpoint_interval``
@@ -752,6 +756,114 @@ async def interval_ab(broker: Any, work: Path, a: argparse.Namespace, extra: dic
     return out
 
 
+def _read_report(path: Path, newer_than: float, timeout: float = 30.0) -> dict[str, Any]:
+    """The worker's memory report (``streams/memory_report.py``) written after a moment."""
+    Path(str(path) + ".want").touch()
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            rep = json.loads(path.read_text())
+            if rep["time"] > newer_than:
+                return rep
+        except (OSError, ValueError, KeyError):
+            pass
+        time.sleep(0.5)
+    return {}
+
+
+def _flat(rep: dict[str, Any]) -> dict[str, float]:
+    """Report -> named byte counts (for deltas)."""
+    out: dict[str, float] = {}
+    sm = rep.get("smaps", {})
+    for k in ("Rss", "Anonymous", "Rss_File" if "Rss_File" in sm else "Shared_Clean"):
+        out[f"kernel {k}"] = sm.get(k, 0)
+    for k, v in rep.get("malloc", {}).items():
+        out[f"malloc {k}"] = v
+    for k in ("memtables", "block_cache", "table_readers"):
+        out[f"rocksdb {k}"] = sum(t[k] for t in rep.get("rocksdb", {}).values())
+    for k, v in rep.get("rocksdb_shared", {}).items():  # counted once, not per database
+        out[f"rocksdb {k}"] = v
+    if "python" in rep:
+        out["python traced"] = rep["python"]["traced"]
+    return out
+
+
+async def memory_one(broker: Any, work: Path, a: argparse.Namespace, extra: dict[str, str],
+                     runs: list[Run], name: str) -> dict[str, Any]:
+    """RSS above the empty worker at ``--memory-series`` series, until every sample of
+    ``--memory-rounds`` rounds is checkpointed; with the worker's memory report (RocksDB,
+    glibc malloc, kernel; Python with ``PYTHONTRACEMALLOC`` in the arm's settings)."""
+    report = work / f"{name}-memory.json"
+    mrun = Run(broker, work, name, a.partitions,
+               {**extra, "SRE_AGENT_COLLECTORS__SHARDS": str(a.memory_shards),
+                "SRE_DEBUG_MEMORY_REPORT": str(report)})
+    runs.append(mrun)
+    await mrun.start(1)
+    await asyncio.sleep(2)
+    empty = mrun.rss()
+    rep0 = await asyncio.to_thread(_read_report, report, time.time(), 60.0)
+    mload = Load(a.memory_series, a.per_request, a.memory_shards)
+    t0 = time.monotonic()
+    for _ in range(a.memory_rounds):
+        b, _ = mload.bodies()
+        await post_all(mrun.urls, b, a.connections)
+    want = a.memory_rounds * a.memory_series
+    deadline = time.monotonic() + 600
+    while bc.status(mrun.ports[0])["samples_in"] < want and time.monotonic() < deadline:
+        await asyncio.sleep(1)
+    # a quiet partition saves with its next event: more rounds until every
+    # sample of the first ones is in a checkpoint (the state tables filled)
+    extra_rounds = 0
+    while (mrun.state()["samples_saved"] < want and time.monotonic() < deadline):
+        b, _ = mload.bodies()
+        await post_all(mrun.urls, b, a.connections)
+        extra_rounds += 1
+        await asyncio.sleep(a.checkpoint_wait)
+    after = mrun.rss()
+    rep1 = await asyncio.to_thread(_read_report, report, time.time(), 300.0) if rep0 else {}
+    f0, f1 = _flat(rep0), _flat(rep1)
+    res = {"series": a.memory_series, "empty_kib": empty, "after_kib": after,
+           "rounds": a.memory_rounds + extra_rounds, "seconds": time.monotonic() - t0,
+           "state": mrun.state(), "env": {k: v for k, v in extra.items()},
+           "per_series_bytes": (after - empty) * 1024 / a.memory_series,
+           "report_empty": rep0, "report_after": rep1,
+           "parts_per_series": {k: (f1.get(k, 0) - f0.get(k, 0)) / a.memory_series
+                                for k in f1}}
+    mrun.stop()
+    print(f"memory [{name}], {a.memory_series:,} series: {empty / 1024:.0f} -> "
+          f"{after / 1024:.0f} MiB ({res['per_series_bytes']:,.0f} B/series)", flush=True)
+    print("  above empty, B/series: " + ", ".join(
+        f"{k} {v:,.0f}" for k, v in res["parts_per_series"].items()), flush=True)
+    if "python" in rep1:
+        for line, size, count in rep1["python"]["top"][:15]:
+            print(f"    {size / a.memory_series:8,.0f} B/series {count:>9,} {line}", flush=True)
+    shared = "rocksdb_shared" in rep1  # one cache for every table: not per table
+    for t, row in sorted(rep1.get("rocksdb", {}).items()):
+        if row["memtables"] + (0 if shared else row["block_cache"]) > 1 << 20:
+            print(f"    rocksdb {t}: memtables {row['memtables']:,}" + (
+                "" if shared else f", block cache {row['block_cache']:,}"), flush=True)
+    return res
+
+
+async def memory_arms(broker: Any, work: Path, a: argparse.Namespace, extra: dict[str, str],
+                      runs: list[Run]) -> dict[str, Any]:
+    """The memory part; with ``--memory-env`` arms side by side (A, B, A, B...)."""
+    arms = [("A", extra)]
+    for i, spec in enumerate(a.memory_env):
+        env = dict(kv.split("=", 1) for kv in spec.split(";") if kv)
+        arms.append((chr(ord("B") + i), {**extra, **env}))
+    out: dict[str, Any] = {}
+    for rep in range(a.memory_repeat):
+        for label, env in arms:
+            name = f"mem{label}{rep}"
+            out[name] = await memory_one(broker, work, a, env, runs, name)
+    if len(out) == 1:
+        return next(iter(out.values()))
+    print("memory arms, B/series: " + "; ".join(
+        f"{k} {v['per_series_bytes']:,.0f} ({v['env']})" for k, v in out.items()), flush=True)
+    return out
+
+
 async def scale_out(broker: Any, work: Path, a: argparse.Namespace, extra: dict[str, str],
                     runs: list[Run]) -> dict[str, Any]:
     """One worker, then two in one group, fresh topics each, the same load posted."""
@@ -794,6 +906,9 @@ async def main_async(a: argparse.Namespace) -> dict[str, Any]:
             return out
         if a.scale_only:
             out["scale"] = await scale_out(broker, work, a, extra, runs)
+            return out
+        if a.memory_only:
+            out["memory"] = await memory_arms(broker, work, a, extra, runs)
             return out
         # ---- 1. one worker at full speed
         run = Run(broker, work, "one", a.partitions, extra)
@@ -874,36 +989,7 @@ async def main_async(a: argparse.Namespace) -> dict[str, Any]:
               f" ({out['rss']['per_series_bytes']:,.0f} B/series)", flush=True)
         # ---- 5. memory at --memory-series
         if not a.skip_memory:
-            mrun = Run(broker, work, "mem", a.partitions,
-                       {**extra, "SRE_AGENT_COLLECTORS__SHARDS": str(a.memory_shards)})
-            runs.append(mrun)
-            await mrun.start(1)
-            await asyncio.sleep(2)
-            empty = mrun.rss()
-            mload = Load(a.memory_series, a.per_request, a.memory_shards)
-            for _ in range(a.memory_rounds):
-                b, _ = mload.bodies()
-                await post_all(mrun.urls, b, a.connections)
-            want = a.memory_rounds * a.memory_series
-            deadline = time.monotonic() + 600
-            while bc.status(mrun.ports[0])["samples_in"] < want and time.monotonic() < deadline:
-                await asyncio.sleep(1)
-            # a quiet partition saves with its next event: more rounds until every
-            # sample of the first ones is in a checkpoint (the state tables filled)
-            extra_rounds = 0
-            while (mrun.state()["samples_saved"] < want and time.monotonic() < deadline):
-                b, _ = mload.bodies()
-                await post_all(mrun.urls, b, a.connections)
-                extra_rounds += 1
-                await asyncio.sleep(a.checkpoint_wait)
-            after = mrun.rss()
-            out["memory"] = {"series": a.memory_series, "empty_kib": empty, "after_kib": after,
-                             "rounds": a.memory_rounds + extra_rounds,
-                             "state": mrun.state(),
-                             "per_series_bytes": (after - empty) * 1024 / a.memory_series}
-            mrun.stop()
-            print(f"memory, {a.memory_series:,} series: {empty / 1024:.0f} -> {after / 1024:.0f}"
-                  f" MiB ({out['memory']['per_series_bytes']:,.0f} B/series)", flush=True)
+            out["memory"] = await memory_arms(broker, work, a, extra, runs)
         # ---- 6. checkpoint interval in the production shape
         if a.ab_intervals:
             ab = out["checkpoint_interval_ab"] = await interval_ab(broker, work, a, extra, runs)
@@ -940,6 +1026,11 @@ def main() -> int:
     p.add_argument("--memory-series", type=int, default=100_000)
     p.add_argument("--memory-rounds", type=int, default=3)
     p.add_argument("--memory-shards", type=int, default=64)
+    p.add_argument("--memory-only", action="store_true", help="only the memory part (5)")
+    p.add_argument("--memory-env", action="append", default=[], metavar="'K=V;K=V'",
+                   help="another memory arm with these worker settings (repeatable); the "
+                        "arms run one after the other, --memory-repeat times")
+    p.add_argument("--memory-repeat", type=int, default=1)
     p.add_argument("--profile", type=Path, help="cProfile the first worker, print, stop")
     p.add_argument("--py-spy", type=Path, metavar="RAW",
                    help="py-spy (dev extra) samples the first worker over the timed rounds "

@@ -201,7 +201,10 @@ def _worker(args: argparse.Namespace, settings: SettingsFactory) -> int:
 
     from .streams import create_app
 
-    app, _ctx = create_app(s)
+    app, ctx = create_app(s)
+    from .streams import memory_report
+
+    memory_report.start(ctx.tables)  # only with SRE_DEBUG_MEMORY_REPORT (benchmarks)
     worker = Worker(app, loglevel=s.worker.log_level, quiet=True, redirect_stdouts=False)
     # Worker handles SIGTERM/SIGINT: stop consuming, flush, commit, close
     worker.execute_from_commandline()

@@ -115,6 +115,15 @@ class WorkerSettings(_Section):
     #: promotes what is in flight, so full collections scan the per-series state again
     #: and again: ~10 % of the worker's CPU (docs/benchmarks.md, issue 18)
     gc_threshold: int = Field(default=50_000, ge=0)
+    #: RocksDB memory of every table's partition databases together (docs/benchmarks.md,
+    #: issue 18). Faust's defaults give each database its own 2 GiB block cache and up to
+    #: 3 x 64 MiB of memtables, so RSS grew with the bytes a worker ever wrote (a block of
+    #: each version of a state leaf it read back stayed cached). The block cache is one LRU
+    #: cache shared by all databases; the memtables of all of them are held under one
+    #: budget (a write buffer manager: the database written to flushes when it is near).
+    #: 0 in either: Faust's defaults for both (a cache and memtables per database)
+    rocksdb_block_cache_bytes: int = Field(default=16 * 2**20, ge=0)
+    rocksdb_memtable_bytes: int = Field(default=32 * 2**20, ge=0)
 
 
 class PostgresSettings(_Section):

@@ -32,7 +32,7 @@ from . import (
 from . import consumer_tuning, faust_fixes
 from .context import StreamContext
 from .services import Services
-from .tables import Tables
+from .tables import STORE_URL, Tables
 from .topics import Topics
 
 __all__ = ["STAGES", "create_app"]
@@ -66,7 +66,7 @@ def create_app(settings: Settings) -> tuple[faust.App, StreamContext]:
         w.app_id,
         broker=k.broker,
         broker_credentials=faust_credentials(k),
-        store="rocksdb://",
+        store=STORE_URL,  # RocksDB; one cache and memtable budget for all tables
         datadir=str(w.data_dir),
         topic_partitions=k.partitions,
         topic_replication_factor=k.replication,

@@ -351,6 +351,25 @@ def test_a_pair_that_only_talks_to_each_other_blames_the_callee_not_the_name() -
     assert [e.service for e in slow] == ["verify"], slow
 
 
+def test_a_delay_is_judged_at_the_scale_it_shows() -> None:
+    # "api" -> "db" hand-offs: 5 ms, but 3 in 10 take 50 ms (a slow query path) before the
+    # start; after it a network delay of 1 s on db. At 4x the median the reference's own
+    # 50 ms tail counts as "slow" (expected share 0.3), so 5 slow of 6 was only z ~2.3;
+    # at 64x nothing in the reference is that slow
+    rng = np.random.default_rng(6)
+    lines = []
+    for i in range(160):
+        t = START - 3600 + 3900 * i / 160
+        tid = f"{i + 1:016x}"
+        for k, svc in enumerate(("web", "api", "db", "api")):
+            lines.append((t, svc, f"INFO {svc} step TraceID: {tid} ok"))
+            gap = 0.05 if rng.random() < 0.3 else 0.005
+            t += gap * float(rng.uniform(0.8, 1.2)) + (1.0 if t >= START and svc == "api"
+                                                        and k == 1 else 0.0)
+    slow = {e.service: e for e in log_evidence(lines, START) if e.change == "slow"}
+    assert "db" in slow and slow["db"].z > 4.0, slow
+
+
 def test_uncovered_time_is_no_data_not_silence() -> None:
     # the export holds a chunk before and a chunk after: the gap is not a drop
     lines = [(START - 600 + 6 * i, "api", "INFO served /x") for i in range(50)]

@@ -81,6 +81,8 @@ _TRACE = re.compile(r"trace[_-]?id\"?\s*[:=]\s*\"?([0-9A-Za-z][0-9A-Za-z._-]{7,}
 HANDOFF_FLOOR = 0.001
 #: a hand-off this much slower than the service's median one (log scale: x4) is slow
 HANDOFF_RATIO = math.log(4.0)
+#: the scales a service's hand-offs are judged at (log scale: x4, x16, x64 its median)
+HANDOFF_SCALES = (HANDOFF_RATIO, 2 * HANDOFF_RATIO, 3 * HANDOFF_RATIO)
 #: fewest reference hand-offs of a service to judge its hand-offs
 HANDOFF_MIN = 5
 #: weight of slower hand-offs: as a rise of an error template (a delay is a fault)
@@ -318,13 +320,17 @@ def handoff_delays(lines: Iterable[tuple[float, str, str]], start: float,
     it logs) makes every hand-off into and out of it slower, whoever the
     partner is, while its own lines and metrics may show nothing.
 
-    Per service, a hand-off after the start is *slow* when its log gap lies
-    beyond the service's reference hand-offs: the median plus the larger of
-    3 robust sigmas and a doubling (``ln 2``), gaps floored at 1 ms (log
-    timestamps' resolution). The share of slow ones in the reference itself
-    (smoothed, Jeffreys) is what is expected; the binomial tail of the count
-    after is the evidence, as a normal z. Every slowed hand-off implicates
-    both its ends, so the services are explained away greedily, as an
+    Per service, a hand-off after the start is *slow* when its log gap is
+    more than 4x the median of the service's reference hand-offs, gaps
+    floored at 1 ms (log timestamps' resolution). The share of slow ones in
+    the reference itself (smoothed, Jeffreys) is what is expected; the
+    binomial tail of the count after is the evidence, as a normal z. The
+    same is done at 16x and 64x (:data:`HANDOFF_SCALES`) and the most
+    surprising scale counts, its tail multiplied by the number of scales
+    (Bonferroni): a delay of a second on hand-offs of milliseconds shows
+    far beyond the reference's everyday spread, which 4x alone mixes in.
+    Every slowed hand-off implicates both its ends, so the services are
+    explained away greedily, as an
     on-call engineer intersects the slow calls: the service with the
     strongest evidence keeps it, and its hand-offs are taken out before its
     partners are judged again (a partner slowed only through it has nothing
@@ -371,18 +377,28 @@ def handoff_delays(lines: Iterable[tuple[float, str, str]], start: float,
             if len(ref) < HANDOFF_MIN or not now:
                 continue
             med = float(np.median(ref))
-            cut = med + HANDOFF_RATIO
-            p0 = (float(np.sum(ref > cut)) + 0.5) / (len(ref) + 1.0)
-            slow = [h for h in now if h[2] > cut]
-            # as for slower calls: one slowed partner cannot tell which end is slow
-            if len({h[0] if h[1] == svc else h[1] for h in slow}) < min(
-                    2, len({h[0] if h[1] == svc else h[1] for h in mine})):
+            found = None
+            # judged at each scale (4x, 16x, 64x its median): a network delay of a second
+            # on millisecond hand-offs stands out far more at 64x than at 4x, where the
+            # reference's everyday spread sits; the best scale, Bonferroni-corrected
+            for ratio in HANDOFF_SCALES:
+                cut = med + ratio
+                p0 = (float(np.sum(ref > cut)) + 0.5) / (len(ref) + 1.0)
+                slow = [h for h in now if h[2] > cut]
+                # as for slower calls: one slowed partner cannot tell which end is slow
+                if len({h[0] if h[1] == svc else h[1] for h in slow}) < min(
+                        2, len({h[0] if h[1] == svc else h[1] for h in mine})):
+                    continue
+                # a delay holds up the typical request through the service, not a tail of
+                # them (load makes some hand-offs of a busy service slower): most must be slow
+                if not slow or 2 * len(slow) < len(now):
+                    continue
+                zc = _z(min(1.0, len(HANDOFF_SCALES) * _binom_sf(len(slow), len(now), p0)))
+                if zc > 0 and (found is None or zc > found[0]):
+                    found = (zc, slow)
+            if found is None:
                 continue
-            # a delay holds up the typical request through the service, not a tail of them
-            # (load makes some hand-offs of a busy service slower): most must be slow
-            if 2 * len(slow) < len(now):
-                continue
-            z = _z(_binom_sf(len(slow), len(now), p0)) if slow else 0.0
+            z, slow = found
             # equal evidence at both ends of the same slow hand-offs: the end deeper in
             # the requests (the callee) is blamed first, as slower calls are blamed on
             # their callee; never the service's name

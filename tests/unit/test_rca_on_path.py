@@ -54,3 +54,25 @@ def test_a_node_incident_is_not_given_to_a_service_outside_it() -> None:
     rca = RootCauseAnalyzer(ServiceGraph(Topology.default().edges)).analyze(inc, (), ranking)
     top = rca.hypotheses[0]
     assert (top.cause_type, top.service) == ("node_pressure", "ip-10-0-2-41"), rca.hypotheses
+
+
+def test_a_service_the_windows_are_quiet_on_is_placed_by_the_incidents_own_signals() -> None:
+    """disk_filling_slowly (recorded run): an incident of market-data alone, its disk
+    anomaly and 'no space left on device'; the windows (whose reference already holds the
+    slow fill) rank other services on everyday noise (z 0.6-1.8) and market-data not at
+    all, so its disk hypothesis took the default place (0.36) below them."""
+    disk = SignalRef(kind="anomaly", ref="d", service="market-data", time=T0,
+                     metric="disk_used_ratio", attrs={"direction": "up", "score": 0.9})
+    line = SignalRef(kind="log", ref="l", service="market-data", time=T0,
+                     metric="log_new_error_template", attrs={
+                         "direction": "up", "score": 0.9,
+                         "template": "write /data/ticks/<*>/kline-1m.bin no space left on device"})
+    inc = Incident(incident_id="i", title="x", fingerprint="f", opened_at=T0,
+                   services=["market-data"], signals=[disk, line])
+    ranking = [Candidate(s, sc, c, [f"{s} noise"], kinds=["log"]) for s, sc, c in [
+        ("api-gateway", 2.06, "dependency_failure"), ("order-service", 1.9, "dependency_failure"),
+        ("risk-engine", 1.89, "dependency_failure"),
+        ("matching-engine", 1.3, "dependency_failure"), ("user-service", 1.15, "slow_dependency")]]
+    rca = RootCauseAnalyzer(ServiceGraph(Topology.default().edges)).analyze(inc, (), ranking)
+    top = rca.hypotheses[0]
+    assert (top.cause_type, top.service) == ("disk_saturation", "market-data"), rca.hypotheses

@@ -138,6 +138,10 @@ class RootCauseAnalyzer:
         engine = bool(ranking) and ranking[0].score >= QUIET  # type: ignore[index]
         if engine:
             loc, ranked = self.engine_locality(ranking)  # type: ignore[arg-type]
+            # a service of the incident the windows are quiet on (a slow fault whose
+            # reference already holds its trend) is placed by the incident's own signals:
+            # the windows' silence is no evidence against what the detectors flagged
+            loc = {**self.locality(facts)[0], **loc}
         else:
             loc, ranked = self.locality(facts)
         hyps = change_hypotheses(incident, facts, loc) + symptom_hypotheses(
@@ -257,14 +261,16 @@ def unreachable_callees(graph: ServiceGraph, lines: Iterable[tuple[str, str]]
     return out
 
 
-#: what a hypothesis keeps when its service cannot explain the incident's symptoms
-OFF_PATH_KEEP = 0.8
+#: what a hypothesis keeps when its service cannot explain the incident's symptoms (the
+#: engine's own ``OFF_PATH`` for a candidate the symptom is not reachable from)
+OFF_PATH_KEEP = 0.5
 
 
 def on_path(graph: ServiceGraph, incident: Incident, hyps: list[Hypothesis]
             ) -> list[Hypothesis]:
     """Hypotheses on services that cannot explain the incident's symptoms keep
-    :data:`OFF_PATH_KEEP` of their confidence.
+    :data:`OFF_PATH_KEEP` of their confidence (a surge at a caller can: its load reaches
+    the callees).
 
     The engine ranks every service of the evidence windows; one that is neither among
     the incident's services nor (transitively) called by one of them cannot have caused
@@ -279,7 +285,7 @@ def on_path(graph: ServiceGraph, incident: Incident, hyps: list[Hypothesis]
     >>> h = lambda s: Hypothesis(cause_type="unknown", service=s, confidence=0.9, summary="")
     >>> g = ServiceGraph([("api", "db"), ("db", "disk")])
     >>> [(x.service, x.confidence) for x in on_path(g, inc, [h("api"), h("db"), h("disk")])]
-    [('db', 0.9), ('disk', 0.9), ('api', 0.72)]
+    [('db', 0.9), ('disk', 0.9), ('api', 0.45)]
     """
     where = set(incident.services) | ({incident.root_service} if incident.root_service else set())
     if not where:
@@ -288,8 +294,10 @@ def on_path(graph: ServiceGraph, incident: Incident, hyps: list[Hypothesis]
     for s in where:
         if s in graph:
             reach.update(graph.downstream(s))
+    # load flows down the call graph: a surge at a caller does saturate its callees
     out = [h.model_copy(update={"confidence": round(h.confidence * OFF_PATH_KEEP, 4)})
-           if h.service in graph and h.service not in reach else h for h in hyps]
+           if h.service in graph and h.service not in reach and h.cause_type != "traffic_surge"
+           else h for h in hyps]
     return _merge(out)
 
 

@@ -323,7 +323,9 @@ def register(ctx: StreamContext) -> None:
                     pending.pop(inc.incident_id, None)
                     held.pop(inc.incident_id, None)
                 continue
-            if store is not None and cfg.first_seconds > 0 and hold_first(
+            # nothing buffered at all (windows without sources): nothing to wait for
+            if store is not None and cfg.first_seconds > 0 and (
+                    len(store) or store.log_lines) and hold_first(
                     held, analysed, inc, incident_window_args(inc, cfg.after_seconds)["start"],
                     store.clock, cfg.first_seconds, time.monotonic()):
                 while len(held) > MAX_PENDING:

@@ -42,7 +42,11 @@ def test_spike_opens_then_resolves_with_the_same_id() -> None:
     assert opened.observed == 95.0 and opened.lower < opened.expected < opened.upper < 95.0
     assert opened.direction == "up" and opened.deviation > 5 and opened.score >= 0.7
     assert set(opened.contributions) == {"point", "held"}
-    assert opened.severity == "critical"  # a 45-sigma spike: p far below 1e-20
+    # a 45-sigma spike on a series 300 samples old: rare (p below 1e-8) but not 'critical'
+    # (p = 1e-28.5): a tail fitted from a few excesses cannot back such a claim (the tail is
+    # averaged over its shape's uncertainty; on real KPIs the point estimate's 0.8 fired 6x
+    # as often as promised)
+    assert opened.score >= 0.84 and opened.severity == "warning"
     assert resolved.time > opened.time and resolved.started_at == opened.time
 
 

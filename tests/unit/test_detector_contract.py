@@ -135,6 +135,22 @@ def test_fast_path_equals_the_river_reference_on_heavy_tails(params: dict[str, A
     assert bank.S[0, XIU] > 0.05 and bank.S[0, XID] > 0.05  # the shape was learned, not the prior
 
 
+def sparse_series(n: int = 8000, seed: int = 6) -> list[tuple[float, float]]:
+    """Zeros for a day (no spread at all: the rank bound), then rare one-sided counts (a side
+    whose rate decays toward 0: the rate's floor), with young and older tail fits."""
+    rng = np.random.default_rng(seed)
+    out = []
+    for i in range(n):
+        v = 0.0 if i < 1500 or rng.random() > 0.01 else float(rng.integers(1, 40))
+        out.append((T0 + 60.0 * i, v))
+    return out
+
+
+@pytest.mark.parametrize("params", [{}, {"xi_unc": 0.0, "lam_kt": 0.0}, {"regime_hold": 3600.0}])
+def test_fast_path_equals_the_river_reference_on_sparse_counts(params: dict[str, Any]) -> None:
+    same_scores(params, sparse_series())
+
+
 @pytest.mark.parametrize("params", [
     {"weekly": True}, {"interpolate": True},
     {"weekly": True, "decluster": True, "excursion_hold": 0.97, "err_tau": 86400.0, "gate": 0.6},

@@ -150,3 +150,54 @@ def test_heavy_tailed_noise_is_not_scored_as_rarer_than_it_is() -> None:
     assert _onsets_at(heavy, 0.8) <= exponential / 2
     calm = 100 + rng.normal(size=10 * 1440)
     assert _onsets_at(calm, 0.8) == 0
+
+
+def test_a_far_tail_fitted_from_few_excesses_is_not_extrapolated_as_if_exact() -> None:
+    """The same fitted tail (rate, mean excess, shape) read by a young series and by an old
+    one: the young fit rests on a few excesses, so far beyond the knot it may promise less
+    rarity (the tail averaged over its shape's uncertainty); near the knot both agree.
+    Before: the point estimate was extrapolated alike, whatever evidence it rested on (on the
+    KPI dev set a score of 0.8 fired 6 times as often as promised)."""
+    from sre_agent.models.tailbank import BU, LU, N, XIU
+
+    rng = np.random.default_rng(2)
+    bank = TailBank(capacity=2)
+    s = np.array([bank.add(), bank.add()])
+    for i in range(3000):
+        bank.step(s, np.full(2, T0 + 60.0 * i), 100 + rng.normal(size=2))
+    bank.S[s[1]] = bank.S[s[0]]
+    bank.S[s[0], N], bank.S[s[1], N] = 200.0, 200_000.0  # same fit, few vs many excesses
+    bank.S[s, LU], bank.S[s, BU], bank.S[s, XIU] = 0.01, 0.6, 0.05
+    e, sc = bank.expected_at(int(s[0]), T0 + 60.0 * 3000)
+    t = np.full(2, T0 + 60.0 * 3000)
+    near = bank.step(s, t, np.full(2, e + 2.5 * sc), learn=False).point
+    far = bank.step(s, t, np.full(2, e + 40 * sc), learn=False).point
+    assert abs(near[0] - near[1]) < 0.01
+    assert far[0] < far[1] - 0.02
+
+
+def test_a_side_without_excursions_for_long_is_no_certainty_that_none_comes() -> None:
+    """A side with no excursion beyond 2 scales for 100,000 samples has a fitted rate of
+    about 0 (1e-10): a 1.9-scale move then scored 0.84, a promised one in 10^8 samples,
+    though the fit's window (1 / tail_rate = 5,000 samples) can tell a rate only down to
+    about half an event in it. Now the rate read is at least that (Krichevsky-Trofimov)."""
+    from sre_agent.models.tailbank import LD
+
+    rng = np.random.default_rng(4)
+    bank = TailBank(capacity=1)
+    s = np.array([bank.add()])
+    for i in range(3000):
+        bank.step(s, np.array([T0 + 60.0 * i]), np.array([100 + rng.normal()]))
+    bank.S[s[0], LD] = 1e-10
+    e, sc = bank.expected_at(int(s[0]), T0 + 60.0 * 3000)
+    p = bank.step(s, np.array([T0 + 60.0 * 3000]), np.array([e - 1.9 * sc]), learn=False).point
+    assert p[0] < 0.75
+
+
+def test_the_first_change_of_a_series_that_never_varied_is_as_rare_as_its_rank() -> None:
+    """3,000 exact zeros then 1.75: no spread was ever measured, so the scale is the floor's
+    epsilon and z was 1.7e12 (score 0.9999999996, 'truly extreme'). With nothing to measure
+    against, the change is as rare as its rank among the samples seen (p = 1 / 3,002):
+    score 0.70. A change on a series that does vary is scored as before."""
+    s = run(np.r_[np.zeros(3000), 1.75])
+    assert 0.6 < s[-1] <= 0.71

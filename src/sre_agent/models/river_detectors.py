@@ -65,16 +65,34 @@ class _Tail:
         x2 = xi * xi
         return min(max(xi * x2 / (x2 + a_b), 1e-9), self.xi_max)
 
-    def surprisal(self, z: float, u: float) -> float:
+    def surprisal(self, z: float, u: float, rate: float = 0.0, kt: float = 0.0,
+                  unc: float = 0.0, top: float = 0.5) -> float:
+        """With ``rate`` (the tail fit's rate for this sample): the rate read is at least
+        ``kt * rate`` and, with ``unc``, the tail beyond ``u`` is the predictive one,
+        averaged over the shape's uncertainty (the bank's ``lam_kt``, ``xi_unc``, ``xi_top``)."""
         za = abs(z)
         up = z > 0
         lam, beta = (self.lu, self.bu) if up else (self.ld, self.bd)
-        s0 = -math.log10(max(lam, 1e-9))
+        if kt > 0 and rate > 0:
+            lam = max(lam, kt * rate)
+        lam = max(lam, 1e-9)
+        s0 = -math.log10(lam)
         if za <= u:
             return s0 * (za / u) ** 2
         if self.xi_max > 0:
             xi = self.xu if up else self.xd
-            return s0 + math.log1p(xi * (za - u) / (beta * (1.0 - xi))) / (xi * _LN10)
+            y = za - u
+            sig = beta * (1.0 - xi)
+            if unc > 0 and rate > 0:
+                a_b = min(max(rate / max(lam, 1e-3), rate) * 0.5, 0.5)
+                se = unc * math.sqrt(a_b / (2.0 - a_b))
+                lps = []
+                for c, w in ((-math.sqrt(3.0), 1.0 / 6.0), (0.0, 2.0 / 3.0), (math.sqrt(3.0), 1.0 / 6.0)):
+                    xk = min(max(xi + c * se, 1e-9), top)
+                    lps.append(math.log(w) - math.log1p(xk * y / sig) / xk)
+                m = max(lps)
+                return s0 - (m + math.log(sum(math.exp(v - m) for v in lps))) / _LN10
+            return s0 + math.log1p(xi * y / sig) / (xi * _LN10)
         return s0 + (za - u) / (beta * _LN10)
 
     def learn(self, z: float, u: float, rate: float, weight: float = 1.0) -> None:
@@ -192,7 +210,11 @@ class CalibratedTail(base.AnomalyDetector):
         sc = floor if fresh else self.scale
         scale = max(sc * 1.2533, floor)
         z = r / scale
-        s = self.tail.surprisal(z, p.u)
+        rate_t = max(p.tail_rate, 1.0 / (self.n + p.prior_n))
+        tkw = {"rate": rate_t, "kt": p.lam_kt, "unc": p.xi_unc, "top": p.xi_top}
+        s = self.tail.surprisal(z, p.u, **tkw)
+        if p.lam_kt > 0 and scale <= 2e-12:  # never varied: the rank's p, no more
+            s = min(s, math.log10(self.n + 2.0))
         run = s
         if p.run_rho > 0:
             same = (self.run > 0) == (z > 0)
@@ -212,7 +234,7 @@ class CalibratedTail(base.AnomalyDetector):
                 fl_o = max(fl_o, math.sqrt(abs(exp_o) + 1.0))
             scale_o = max(self.osc * 1.2533, fl_o)
             z_o = (y - exp_o) / scale_o
-            s_o = self.tail.surprisal(z_o, p.u)
+            s_o = self.tail.surprisal(z_o, p.u, **tkw)
             point_o = s_o / (s_o + SURPRISAL_HALF)
             calm_o = point_o < p.gate
             if point >= p.gate and calm_o and t - self.ot <= p.regime_hold:
@@ -274,7 +296,7 @@ class CalibratedTail(base.AnomalyDetector):
         self.magn = a["magn"] + max(5e-4, inv) * (abs(y) - a["magn"])
         q = a["q98"] if a["q98"] > 0 else max(ra, 1e-12)
         eta_q = max(0.05, 2.0 * inv)
-        self.q98 = q + eta_q * (ra - q) if ra > q else q * math.exp(-0.02 * eta_q)
+        self.q98 = q + eta_q * (ra - q) if ra > q else q * math.exp(-p.q98_decay * eta_q)
         rate_t = max(p.tail_rate, 1.0 / (self.n + p.prior_n))
         if p.decluster:
             peak = self.tail.learn_runs(a["z"], self.run, p.u, rate_t)

@@ -72,7 +72,7 @@ Examples
 >>> bool(out.score[0] < 0.5)
 True
 >>> out = bank.step(np.array([s]), np.array([1.7e9 + 60 * 600]), np.array([130.0]))
->>> bool(0.9 < out.score[0] < 1.0), round(float(out.expected[0]))
+>>> bool(0.8 < out.score[0] < 0.9), round(float(out.expected[0]))
 (True, 100)
 """
 
@@ -166,6 +166,26 @@ def _gpd_s(s0: np.ndarray, y: np.ndarray, beta: np.ndarray, xi: np.ndarray) -> n
     """Surprisal of an excess ``y`` beyond the knot (whose surprisal is ``s0``) under the
     generalised Pareto tail of mean excess ``beta`` and shape ``xi`` (> 0)."""
     return s0 + np.log1p(xi * y / (beta * (1.0 - xi))) / (xi * _LN10)
+
+
+#: Gauss-Hermite nodes (in standard deviations) and weights of the shape's uncertainty
+_GH_NODES = np.array([-math.sqrt(3.0), 0.0, math.sqrt(3.0)])
+_GH_W = np.log(np.array([1.0 / 6.0, 2.0 / 3.0, 1.0 / 6.0]))
+
+
+def _gpd_s_pred(s0: np.ndarray, y: np.ndarray, beta: np.ndarray, xi: np.ndarray,
+                se: np.ndarray, xi_top: float) -> np.ndarray:
+    """Predictive surprisal of an excess ``y`` beyond the knot: the generalised Pareto tail
+    of mean excess ``beta`` averaged over the shape's uncertainty (normal, mean ``xi``,
+    standard deviation ``se``; 3-point Gauss-Hermite, nodes bounded to [0, ``xi_top``])
+    at the fitted scale ``beta (1 - xi)``."""
+    sig = beta * (1.0 - xi)
+    acc = None
+    for c, lw in zip(_GH_NODES, _GH_W):
+        xk = np.clip(xi + c * se, 1e-9, xi_top)
+        lp = lw - np.log1p(xk * y / sig) / xk
+        acc = lp if acc is None else np.logaddexp(acc, lp)
+    return s0 - acc / _LN10
 
 
 def surprisal_of(score: float) -> float:
@@ -279,6 +299,23 @@ class TailBank(RowBank):
         under the current baseline but calm under the previous one restores it (a return
         is no new anomaly); the profile is then chosen from plain levels that never return.
         0: off.
+    xi_unc
+        The tail beyond ``u`` is the predictive one: averaged over the shape's uncertainty
+        (normal around the fitted shape with the standard error of a moment fit from the
+        excesses the running means hold, ``sqrt(a_b / (2 - a_b))``, times ``xi_unc``;
+        3-point Gauss-Hermite). A shape fitted from few excesses is not extrapolated as
+        if exact: near the knot nothing changes, far beyond it the tail is heavier the
+        less evidence there is. 0: the point estimate (state v8).
+    xi_top
+        Bound of the shapes the uncertainty reaches (0.5: finite variance, the most a
+        moment fit can describe).
+    lam_kt
+        The exceedance rate read by the score is at least ``lam_kt`` x the fit's rate
+        (``max(tail_rate, 1 / (n + prior_n))``): an exponentially weighted rate without
+        events decays toward 0, but its window (1 / rate samples) tells a rate only down to
+        about half an event in it (Krichevsky-Trofimov, 0.5). With it, a series that never
+        varied (scale at the floor's epsilon) scores its first change as its rank among the
+        samples seen, ``p = 1 / (n + 2)``. 0: off (state v8).
     realert_gap
         Excursions beyond ``u`` separated by at most this many calm samples are one
         cluster; within it a sample no worse than the cluster's peak point score cannot
@@ -297,6 +334,7 @@ class TailBank(RowBank):
                  excursion_hold: float = 0.0, err_tau: float = 86400.0,
                  scale_gate: float | None = None, calm_decay: float = 0.0, calm_z: float = 1.0,
                  regime_hold: float = 86400.0, realert_gap: int = 5,
+                 xi_unc: float = 1.0, xi_top: float = 0.5, lam_kt: float = 0.5,
                  capacity: int = 1024) -> None:
         if decluster and run_rho > 0:
             raise ValueError("decluster keeps the excursion peak where run_rho keeps its run: "
@@ -330,6 +368,9 @@ class TailBank(RowBank):
         self.run_gain = run_gain
         self.tail_gate = tail_gate
         self.xi_max = xi_max
+        self.xi_unc = xi_unc
+        self.lam_kt = lam_kt
+        self.xi_top = xi_top
         self.profile_gated = profile_gated
         self.interpolate = interpolate
         self._interp = 1.0 if interpolate else 0.0
@@ -342,6 +383,7 @@ class TailBank(RowBank):
         #: if > 0, the error averages are over this many seconds instead (a whole cycle)
         self.err_tau = err_tau
         self.q98_floor = 1.0 / 4.66  #: scale >= this x the 98th percentile of |residual|
+        self.q98_decay = 0.02  #: per-sample decay of that quantile (x its rate) below it
         #: prior mean squared excess: the exponential's (2 beta0**2), i.e. shape 0
         self.m20 = 2.0 * self.beta0 * self.beta0
         #: the surprisal at which the point score reaches ``gate``
@@ -385,6 +427,8 @@ class TailBank(RowBank):
         _, scale = self.expected_at(slot, float(row[LAST_T]))
         n = float(row[N])
         lam = max(float(row[LU]), 1e-9) if n else self.lam0
+        if self.lam_kt > 0:
+            lam = max(lam, self.lam_kt * max(self.tail_rate, 1.0 / (n + self.prior_n)))
         beta = float(row[BU]) if n else self.beta0
         s = surprisal_of(score)
         s0 = -math.log10(lam)
@@ -393,9 +437,42 @@ class TailBank(RowBank):
         elif self.xi_max > 0:  # the generalised Pareto tail's quantile
             xi = max(float(row[XIU]), 1e-9) if n else 1e-9
             z = self.u + beta * (1.0 - xi) * math.expm1(xi * (s - s0) * _LN10) / xi
+            if self.xi_unc > 0:  # the predictive tail's: bisection (it is no heavier than
+                # its heaviest node's, no lighter than the point estimate's)
+                args = (np.array([s0]), np.array([beta]), np.array([xi]), np.array([lam]),
+                        np.array([n]))
+                lo, hi = self.u, z
+                while self._gpd_tail(args[0], np.array([hi]), *args[1:])[0] < s and hi < 1e12:
+                    hi = self.u + 2.0 * (hi - self.u)
+                for _ in range(60):
+                    mid = 0.5 * (lo + hi)
+                    if self._gpd_tail(args[0], np.array([mid]), *args[1:])[0] < s:
+                        lo = mid
+                    else:
+                        hi = mid
+                z = hi
         else:
             z = self.u + (s - s0) * beta * _LN10
         return z * scale
+
+    def _gpd_tail(self, s0: np.ndarray, za: np.ndarray, beta: np.ndarray, xi: np.ndarray,
+                  lam: np.ndarray, n: np.ndarray) -> np.ndarray:
+        """Surprisal of ``|z|`` under the generalised Pareto tail beyond ``u`` (below it
+        ``s0 (|z| / u)**2``), with ``xi_unc`` the predictive one: averaged over the shape's
+        uncertainty, whose standard error is that of a moment fit from the excesses the
+        running means hold (``1 / n_eff``, ``n_eff = (2 - a_b) / a_b``, ``a_b`` the weight of
+        one excess, as learned)."""
+        y = za - self.u
+        zu = za / self.u
+        s = np.where(y > 0.0, _gpd_s(s0, np.maximum(y, 0.0), beta, xi), s0 * zu * zu)
+        if self.xi_unc > 0:
+            b = np.flatnonzero(y > 0.0)
+            if b.size:
+                a_t = np.maximum(self.tail_rate, 1.0 / (n[b] + self.prior_n))
+                a_b = np.minimum(np.maximum(a_t / np.maximum(lam[b], 1e-3), a_t) * 0.5, 0.5)
+                se = self.xi_unc * np.sqrt(a_b / (2.0 - a_b))
+                s[b] = _gpd_s_pred(s0[b], y[b], beta[b], xi[b], se, self.xi_top)
+        return s
 
     # ------------------------------------------------------------ the step
     def step(self, slots: np.ndarray, t: np.ndarray, v: np.ndarray, learn: bool = True) -> TailOutput:
@@ -457,7 +534,12 @@ class TailBank(RowBank):
             ld = np.where(fresh, self.lam0, ld)
             bu = np.where(fresh, self.beta0, bu)
             bd = np.where(fresh, self.beta0, bd)
-        lam = np.maximum(np.where(up, lu, ld), 1e-9)
+        lus, lds = lu, ld  #: the rates the score reads
+        if self.lam_kt > 0:  # a rate no lower than the fit's window can tell from 0
+            a_t0 = np.maximum(self.tail_rate, 1.0 / (n + self.prior_n)) * self.lam_kt
+            lus = np.maximum(lu, a_t0)
+            lds = np.maximum(ld, a_t0)
+        lam = np.maximum(np.where(up, lus, lds), 1e-9)
         beta = np.where(up, bu, bd)
         s0 = -np.log10(lam)
         zu = za / self.u
@@ -467,11 +549,14 @@ class TailBank(RowBank):
             if any_fresh:
                 xiu = np.where(fresh, 1e-9, xiu)
                 xid = np.where(fresh, 1e-9, xid)
-            y = za - self.u
-            s = np.where(y > 0.0, _gpd_s(s0, np.maximum(y, 0.0), beta, np.where(up, xiu, xid)),
-                         s0 * zu * zu)
+            s = self._gpd_tail(s0, za, beta, np.where(up, xiu, xid), lam, n)
         else:
             s = np.where(za > self.u, s0 + (za - self.u) / (beta * _LN10), s0 * zu * zu)
+        if self.lam_kt > 0:  # never varied (no scale at all): the first change is as rare
+            # as its rank among the samples seen, p = 1 / (n + 2), nothing more
+            dg = scale <= 2e-12  # the floor's epsilon: no spread measured at all
+            if dg.any():
+                s = np.where(dg, np.minimum(s, np.log10(n + 2.0)), s)
         if self.run_rho > 0:  # evidence of consecutive same-side surprises adds up
             prev = X[:, RUN]
             run = s + self.run_rho * np.where((prev > 0) == up, np.abs(prev), 0.0)
@@ -498,15 +583,16 @@ class TailBank(RowBank):
                 z_o = (vz - exp_o) / scale_o
                 za_o = np.abs(z_o)
                 up_o = z_o > 0
-                lam_o = np.maximum(np.where(up_o, lu[fz], ld[fz]), 1e-9)
+                lam_o = np.maximum(np.where(up_o, lus[fz], lds[fz]), 1e-9)
                 beta_o = np.where(up_o, bu[fz], bd[fz])
                 s0_o = -np.log10(lam_o)
                 zu_o = za_o / self.u
-                s_o = np.where(za_o > self.u, s0_o + (za_o - self.u) / (beta_o * _LN10),
-                               s0_o * zu_o * zu_o)
                 if gpd:
-                    s_o = np.where(za_o > self.u, _gpd_s(s0_o, np.maximum(za_o - self.u, 0.0), beta_o, np.where(
-                        up_o, xiu[fz], xid[fz])), s_o)
+                    s_o = self._gpd_tail(s0_o, za_o, beta_o, np.where(up_o, xiu[fz], xid[fz]),
+                                         lam_o, n[fz])
+                else:
+                    s_o = np.where(za_o > self.u, s0_o + (za_o - self.u) / (beta_o * _LN10),
+                                   s0_o * zu_o * zu_o)
                 p_o = s_o / (s_o + SURPRISAL_HALF)
                 calm_o = np.ones(k, bool)
                 calm_o[fz] = p_o < self.gate
@@ -602,7 +688,7 @@ class TailBank(RowBank):
         # share of samples is anomalous, and starts from the first excursion
         q = np.where(q98 > 0, q98, np.maximum(ra, 1e-12))
         eta_q = np.maximum(0.05, 2.0 * inv)
-        X[:, Q98] = np.where(ra > q, q + eta_q * (ra - q), q * np.exp(-0.02 * eta_q))
+        X[:, Q98] = np.where(ra > q, q + eta_q * (ra - q), q * np.exp(-self.q98_decay * eta_q))
         # tail: exceedance rate per side and winsorised mean excess per exceedance
         a_t = np.maximum(self.tail_rate, 1.0 / (n + self.prior_n))
         if gpd and any_fresh:  # the prior shape: the exponential's (0)

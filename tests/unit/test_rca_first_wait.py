@@ -12,11 +12,11 @@ the latest revision then."""
 from __future__ import annotations
 
 from collections import OrderedDict
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 
 from sre_agent.config import Settings
 from sre_agent.schemas import Incident, SignalRef
-from sre_agent.streams.rca_agent import due_first, hold_first, incident_window_args
+from sre_agent.streams.rca_agent import due_first, first_moment, hold_first, incident_window_args
 
 T0 = datetime(2025, 11, 3, 14, 0, tzinfo=UTC)
 
@@ -48,7 +48,7 @@ def test_first_analysis_waits_for_the_first_moment_and_takes_the_latest_revision
     # the windows reached the end of the first moment: the latest revision is analysed
     due = due_first(held, t + wait, wait, stalled=False, now=1.2)
     assert [(i.revision, s) for i, s in due] == [(2, start)] and not held
-    analysed["inc"] = None
+    analysed["inc"] = 0
     # later revisions of an analysed incident are analysed at once, as before
     assert not hold_first(held, analysed, revision(3, ("log", "api-gateway", "x")), start,
                           t + 30, wait, now=2.0)
@@ -65,3 +65,24 @@ def test_the_wait_is_bounded() -> None:
     assert due_first(held, t, 60.0, stalled=False, now=160.0)  # event time lags the wall
     # an incident whose first moment is already in the windows (a backfill) is not held
     assert not hold_first(held, {}, inc, t, t + 3600, 60.0, now=0.0)
+
+
+def test_a_reopened_incident_waits_for_its_new_moment() -> None:
+    """Scorecard run 3: the db_pool incident resolved at 10:49:57, api-gateway's error
+    anomaly fired again at 10:50 (the redis outage) and reopened it; it was analysed at
+    once on its old signals (db_pool_exhaustion@risk-engine), and that went out as the
+    first diagnosis of the redis outage."""
+    t = T0.timestamp()
+    analysed = {"inc": 0}
+    back = revision(9, ("anomaly", "risk-engine", "db_pool_usage_ratio"),
+                    ("anomaly", "api-gateway", "http_error_ratio"))
+    back = back.model_copy(update={"reopen_count": 1, "time": T0 + timedelta(hours=2)})
+    moment = first_moment(back, analysed, 300.0)
+    assert moment == t + 7200
+    held: OrderedDict = OrderedDict()
+    assert hold_first(held, analysed, back, moment, t + 7200, 60.0, now=0.0)
+    assert due_first(held, t + 7200 + 60, 60.0, stalled=False, now=0.5) == [(back, moment)]
+    # analysed since it reopened: later revisions go at once
+    analysed["inc"] = 1
+    assert first_moment(back, analysed, 300.0) == t
+    assert not hold_first(held, analysed, back, t, t + 7200, 60.0, now=1.0)

@@ -47,7 +47,7 @@ from ..sinks.breakers import breaker_health
 from .context import StreamContext
 from .rca_windows import WindowFeed
 
-__all__ = ["due_first", "due_refinements", "hold_first", "incident_window_args", "register"]
+__all__ = ["due_first", "due_refinements", "first_moment", "hold_first", "incident_window_args", "register"]
 
 log = logging.getLogger(__name__)
 
@@ -127,9 +127,10 @@ def due_refinements(pending: OrderedDict[str, tuple[Incident, float, tuple[str, 
 
 
 def hold_first(held: OrderedDict[str, tuple[Incident, float, float]],
-               analysed: Mapping[str, Any], inc: Incident, start: float, clock: float,
+               analysed: Mapping[str, int], inc: Incident, start: float, clock: float,
                wait: float, now: float) -> bool:
     """Whether ``inc``'s analysis waits (it is then in ``held``): its first analysis
+    (since it was last reopened: ``analysed`` holds the reopen count it was analysed at)
     has not gone out and the windows' event time has not reached ``start + wait``, or
     an earlier revision is held already (this newer one, which knows more, replaces it
     and keeps its place in time).
@@ -139,15 +140,28 @@ def hold_first(held: OrderedDict[str, tuple[Incident, float, float]],
     >>> h = OrderedDict()
     >>> hold_first(h, {}, inc, 0.0, 0.0, 60.0, 5.0), hold_first(h, {}, inc, 0.0, 60.0, 60.0, 6.0)
     (True, True)
-    >>> h["i"][2], hold_first(OrderedDict(), {"i": None}, inc, 0.0, 0.0, 60.0, 5.0)
+    >>> h["i"][2], hold_first(OrderedDict(), {"i": 0}, inc, 0.0, 0.0, 60.0, 5.0)
     (5.0, False)
     """
     was = held.get(inc.incident_id)
-    if was is None and (inc.incident_id in analysed or clock >= start + wait):
+    if was is None and (analysed.get(inc.incident_id, -1) >= inc.reopen_count
+                        or clock >= start + wait):
         return False
     held[inc.incident_id] = (inc, start if was is None else min(start, was[1]),
                              now if was is None else was[2])
     return True
+
+
+def first_moment(inc: Incident, analysed: Mapping[str, int], after: float) -> float:
+    """Event time the first analysis of ``inc`` waits from: its start, or, when it was
+    reopened since its last analysis, the moment it reopened (a new occurrence: the
+    correlator reopens an incident whose signal fires again soon after it resolved, and
+    that moment's other signals are not in it yet)."""
+    start = float(incident_window_args(inc, after)["start"])
+    seen = analysed.get(inc.incident_id)
+    if seen is not None and inc.reopen_count > seen:
+        return max(start, inc.time.timestamp())
+    return start
 
 
 def due_first(held: OrderedDict[str, tuple[Incident, float, float]], clock: float,
@@ -194,7 +208,7 @@ def register(ctx: StreamContext) -> None:
     #: the incident's first ``rca.first_seconds`` of event time
     held: OrderedDict[str, tuple[Incident, float, float]] = OrderedDict()
     #: incidents whose first analysis went out (a later revision is not held again)
-    analysed: OrderedDict[str, None] = OrderedDict()
+    analysed: OrderedDict[str, int] = OrderedDict()
     #: one analysis at a time, in the order taken: a held revision released by the timer
     #: and a newer one from the stream must not publish out of order (latest RCA wins)
     order = asyncio.Lock()
@@ -301,7 +315,7 @@ def register(ctx: StreamContext) -> None:
             store.clock, held_from + cfg.first_seconds)
         async with order:
             result = await analyze(inc, as_of=as_of)
-        analysed[inc.incident_id] = None
+        analysed[inc.incident_id] = inc.reopen_count
         analysed.move_to_end(inc.incident_id)
         while len(analysed) > MAX_ANALYSED:
             analysed.popitem(last=False)
@@ -326,7 +340,7 @@ def register(ctx: StreamContext) -> None:
             # nothing buffered at all (windows without sources): nothing to wait for
             if store is not None and cfg.first_seconds > 0 and (
                     len(store) or store.log_lines) and hold_first(
-                    held, analysed, inc, incident_window_args(inc, cfg.after_seconds)["start"],
+                    held, analysed, inc, first_moment(inc, analysed, cfg.after_seconds),
                     store.clock, cfg.first_seconds, time.monotonic()):
                 while len(held) > MAX_PENDING:
                     _, (old, old_start, _) = held.popitem(last=False)

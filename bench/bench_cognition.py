@@ -15,9 +15,9 @@ detector, early warning) on the same messages the broker part sends.
 2. **ceiling**: a plain aiokafka consumer reads and decodes (``MetricBatch``) them;
 3. **worker**: the worker consumes the same backlog (samples/s from its first
    to its last sample, scored, learned, anomalies out, state checkpointed);
-4. **latency**: produced at half the worker's rate for ``--latency-seconds`` with a
-   spike marker every 0.2 s; p50/p99 of produce -> anomaly produced (its Kafka
-   timestamp);
+4. **latency**: produced at half the worker's rate (or ``--latency-rate``) for
+   ``--latency-seconds`` with a spike marker every 0.2 s; p50/p99 of produce ->
+   anomaly produced (its Kafka timestamp);
 5. **state**: bytes per series in the ``baselines`` table;
 6. **restart**: SIGTERM, start again, one more round of every series with a
    marker spike: seconds until it is served again (marker anomaly out, judged
@@ -441,7 +441,8 @@ async def stream_bench(a: argparse.Namespace) -> dict[str, Any]:
         prod = AIOKafkaProducer(bootstrap_servers=broker.bootstrap, linger_ms=2,
                                 max_batch_size=1 << 20, max_request_size=8 << 20, acks=1)
         await prod.start()
-        target = rate / 2
+        # a fixed rate (--latency-rate) compares trees at the same input on a shared machine
+        target = a.latency_rate or rate / 2
         per_tick = a.series * a.points
         interval = per_tick / target
         markers: dict[str, float] = {}
@@ -492,6 +493,16 @@ async def stream_bench(a: argparse.Namespace) -> dict[str, Any]:
                         "table_keys": st["tables"].get("baselines", {}).get("keys"),
                         "rocksdb_dir_bytes": _du(work / "data")}
         out["state"]["rocksdb_bytes_per_series"] = out["state"]["rocksdb_dir_bytes"] / a.series
+        # what the checkpoints wrote against what came in (the metrics stage's health)
+        ck = st.get("health", {}).get("state", {})
+        base = ck.get("baselines", {})
+        out["state"]["checkpoints"] = {k: ck.get(k) for k in (
+            "checkpoints", "held", "last_took", "unacked", "input_bytes", "samples_saved")}
+        out["state"]["checkpoints"].update(baselines_records=base.get("records"),
+                                           baselines_bytes=base.get("bytes"))
+        if ck.get("input_bytes"):
+            out["state"]["checkpoints"]["written_per_input_byte"] = round(
+                (base.get("bytes") or 0) / ck["input_bytes"], 3)
 
         # ---- restart
         t_stop = time.monotonic()
@@ -587,6 +598,8 @@ def main() -> int:
     p.add_argument("--step", type=float, default=15.0)
     p.add_argument("--partitions", type=int, default=4)
     p.add_argument("--latency-seconds", type=float, default=30.0)
+    p.add_argument("--latency-rate", type=float, default=0.0,
+                   help="samples/s of the latency phase (default: half the worker's rate)")
     p.add_argument("--checkpoint-wait", type=float, default=6.0)
     p.add_argument("--checkpoint-interval", type=float, default=5.0,
                    help="worker.checkpoint_interval (default: the setting's default)")

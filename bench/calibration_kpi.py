@@ -3,6 +3,7 @@
 Usage::
 
     python bench/calibration_kpi.py [--data ../shared/devdata/kpi] [--scores DIR] [--skip-days 1]
+                                    [--by-series 0.8]
 
 A score ``x`` promises a tail probability per sample and direction,
 ``10 ** -surprisal_of(x)`` (docs/cognition.md, "What a score means"): on a series that
@@ -18,6 +19,10 @@ perfect detector would show a ratio a little above 1.
 
 Per series, the ratio's median and 90th percentile (over series with at least 5 expected
 onsets at that score) say whether the same score means the same rarity on every series.
+
+``--by-series SCORE`` lists, per series, the onsets at that score, how many fall in the
+series' first week and how many within 60 samples of a labelled segment (the cause
+breakdown behind a ratio above 1).
 
 ``--scores DIR`` reads a directory written by ``sre-agent backtest`` (or any detector's
 ``timestamp,value,anomaly_score`` CSVs); without it the backtest is run here.
@@ -104,6 +109,37 @@ def calibration(scores: dict[str, tuple[np.ndarray, np.ndarray]], labels: dict[s
     return rows
 
 
+def breakdown(scores: dict[str, tuple[np.ndarray, np.ndarray]], labels: dict[str, list],
+              skip_days: float, th: float, near: int = 60) -> list[dict]:
+    """Where the onsets at score ``th`` come from: per series, the onsets on label-free
+    samples split by phase (before / after the series' first week) and by whether a
+    labelled segment is within ``near`` samples (the labelled event's own edges)."""
+    out = []
+    for name, (t, s) in scores.items():
+        if not len(t):
+            continue
+        seg = np.zeros(len(t), bool)
+        for a, b in labels.get(name, []):
+            seg |= (t >= a) & (t <= b)
+        free = (t >= t[0] + skip_days * 86400.0) & ~seg
+        c = s >= th
+        on = np.flatnonzero(c & ~np.r_[False, c[:-1]] & free)
+        if not len(on):
+            continue
+        idx = np.flatnonzero(seg)
+        pos = np.searchsorted(idx, on)
+        dist = np.full(len(on), np.inf)
+        if len(idx):
+            after = idx[np.minimum(pos, len(idx) - 1)] - on
+            before = on - idx[np.maximum(pos - 1, 0)]
+            dist = np.minimum(np.where(after > 0, after, np.inf), np.where(before > 0, before, np.inf))
+        young = t[on] < t[0] + 7 * 86400.0
+        out.append({"series": name, "onsets": len(on), "first_week": int(young.sum()),
+                    "near_label": int((dist <= near).sum()), "samples": int(free.sum()),
+                    "expected": float(free.sum() * promise(th))})
+    return sorted(out, key=lambda r: -r["onsets"])
+
+
 def render(rows: list[dict]) -> str:
     out = [f"{'score':>5} {'promised p':>10} {'expected':>10} {'observed':>8} {'ratio':>7} "
            f"{'(95 % CI)':>16} {'series':>6} {'median':>6} {'p90':>6}"]
@@ -122,6 +158,8 @@ def main() -> int:
     ap.add_argument("--scores", type=Path, help="scored CSVs (default: run the backtest here)")
     ap.add_argument("--skip-days", type=float, default=1.0,
                     help="days of learning skipped at each series' start (default 1)")
+    ap.add_argument("--by-series", type=float, metavar="SCORE",
+                    help="also list, per series, where the onsets at SCORE come from")
     a = ap.parse_args()
     labels_path = a.data / "kpi" / "labels.json"
     if not labels_path.exists():
@@ -146,6 +184,14 @@ def main() -> int:
           f"({days:.0f} series-days after the first {a.skip_days:g}); alert onsets of the shown "
           f"score against p(score) x samples")
     print(render(rows))
+    if a.by_series is not None:
+        br = breakdown(scores, labels, a.skip_days, a.by_series)
+        print(f"\nonsets at {a.by_series:g} per series (label-free samples): in the first week, "
+              f"within 60 samples of a labelled segment, expected from the promise")
+        print(f"{'series':<40} {'onsets':>6} {'week 1':>6} {'near':>5} {'expected':>9}")
+        for r in br:
+            print(f"{r['series']:<40} {r['onsets']:>6} {r['first_week']:>6} {r['near_label']:>5} "
+                  f"{r['expected']:>9.3g}")
     return 0
 
 

@@ -152,7 +152,8 @@ def test_a_consumer_that_missed_the_labels_recovers_them_from_saved_state() -> N
     assert owner.take_new(3) == {}
     successor = SeriesDirectory(load=saved.get)  # a new owner of partition 3
     got = successor.expand(later, tag=3)
-    assert got.series == [{"name": "cpu", "labels": {"pod": "a"}, "points": [(2.0, 2.0)]}]
+    assert got.series == [{"name": "cpu", "labels": {"pod": "a"}, "points": [(2.0, 2.0)],
+                           "id": k}]
     assert successor.take_new() == {}  # restored, not new
     assert successor.forget([3]) == 1 and k not in successor
     # a tampered saved value is not trusted either

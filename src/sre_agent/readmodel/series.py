@@ -26,7 +26,7 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import Any
 
-from ..schemas.telemetry import series_id
+from ..schemas.telemetry import series_id, series_key
 
 __all__ = ["Band", "BandFn", "SeriesBuffer", "SeriesBuffers"]
 
@@ -66,6 +66,10 @@ class SeriesBuffers:
         self._buf: OrderedDict[str, SeriesBuffer] = OrderedDict()
         #: metric names of tracked series (cheap pre-filter of metric batches)
         self.metrics: dict[str, int] = {}
+        #: series key (``series_key``, what a ``metrics`` message names a series by)
+        #: of every tracked series -> its id: a decoded series carrying its key is
+        #: matched without building its id from its labels
+        self._keys: dict[str, str] = {}
 
     def __len__(self) -> int:
         return len(self._buf)
@@ -84,9 +88,11 @@ class SeriesBuffers:
         if buf is None:
             buf = SeriesBuffer(metric, service, deque(maxlen=self.max_points), deque(maxlen=100))
             self._buf[sid] = buf
+            self._keys[series_key(sid)] = sid
             self.metrics[metric] = self.metrics.get(metric, 0) + 1
             while len(self._buf) > self.max_series:
-                _, old = self._buf.popitem(last=False)
+                gone, old = self._buf.popitem(last=False)
+                self._keys.pop(series_key(gone), None)
                 n = self.metrics.get(old.metric, 0) - 1
                 if n <= 0:
                     self.metrics.pop(old.metric, None)
@@ -157,11 +163,15 @@ class SeriesBuffers:
         if not names:
             return 0
         kept = 0
+        keys = self._keys
         for s in series:
             name = s["name"]
             if name in names:
-                sid = series_id(name, s["labels"])
-                if sid in self._buf:
+                key = s.get("id")
+                # a series' key is bound to its labels (the directory recomputes it
+                # from them): a known key is its id; without one, the id is built
+                sid = keys.get(key) if key is not None else series_id(name, s["labels"])
+                if sid is not None and sid in self._buf:
                     kept += self.add_points(sid, s["points"], band)
         return kept
 

@@ -147,11 +147,18 @@ class SeriesDirectory:
         defs = self._defs
         for s in batch.series:
             key = s.get("id")
-            if key is not None and key not in defs:
-                if not self._define(key, s["name"], s["labels"], tag, new=True):
-                    out.mismatched.append(key)
-                else:  # the same labels, interned: what a model keeps shares the strings
-                    s["name"], s["labels"] = defs[key][0], defs[key][1]
+            if key is None:
+                continue
+            d = defs.get(key)
+            if d is None:
+                ok = self._define(key, s["name"], s["labels"], tag, new=True)
+            else:  # labels sent again: the key must still be theirs
+                ok = d[0] == s["name"] and d[1] == s["labels"]
+            if not ok:
+                out.mismatched.append(key)
+                del s["id"]  # not its key: what reads "id" downstream can trust it
+            else:  # the same labels, interned: what a model keeps shares the strings
+                s["name"], s["labels"] = defs[key][0], defs[key][1]
         if batch.refs:
             out.series = resolved = list(batch.series)
             for r in batch.refs:
@@ -160,7 +167,8 @@ class SeriesDirectory:
                 if d is None:
                     out.unresolved.append(r)
                 else:
-                    resolved.append({"name": d[0], "labels": d[1], "points": r["points"]})
+                    resolved.append({"name": d[0], "labels": d[1], "points": r["points"],
+                                     "id": key})
         return out
 
     def take_new(self, tag: int | None = None) -> dict[str, bytes]:

@@ -756,9 +756,10 @@ async def interval_ab(broker: Any, work: Path, a: argparse.Namespace, extra: dic
     return out
 
 
-def _read_report(path: Path, newer_than: float, timeout: float = 30.0) -> dict[str, Any]:
+def _read_report(path: Path, newer_than: float, timeout: float = 30.0,
+                 types: bool = False) -> dict[str, Any]:
     """The worker's memory report (``streams/memory_report.py``) written after a moment."""
-    Path(str(path) + ".want").touch()
+    Path(str(path) + ".want").write_text("types" if types else "")
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         try:
@@ -809,18 +810,28 @@ async def memory_one(broker: Any, work: Path, a: argparse.Namespace, extra: dict
         await post_all(mrun.urls, b, a.connections)
     want = a.memory_rounds * a.memory_series
     deadline = time.monotonic() + 600
-    while bc.status(mrun.ports[0])["samples_in"] < want and time.monotonic() < deadline:
+
+    def polled(read: Any, default: float) -> float:  # a busy worker may answer late
+        try:
+            return read()
+        except OSError:
+            return default
+
+    while (polled(lambda: bc.status(mrun.ports[0])["samples_in"], 0) < want
+           and time.monotonic() < deadline):
         await asyncio.sleep(1)
     # a quiet partition saves with its next event: more rounds until every
     # sample of the first ones is in a checkpoint (the state tables filled)
     extra_rounds = 0
-    while (mrun.state()["samples_saved"] < want and time.monotonic() < deadline):
+    while (polled(lambda: mrun.state()["samples_saved"], 0) < want
+           and time.monotonic() < deadline):
         b, _ = mload.bodies()
         await post_all(mrun.urls, b, a.connections)
         extra_rounds += 1
         await asyncio.sleep(a.checkpoint_wait)
     after = mrun.rss()
-    rep1 = await asyncio.to_thread(_read_report, report, time.time(), 300.0) if rep0 else {}
+    rep1 = await asyncio.to_thread(_read_report, report, time.time(), 300.0, True) \
+        if rep0 else {}
     f0, f1 = _flat(rep0), _flat(rep1)
     res = {"series": a.memory_series, "empty_kib": empty, "after_kib": after,
            "rounds": a.memory_rounds + extra_rounds, "seconds": time.monotonic() - t0,
@@ -834,6 +845,11 @@ async def memory_one(broker: Any, work: Path, a: argparse.Namespace, extra: dict
           f"{after / 1024:.0f} MiB ({res['per_series_bytes']:,.0f} B/series)", flush=True)
     print("  above empty, B/series: " + ", ".join(
         f"{k} {v:,.0f}" for k, v in res["parts_per_series"].items()), flush=True)
+    if rep1.get("producer"):
+        print(f"  producer backlog: {rep1['producer']}", flush=True)
+    for name, count, size in rep1.get("gc_types", [])[:12]:
+        print(f"    {count:>9,} {size / a.memory_series:6,.0f} B/series (shallow) {name}",
+              flush=True)
     if "python" in rep1:
         for line, size, count in rep1["python"]["top"][:15]:
             print(f"    {size / a.memory_series:8,.0f} B/series {count:>9,} {line}", flush=True)

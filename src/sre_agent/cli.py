@@ -194,6 +194,10 @@ def _worker(args: argparse.Namespace, settings: SettingsFactory) -> int:
     from .streams.admin import ensure_topics_sync
 
     s = settings()
+    from .streams import allocator
+
+    # before the worker's threads (RocksDB, the Kafka consumer) and tables allocate
+    allocator.configure(s.worker.malloc_mmap_threshold)
     with quiet_clients():  # an unreachable broker: the one error line says it
         ensure_topics_sync(s)
     # the stages' imports (seconds of CPU) only once the broker answered
@@ -204,7 +208,7 @@ def _worker(args: argparse.Namespace, settings: SettingsFactory) -> int:
     app, ctx = create_app(s)
     from .streams import memory_report
 
-    memory_report.start(ctx.tables)  # only with SRE_DEBUG_MEMORY_REPORT (benchmarks)
+    memory_report.start(ctx.tables, app=app)  # only with SRE_DEBUG_MEMORY_REPORT (benchmarks)
     worker = Worker(app, loglevel=s.worker.log_level, quiet=True, redirect_stdouts=False)
     # Worker handles SIGTERM/SIGINT: stop consuming, flush, commit, close
     worker.execute_from_commandline()

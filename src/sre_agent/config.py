@@ -124,6 +124,11 @@ class WorkerSettings(_Section):
     #: 0 in either: Faust's defaults for both (a cache and memtables per database)
     rocksdb_block_cache_bytes: int = Field(default=16 * 2**20, ge=0)
     rocksdb_memtable_bytes: int = Field(default=32 * 2**20, ge=0)
+    #: glibc's mmap threshold in the worker (bytes; streams/allocator.py): blocks at least
+    #: this large are mapped on their own and given back when freed. glibc's default
+    #: rises with every large block freed, and 256 KiB state leaves then leave free holes
+    #: in the heap that stay in RSS (issue 18). 0: glibc's default
+    malloc_mmap_threshold: int = Field(default=128 * 1024, ge=0, le=32 * 2**20)
 
 
 class PostgresSettings(_Section):

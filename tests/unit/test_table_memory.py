@@ -53,3 +53,15 @@ def test_table_databases_share_one_bounded_cache_and_memtable_budget(tmp_path: P
         assert int(db.property_int_value("rocksdb.block-cache-usage")) <= CACHE * 1.1
     usage = tables.memory.usage()
     assert usage["block_cache"] <= CACHE * 1.1 and usage["memtables"] <= MEMTABLES * 1.1
+
+
+def test_memory_report_reads_the_shared_rocksdb_memory(tmp_path: Path) -> None:
+    from sre_agent.streams import memory_report
+
+    tables, dbs = _dbs(tmp_path)
+    dbs[0][b"leaf"] = bytes(LEAF)
+    rep = memory_report.report(tables, types=True)
+    assert rep["smaps"]["Rss"] > 0 and rep["malloc"]["in_use"] > 0
+    assert rep["rocksdb"]["baselines"]["dbs"] == 2
+    assert rep["rocksdb_shared"]["memtables"] >= LEAF
+    assert rep["gc_types"][0][1] > 0

@@ -4,7 +4,8 @@ With ``SRE_DEBUG_MEMORY_REPORT=<path>`` in its environment the worker writes a
 JSON report to ``<path>`` when ``<path>.want`` appears, from a daemon thread (never on
 the event loop): the kernel's view (``/proc/self/smaps_rollup``), glibc's allocator (``mallinfo2``:
 bytes in use, free bytes held in its arenas), RocksDB per table (memtables, block cache,
-table readers, summed over the table's partition databases) and, if the process runs
+table readers, summed over the table's partition databases), the producer's backlog,
+the tracked container types if ``<path>.want`` says ``types`` and, if the process runs
 under ``PYTHONTRACEMALLOC``, Python's own allocations (total and the top lines). It reads
 only: nothing in the worker changes with it on or off, except the thread's own cost.
 """
@@ -84,10 +85,51 @@ def rocksdb_usage(tables: Any) -> dict[str, dict[str, int]]:
     return out
 
 
-def report(tables: Any = None, top: int = 25) -> dict[str, Any]:
+def gc_types(top: int = 25) -> list[list[Any]]:
+    """The container types the cyclic collector tracks, most numerous first:
+    ``[name, count, shallow bytes]`` (bytes and str are not tracked: their holders are)."""
+    import gc
+    import sys
+
+    count: dict[str, int] = {}
+    size: dict[str, int] = {}
+    for obj in gc.get_objects():
+        t = type(obj)
+        name = f"{t.__module__}.{t.__qualname__}"
+        count[name] = count.get(name, 0) + 1
+        size[name] = size.get(name, 0) + sys.getsizeof(obj)
+    return [[n, c, size[n]] for n, c in sorted(count.items(), key=lambda kv: -kv[1])[:top]]
+
+
+def producer_backlog(app: Any) -> dict[str, int]:
+    """Messages waiting in Faust's producer buffer and bytes in aiokafka's batches."""
+    out = {"faust_pending": 0, "aiokafka_batches": 0, "aiokafka_batch_bytes": 0}
+    producer = getattr(app, "_producer", None)
+    if producer is None:
+        return out
+    buffer = getattr(producer, "buffer", None)
+    out["faust_pending"] = int(getattr(buffer, "size", 0) or 0)
+    client = getattr(producer, "_producer", None) or getattr(producer, "_producer_obj", None)
+    acc = getattr(client, "_message_accumulator", None)
+    for batches in list(getattr(acc, "_batches", {}).values()):
+        for batch in list(batches):
+            out["aiokafka_batches"] += 1
+            try:
+                out["aiokafka_batch_bytes"] += int(batch.size())
+            except Exception:  # noqa: BLE001  (another aiokafka version)
+                pass
+    return out
+
+
+def report(tables: Any = None, top: int = 25, app: Any = None,
+           types: bool = False) -> dict[str, Any]:
     import tracemalloc
 
     rep: dict[str, Any] = {"time": time.time(), "smaps": smaps_rollup(), "malloc": mallinfo()}
+    if app is not None:
+        rep["producer"] = producer_backlog(app)
+    if types:
+        rep["gc_types"] = gc_types(top)
     if tables is not None:
         rep["rocksdb"] = rocksdb_usage(tables)
         shared = getattr(tables, "memory", None)
@@ -101,7 +143,7 @@ def report(tables: Any = None, top: int = 25) -> dict[str, Any]:
     return rep
 
 
-def start(tables: Any, poll: float = 0.5) -> threading.Thread | None:
+def start(tables: Any, poll: float = 0.5, app: Any = None) -> threading.Thread | None:
     """Start the report thread if the environment asks for it: a report is written
     each time the file ``<path>.want`` appears (and that file removed), so a Python
     snapshot, which holds the interpreter for seconds at 100,000 series, is taken
@@ -116,7 +158,8 @@ def start(tables: Any, poll: float = 0.5) -> threading.Thread | None:
             if want.exists():
                 try:
                     tmp = path + ".tmp"
-                    Path(tmp).write_text(json.dumps(report(tables)))
+                    types = want.read_text().strip() == "types"
+                    Path(tmp).write_text(json.dumps(report(tables, app=app, types=types)))
                     os.replace(tmp, path)
                     want.unlink(missing_ok=True)
                 except Exception:  # noqa: BLE001  (a debug aid never stops the worker)

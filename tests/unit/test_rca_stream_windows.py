@@ -21,7 +21,8 @@ from sre_agent.schemas.series_refs import SeriesDirectory
 from sre_agent.schemas.telemetry import series_id, series_key
 from sre_agent.schemas.windows import MAX_ROWS
 from sre_agent.streams.rca_agent import incident_window_args
-from sre_agent.streams.rca_windows import WindowFeed, WindowRollup, series_key_of
+from sre_agent.streams.rca_windows import (WindowFeed, WindowRollup, _row_bytes,
+                                          series_key_of)
 
 START = 1_700_003_600.0
 
@@ -146,6 +147,126 @@ def test_rollup_messages_stay_under_the_byte_bound() -> None:
     sizes = [len(encode(m)) for m in msgs]
     assert len(msgs) >= 3 and max(sizes) <= 512 * 1024, sizes
     assert sum(len(m.service) for m in msgs) == 10_000
+
+
+def _reference_rows(bucket: float, horizon: float, batches: list[list[dict[str, Any]]],
+                    flush_after: set[int]) -> list[list[tuple[str, str, float, float, int]]]:
+    """What a rollup flushes, sample by sample (the rollup's first design): the key of
+    every series from its labels, one open partial per (service, series key)."""
+    import math
+
+    from sre_agent.processors.redact import redact_secrets
+
+    clock, opened, closed, out = -math.inf, {}, [], []
+    for i, batch in enumerate(batches):
+        for s in batch:
+            key = (redact_secrets(service_of(s["labels"])),
+                   redact_secrets(series_key_of(s["name"], s["labels"])))
+            for t, v in s["points"]:
+                if t < clock - horizon:
+                    continue
+                clock = max(clock, t)
+                b, acc = math.floor(t / bucket), opened.get(key)
+                if acc is not None and acc[0] == b:
+                    acc[1], acc[2], acc[3] = max(acc[1], t), acc[2] + v, acc[3] + 1
+                else:
+                    if acc is not None:
+                        closed.append((*key, acc[1], acc[2], acc[3]))
+                    opened[key] = [b, t, v, 1]
+        if i in flush_after:
+            out.append(closed + [(*k, a[1], a[2], a[3]) for k, a in opened.items()])
+            opened, closed = {}, []
+    return out
+
+
+@pytest.mark.parametrize("max_keys", [200_000, 7])
+def test_rollup_rows_are_those_of_every_sample_whatever_the_key_cache(max_keys: int) -> None:
+    """Series keyed by their verified id or by their labels' identity, a full key cache
+    (cleared mid-flush), two series of one store key (the service named by ``app`` and
+    by ``service``), late samples, forget(): the rows of every flush, in order, are
+    those of folding every sample with keys computed from the labels."""
+    rng = np.random.default_rng(11)
+    defs = []
+    for i in range(30):
+        labels = {"app" if i % 10 == 3 else "service": f"s{i % 4}", "pod": f"p{i % 10}",
+                  "token": "password=hunter2" if i == 5 else "x"}
+        defs.append(("m", labels, series_key(series_id("m", labels))))
+    batches = []
+    for step in range(120):
+        batch = []
+        for j, (name, labels, key) in enumerate(defs):
+            if rng.random() < 0.3:
+                continue
+            t = START + 7 * step - (rng.uniform(0, 200) if rng.random() < 0.1 else 0.0)
+            pts = [(float(t + k), float(rng.normal())) for k in range(int(rng.integers(1, 3)))]
+            s = {"name": name, "labels": dict(labels) if j % 3 == 0 else labels, "points": pts}
+            if j % 2 == 0:
+                s["id"] = key
+            batch.append(s)
+        batches.append(batch)
+    flush_after = {i for i in range(len(batches)) if rng.random() < 0.25} | {len(batches) - 1}
+    r = WindowRollup(bucket=60, horizon=900, max_keys=max_keys, max_bytes=1 << 30)
+    got = []
+    for i, batch in enumerate(batches):
+        r.add_series(batch)
+        if i % 17 == 5:
+            r.forget()
+        if i in flush_after:
+            got.append([row for m in r.flush("w") for row in m.rows()])
+    want = _reference_rows(60, 900, batches, flush_after)
+    assert got == want and sum(map(len, got)) > 500
+    assert not any("hunter2" in row[1] for rows in got for row in rows)
+
+
+@pytest.mark.parametrize("max_bytes", [600, 700, 2_000, 1 << 20])
+def test_rollup_cuts_messages_greedily_under_the_byte_bound(max_bytes: int) -> None:
+    """Each message takes rows in order while they fit (one row at least, even a row
+    alone over the bound): the cut of the first design, row by row."""
+    from sre_agent.streams.rca_windows import _HEAD_BYTES
+
+    r = WindowRollup(bucket=60, horizon=600, max_bytes=max_bytes)
+    r.add_series([{"name": "m" * (1 + i * 37 % 150), "labels": {"service": "s", "i": str(i)},
+                   "points": [(10_000.0, 1.0)]} for i in range(300)])
+    msgs = r.flush("w")
+    rows = [row for m in msgs for row in m.rows()]
+    assert len(rows) == 300
+    cut, start, used = [], 0, _HEAD_BYTES
+    for i, row in enumerate(rows):
+        used += _row_bytes(row[0], row[1])
+        if i > start and used > max_bytes:
+            cut.append(i - start)
+            start, used = i, _HEAD_BYTES + _row_bytes(row[0], row[1])
+    cut.append(len(rows) - start)
+    assert [len(m.service) for m in msgs] == cut
+    assert all(len(encode(m)) <= max_bytes or len(m.service) == 1 for m in msgs)
+
+
+def test_store_add_partials_is_add_partial_row_by_row() -> None:
+    """The feed's bulk fold equals add_partial on every row: non-finite, empty and too
+    old rows skipped, late rows folded into their bucket or dropped, the bounds on
+    series (least recently updated dropped) and on points per series."""
+    rng = np.random.default_rng(5)
+    a = WindowStore(horizon=900, bucket=60, max_series=12)
+    b = WindowStore(horizon=900, bucket=60, max_series=12)
+    for step in range(60):
+        n = int(rng.integers(1, 40))
+        cols: tuple[list[Any], ...] = ([], [], [], [], [])
+        for _ in range(n):
+            t = START + 20 * step - (rng.uniform(0, 1200) if rng.random() < 0.2 else 0.0)
+            total = float(rng.normal()) if rng.random() > 0.03 else float("nan")
+            if rng.random() < 0.02:
+                t = float("inf")
+            row = (f"s{rng.integers(0, 4)}", f"m{rng.integers(0, 5)}", float(t), total,
+                   int(rng.integers(0, 4)))
+            for c, x in zip(cols, row, strict=True):
+                c.append(x)
+        for row in zip(*cols, strict=True):
+            a.add_partial(*row)
+        b.add_partials(*cols)
+        assert a.clock == b.clock and a.dropped_series == b.dropped_series
+    assert list(a._series) == list(b._series)
+    assert [list(s.buckets) for s in a._series.values()] == \
+        [list(s.buckets) for s in b._series.values()]
 
 
 def test_store_window_ranks_like_the_offline_input() -> None:

@@ -185,6 +185,51 @@ class WindowStore:
             return
         self._fold(self._series_at(service, metric), t, total, count)
 
+    def add_partials(self, service: Sequence[str], metric: Sequence[str], t: Sequence[float],
+                     total: Sequence[float], count: Sequence[int]) -> None:
+        """:meth:`add_partial` of every row of columns of equal length (a
+        :class:`~sre_agent.schemas.windows.WindowPoints` message), in order: the same
+        store, with the per-row work inlined (the feed folds one row per series and
+        flush of the whole ``rca-windows`` topic)."""
+        series = self._series
+        get, move = series.get, series.move_to_end
+        isfinite, floor = math.isfinite, math.floor
+        width, horizon, max_points = self.bucket, self.horizon, self.max_points
+        clock = self.clock
+        lo = clock - horizon
+        for sv, m, tt, tot, c in zip(service, metric, t, total, count, strict=True):
+            if not (isfinite(tt) and isfinite(tot)) or c < 1 or tt < lo:
+                continue
+            key = (sv, m)
+            s = get(key)
+            if s is None:
+                s = self._series_at(sv, m)
+            else:
+                move(key)
+            buckets = s.buckets
+            b = floor(tt / width)
+            last = buckets[-1] if buckets else None
+            if last is not None and last[0] == b:
+                if tt > last[1]:
+                    last[1] = tt
+                last[2] += tot
+                last[3] += c
+            elif last is None or last[0] < b:
+                buckets.append([b, tt, tot, c])
+                if len(buckets) > max_points:
+                    buckets.popleft()
+            else:  # a late partial: fold it into its bucket if still kept
+                for row in buckets:
+                    if row[0] == b:
+                        if tt > row[1]:
+                            row[1] = tt
+                        row[2] += tot
+                        row[3] += c
+                        break
+            if tt > clock:
+                clock, lo = tt, tt - horizon
+        self.clock = clock
+
     def add_log(self, t: float, service: str, message: str) -> None:
         if not math.isfinite(t) or t < self.clock - self.horizon:
             return

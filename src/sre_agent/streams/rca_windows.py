@@ -31,7 +31,9 @@ from __future__ import annotations
 import logging
 import math
 import time
+from bisect import bisect_right
 from collections.abc import Callable, Iterable
+from itertools import accumulate
 from typing import Any
 
 import orjson
@@ -83,13 +85,14 @@ def _row_bytes(service: str, metric: str) -> int:
     return len(orjson.dumps(service)) + len(orjson.dumps(metric)) + 3 * 24 + 5
 
 
-def _message(source: str, rows: list[tuple[tuple[str, str, int], float, float, int]]
-             ) -> WindowPoints:
-    """A message of ``rows``; its strings are redacted already (``add_series``), so it
-    is encoded without another pass (:meth:`StreamContext.encode`)."""
+def _message(source: str, keys: list[tuple[str, str, int]], t: list[float],
+             total: list[float], count: list[int]) -> WindowPoints:
+    """A message of rows (``keys[i]``: service, series key, row bytes); its strings are
+    redacted already (``add_series``), so it is encoded without another pass
+    (:meth:`StreamContext.encode`)."""
     return WindowPoints.model_construct(
-        source=redact_secrets(source[:256]), service=[r[0][0] for r in rows], metric=[r[0][1] for r in rows],
-        t=[r[1] for r in rows], total=[r[2] for r in rows], count=[r[3] for r in rows])
+        source=redact_secrets(source[:256]), service=[k[0] for k in keys],
+        metric=[k[1] for k in keys], t=t, total=total, count=count)
 
 
 class WindowRollup:
@@ -118,13 +121,18 @@ class WindowRollup:
         self.max_keys = max_keys
         self.max_bytes = max_bytes
         self.clock = -math.inf
-        #: id(labels) -> (labels, name, (service, series key, row bytes)): computed once
-        #: per series
-        #: (holding the labels keeps the id theirs)
-        self._keys: dict[int, tuple[Any, str, tuple[str, str, int]]] = {}
-        #: (service, series key, row bytes) -> [bucket, last t, sum, count] of the open
-        #: partial
-        self._open: dict[tuple[str, str, int], list[Any]] = {}
+        #: a series' verified key (``s["id"]``, resolved series) -> its entry
+        self._ids: dict[str, list[Any]] = {}
+        #: id(labels) -> (labels, name, entry), for series without a key; holding the
+        #: labels keeps the id theirs
+        self._labels: dict[int, tuple[Any, str, list[Any]]] = {}
+        #: (service, series key, row bytes) -> entry: series of the same store key (a
+        #: service named by another label) share one entry, hence one open partial.
+        #: An entry is ``[key, bucket, last t, sum, count]`` of its open partial
+        #: (bucket None: none open)
+        self._entries: dict[tuple[str, str, int], list[Any]] = {}
+        #: entries with an open partial, in the order they opened since the last flush
+        self._open: list[list[Any]] = []
         #: closed partials waiting for the next flush: (key, last t, sum, count)
         self._closed: list[tuple[tuple[str, str, int], float, float, int]] = []
 
@@ -133,68 +141,108 @@ class WindowRollup:
         """Rows the next flush sends (at most)."""
         return len(self._open) + len(self._closed)
 
+    def _entry(self, name: str, labels: dict[str, str]) -> list[Any]:
+        """A series' entry (its key computed once per series: the callers cache it)."""
+        if len(self._ids) + len(self._labels) >= self.max_keys:
+            self._drop_keys()
+        # secrets out once per series here, not once per row and flush when the
+        # message is encoded (that was a third of a worker's CPU)
+        service = redact_secrets(service_of(labels))
+        metric = redact_secrets(series_key_of(name, labels))
+        key = (service, metric, _row_bytes(service, metric))
+        e = self._entries.get(key)
+        if e is None:
+            e = self._entries[key] = [key, None, 0.0, 0.0, 0]
+        return e
+
+    def _drop_keys(self) -> None:
+        self._ids.clear()
+        self._labels.clear()
+        # an open partial stays its key's until flushed
+        self._entries = {e[0]: e for e in self._open}
+
     def add_series(self, series: Iterable[Any]) -> None:
-        """Fold the points of decoded series (``{"name", "labels", "points"}``)."""
-        keys, opened, closed, bucket = self._keys, self._open, self._closed, self.bucket
+        """Fold the points of decoded series (``{"name", "labels", "points"}``, with
+        ``"id"`` when resolved: the series' key, checked against its labels)."""
+        ids, closed, opened, bucket, horizon = (self._ids, self._closed, self._open,
+                                                self.bucket, self.horizon)
         floor = math.floor
         clock = self.clock
-        lo = clock - self.horizon
+        lo = clock - horizon
         for s in series:
             points = s["points"]
             if not points:
                 continue
-            # the directory hands every message of a series the same (interned) name and
-            # labels objects: one identity check finds the key
-            name, labels = s["name"], s["labels"]
-            e = keys.get(id(labels))
-            if e is None or e[0] is not labels or e[1] is not name:
-                if len(keys) >= self.max_keys:
-                    keys.clear()
-                # secrets out once per series here, not once per row and flush when
-                # the message is encoded (that was a third of a worker's CPU)
-                service = redact_secrets(service_of(labels))
-                metric = redact_secrets(series_key_of(name, labels))
-                e = keys[id(labels)] = (labels, name, (service, metric, _row_bytes(service,
-                                                                                   metric)))
-            key = e[2]
-            acc = opened.get(key)
+            sid = s.get("id")
+            if sid is not None:
+                e = ids.get(sid)
+                if e is None:
+                    e = ids[sid] = self._entry(s["name"], s["labels"])
+            else:
+                # the directory hands every message of a series the same (interned)
+                # name and labels objects: one identity check finds the entry
+                name, labels = s["name"], s["labels"]
+                c = self._labels.get(id(labels))
+                if c is None or c[0] is not labels or c[1] is not name:
+                    e = self._entry(name, labels)
+                    self._labels[id(labels)] = (labels, name, e)
+                else:
+                    e = c[2]
             for t, v in points:
                 if t < lo:
                     continue
                 if t > clock:
-                    clock, lo = t, t - self.horizon
+                    clock, lo = t, t - horizon
                 b = floor(t / bucket)
-                if acc is not None and acc[0] == b:
-                    if t > acc[1]:
-                        acc[1] = t
-                    acc[2] += v
-                    acc[3] += 1
+                if e[1] == b:
+                    if t > e[2]:
+                        e[2] = t
+                    e[3] += v
+                    e[4] += 1
                 else:
-                    if acc is not None:
-                        closed.append((key, acc[1], acc[2], acc[3]))
-                    acc = opened[key] = [b, t, v, 1]
+                    if e[1] is None:
+                        opened.append(e)
+                    else:
+                        closed.append((e[0], e[2], e[3], e[4]))
+                    e[1], e[2], e[3], e[4] = b, t, v, 1
         self.clock = clock
 
     def flush(self, source: str) -> list[WindowPoints]:
         """Every waiting partial, as messages of at most :data:`MAX_ROWS` rows and
         ``max_bytes`` encoded bytes (Kafka refuses records over ~1 MB)."""
-        rows = self._closed
-        rows.extend((k, a[1], a[2], a[3]) for k, a in self._open.items())
-        self._closed, self._open = [], {}
+        closed, opened = self._closed, self._open
+        self._closed, self._open = [], []
+        # columns: the closed partials, then the open ones in the order they opened
+        keys = [r[0] for r in closed]
+        keys += [e[0] for e in opened]
+        t = [r[1] for r in closed]
+        t += [e[2] for e in opened]
+        total = [r[2] for r in closed]
+        total += [e[3] for e in opened]
+        count = [r[3] for r in closed]
+        count += [e[4] for e in opened]
+        for e in opened:
+            e[1] = None
         out: list[WindowPoints] = []
-        start, used = 0, _HEAD_BYTES
-        for i, row in enumerate(rows):
-            used += row[0][2]
-            if i > start and (used > self.max_bytes or i - start >= MAX_ROWS):
-                out.append(_message(source, rows[start:i]))
-                start, used = i, _HEAD_BYTES + row[0][2]
-        if start < len(rows):
-            out.append(_message(source, rows[start:]))
+        # cut greedily: each message takes the most rows that fit (at least one);
+        # ends[i] = bytes of the first i rows
+        ends = [0, *accumulate([k[2] for k in keys])]
+        room = self.max_bytes - _HEAD_BYTES
+        start, n = 0, len(keys)
+        while start < n:
+            stop = bisect_right(ends, ends[start] + room, start + 1) - 1
+            stop = min(max(stop, start + 1), start + MAX_ROWS, n)
+            if start == 0 and stop == n:
+                out.append(_message(source, keys, t, total, count))
+            else:
+                out.append(_message(source, keys[start:stop], t[start:stop],
+                                    total[start:stop], count[start:stop]))
+            start = stop
         return out
 
     def forget(self) -> None:
         """Drop the key cache (partitions revoked: their series may not come back)."""
-        self._keys.clear()
+        self._drop_keys()
 
 
 class WindowFeed(GrouplessReader):
@@ -227,9 +275,7 @@ class WindowFeed(GrouplessReader):
         try:
             if topic == WindowPoints.TOPIC:
                 w = decode(WindowPoints, value)  # type: ignore[arg-type]
-                add = self.store.add_partial
-                for row in zip(w.service, w.metric, w.t, w.total, w.count, strict=True):
-                    add(*row)
+                self.store.add_partials(w.service, w.metric, w.t, w.total, w.count)
                 self.rows += len(w.service)
             else:
                 # secrets out at the source, as every stage's LogRecord input

@@ -851,7 +851,7 @@ async def memory_one(broker: Any, work: Path, a: argparse.Namespace, extra: dict
         print(f"    {count:>9,} {size / a.memory_series:6,.0f} B/series (shallow) {name}",
               flush=True)
     if "python" in rep1:
-        for line, size, count in rep1["python"]["top"][:15]:
+        for line, size, count in rep1["python"].get("grown", rep1["python"]["top"])[:25]:
             print(f"    {size / a.memory_series:8,.0f} B/series {count:>9,} {line}", flush=True)
     shared = "rocksdb_shared" in rep1  # one cache for every table: not per table
     for t, row in sorted(rep1.get("rocksdb", {}).items()):

@@ -140,7 +140,17 @@ def report(tables: Any = None, top: int = 25, app: Any = None,
         stats = snap.statistics("lineno")
         rep["python"] = {"traced": sum(s.size for s in stats), "top": [
             [str(s.traceback[0]), s.size, s.count] for s in stats[:top]]}
+        if _FIRST:  # what grew since the first report (the empty worker's)
+            diff = snap.compare_to(_FIRST[0], "lineno")
+            rep["python"]["grown"] = [[str(d.traceback[0]), d.size_diff, d.count_diff]
+                                      for d in diff[:top]]
+        else:
+            _FIRST.append(snap)
     return rep
+
+
+#: the first tracemalloc snapshot taken (the baseline of ``grown``)
+_FIRST: list[Any] = []
 
 
 def start(tables: Any, poll: float = 0.5, app: Any = None) -> threading.Thread | None:

@@ -86,3 +86,27 @@ def test_a_reopened_incident_waits_for_its_new_moment() -> None:
     analysed["inc"] = 1
     assert first_moment(back, analysed, 300.0) == t
     assert not hold_first(held, analysed, back, t, t + 7200, 60.0, now=1.0)
+
+
+def test_the_first_moment_is_judged_by_the_metric_windows_clock() -> None:
+    """Scorecard run 4, traffic_surge: the log lines (straight from ``logs``) moved the
+    windows' clock past the first moment while the metric partials (a flush interval
+    behind) did not hold the gateway's request-rate rise yet; the first RCA read the
+    '503 overloaded, shedding' lines alone as a dependency failure."""
+    from sre_agent.processors.rca_windows import WindowStore
+    from sre_agent.streams.rca_agent import first_clock
+
+    t = T0.timestamp()
+    store = WindowStore(bucket=60.0)
+    assert first_clock(store) == float("-inf")
+    store.add_log(t + 5, "api-gateway", "503 Service Unavailable: overloaded, shedding")
+    assert first_clock(store) == t + 5  # no series at all: the lines' clock
+    store.add_points("api-gateway", "http_requests_per_second", [(t, 1300.0)])
+    store.add_log(t + 75, "api-gateway", "503 Service Unavailable: overloaded, shedding")
+    assert store.clock == t + 75 and first_clock(store) == t  # the metrics are behind
+    held: OrderedDict = OrderedDict()
+    inc = revision(1, ("log", "api-gateway", "503 overloaded"))
+    hold_first(held, {}, inc, t, first_clock(store), 60.0, now=0.0)
+    assert due_first(held, first_clock(store), 60.0, stalled=False, now=0.1) == []
+    store.add_points("api-gateway", "http_requests_per_second", [(t + 60, 7500.0)])
+    assert due_first(held, first_clock(store), 60.0, stalled=False, now=0.2) == [(inc, t)]

@@ -122,6 +122,9 @@ class WindowStore:
         self._series: OrderedDict[tuple[str, str], _Series] = OrderedDict()
         self._logs: deque[tuple[float, str, str]] = deque()
         self.clock = -math.inf
+        #: the latest sample time of the metric series alone (log lines come straight from
+        #: ``logs``; metric partials lag by the detection stage's flush interval)
+        self.metric_clock = -math.inf
         self.dropped_series = 0
 
     def __len__(self) -> int:
@@ -166,6 +169,8 @@ class WindowStore:
                     break
         if t > self.clock:
             self.clock = t
+        if t > self.metric_clock:
+            self.metric_clock = t
 
     def add_points(self, service: str, metric: str, points: Iterable[Sequence[float]]) -> None:
         """Add ``(t, value)`` samples of one series (finite values; any order)."""
@@ -197,6 +202,7 @@ class WindowStore:
         width, horizon, max_points = self.bucket, self.horizon, self.max_points
         clock = self.clock
         lo = clock - horizon
+        newest = -math.inf
         for sv, m, tt, tot, c in zip(service, metric, t, total, count, strict=True):
             if not (isfinite(tt) and isfinite(tot)) or c < 1 or tt < lo:
                 continue
@@ -226,9 +232,13 @@ class WindowStore:
                         row[2] += tot
                         row[3] += c
                         break
-            if tt > clock:
-                clock, lo = tt, tt - horizon
+            if tt > newest:
+                newest = tt
+                if tt > clock:
+                    clock, lo = tt, tt - horizon
         self.clock = clock
+        if newest > self.metric_clock:
+            self.metric_clock = newest
 
     def add_log(self, t: float, service: str, message: str) -> None:
         if not math.isfinite(t) or t < self.clock - self.horizon:

@@ -47,7 +47,8 @@ from ..sinks.breakers import breaker_health
 from .context import StreamContext
 from .rca_windows import WindowFeed
 
-__all__ = ["due_first", "due_refinements", "first_moment", "hold_first", "incident_window_args", "register"]
+__all__ = ["due_first", "due_refinements", "first_clock", "first_moment", "hold_first",
+           "incident_window_args", "register"]
 
 log = logging.getLogger(__name__)
 
@@ -162,6 +163,13 @@ def first_moment(inc: Incident, analysed: Mapping[str, int], after: float) -> fl
     if seen is not None and inc.reopen_count > seen:
         return max(start, inc.time.timestamp())
     return start
+
+
+def first_clock(store: WindowStore) -> float:
+    """Event time up to which the windows hold the evidence of a moment: the metric
+    series' clock when there are series (their partials come a flush interval after the
+    log lines, which arrive directly), else the log lines' clock."""
+    return min(store.clock, store.metric_clock) if len(store) else store.clock
 
 
 def due_first(held: OrderedDict[str, tuple[Incident, float, float]], clock: float,
@@ -312,7 +320,7 @@ def register(ctx: StreamContext) -> None:
         event time it waited for, at most start + ``rca.first_seconds``)."""
         start = incident_window_args(inc, cfg.after_seconds)["start"]
         as_of = None if held_from is None or store is None else min(
-            store.clock, held_from + cfg.first_seconds)
+            first_clock(store), held_from + cfg.first_seconds)
         async with order:
             result = await analyze(inc, as_of=as_of)
         analysed[inc.incident_id] = inc.reopen_count
@@ -341,7 +349,7 @@ def register(ctx: StreamContext) -> None:
             if store is not None and cfg.first_seconds > 0 and (
                     len(store) or store.log_lines) and hold_first(
                     held, analysed, inc, first_moment(inc, analysed, cfg.after_seconds),
-                    store.clock, cfg.first_seconds, time.monotonic()):
+                    first_clock(store), cfg.first_seconds, time.monotonic()):
                 while len(held) > MAX_PENDING:
                     _, (old, old_start, _) = held.popitem(last=False)
                     await first_or_next(old, old_start)
@@ -365,7 +373,8 @@ def register(ctx: StreamContext) -> None:
             stalled = (feed is None or feed.caught_up) and now - clock_seen[1] >= STALLED_WALL
             # taken out before any await: the rca agent drops entries meanwhile (resolved
             # incidents), which crashed the worker when this loop looked them up later
-            for inc, start in due_first(held, store.clock, cfg.first_seconds, stalled, now):
+            for inc, start in due_first(held, first_clock(store), cfg.first_seconds, stalled,
+                                        now):
                 await first_or_next(inc, start)
             for inc, shown in due_refinements(pending, store.clock, cfg.after_seconds,
                                               stalled, now):
@@ -382,7 +391,7 @@ def register(ctx: StreamContext) -> None:
                 now = time.monotonic()
                 stalled = (feed is None or feed.caught_up) \
                     and now - clock_seen[1] >= STALLED_WALL and store.clock == clock_seen[0]
-                for inc, start in due_first(held, store.clock, cfg.first_seconds, stalled,
+                for inc, start in due_first(held, first_clock(store), cfg.first_seconds, stalled,
                                             now):
                     await first_or_next(inc, start)
 

@@ -539,3 +539,29 @@ def test_stream_analyzer_ranks_services_by_the_engine_and_types_causes_by_rules(
     assert any(e.kind == "metric" for e in top.evidence)  # the engine's evidence
     # without windows the signals alone are ranked (the fallback)
     assert RootCauseAnalyzer(ServiceGraph(EDGES)).analyze(inc).hypotheses
+
+
+def test_a_stopped_statement_corroborates_its_services_mix_change_a_rise_does_not() -> None:
+    # api: a statement stops and a sibling takes over (a code path broke); db: one of its
+    # statements fires three times as often (more traffic of one kind); both mixes shift
+    lines = []
+    for i in range(60):
+        t = START - 3600 + 60 * i
+        for k in range(4):
+            lines.append((t + k, "api", f"INFO api route lookup ids {i} {k} done"))
+            lines.append((t + 10 + k, "api", f"INFO api price query train {k} ok"))
+            lines.append((t + 20 + k, "db", f"INFO db select rows {i + k}"))
+            lines.append((t + 30 + k, "db", f"INFO db commit of the open transaction finished tx {k}"))
+    for i in range(5):
+        t = START + 60 * i
+        for k in range(8):
+            lines.append((t + 10 + k, "api", f"INFO api price query train {k} ok"))
+        for k in range(4):
+            lines.append((t + 20 + k, "db", f"INFO db select rows {i + k}"))
+        for k in range(12):
+            lines.append((t + 30 + k, "db", f"INFO db commit of the open transaction finished tx {k}"))
+    ev = log_evidence(lines, START)
+    mix = {e.service: e for e in ev if e.change == "mix"}
+    assert any(e.service == "api" and e.change == "down" for e in ev)
+    assert mix["api"].score > mix["api"].z * 1.05, mix["api"]      # corroborated
+    assert mix["db"].score == pytest.approx(mix["db"].z), mix["db"]   # a rise: not

@@ -52,7 +52,7 @@ import math
 import re
 from collections import Counter
 from collections.abc import Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from statistics import NormalDist
 
 import numpy as np
@@ -75,6 +75,9 @@ RATE_CV = 0.5
 MIX_WEIGHT = 1.0
 #: fewest lines (before + after) of a template for it to enter the mix test
 MIX_MIN = 2
+#: share of a service's strongest stopped non-error statement added to its mix change
+#: (log1p scale; as the engine's corroboration between kinds of evidence)
+MIX_CORROBORATION = 0.25
 #: trace id in a log line (``TraceID: 3f2a…``, ``trace_id=…``, ``"traceId":"…"``)
 _TRACE = re.compile(r"trace[_-]?id\"?\s*[:=]\s*\"?([0-9A-Za-z][0-9A-Za-z._-]{7,})", re.I)
 #: shortest hand-off gap: log timestamps' resolution (seconds)
@@ -305,7 +308,35 @@ def log_evidence(lines: Iterable[tuple[float, str, str]], start: float, referenc
     c = count_templates(lines, start, reference, after, levels, miners)
     if c.t_ref <= 0 or c.t_after <= 0:
         return []
-    return judge_templates(c) + mix_shift(c) + handoff_delays(lines, start, reference, after)
+    judged = judge_templates(c)
+    return (judged + _with_stopped(mix_shift(c), judged)
+            + handoff_delays(lines, start, reference, after))
+
+
+def _with_stopped(mixes: list[LogEvidence], judged: list[LogEvidence]) -> list[LogEvidence]:
+    """A service's mix change counted together with its strongest stopped statement.
+
+    The mix test (:func:`mix_shift`) says the service's code paths changed, whatever its
+    traffic did; a non-error statement whose rate fell says which path stopped running.
+    Together they are a code path that broke (an exception thrown before the statement),
+    so the drop corroborates the mix as one kind of evidence corroborates another
+    (log1p scale, :data:`MIX_CORROBORATION`). A *rise* of a non-error statement does
+    not: it moves with traffic, which the mix test has just cancelled; nor does an error
+    template that stopped (an earlier fault's errors ending is a recovery).
+    """
+    stopped: dict[str, float] = {}
+    for e in judged:
+        if e.change == "down" and not e.is_error:
+            stopped[e.service] = max(stopped.get(e.service, 0.0), e.score)
+    out = []
+    for m in mixes:
+        d = stopped.get(m.service, 0.0)
+        if d > 0:
+            hi, lo = max(m.score, d), min(m.score, d)
+            m = replace(m, score=round(math.expm1(math.log1p(hi)
+                                                  + MIX_CORROBORATION * math.log1p(lo)), 4))
+        out.append(m)
+    return out
 
 
 def handoff_delays(lines: Iterable[tuple[float, str, str]], start: float,

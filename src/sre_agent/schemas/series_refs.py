@@ -31,7 +31,7 @@ refresh interval; a ref it cannot resolve is reported, never guessed.
 ...                                      {"id": "0123456789abcdef", "points": [(2.0, 1.0)]}])
 >>> got = d.expand(later)
 >>> got.series
-[{'name': 'cpu', 'labels': {'pod': 'a'}, 'points': [(2.0, 0.7)]}]
+[{'name': 'cpu', 'labels': {'pod': 'a'}, 'points': [(2.0, 0.7)], 'id': '905561b771158356'}]
 >>> [r["id"] for r in got.unresolved]
 ['0123456789abcdef']
 >>> list(d.take_new())

@@ -3,10 +3,12 @@ tests of behaviour; quality is measured on real KPIs by bench/bench_kpi.py)."""
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 
 from sre_agent.config import AnomalySettings
-from sre_agent.models.tailbank import TailBank, score_of, surprisal_of
+from sre_agent.models.tailbank import BU, LAST_T, LU, N, XIU, TailBank, score_of, surprisal_of
 from sre_agent.processors.detect import MetricDetector
 from sre_agent.schemas import MetricBatch
 
@@ -201,3 +203,29 @@ def test_the_first_change_of_a_series_that_never_varied_is_as_rare_as_its_rank()
     score 0.70. A change on a series that does vary is scored as before."""
     s = run(np.r_[np.zeros(3000), 1.75])
     assert 0.6 < s[-1] <= 0.71
+
+
+def test_band_halfwidth_is_the_predictive_tails_quantile() -> None:
+    """The band's edge (Newton on the predictive tail, scalar) has exactly the score it
+    stands for under the scoring's own tail (``_gpd_tail``), on series of several kinds."""
+    rng = np.random.default_rng(11)
+    kinds = [100 + rng.normal(0, 1, 3000), 100 + rng.standard_t(3, 3000),
+             np.where(rng.random(3000) < 0.05, rng.poisson(8, 3000) + 1, 0).astype(float),
+             rng.lognormal(3, 1, 300), 100 + rng.normal(0, 1, 40)]
+    for values in kinds:
+        bank = TailBank(capacity=1)
+        slot = bank.add()
+        for i, v in enumerate(values):
+            bank.step(np.array([slot]), np.array([T0 + 60 * i]), np.array([float(v)]))
+        row = bank.S[slot]
+        _, scale = bank.expected_at(slot, float(row[LAST_T]))
+        n = float(row[N])
+        lam = max(float(row[LU]), 1e-9)
+        lam = max(lam, bank.lam_kt * max(bank.tail_rate, 1.0 / (n + bank.prior_n)))
+        s0 = -math.log10(lam)
+        for score in (0.6, 0.7, 0.8, 0.9, 0.95):
+            z = bank.band_halfwidth(slot, score) / scale
+            got = bank._gpd_tail(np.array([s0]), np.array([z]), np.array([float(row[BU])]),
+                                 np.array([max(float(row[XIU]), 1e-9)]), np.array([lam]),
+                                 np.array([n]))[0]
+            assert abs(got - surprisal_of(score)) <= 1e-6 * surprisal_of(score), (score, got)

@@ -188,6 +188,44 @@ def _gpd_s_pred(s0: np.ndarray, y: np.ndarray, beta: np.ndarray, xi: np.ndarray,
     return s0 - acc / _LN10
 
 
+_GH_NODES_F = tuple(float(c) for c in _GH_NODES)
+_GH_W_F = tuple(float(w) for w in _GH_W)
+
+
+def _pred_excess(ds: float, sig: float, xi: float, se: float, xi_top: float,
+                 y0: float) -> float:
+    """The excess ``y`` whose predictive surprisal (:func:`_gpd_s_pred`) is ``ds`` above the
+    knot's, in scalar arithmetic (the console's band asks it once per charted point).
+
+    ``L(y) = log sum_k w_k (1 + x_k y / sig)**(-1 / x_k)`` is decreasing and convex (a
+    log-sum-exp of convex terms), so Newton's method from a point left of the root climbs
+    to it monotonically; ``y0`` (the point estimate's quantile) starts it when it lies left
+    of the root, else 0 does. ``dL/dy = -sum_k p_k / (sig + x_k y)`` with ``p_k`` the terms'
+    shares.
+    """
+    target = -ds * _LN10
+    xks = [min(max(xi + c * se, 1e-9), xi_top) for c in _GH_NODES_F]
+
+    def ell(y: float) -> tuple[float, float]:
+        terms = [lw - math.log1p(xk * y / sig) / xk for xk, lw in zip(xks, _GH_W_F)]
+        m = max(terms)
+        ws = [math.exp(t - m) for t in terms]
+        tot = sum(ws)
+        slope = -sum(w / (sig + xk * y) for w, xk in zip(ws, xks)) / tot
+        return m + math.log(tot), slope
+
+    y = y0 if y0 > 0.0 and ell(y0)[0] >= target else 0.0
+    for _ in range(200):
+        v, d = ell(y)
+        if v <= target or d >= 0.0:
+            break
+        step = (v - target) / -d
+        y += step
+        if step <= 1e-12 * (1.0 + y) or y >= 1e12:
+            break
+    return min(y, 1e12)
+
+
 def surprisal_of(score: float) -> float:
     """Surprisal ``-log10 p`` that a score stands for.
 
@@ -437,20 +475,12 @@ class TailBank(RowBank):
         elif self.xi_max > 0:  # the generalised Pareto tail's quantile
             xi = max(float(row[XIU]), 1e-9) if n else 1e-9
             z = self.u + beta * (1.0 - xi) * math.expm1(xi * (s - s0) * _LN10) / xi
-            if self.xi_unc > 0:  # the predictive tail's: bisection (it is no heavier than
-                # its heaviest node's, no lighter than the point estimate's)
-                args = (np.array([s0]), np.array([beta]), np.array([xi]), np.array([lam]),
-                        np.array([n]))
-                lo, hi = self.u, z
-                while self._gpd_tail(args[0], np.array([hi]), *args[1:])[0] < s and hi < 1e12:
-                    hi = self.u + 2.0 * (hi - self.u)
-                for _ in range(60):
-                    mid = 0.5 * (lo + hi)
-                    if self._gpd_tail(args[0], np.array([mid]), *args[1:])[0] < s:
-                        lo = mid
-                    else:
-                        hi = mid
-                z = hi
+            if self.xi_unc > 0:  # the predictive tail's quantile
+                a_t = max(self.tail_rate, 1.0 / (n + self.prior_n))
+                a_b = min(max(a_t / max(lam, 1e-3), a_t) * 0.5, 0.5)
+                se = self.xi_unc * math.sqrt(a_b / (2.0 - a_b))
+                z = self.u + _pred_excess(s - s0, beta * (1.0 - xi), xi, se, self.xi_top,
+                                          z - self.u)
         else:
             z = self.u + (s - s0) * beta * _LN10
         return z * scale

@@ -130,3 +130,22 @@ def test_list_form_names_the_item(tmp_path: Path) -> None:
     write(tmp_path, "ok.yaml", body.replace("action: scale", "action: nope"))
     with pytest.raises(PlaybookError, match=r"ok.yaml: playbooks\[0\].actions\[0\]"):
         PlaybookLibrary.load(tmp_path, defaults=False)
+
+
+def test_for_each_peers_renders_the_step_per_peer_up_to_the_cap() -> None:
+    from sre_agent.processors.playbooks import MAX_STEPS, Playbook
+    pb = Playbook.parse({"name": "x", "triggers": [{"on_root_cause": {"cause_types": ["c"]}}],
+                         "actions": [{"action": "rollout_restart", "for_each": "peers",
+                                      "target": {"kind": "deployment", "name": "{service}"}}]},
+                        "x.yaml")
+    peers = [{"service": f"s{i}", "namespace": "ns"} for i in range(20)]
+    steps = pb.render({"service": "a", "namespace": "ns"}, [{"service": "a", "namespace": "ns"},
+                                                            *peers])
+    refs = [s.target.ref() for s in steps]
+    assert refs[:2] == ["deployment/ns/a", "deployment/ns/s0"] and len(refs) == MAX_STEPS
+    assert len(set(refs)) == len(refs)  # a peer already in the plan is not added twice
+    with pytest.raises(PlaybookError, match="for_each"):
+        Playbook.parse({"name": "x", "triggers": [{"on_root_cause": {"cause_types": ["c"]}}],
+                        "actions": [{"action": "rollout_restart", "for_each": "all",
+                                     "target": {"kind": "deployment", "name": "{service}"}}]},
+                       "x.yaml")

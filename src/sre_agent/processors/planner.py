@@ -170,11 +170,32 @@ class Planner:
                 break
             ctx = context_of(hyp, self.settings)
             ctx.update({"incident_id": rca.incident_id, "severity": rca.severity})
-            found = self.library.plan_for(hyp.cause_type, hyp.service, hyp.confidence, ctx)
+            peers = self._peers(rca, hyp)
+            found = self.library.plan_for(hyp.cause_type, hyp.service, hyp.confidence, ctx,
+                                          peers)
             if found:
                 pb, steps = found
                 return Draft(rca, hyp, pb, steps, ctx)
         return None
+
+    def _peers(self, rca: RcaResult, hyp: Hypothesis) -> dict[str, dict[str, str]]:
+        """Other services the diagnosis blames on the same cause -> their contexts.
+
+        One node's pressure evicts pods of several workloads; one surge reaches several
+        services. The RCA then ranks one hypothesis of that cause per service, and the
+        leader alone does not fix the others (each evicted workload must be
+        rescheduled). Peers are hypotheses of ``hyp``'s cause type at or above
+        ``min_confidence``, most confident first; only ``for_each: peers`` steps use them.
+        """
+        out: dict[str, dict[str, str]] = {}
+        for h in sorted(rca.hypotheses, key=lambda h: -h.confidence):
+            if (h.cause_type != hyp.cause_type or h.service == hyp.service or h.service in out
+                    or h.confidence < self.settings.min_confidence):
+                continue
+            ctx = context_of(h, self.settings)
+            ctx.update({"incident_id": rca.incident_id, "severity": rca.severity})
+            out[h.service] = ctx
+        return out
 
     def finalize(self, draft: Draft, observed: Mapping[int, Mapping[str, Any]],
                  now: datetime) -> ActionPlan:

@@ -41,7 +41,7 @@ from __future__ import annotations
 import fnmatch
 import logging
 import string
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
@@ -67,6 +67,10 @@ log = logging.getLogger(__name__)
 DEFAULT_DIR = Path(__file__).resolve().parent.parent / "playbooks"
 
 Kind = Literal["pod", "deployment", "statefulset", "hpa", "ec2", "rds", "job", "service"]
+
+
+#: most steps in one plan (a playbook's own, and with ``for_each: peers`` expanded)
+MAX_STEPS = 10
 
 
 class PlaybookError(ValueError):
@@ -194,6 +198,11 @@ class StepSpec(_Strict):
     prechecks: list[dict[str, Any]] = Field(default_factory=list)
     verify: VerifySpec | None = None
     rollback: Literal["restore_snapshot", "none"] | None = None
+    #: ``peers``: the step acts on the hypothesis' service and then, once each, on every
+    #: other service the same diagnosis names with the same cause (its *peers*: the
+    #: workloads one node evicted, the callees one surge reached). One cause shared by
+    #: several services is fixed only when each of them is acted on.
+    for_each: Literal["peers"] | None = None
 
     @field_validator("params")
     @classmethod
@@ -228,7 +237,7 @@ class Playbook(_Strict):
     enabled: bool = True
     priority: int = 100
     triggers: list[Trigger] = Field(min_length=1)
-    actions: list[StepSpec] = Field(min_length=1, max_length=10)
+    actions: list[StepSpec] = Field(min_length=1, max_length=MAX_STEPS)
     #: set by the loader, not in the file
     source: str = ""
 
@@ -261,24 +270,46 @@ class Playbook(_Strict):
                 return True
         return False
 
-    def render(self, context: Mapping[str, str]) -> list[ActionStep]:
-        """Concrete steps for ``context``; ``KeyError``/``ValueError`` if it does not fit."""
-        steps = []
+    def render(self, context: Mapping[str, str],
+               peers: Sequence[Mapping[str, str]] = ()) -> list[ActionStep]:
+        """Concrete steps for ``context``; ``KeyError``/``ValueError`` if it does not fit.
+
+        A ``for_each: peers`` step is rendered for ``context`` and then for each
+        context of ``peers`` (another service's; a peer the step does not fit, or one
+        rendering a target already in the plan, is left out), up to MAX_STEPS in all.
+        """
+        steps: list[ActionStep] = []
         for spec in self.actions:
-            info = ACTIONS[spec.action]
-            target = Target(kind=spec.target.kind, name=_fill(spec.target.name, context),
-                            namespace=_fill(spec.target.namespace, context),
-                            service=context.get("service"))
-            params = {k: _fill(v, context) if isinstance(v, str) else v
-                      for k, v in spec.params.items()}
-            steps.append(ActionStep(
-                action=spec.action, target=target, params=params,
-                risk=info.risk if spec.risk is None else spec.risk,
-                verify=spec.verify.model_dump() if spec.verify else None,
-                rollback=spec.rollback or info.rollback,
-                prechecks=[dict(p) for p in spec.prechecks],
-            ))
-        return steps
+            steps.append(_step(spec, context))
+            if spec.for_each != "peers":
+                continue
+            seen = {s.target.ref() for s in steps}
+            for peer in peers:
+                if len(steps) >= MAX_STEPS:
+                    break
+                try:
+                    extra = _step(spec, peer)
+                except (KeyError, ValueError):
+                    continue
+                if extra.target.ref() not in seen:
+                    seen.add(extra.target.ref())
+                    steps.append(extra)
+        return steps[:MAX_STEPS]
+
+
+def _step(spec: StepSpec, context: Mapping[str, str]) -> ActionStep:
+    info = ACTIONS[spec.action]
+    target = Target(kind=spec.target.kind, name=_fill(spec.target.name, context),
+                    namespace=_fill(spec.target.namespace, context),
+                    service=context.get("service"))
+    params = {k: _fill(v, context) if isinstance(v, str) else v for k, v in spec.params.items()}
+    return ActionStep(
+        action=spec.action, target=target, params=params,
+        risk=info.risk if spec.risk is None else spec.risk,
+        verify=spec.verify.model_dump() if spec.verify else None,
+        rollback=spec.rollback or info.rollback,
+        prechecks=[dict(p) for p in spec.prechecks],
+    )
 
 
 def _fill(template: str, context: Mapping[str, str]) -> str:
@@ -337,14 +368,21 @@ class PlaybookLibrary:
         return {c for p in self.playbooks for t in p.triggers for c in t.on_root_cause.cause_types}
 
     def plan_for(self, cause_type: str, service: str, confidence: float,
-                 context: Mapping[str, str]) -> tuple[Playbook, list[ActionStep]] | None:
-        """The first matching playbook whose targets render for ``context``."""
+                 context: Mapping[str, str], peers: Mapping[str, Mapping[str, str]] | None = None,
+                 ) -> tuple[Playbook, list[ActionStep]] | None:
+        """The first matching playbook whose targets render for ``context``.
+
+        ``peers``: other services with the same cause in the diagnosis -> their
+        contexts, for ``for_each: peers`` steps.
+        """
         ctx = {"service": service, "cause_type": cause_type, **context}
+        others = [{**pc, "service": name, "cause_type": cause_type}
+                  for name, pc in (peers or {}).items() if name != service]
         for pb in self.playbooks:
             if not pb.matches(cause_type, service, confidence, ctx):
                 continue
             try:
-                return pb, pb.render(ctx)
+                return pb, pb.render(ctx, others)
             except (KeyError, ValueError) as exc:
                 log.debug("playbook %s does not fit %s/%s: %s", pb.name, cause_type, service, exc)
         return None

@@ -146,7 +146,9 @@ def test_lifecycle_open_updated_resolved_after_holddown() -> None:
     h.feed(alert("b", "api", 510, status="resolved"))
     assert h.tick(550) == []  # hold-down not over
     done = h.tick(571)
-    assert [i.status for i in done] == ["resolved"] and done[0].resolved_at == at(571)
+    # as of the end of the hold-down (510 + 60), not of the tick that saw it
+    assert [i.status for i in done] == ["resolved"] and done[0].resolved_at == at(570)
+    assert done[0].time == at(570)
     assert [i.status for i in h.out] == ["open", "updated", "resolved"]
     assert [i.revision for i in h.out] == [1, 2, 3]
     assert h.out[1].severity == "critical"
@@ -616,3 +618,15 @@ def test_a_changed_service_sharing_a_platform_wide_movement_opens_nothing() -> N
     assert h2.feed(anomaly("match", "memory_limit_ratio", 690)) == []
     got = h2.tick(750)
     assert [i.status for i in got] == ["open"] and got[0].candidate_changes
+
+
+def test_a_quiet_incident_is_resolved_as_of_its_holddown_before_the_next_signal() -> None:
+    """No tick between a recovered incident's hold-down and a new fault's first signal (a
+    busy worker, a replay where a quiet hour passes in seconds): the incident is resolved
+    first, as of the end of its hold-down, and the new signal opens its own incident."""
+    h = Harness(resolve_holddown=60, window=300)
+    h.feed(alert("a", "api", 0, severity="critical"))
+    h.feed(alert("a", "api", 100, status="resolved"))
+    out = h.feed(alert("w", "api", 4000, severity="critical"))
+    assert [(i.status, i.time) for i in out] == [("resolved", at(160)), ("open", at(4000))]
+    assert out[0].incident_id != out[1].incident_id

@@ -374,8 +374,33 @@ class IncidentCorrelator:
         """Apply one signal; return the incident events to publish."""
         if sig.kind == "tick":
             return self.tick(state, now)
+        # what event time settled before this signal first: an incident quiet through
+        # its hold-down is resolved before a new fault's first signal is routed
+        due = self._resolve_due(state, now)
         settled = self._settle(state, now) if state.ready else []
-        return settled + self._apply(state, sig, now)
+        return due + settled + self._apply(state, sig, now)
+
+    def _due(self, inc: IncidentState, now: float) -> float | None:
+        """Event time at which ``inc`` resolved if it did by ``now``: the end of its quiet
+        hold-down, or of its idle time; None while it is live."""
+        if inc.resolved_at is not None:
+            return None
+        if inc.quiet_since is not None and now - inc.quiet_since >= self.settings.resolve_holddown:
+            return inc.quiet_since + self.settings.resolve_holddown
+        if now - inc.touched >= self.settings.idle_resolve:
+            return inc.touched + self.settings.idle_resolve
+        return None
+
+    def _resolve_due(self, state: GroupState, now: float) -> list[Incident]:
+        """Resolve the incidents whose hold-down (or idle time) ended by ``now``, each as
+        of that moment: a tick that comes late (a busy worker, a replay where a quiet hour
+        passes in seconds) or a signal arriving first does not move the resolution."""
+        out = []
+        for inc in state.incidents:
+            at = self._due(inc, now)
+            if at is not None:
+                out.append(self._resolve(state, inc, min(at, now)))
+        return out
 
     def _apply(self, state: GroupState, sig: Signal, now: float) -> list[Incident]:
         if sig.kind == "resolve":
@@ -752,10 +777,9 @@ class IncidentCorrelator:
                 continue
             if inc.quiet_since is None and self._quiet(inc, now):
                 inc.quiet_since = now
-            if inc.quiet_since is not None and now - inc.quiet_since >= self.settings.resolve_holddown:
-                out.append(self._resolve(state, inc, now))
-            elif now - inc.touched >= self.settings.idle_resolve:
-                out.append(self._resolve(state, inc, now))
+            at = self._due(inc, now)
+            if at is not None:
+                out.append(self._resolve(state, inc, min(at, now)))
             elif inc.dirty and now - inc.last_emit >= MIN_UPDATE_INTERVAL:
                 out.append(self._emit(inc, "updated", now, state.group))
         self._expire(state, now)

@@ -96,3 +96,62 @@ def test_a_callee_its_caller_waits_on_and_that_is_slow_itself_is_the_slow_one() 
     draft = Planner.from_settings(Settings().actions).draft(rca)
     assert draft is not None and [(s.action, s.target.ref()) for s in draft.steps] == [
         ("rollout_restart", "deployment/default/market-data")]
+
+
+# -- the same evidence in the shared engine (``sre-agent rca offline`` and the stream) --
+
+def _callee_window(callers: tuple[str, ...]):  # type: ignore[no-untyped-def]
+    """redis down from the start: it exports nothing; its callers' error ratios jump and
+    their logs say "connection refused" to redis (the redis_outage_cascade shape)."""
+    import numpy as np
+
+    from sre_agent.processors.rca_engine import IncidentWindow
+
+    start = 1_700_003_600.0
+    t = np.arange(start - 3600, start + 600, 60.0)
+    rng = np.random.default_rng(5)
+    series, logs = {}, []
+    for i, svc in enumerate(["order-service", "wallet-service", "api-gateway"]):
+        v = 0.01 * (1 + 0.1 * rng.standard_normal(len(t)))
+        if svc in callers or svc == "api-gateway":
+            v[t >= start] += 0.3 + 0.1 * i
+        series[(svc, "http_error_ratio")] = (t, v)
+        for k in range(60):  # everyday lines before and after
+            logs.append((start - 3600 + 70.0 * k + i, svc, f"INFO GET /{svc} 200 in 12 ms"))
+    for k in range(40):
+        for svc in callers:
+            logs.append((start + 5 + 7.0 * k, svc,
+                         f"ERROR call to redis failed dial tcp 10.0.0.{k}:6379 connect "
+                         f"connection refused req_id {k}"))
+    edges = [("api-gateway", "order-service"), ("api-gateway", "wallet-service"),
+             ("order-service", "redis"), ("wallet-service", "redis")]
+    return IncidentWindow(start=start, series=series, logs=sorted(logs), edges=edges,
+                          symptom={"service": "api-gateway"})
+
+
+def test_the_engine_ranks_the_callee_its_callers_cannot_reach() -> None:
+    """Before, this evidence lived in the stream's rules layer only: ``rca offline`` (and
+    the engine's ranking the stream starts from) put a caller first on its error ratio."""
+    from sre_agent.processors.rca_engine import rank_window
+
+    ranked = rank_window(_callee_window(("order-service", "wallet-service")))
+    top = ranked[0]
+    assert (top.service, top.cause_type, top.unreachable) == (
+        "redis", "dependency_failure", True), [(c.service, c.score) for c in ranked]
+    assert "cannot reach redis" in top.evidence[0]
+    # the stream folds the engine's ranking in: the plan restarts redis
+    rca = RootCauseAnalyzer(ServiceGraph(_callee_window(()).edges)).analyze(
+        incident(log("order-service", REFUSED, 6)), (), ranked)
+    assert (rca.hypotheses[0].service, rca.hypotheses[0].cause_type) == (
+        "redis", "dependency_failure")
+    draft = Planner.from_settings(Settings().actions).draft(rca)
+    assert draft is not None and [(s.action, s.target.ref()) for s in draft.steps] == [
+        ("rollout_restart", "deployment/default/redis")]
+
+
+def test_the_engine_needs_two_callers_or_the_callees_own_evidence() -> None:
+    from sre_agent.processors.rca_engine import rank_window
+
+    ranked = rank_window(_callee_window(("order-service",)))
+    assert ranked[0].service != "redis"
+    assert not any(c.unreachable for c in ranked)

@@ -52,7 +52,7 @@ import re
 from collections.abc import Iterable, Sequence
 
 from ..schemas import EvidenceItem, Hypothesis, Incident, RcaResult, SignalRef, SimilarCase
-from .rca_engine import QUIET, Candidate
+from .rca_engine import GENERIC, QUIET, Candidate, named_callees, names_service, only_slow
 from .rca_graph import RankedService, rank_services
 from .rca_features import text_category
 from .rca_rules import ServiceFacts, actions, change_hypotheses, service_facts, symptom_hypotheses
@@ -185,7 +185,10 @@ def engine_hypotheses(ranking: Sequence[Candidate], hyps: list[Hypothesis]) -> l
         rel = c.score / top
         conf = round(ENGINE_BASE + ENGINE_SPAN * rel, 4)
         ev = [EvidenceItem(kind=k if k in ("metric", "log", "deploy", "k8s", "dependency")
-                           else "metric", summary=text[:500], weight=round(rel, 3))
+                           else "metric", summary=text[:500], weight=round(rel, 3),
+                           # the engine's "callers cannot reach it" (rca_engine._named_callees)
+                           ref=f"{UNREACHABLE}/{c.service}" if c.unreachable and k == "dependency"
+                           and " cannot reach " in text else None)
               for text, k in zip(c.evidence, c.kinds or ["metric"] * len(c.evidence))][:6]
         mine = [h for h in out if h.service == c.service]
         if mine:
@@ -202,23 +205,15 @@ def engine_hypotheses(ranking: Sequence[Candidate], hyps: list[Hypothesis]) -> l
     return out
 
 
-#: causes that only say "this service is failing" (not why): a service whose own failure
-#: is explained by an unreachable callee keeps no such hypothesis at full strength
-#: (saturation is a why: a callee slow because its CPU is saturated keeps it)
-GENERIC = frozenset({"dependency_failure", "slow_dependency", "unknown"})
+# GENERIC (rca_engine): causes that only say "this service is failing" (not why): a service
+# whose own failure is explained by an unreachable callee keeps no such hypothesis at full
+# strength (saturation is a why: a callee slow because its CPU is saturated keeps it)
 #: what the callers' generic hypotheses keep when their callee explains them
 VICTIM_KEEP = 0.8
 #: evidence ref of "its callers cannot reach it" (``unreachable/<service>``): the planner
 #: labels such a hypothesis ``reachable=no`` (a service that refuses connections is
 #: restarted; shedding load towards it does not bring it back)
 UNREACHABLE = "unreachable"
-
-
-def _names(text: str, service: str) -> bool:
-    """Whether ``text`` names ``service`` as a host or word (``redis``, ``redis-0:6379``,
-    ``redis.cache.svc``; not ``myredis``)."""
-    return re.search(rf"(?<![A-Za-z0-9_.-]){re.escape(service)}(?![A-Za-z0-9_])", text,
-                     re.I) is not None
 
 
 def caller_lines(incident: Incident, hyps: Sequence[Hypothesis] = ()) -> list[tuple[str, str]]:
@@ -237,28 +232,10 @@ def caller_lines(incident: Incident, hyps: Sequence[Hypothesis] = ()) -> list[tu
 _QUOTED = re.compile(r"log lines '(?:[A-Z]+ )?([^']+)'")
 
 
-def unreachable_callees(graph: ServiceGraph, lines: Iterable[tuple[str, str]]
-                        ) -> dict[str, list[tuple[str, str]]]:
-    """Callees that callers say they cannot reach or wait too long on: per callee, the
-    callers' log templates that are a connection failure (refused, reset, no route, timed
-    out ...: :func:`~.rca_features.text_category` ``dependency``) and name it as a host or
-    word, where the call graph has the caller calling it.
-
-    >>> lines = [("api", "call to cache failed dial tcp <*> connect connection refused"),
-    ...          ("web", "GET /x 503 upstream cache-0:6379 unavailable"),
-    ...          ("api", "call to db returned status <*>")]
-    >>> g = ServiceGraph([("api", "cache"), ("web", "cache"), ("api", "db")])
-    >>> {k: [c for c, _ in v] for k, v in unreachable_callees(g, lines).items()}
-    {'cache': ['api', 'web']}
-    """
-    out: dict[str, list[tuple[str, str]]] = {}
-    for caller, text in lines:
-        if text_category(text) != "dependency":
-            continue
-        for d in graph.callees(caller):
-            if d != caller and _names(text, d):
-                out.setdefault(d, []).append((caller, text))
-    return out
+#: callees that callers say they cannot reach or wait too long on: the engine's own
+#: function (:func:`~.rca_engine.named_callees`), so both entry points read callers' words
+#: the same way
+unreachable_callees = named_callees
 
 
 #: what a hypothesis keeps when its service cannot explain the incident's symptoms (the
@@ -301,12 +278,6 @@ def on_path(graph: ServiceGraph, incident: Incident, hyps: list[Hypothesis]
     return _merge(out)
 
 
-#: a caller's words for a callee that answers too late (not: refuses, resets, is absent)
-_SLOW = re.compile(r"\b(slow|timed? ?out|deadline exceeded|latency)\b", re.I)
-_GONE = re.compile(r"(refused|reset|unreachable|no route|unavailable|dial|broken pipe|eof)",
-                   re.I)
-
-
 def named_dependency(graph: ServiceGraph, incident: Incident, facts: dict[str, ServiceFacts],
                      hyps: list[Hypothesis]) -> list[Hypothesis]:
     """A callee its callers cannot reach (or that answers them too late) explains their
@@ -324,12 +295,24 @@ def named_dependency(graph: ServiceGraph, incident: Incident, facts: dict[str, S
     (failing, slow, saturated: no cause of their own) of the services upstream of it keep
     :data:`VICTIM_KEEP` of their confidence. A caller's specific cause (its own deploy
     broke its connection string) is untouched.
+
+    The RCA engine reads the same words from the evidence windows' log lines
+    (:func:`~.rca_engine._named_callees`, the code ``sre-agent rca offline`` runs too); a
+    callee whose hypothesis already carries the engine's verdict is left as the engine
+    ranked it. This step reads the incident's own log signals, for an incident the
+    windows do not cover.
     """
     named = unreachable_callees(graph, caller_lines(incident, hyps))
     if not named:
         return hyps
+    done = {h.service for h in hyps for e in h.evidence
+            if e.kind == "dependency" and (" cannot reach " in e.summary
+                                          or " wait too long on " in e.summary)
+            and e.summary.split(":", 1)[0].endswith(f" {h.service}")}
     out = [h.model_copy(deep=True) for h in hyps]
     for d, said in sorted(named.items(), key=lambda kv: -len({c for c, _ in kv[1]})):
+        if d in done:
+            continue
         callers = sorted({c for c, _ in said})
         own = facts.get(d)
         if len(callers) < 2 and not (own is not None and own.cats):
@@ -344,7 +327,7 @@ def named_dependency(graph: ServiceGraph, incident: Incident, facts: dict[str, S
         for h in victims:
             h.confidence = round(h.confidence * VICTIM_KEEP, 4)
         texts = [t for _, t in said]
-        slow = all(_SLOW.search(t) and not _GONE.search(t) for t in texts)
+        slow = only_slow(texts)
         cause = "slow_dependency" if slow else "dependency_failure"
         ev = EvidenceItem(
             kind="dependency", weight=1.0, ref=None if slow else f"{UNREACHABLE}/{d}",

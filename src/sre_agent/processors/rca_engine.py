@@ -25,6 +25,10 @@ Per service, three kinds of evidence, each in z units
   against their common caller (:func:`_fewer_calls`);
 * **logs** — the best template rise/new template/drop, or a change of the
   service's template mix;
+* **named callee** — callers' connection-failure or timeout log lines that name
+  a callee of theirs in the graph ("call to redis failed: connection refused")
+  rank that callee at its strongest caller's strength (:func:`_named_callees`):
+  a datastore that is down exports little of its own;
 * **changes** — deploys, config changes and Kubernetes warnings of the
   service shortly before the start (``events.csv`` / ``deploy-events``).
 
@@ -76,6 +80,7 @@ Examples
 from __future__ import annotations
 
 import math
+import re
 from collections import defaultdict
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
@@ -94,6 +99,7 @@ __all__ = [
     "Candidate",
     "ChangeEvent",
     "IncidentWindow",
+    "named_callees",
     "rank_window",
 ]
 
@@ -192,6 +198,9 @@ class Candidate:
     #: fused strength of the service's own resource rises (:data:`_LOCAL`) and changes:
     #: what a dependency's anomaly cannot explain
     local: float = 0.0
+    #: its callers say they cannot reach it (refused, reset, unavailable: not only slow;
+    #: :func:`_named_callees`): the stream's planner restarts it rather than shed load
+    unreachable: bool = False
 
 
 def _iso(t: float) -> str:
@@ -355,6 +364,111 @@ def _fewer_calls(raw: dict[str, Candidate], metric_ev: dict[str, list[SeriesEvid
         c.kinds.append("dependency")
 
 
+#: causes that only say "this service is failing" (not why): the callers' words may
+#: replace them with the callee they name
+GENERIC = frozenset({"dependency_failure", "slow_dependency", "unknown"})
+#: a caller's words for a callee that answers too late (not: refuses, resets, is absent)
+_SLOW = re.compile(r"\b(slow|timed? ?out|deadline exceeded|latency)\b", re.I)
+_GONE = re.compile(r"(refused|reset|unreachable|no route|unavailable|dial|broken pipe|eof)",
+                   re.I)
+
+
+def names_service(text: str, service: str) -> bool:
+    """Whether ``text`` names ``service`` as a host or word (``redis``, ``redis-0:6379``,
+    ``redis.cache.svc``; not ``myredis``).
+
+    >>> names_service("dial tcp redis-0:6379: connection refused", "redis")
+    True
+    >>> names_service("myredis down", "redis")
+    False
+    """
+    return re.search(rf"(?<![A-Za-z0-9_.-]){re.escape(service)}(?![A-Za-z0-9_])", text,
+                     re.I) is not None
+
+
+def named_callees(graph: ServiceGraph, lines: Iterable[tuple[str, str]]
+                  ) -> dict[str, list[tuple[str, str]]]:
+    """Callees that callers say they cannot reach or wait too long on: per callee, the
+    callers' ``(caller, text)`` lines that are a connection failure (refused, reset, no
+    route, timed out ...: :func:`~.rca_features.text_category` ``dependency``) and name
+    it as a host or word, where the call graph has the caller calling it.
+
+    >>> lines = [("api", "call to cache failed dial tcp <*> connect connection refused"),
+    ...          ("web", "GET /x 503 upstream cache-0:6379 unavailable"),
+    ...          ("api", "call to db returned status <*>")]
+    >>> g = ServiceGraph([("api", "cache"), ("web", "cache"), ("api", "db")])
+    >>> {k: [c for c, _ in v] for k, v in named_callees(g, lines).items()}
+    {'cache': ['api', 'web']}
+    """
+    out: dict[str, list[tuple[str, str]]] = {}
+    for caller, text in lines:
+        if text_category(text) != "dependency":
+            continue
+        for d in graph.callees(caller):
+            if d != caller and names_service(text, d):
+                out.setdefault(d, []).append((caller, text))
+    return out
+
+
+def only_slow(texts: Iterable[str]) -> bool:
+    """Whether every caller line speaks of slowness or timeouts only (not of refusals)."""
+    return all(_SLOW.search(t) and not _GONE.search(t) for t in texts)
+
+
+def _named_callees(raw: dict[str, Candidate], logs_ev: dict[str, list[LogEvidence]],
+                   graph: ServiceGraph) -> None:
+    """Callers' own words as evidence against the callee they cannot reach (edge evidence).
+
+    A datastore that is down exports nothing or only ``up == 0``; its callers' error
+    ratios and error lines are huge and the engine would rank them. Their new or rising
+    log templates often say who it is ("call to redis failed: dial tcp ...: connection
+    refused", "call to market-data slow: 4200ms (timeout 3000ms)"): :func:`named_callees`
+    over the templates that rose after the start. When at least two callers say so, or
+    one does and the callee shows evidence of its own, the callee takes its strongest
+    caller's strength (the callers' failure is its failure), each further caller adding
+    :data:`CORROBORATION` of its log evidence (as in :func:`_slow_calls`), and the onset
+    of the first such line, so it explains those callers in :func:`rank_window` (their
+    generic evidence is halved; their own resource use or changes stay). Its cause is
+    ``slow_dependency`` when every line speaks of slowness only, else
+    ``dependency_failure`` and :attr:`Candidate.unreachable`; a specific cause of its own
+    (a crash loop, an OOM, a deploy) is kept.
+    """
+    lines, first = [], {}
+    for caller, evs in logs_ev.items():
+        for e in evs:
+            if e.change in ("new", "up") and e.score >= QUIET:
+                lines.append((caller, e.template))
+                key = (caller, e.template)
+                if e.onset is not None:
+                    first[key] = min(first.get(key, math.inf), e.onset)
+    named = named_callees(graph, lines)
+    for d, said in sorted(named.items()):
+        c = raw.get(d)
+        callers = sorted({k for k, _ in said if k in raw})
+        if c is None or not callers or (len(callers) < 2 and c.score < QUIET):
+            continue
+        texts = [t for _, t in said]
+        slow = only_slow(texts)
+        best = max(callers, key=lambda k: raw[k].score)
+        logs = sorted((max((LOG_WEIGHT * math.log1p(e.score) for e in logs_ev[k]
+                            if e.template in texts), default=0.0) for k in callers
+                       if k != best), reverse=True)
+        x = raw[best].score + CORROBORATION * sum(logs)
+        if c.cause_type in GENERIC or x > c.score:
+            c.cause_type = "slow_dependency" if slow else "dependency_failure"
+        c.unreachable = c.unreachable or not slow
+        c.edge = max(c.edge, x)
+        c.upstream = max(c.upstream, x)
+        c.score = max(c.score, x) + CORROBORATION * min(c.score, x)
+        onsets = [first[k] for k in said if k in first]
+        if onsets:
+            c.onset = min(onsets) if c.onset is None else min(c.onset, min(onsets))
+        c.evidence.insert(0, f"{len(callers)} caller(s) "
+                          + ("wait too long on" if slow else "cannot reach")
+                          + f" {d}: {', '.join(callers[:5])} log '{texts[0][:160]}'")
+        c.kinds.insert(0, "dependency")
+
+
 def _hops(graph: ServiceGraph, source: str) -> dict[str, int]:
     """Calls from ``source`` to each service it reaches (0 for itself), breadth first."""
     hops, todo = {source: 0}, [source]
@@ -429,6 +543,7 @@ def rank_window(w: IncidentWindow, spec: WindowSpec = WindowSpec()) -> list[Cand
                            edge=max((LOG_WEIGHT * math.log1p(e.score) for e in ls
                                      if e.change == "slow"), default=0.0))
 
+    _named_callees(raw, logs_ev, graph)
     _slow_calls(raw, metric_ev, graph)
     _fewer_calls(raw, metric_ev, graph)
 
@@ -462,7 +577,7 @@ def rank_window(w: IncidentWindow, spec: WindowSpec = WindowSpec()) -> list[Cand
             notes.append(f"its dependency {by} is anomalous too (explains {worst:.0%})")
         out.append(Candidate(s, round(score, 4), c.cause_type, c.evidence + notes, c.onset,
                              c.metric, c.logs, c.changes, c.kinds + ["dependency"] * len(notes),
-                             c.support, c.upstream, c.edge, c.local))
+                             c.support, c.upstream, c.edge, c.local, c.unreachable))
     # equal evidence: the service where the symptom is seen, then its nearer dependencies
     # (the call graph's account of the symptom needs the fewest hops); the name decides
     # only between services the data cannot tell apart at all

@@ -234,6 +234,12 @@ async def group_settled(bootstrap: str, group: str, members: int) -> bool:
     return False
 
 
+#: worker.log lines worth printing when a worker never becomes ready after a takeover
+RECOVERY_LOG_WORDS = ("generation id", "Recovery", "Highwater", "offsets at start", "No event",
+                      "Restarting", "remaining", "Worker ready", "Seek", "revoke", "Assigned",
+                      "partition", "rebalance", "\u2502")
+
+
 async def probe_learned(bootstrap: str, prefix: str, wl: Workload, workers: list[WorkerProcess],
                         wait_for: Callable[..., Any]) -> dict[str, int]:
     """Send one more sample of every series (so each is loaded from the table where it
@@ -257,7 +263,20 @@ async def probe_learned(bootstrap: str, prefix: str, wl: Workload, workers: list
         return len(held) == parts and all(st["recovery"]["ready"] for st in sts)
 
     await wait_for(lambda: group_settled(bootstrap, group, len(live)), timeout=120)
-    await wait_for(serving, timeout=120)
+    try:
+        await wait_for(serving, timeout=120)
+    except AssertionError:
+        # for the failure message: each live worker's recovery as its log tells it
+        for w in live:
+            st = w.status()
+            print(f"[serving] {w.workdir.name}: recovery={st['recovery']} "
+                  f"handover={st.get('handover')}")
+            print(f"[serving] {w.workdir.name} log (recovery lines):")
+            lines = [line for line in w.log.read_text(errors="replace").splitlines()
+                     if any(k in line for k in RECOVERY_LOG_WORDS)]
+            for line in lines[-400:]:
+                print("   ", line[:400])
+        raise
     async with ChaosProducer(bootstrap) as producer:
         await producer.send_all(prefix + "metrics", wl.messages(wl.points, wl.points + 1))
 

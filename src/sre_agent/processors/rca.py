@@ -52,9 +52,8 @@ import re
 from collections.abc import Iterable, Sequence
 
 from ..schemas import EvidenceItem, Hypothesis, Incident, RcaResult, SignalRef, SimilarCase
-from .rca_engine import GENERIC, QUIET, Candidate, named_callees, names_service, only_slow
+from .rca_engine import GENERIC, QUIET, Candidate, named_callees, only_slow
 from .rca_graph import RankedService, rank_services
-from .rca_features import text_category
 from .rca_rules import ServiceFacts, actions, change_hypotheses, service_facts, symptom_hypotheses
 from .topology import ServiceGraph
 

@@ -14,7 +14,7 @@ from sre_agent.commands.eval_replay import (CaseOutcome, _batches, find_cases, s
 from sre_agent.commands.rca_offline import InputError
 from sre_agent.config import Settings
 from sre_agent.processors.rca_engine import IncidentWindow, rank_window
-from sre_agent.processors.rca_windows import WindowStore
+from sre_agent.processors.rca_windows import WindowStore, _rows
 from sre_agent.processors.detect import service_of
 from sre_agent.schemas import LogRecord, MetricBatch, WindowPoints, decode, encode
 from sre_agent.schemas.series_refs import SeriesDirectory
@@ -265,8 +265,8 @@ def test_store_add_partials_is_add_partial_row_by_row() -> None:
         b.add_partials(*cols)
         assert a.clock == b.clock and a.dropped_series == b.dropped_series
     assert list(a._series) == list(b._series)
-    assert [list(s.buckets) for s in a._series.values()] == \
-        [list(s.buckets) for s in b._series.values()]
+    assert [_rows(s) for s in a._series.values()] == \
+        [_rows(s) for s in b._series.values()]
 
 
 def test_store_window_ranks_like_the_offline_input() -> None:

@@ -33,9 +33,9 @@ Examples
 from __future__ import annotations
 
 import math
+from array import array
 from collections import OrderedDict, deque
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
@@ -93,10 +93,13 @@ def with_label_trace(message: str, labels: dict[str, str]) -> str:
     return message
 
 
-@dataclass
-class _Series:
-    #: (bucket index, time of last sample, sum, count)
-    buckets: deque[list[float]] = field(default_factory=deque)
+#: doubles per bucket in a series' array: bucket index, time of its last sample, sum, count
+_ROW = 4
+
+
+def _rows(a: array) -> list[tuple[float, float, float, float]]:
+    """A series' buckets, oldest first: ``(bucket index, last time, sum, count)``."""
+    return [tuple(a[i:i + _ROW]) for i in range(0, len(a), _ROW)]  # type: ignore[misc]
 
 
 class WindowStore:
@@ -119,7 +122,12 @@ class WindowStore:
         self.max_series = max_series
         self.max_log_lines = max_log_lines
         self.max_points = max(2, math.ceil(horizon / bucket) + 1)
-        self._series: OrderedDict[tuple[str, str], _Series] = OrderedDict()
+        #: (service, series key) -> its buckets, oldest first, as one flat array of
+        #: doubles, :data:`_ROW` per bucket (bucket indices and counts are integers far
+        #: below 2**53: exact as doubles). A deque of 4-lists held ~1 KB per series
+        #: with one bucket (its 64-slot block) and ~190 B per further bucket; this holds
+        #: 32 B per bucket and ~70 B per series
+        self._series: OrderedDict[tuple[str, str], array] = OrderedDict()
         self._logs: deque[tuple[float, str, str]] = deque()
         self.clock = -math.inf
         #: the latest sample time of the metric series alone (log lines come straight from
@@ -134,13 +142,13 @@ class WindowStore:
     def log_lines(self) -> int:
         return len(self._logs)
 
-    def _series_at(self, service: str, metric: str) -> _Series:
+    def _series_at(self, service: str, metric: str) -> array:
         """The series, created (dropping the least recently updated past the bound)
         or marked as the most recently updated."""
         key = (service, metric)
         s = self._series.get(key)
         if s is None:
-            s = self._series[key] = _Series()
+            s = self._series[key] = array("d")
             if len(self._series) > self.max_series:
                 self._series.popitem(last=False)
                 self.dropped_series += 1
@@ -148,24 +156,24 @@ class WindowStore:
             self._series.move_to_end(key)
         return s
 
-    def _fold(self, s: _Series, t: float, total: float, count: int) -> None:
+    def _fold(self, s: array, t: float, total: float, count: int) -> None:
         """Fold ``count`` samples summing to ``total``, the last at ``t``, into its bucket."""
         b = math.floor(t / self.bucket)
-        if s.buckets and s.buckets[-1][0] == b:
-            last = s.buckets[-1]
-            last[1] = max(last[1], t)
-            last[2] += total
-            last[3] += count
-        elif not s.buckets or s.buckets[-1][0] < b:
-            s.buckets.append([b, t, total, count])
-            if len(s.buckets) > self.max_points:
-                s.buckets.popleft()
+        n = len(s)
+        if n and s[n - 4] == b:
+            s[n - 3] = max(s[n - 3], t)
+            s[n - 2] += total
+            s[n - 1] += count
+        elif not n or s[n - 4] < b:
+            s.extend((b, t, total, count))
+            if n >= self.max_points * _ROW:
+                del s[:_ROW]
         else:  # a late sample: fold it into its bucket if still kept
-            for row in s.buckets:
-                if row[0] == b:
-                    row[1] = max(row[1], t)
-                    row[2] += total
-                    row[3] += count
+            for i in range(0, n, _ROW):
+                if s[i] == b:
+                    s[i + 1] = max(s[i + 1], t)
+                    s[i + 2] += total
+                    s[i + 3] += count
                     break
         if t > self.clock:
             self.clock = t
@@ -199,7 +207,8 @@ class WindowStore:
         series = self._series
         get, move = series.get, series.move_to_end
         isfinite, floor = math.isfinite, math.floor
-        width, horizon, max_points = self.bucket, self.horizon, self.max_points
+        width, horizon = self.bucket, self.horizon
+        full = self.max_points * _ROW  #: a series' array at its bound
         clock = self.clock
         lo = clock - horizon
         newest = -math.inf
@@ -212,25 +221,24 @@ class WindowStore:
                 s = self._series_at(sv, m)
             else:
                 move(key)
-            buckets = s.buckets
             b = floor(tt / width)
-            last = buckets[-1] if buckets else None
-            if last is not None and last[0] == b:
-                if tt > last[1]:
-                    last[1] = tt
-                last[2] += tot
-                last[3] += c
-            elif last is None or last[0] < b:
-                buckets.append([b, tt, tot, c])
-                if len(buckets) > max_points:
-                    buckets.popleft()
+            last = s[-4] if s else None
+            if last == b:
+                if tt > s[-3]:
+                    s[-3] = tt
+                s[-2] += tot
+                s[-1] += c
+            elif last is None or last < b:
+                s.extend((b, tt, tot, c))
+                if len(s) > full:
+                    del s[:4]
             else:  # a late partial: fold it into its bucket if still kept
-                for row in buckets:
-                    if row[0] == b:
-                        if tt > row[1]:
-                            row[1] = tt
-                        row[2] += tot
-                        row[3] += c
+                for i in range(0, len(s), 4):
+                    if s[i] == b:
+                        if tt > s[i + 1]:
+                            s[i + 1] = tt
+                        s[i + 2] += tot
+                        s[i + 3] += c
                         break
             if tt > newest:
                 newest = tt
@@ -256,10 +264,13 @@ class WindowStore:
             return
         lo = math.floor((self.clock - self.horizon) / self.bucket)
         for key in list(self._series):
-            b = self._series[key].buckets
-            while b and b[0][0] < lo:
-                b.popleft()
-            if not b:
+            s = self._series[key]
+            n, i = len(s), 0
+            while i < n and s[i] < lo:
+                i += _ROW
+            if i:
+                del s[:i]
+            if not s:
                 del self._series[key]
         while self._logs and self._logs[0][0] < self.clock - self.horizon:
             self._logs.popleft()
@@ -273,12 +284,11 @@ class WindowStore:
         """The :class:`IncidentWindow` around ``start`` from what is kept."""
         series = {}
         for key, s in self._series.items():
-            if not s.buckets:
+            if not s:
                 continue
-            rows = sorted(s.buckets, key=lambda r: r[1])
-            t = np.fromiter((r[1] for r in rows), float, len(rows))
-            v = np.fromiter((r[2] / r[3] for r in rows), float, len(rows))
-            series[key] = (t, v)
+            rows = np.array(s, float).reshape(-1, _ROW)  # a copy: the array stays growable
+            rows = rows[np.argsort(rows[:, 1], kind="stable")]  # by time, as sorted() did
+            series[key] = (rows[:, 1].copy(), rows[:, 2] / rows[:, 3])
         logs = sorted(self._logs, key=lambda r: r[0])
         return IncidentWindow(start=start, series=series, logs=logs, events=list(events),
                               edges=list(edges), symptom=symptom, services=list(services))

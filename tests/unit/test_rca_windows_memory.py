@@ -149,3 +149,31 @@ def test_a_series_costs_tens_of_bytes_per_bucket() -> None:
     full = _traced_bytes(lambda: fill(76)) / n
     assert one < 300, one  # the OrderedDict entry and key tuple included
     assert (full - one) / 75 < 40, (full - one) / 75
+
+
+def test_a_flushed_rollup_entry_holds_no_floats_of_its_own() -> None:
+    """Between a series' partials (a 15 s scrape against a 1 s flush: most of the time)
+    its rollup entry kept the last partial's time and sum, two float objects (48 B per
+    series); a new partial sets every field, so the rows are the same
+    (``test_rca_stream_windows``: rows equal folding every sample)."""
+    from sre_agent.streams.rca_windows import WindowRollup
+
+    n = 2_000
+    labels = [{"service": f"s{i % 20}", "pod": f"p-{i}"} for i in range(n)]
+
+    def batch() -> list[dict[str, Any]]:  # decoded anew, as each message is
+        return [{"name": "latency", "labels": labels[i],
+                 "points": [(1.7e9 + 1.0 + i * 1e-3, 0.5 + i)]} for i in range(n)]
+
+    def fill() -> WindowRollup:
+        r = WindowRollup(bucket=60.0, horizon=600.0)
+        r.add_series(batch())
+        del r.flush("w/0")[:]
+        return r
+
+    per_series = _traced_bytes(fill) / n
+    assert per_series < 470, per_series  # 492 B before (the key strings included)
+    r = fill()
+    r.add_series(batch())
+    assert [w.rows() for w in r.flush("w/0")][0][:1] == [
+        ("s0", 'latency{pod="p-0"}', 1.7e9 + 1.0, 0.5, 1)]

@@ -222,7 +222,9 @@ class WindowRollup:
         count = [r[3] for r in closed]
         count += [e[4] for e in opened]
         for e in opened:
-            e[1] = None
+            # closed: its floats go too (~48 B per series until its next sample; a new
+            # partial sets every field)
+            e[1], e[2], e[3], e[4] = None, 0.0, 0.0, 0
         out: list[WindowPoints] = []
         # cut greedily: each message takes the most rows that fit (at least one);
         # ends[i] = bytes of the first i rows

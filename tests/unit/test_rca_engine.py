@@ -565,3 +565,26 @@ def test_a_stopped_statement_corroborates_its_services_mix_change_a_rise_does_no
     assert any(e.service == "api" and e.change == "down" for e in ev)
     assert mix["api"].score > mix["api"].z * 1.05, mix["api"]      # corroborated
     assert mix["db"].score == pytest.approx(mix["db"].z), mix["db"]   # a rise: not
+
+
+def test_a_callee_that_logs_a_moment_after_its_caller_still_explains_it() -> None:
+    """Nezha ``tt_20230129_1113`` (route exception): the caller's first changed line came
+    0.27 s before the callee's, for the same requests; "the dependency went bad no later"
+    was judged to the millisecond, so the callee could not explain its caller, and the
+    caller ranked first. Onsets closer than the data's resolution (half the 60 s
+    sampling step here) count as simultaneous."""
+    rng = np.random.default_rng(4)
+    logs = []
+    for k in range(60):  # everyday lines of both, an hour before and after
+        logs.append((START - 3600 + 65.0 * k, "api", f"INFO GET /orders {k} ok"))
+        logs.append((START - 3600 + 65.0 * k + 1, "db", f"INFO query {k} ok"))
+    for k in range(16):  # the failing requests: api logs, db logs 0.3 s later
+        logs.append((START + 2.7 + 15 * k, "api", f"ERROR order {k} lookup failed"))
+        if k % 4 != 3:  # (db logs three in four of them: its own evidence is weaker)
+            logs.append((START + 3.0 + 15 * k, "db", f"ERROR query {k} aborted"))
+    w = IncidentWindow(start=START, edges=[("web", "api"), ("api", "db")],
+                       symptom={"service": "web"}, logs=sorted(logs), series={
+                           (s, "cpu"): (T, 1 + 0.05 * rng.standard_normal(len(T)))
+                           for s in ("web", "api", "db")})
+    ranked = rank_window(w)
+    assert ranked[0].service == "db", [(c.service, c.score, c.onset) for c in ranked]

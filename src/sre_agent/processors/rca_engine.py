@@ -125,6 +125,9 @@ CHANGE_Z = 8.0
 CHANGE_DECAY = 1800.0
 #: evidence below this fused strength is "nothing to see"
 QUIET = 0.5
+#: share of the metrics' sampling step within which two onsets count as simultaneous when
+#: a dependency explains a caller (:func:`_onset_tolerance`)
+ONSET_RESOLUTION = 0.5
 #: fused strength a dependency needs to explain its callers: log1p(3), a z of 3 in
 #: one kind of evidence (below that the dependency's move is within everyday noise)
 EXPLAINS = math.log1p(3.0)
@@ -469,6 +472,23 @@ def _named_callees(raw: dict[str, Candidate], logs_ev: dict[str, list[LogEvidenc
         c.kinds.insert(0, "dependency")
 
 
+def _onset_tolerance(w: IncidentWindow) -> float:
+    """Seconds within which a dependency's onset counts as no later than its caller's.
+
+    A metric onset is a sample's time: the data cannot order two changes less than a
+    sampling step apart, and a log onset is one line (a caller logs a request a moment
+    before its callee logs the same request; sampled logs move both). So "went bad no
+    later" is judged at :data:`ONSET_RESOLUTION` of the median sampling step of the
+    window's series (rounding each onset to its nearest sample); 0 without series.
+
+    >>> t = np.arange(0.0, 600.0, 60.0)
+    >>> _onset_tolerance(IncidentWindow(start=300.0, series={("a", "x"): (t, t)}))
+    30.0
+    """
+    steps = [float(np.median(np.diff(t))) for t, _ in w.series.values() if len(t) > 1]
+    return ONSET_RESOLUTION * float(np.median(steps)) if steps else 0.0
+
+
 def _hops(graph: ServiceGraph, source: str) -> dict[str, int]:
     """Calls from ``source`` to each service it reaches (0 for itself), breadth first."""
     hops, todo = {source: 0}, [source]
@@ -547,6 +567,7 @@ def rank_window(w: IncidentWindow, spec: WindowSpec = WindowSpec()) -> list[Cand
     _slow_calls(raw, metric_ev, graph)
     _fewer_calls(raw, metric_ev, graph)
 
+    tol = _onset_tolerance(w)
     sym = (w.symptom or {}).get("service")
     focus = ({sym} | set(graph.downstream(sym))) if sym and sym in graph else None
     out = []
@@ -561,7 +582,7 @@ def rank_window(w: IncidentWindow, spec: WindowSpec = WindowSpec()) -> list[Cand
             dc = raw[d]
             if dc.upstream < EXPLAINS or c.score <= 0:
                 continue
-            if c.onset is not None and dc.onset is not None and dc.onset > c.onset:
+            if c.onset is not None and dc.onset is not None and dc.onset > c.onset + tol:
                 continue
             depth = 1.0 if d in graph.callees(s) else 0.85
             e = depth * min(1.0, dc.upstream / c.score)

@@ -274,6 +274,9 @@ class KubernetesSettings(_Section):
     token: SecretStr | None = None
     #: watch and act in these namespaces only (a namespaced Role each); [] = all namespaces
     namespaces: list[str] = Field(default_factory=list)
+    #: act on a simulated cluster instead (``sre-agent eval`` sets it to the simulator's
+    #: cluster API): it then serves Kubernetes and AWS targets alike
+    simulator_url: str | None = None
 
 
 class AwsSettings(_Section):

@@ -30,7 +30,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
-from ..schemas import Alert, DeployEvent, K8sEvent, LogRecord, SreAction
+from ..schemas import ActionStep, Alert, DeployEvent, K8sEvent, LogRecord, SreAction
 from .alerts import AlertEvaluator, default_rules
 from .fault_kinds import TrafficSurge
 from .faults import ACTION_DELAY, Effect, Fault, Outcome
@@ -40,7 +40,7 @@ from .series import Sample, SeriesCatalog
 from .topology import EDGE, Topology
 from .traffic import Bursts, seasonal
 
-__all__ = ["DEFAULT_EPOCH", "Platform", "Tick"]
+__all__ = ["DEFAULT_EPOCH", "Change", "Platform", "Tick"]
 
 #: Monday 2025-11-03 00:00 UTC: the default start of simulated time
 DEFAULT_EPOCH = 1_762_128_000.0
@@ -66,6 +66,32 @@ class Tick:
     #: ground truth: is each component healthy right now?
     health: dict[str, bool] = field(default_factory=dict)
     outcomes: list[Outcome] = field(default_factory=list)
+
+
+@dataclass(frozen=True)
+class Change:
+    """One change to the platform, applied after its action's delay (:meth:`Platform.schedule`).
+
+    ``reacts``: whether faults see it (a rollback of a change is no remediation).
+    """
+
+    action: str
+    targets: frozenset[str]
+    params: dict[str, Any] = field(default_factory=dict)
+    label: str = ""
+    reacts: bool = True
+    action_id: str = ""
+    plan_id: str = ""
+    incident_id: str = ""
+    policy: str = ""
+    approved_by: tuple[str, ...] = ()
+
+    @classmethod
+    def of(cls, action: SreAction, targets: set[str], **kw: Any) -> Change:
+        return cls(action=action.step.action, targets=frozenset(targets),
+                   params=dict(action.step.params), action_id=action.action_id,
+                   plan_id=action.plan_id, incident_id=action.incident_id,
+                   policy=action.policy, approved_by=tuple(action.approved_by), **kw)
 
 
 def _when(t: float) -> datetime:
@@ -106,7 +132,7 @@ class Platform:
         self.entry_cap: float | None = None
         self.versions = {c.name: [f"v1.{4 + i}.{i % 3}"] for i, c in enumerate(self.topo)}
         self.ledger: list[Outcome] = []
-        self._pending: list[tuple[float, int, SreAction]] = []
+        self._pending: list[tuple[float, int, Change]] = []
         self._keys: set[str] = set()
         self._dips: dict[str, tuple[float, float]] = {}
         self._lag: dict[str, float] = {}
@@ -151,10 +177,15 @@ class Platform:
         if action.idempotency_key in self._keys:
             return False
         self._keys.add(action.idempotency_key)
-        delay = ACTION_DELAY.get(action.step.action, 60.0)
-        self._seq += 1
-        heapq.heappush(self._pending, (now + delay, self._seq, action))
+        self.schedule(Change.of(action, self.targets_of(action)), now)
         return True
+
+    def schedule(self, change: Change, now: float, delay: float | None = None) -> float:
+        """Apply ``change`` after its execution delay (default: its action's); return when."""
+        due = now + (ACTION_DELAY.get(change.action, 60.0) if delay is None else delay)
+        self._seq += 1
+        heapq.heappush(self._pending, (due, self._seq, change))
+        return due
 
     def refuse(self, action: SreAction, t: float, verdict: str) -> None:
         """Record an action the executor held back (blocked, rate limited, skipped)."""
@@ -173,8 +204,8 @@ class Platform:
             fn(self, max(when, t))
         outcomes = []
         while self._pending and self._pending[0][0] < t + dt:
-            when, _, action = heapq.heappop(self._pending)
-            outcomes.append(self._apply(action, max(when, t)))
+            when, _, change = heapq.heappop(self._pending)
+            outcomes.append(self._apply(change, max(when, t)))
         active = [f for f in self.faults if f.active(t)]
         effects: dict[str, Effect] = {}
         mix: dict[str, float] = {}
@@ -226,9 +257,13 @@ class Platform:
     # ------------------------------------------------------------ the closed loop
     def targets_of(self, action: SreAction) -> set[str]:
         """Component / node / instance names an action's target refers to."""
-        tg = action.step.target
+        return self.targets_of_step(action.step)
+
+    def targets_of_step(self, step: ActionStep) -> set[str]:
+        """Component / node / instance names a step's target refers to."""
+        tg = step.target
         raw = {tg.name, *(tg.service and [tg.service] or [])}
-        raw |= {v for k, v in action.step.params.items()
+        raw |= {v for k, v in step.params.items()
                 if k in _TARGET_PARAMS and isinstance(v, str)}
         names = set(raw)
         for r in raw:
@@ -237,28 +272,34 @@ class Platform:
                     names.add(c.name)
         return names
 
-    def _apply(self, action: SreAction, t: float) -> Outcome:
-        name = action.step.action
-        targets = self.targets_of(action)
+    def _apply(self, change: Change, t: float) -> Outcome:
+        name, targets = change.action, set(change.targets)
         best, which = "none", None
         for f in self.faults:
-            if not f.active(t):
+            if not f.active(t) or not change.reacts:
                 continue
             eff = f.react(name, targets, t)
             if _RANK[eff] > _RANK[best]:
                 best, which = eff, f.name
-        self._platform_effect(name, targets, action.step.params, t)
-        out = Outcome(time=t, action=name, targets=tuple(sorted(targets)),
-                      action_id=action.action_id, plan_id=action.plan_id,
-                      incident_id=action.incident_id, fault=which, effect=best,
-                      policy=action.policy, approved_by=tuple(action.approved_by))
+        self._platform_effect(name, targets, change.params, t)
+        out = Outcome(time=t, action=change.label or name, targets=tuple(sorted(targets)),
+                      action_id=change.action_id, plan_id=change.plan_id,
+                      incident_id=change.incident_id, fault=which, effect=best,
+                      policy=change.policy, approved_by=change.approved_by)
         self.ledger.append(out)
         return out
 
     def _platform_effect(self, name: str, targets: set[str], params: dict[str, Any],
                          t: float) -> None:
         services = sorted(n for n in targets if n in self.topo)
-        if name == "scale":
+        if name == "set_replicas":  # a rollback of a scale: back to what it was
+            for svc in services:
+                self.replicas[svc] = int(params["replicas"])
+                self._k8s(svc, "ScalingReplicaSet", "Normal", t, kind="Deployment",
+                          message=f"Scaled replica set {svc} to {self.replicas[svc]}")
+        elif name == "disable_rate_limit":
+            self.entry_cap = None
+        elif name == "scale":
             for svc in services:
                 cur = self.replicas[svc]
                 want = next((int(params[k]) for k in ("replicas", "max_replicas", "target")

@@ -1,6 +1,7 @@
 """One front for the action back-ends: Kubernetes kinds go to kubernetes-asyncio,
-``ec2``/``rds`` to aiobotocore. Each back-end exists only when enabled in settings;
-clients are created on first use (``setup``) and closed once at shutdown.
+``ec2``/``rds`` to aiobotocore, or both to a simulated cluster (``kubernetes.simulator_url``,
+:mod:`.simcluster`). Each back-end exists only when enabled in settings; clients are
+created on first use (``setup``) and closed once at shutdown.
 """
 
 from __future__ import annotations
@@ -34,6 +35,11 @@ class ActionTargets:
 
     @classmethod
     def from_settings(cls, s: Settings) -> ActionTargets:
+        if s.kubernetes.simulator_url:
+            from .simcluster import SimClusterActions
+
+            sim = SimClusterActions(s.kubernetes.simulator_url)
+            return cls(sim, sim)  # type: ignore[arg-type]
         kube = KubeActions(settings=s.kubernetes) if s.kubernetes.enabled else None
         aws = AwsActions(s.aws) if s.aws.enabled else None
         return cls(kube, aws)

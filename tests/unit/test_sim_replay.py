@@ -90,3 +90,25 @@ def test_without_an_executor_the_action_is_applied_directly() -> None:
     rep._observe("sre-actions", encode(_action()))
     assert len(p._pending) == 1
     assert [o.topic for o in rep.observations] == ["sre-actions"]
+
+
+def test_with_a_simulated_cluster_only_what_the_executor_did_there_is_applied() -> None:
+    p = Platform(seed=1, start=DEFAULT_EPOCH)
+    p.deploy("api-gateway", p.t, "v9.9.9")
+    rep = Replayer("127.0.0.1:1", "x.", None, p, plan([], p.t, 3600.0, 0.0), shards=8,
+                   cluster_port=1)
+    assert rep.cluster is not None
+    rep._observe("sre-actions", encode(_action()))
+    # no executor reads sre-actions yet, no verdict: nothing reaches the platform by itself
+    assert p._pending == [] and "a1" in rep._awaiting
+    # a result for a step the cluster never saw (the executor failed before acting)
+    rep._observe("action-results", b'{"action_id": "a1", "status": "failed", '
+                                   b'"detail": "cannot observe"}')
+    assert p._pending == [] and [o.effect for o in p.ledger] == ["refused"]
+    # the executor acts: the cluster applies the step, named after its sre-action
+    b = _action().model_copy(update={"action_id": "a2", "idempotency_key": "a2"})
+    rep._observe("sre-actions", encode(b))
+    rep.cluster.act(b.step)
+    assert rep.cluster.applied == {"a2"} and len(p._pending) == 1
+    rep._observe("action-results", b'{"action_id": "a2", "status": "succeeded"}')
+    assert len(p._pending) == 1 and len(p.ledger) == 1  # applied once, not again

@@ -109,6 +109,17 @@ def agent_env_of(items: list[str]) -> dict[str, str]:
     return out
 
 
+def cluster_env(port: int) -> dict[str, str]:
+    """Worker settings to act on the simulated cluster at ``port`` (for real, not dry-run).
+
+    Verification polls its signal every 0.05 s: the replay runs sample time ~800x
+    faster than the wall clock, and the default 1 s would be ~13 sample-minutes.
+    """
+    return {"SRE_AGENT_KUBERNETES__SIMULATOR_URL": f"http://127.0.0.1:{port}",
+            "SRE_AGENT_ACTIONS__DRY_RUN": "false",
+            "SRE_AGENT_ACTIONS__VERIFY_POLL_SECONDS": "0.05"}
+
+
 def run_eval(args: argparse.Namespace, protected: list[str],
              say: Any = print) -> tuple[dict[str, Any], Any]:
     """Start the stack, replay, score; return the scorecard and the run record."""
@@ -127,15 +138,22 @@ def run_eval(args: argparse.Namespace, protected: list[str],
     sample_h = (segments[-1].end - segments[0].start) / 3600.0
     say(f"eval: {len(scenarios)} scenario(s), {sample_h:.0f} h of sample time "
         f"(seed {args.seed}, {args.history_hours:.0f} h history)")
+    from ..devstack import free_port
+
+    # the worker's executor acts on the simulated platform through its cluster API
+    # (served by the replay): what it executes is applied there, and only that
+    cluster_port = free_port()
     stack = LocalStack(args.dir.resolve(), broker_url=args.broker,
-                       postgres=not args.no_postgres, extra_env=agent_env_of(args.agent_env))
+                       postgres=not args.no_postgres,
+                       extra_env={**cluster_env(cluster_port), **agent_env_of(args.agent_env)})
     wall = time.monotonic()
     try:
         stack.start(topo, say=say)
         rep = Replayer(stack.bootstrap, stack.prefix, stack.status_url, platform, segments,
                        approver=Approver(delay=args.approve_after * 60.0,
                                          enabled=args.approve_after > 0),
-                       protected=protected, progress=lambda m: say("  " + m))
+                       protected=protected, progress=lambda m: say("  " + m),
+                       cluster_port=cluster_port)
         record = asyncio.run(rep.run())
         if not stack.alive():
             raise RuntimeError(f"the worker died during the eval:\n{stack.tail()}")

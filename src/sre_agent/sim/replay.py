@@ -5,9 +5,15 @@ sample time and reads every output topic back. History is blasted as fast as
 the broker takes it; clean gaps and scenario windows run in *lockstep*: after
 each step it waits (via the worker's ``/status`` counters) until the worker
 has consumed what was sent and the stages downstream have gone quiet, so that
-every output is stamped with the sample time it belongs to and an
-``sre-actions`` event reaches the platform at the right moment. A simulated
-on-call (:class:`Approver`) approves plans that need humans after a delay.
+every output is stamped with the sample time it belongs to and an action
+reaches the platform at the right moment. A simulated on-call
+(:class:`Approver`) approves plans that need humans after a delay.
+
+With ``cluster_port`` it serves the platform as a cluster API
+(:mod:`.cluster`) that the worker's executor acts on (``sre-agent eval``):
+only what the executor executes there is applied. Without it (the demo, whose
+executor has no back-end) the platform applies each ``sre-actions`` event the
+executor did not refuse.
 """
 
 from __future__ import annotations
@@ -35,6 +41,7 @@ from ..schemas import (
     series_id,
     shard_of,
 )
+from .cluster import ClusterServer, SimCluster
 from .engine import Platform, Tick
 from .scorecard import Observation, RunRecord
 from .timeline import Segment, clean_intervals
@@ -118,7 +125,7 @@ class Replayer:
                  settle_timeout: float = 10.0, catchup_timeout: float = 600.0,
                  protected: Sequence[str] = (),
                  progress: Callable[[str], None] | None = None,
-                 signer: Signer | None = None) -> None:
+                 signer: Signer | None = None, cluster_port: int | None = None) -> None:
         self.bootstrap = bootstrap
         self.prefix = prefix
         self.status_url = status_url
@@ -154,8 +161,24 @@ class Replayer:
         self._readers: set[str] = set()
         self._producer: Any = None
         self._http: Any = None
+        #: the simulated cluster the worker's executor acts on (``cluster_port``): actions
+        #: reach the platform only through it, when the executor acts; without it the
+        #: platform applies each sre-action the executor did not refuse
+        self.cluster: SimCluster | None = None
+        self._cluster_server: ClusterServer | None = None
+        if cluster_port is not None:
+            self.cluster = SimCluster(platform, clock=lambda: self.clock, lookup=self._action_of)
+            self._cluster_server = ClusterServer(self.cluster, cluster_port)
 
     # ------------------------------------------------------------ plumbing
+    def _action_of(self, step: Any) -> SreAction | None:
+        """The latest sre-action awaiting its verdict whose step is ``step``."""
+        want = step.model_dump()
+        found = [(got, a) for a, got in self._awaiting.values()
+                 if a.step.model_dump() == want
+                 and (self.cluster is None or a.action_id not in self.cluster.applied)]
+        return max(found, key=lambda x: x[0])[1] if found else None
+
     def _topic(self, name: str) -> str:
         return self.prefix + name
 
@@ -213,16 +236,21 @@ class Replayer:
             except DecodeError as exc:
                 log.warning("undecodable sre-action: %s", exc.reason)
                 return
-            if "sre-actions" in self._readers:  # an executor will give its verdict
-                self._awaiting[act.action_id] = (act, self.clock)
+            if "sre-actions" in self._readers or self.cluster is not None:
+                self._awaiting[act.action_id] = (act, self.clock)  # the executor decides
             else:
                 self.p.submit(act, self.clock)
         elif name == "action-results":
             pending = self._awaiting.pop(str(payload.get("action_id")), None)
             if pending is not None:
                 status = str(payload.get("status"))
-                if status in REFUSED:
-                    self.p.refuse(pending[0], self.clock, f"{status}: {payload.get('detail', '')}")
+                verdict = f"{status}: {payload.get('detail', '')}"
+                if self.cluster is not None:
+                    # the executor acted on the cluster or did not: nothing more to apply
+                    if pending[0].action_id not in self.cluster.applied:
+                        self.p.refuse(pending[0], self.clock, verdict)
+                elif status in REFUSED:
+                    self.p.refuse(pending[0], self.clock, verdict)
                 else:
                     self.p.submit(pending[0], pending[1])
         elif name == "action-plans":
@@ -371,6 +399,8 @@ class Replayer:
             t1 = time.monotonic()
             await self.settle(self.settle_timeout)
             for aid, (act, got) in list(self._awaiting.items()):
+                if self.cluster is not None:
+                    break  # only the executor acts on the cluster (a verdict may take long)
                 if got < self.clock - p.step_seconds:  # no verdict came: act on the event
                     del self._awaiting[aid]
                     p.submit(act, got)
@@ -388,6 +418,8 @@ class Replayer:
                                           max_request_size=8 * 1024 * 1024)
         self._http = aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=10))
         await self._producer.start()
+        if self._cluster_server is not None:
+            await self._cluster_server.start()
         consumer = asyncio.create_task(self._consume())
         wall = time.monotonic()
         try:
@@ -404,6 +436,8 @@ class Replayer:
             await asyncio.gather(consumer, return_exceptions=True)
             await self._producer.stop()
             await self._http.close()
+            if self._cluster_server is not None:
+                await self._cluster_server.stop()
         hist = [s for s in self.segments if s.kind == "history"]
         return RunRecord(
             truths=self.truths, observations=self.observations,
@@ -418,5 +452,7 @@ class Replayer:
                   "dlq": dict(self.dlq), "settle_timeouts": self.settle_timeouts,
                   "fanout": dict(self.fanout),
                   "lockstep": {k: round(v, 1) for k, v in self.timing.items()},
+                  "cluster": (dict(self.cluster.calls) if self.cluster is not None
+                              else "none (the platform applied what the executor passed)"),
                   "wall_seconds": round(time.monotonic() - wall, 1)},
         )

@@ -21,6 +21,12 @@ action approved and claimed just before a crash would never report a result.
 
 It waits for :meth:`Services.ready_to_decide` before its first action, so after a
 restart the incident status is known before any action is judged.
+
+The rate limit (actions per resource per hour) counts in event time, like the
+correlator's windows: the anomalies' clock (:class:`~sre_agent.processors.clock.EventClock`,
+the wall clock when none came). Live, that is the wall clock; in an accelerated replay
+(``sre-agent eval`` runs days of samples in minutes) a wall-clock hour would span the
+whole replay and hold back every later action on a resource acted on three times.
 """
 
 from __future__ import annotations
@@ -38,6 +44,7 @@ from typing import Any
 import orjson
 
 from ..processors.approvals import Audit, VoterRoles
+from ..processors.clock import EventClock
 from ..processors.execution import (
     Act,
     Acted,
@@ -77,6 +84,8 @@ def register(ctx: StreamContext) -> None:
     owner = f"{socket.gethostname()}/{os.getpid()}/{uuid.uuid4().hex[:8]}"
     lease = cfg.claim_lease_seconds
     owned: set[str] = set()
+    #: event time (the anomalies' clock) for the rate limit
+    clock = EventClock()
 
     def durable() -> bool:
         return store is not None and store.pool is not None
@@ -213,7 +222,7 @@ def register(ctx: StreamContext) -> None:
         st = load(ref) if persist else TargetState()
         events: deque[Any] = deque([first])
         while events:
-            st, effects = step(st, events.popleft(), time.time(), rules_now())
+            st, effects = step(st, events.popleft(), clock.now(time.time()), rules_now())
             if persist:
                 save(ref, st)
             for eff in effects:
@@ -300,6 +309,7 @@ def register(ctx: StreamContext) -> None:
             an = await ctx.decode(Anomaly, event, stage="executor-anomaly-watch")
             if an is None:
                 continue
+            clock.observe(an.time.timestamp(), time.time())
             ids = open_anomalies.setdefault((an.service, an.metric), set())
             if an.status == "open":
                 ids.add(an.anomaly_id)

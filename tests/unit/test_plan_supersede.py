@@ -1,6 +1,7 @@
 """A plan answers one diagnosis: a later RCA result of the incident with another cause
 supersedes the older plan still waiting for votes (issue 14: a stale plan stayed
-approvable after the diagnosis changed)."""
+approvable after the diagnosis changed), and stops one still running after its step
+in flight."""
 
 from __future__ import annotations
 
@@ -63,8 +64,16 @@ def test_supersession_is_signed_and_leaves_decided_plans_alone() -> None:
     assert st2 is not None and st2.status == "pending" and audits(eff) == ["plan.refused"]
     st, _ = decide(st, vote_in("bob"), T0, RULES)
     assert st is not None and st.status == "approved"
+    done = st.model_copy(deep=True)
+    # approved with its step still to run: it runs no step any more (one plan of an
+    # incident at a time, the newer diagnosis's; test_plan_one_at_a_time.py)
     st, eff = decide(st, plan_in(forged), T0, RULES)
-    assert st is not None and st.status == "approved" and not eff
+    assert st is not None and st.status == "superseded" and not emitted(eff)
+    assert audits(eff) == ["plan.superseded", "plan.stopped"]
+    # a plan that finished is left as it is
+    done.status = "completed"
+    st, eff = decide(done, plan_in(forged), T0, RULES)
+    assert st is not None and st.status == "completed" and not eff
     # the supersession arriving before the plan itself: the plan never opens
     st, eff = decide(None, plan_in(forged.model_copy(update={"plan_id": "p9"})), T0, RULES)
     assert st is not None and st.status == "superseded"

@@ -8,6 +8,14 @@
        \\--(a later diagnosis of the incident replaced it)--> superseded
     blocked (diagnosis only: no vote is accepted)     auto (approved by policy)
 
+One plan of an incident runs at a time. An executable plan (auto or approved) whose
+incident has another plan running (a step in flight, or steps still to run) waits for
+it (``waiting_for``, audited ``plan.queued``) and starts when the agent feeds
+:class:`Release` after that plan stopped (``plan.released``). A running plan that a
+later diagnosis supersedes runs no further step: the step in flight, which cannot be
+called back, finishes and the plan stops (``plan.stopped``). Which other plan of the
+incident runs is the agent's ``busy`` argument to :func:`decide`.
+
 Quorum: ``ONE_APPROVAL`` needs one approval from any approval role (oncall, sre,
 lead, admin); ``TWO_SRE_ONE_LEAD`` needs three different people of whom at least
 one is a lead (or admin). Any single reject from an allowed voter rejects the plan.
@@ -44,7 +52,7 @@ cy True approved
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, Literal
@@ -56,9 +64,10 @@ from .policy import SPAN_FLOOR, STRICTNESS, PolicyDecision, PolicyEngine
 from .signing import Check, Keyring
 
 __all__ = ["LEAD_ROLES", "VOTING_ROLES", "Audit", "Emit", "Hold", "Notify", "PlanIn", "PlanState",
-           "Post", "ResultIn", "Rules", "UpdateSlack", "Vote", "VoteIn", "VoteOutcome",
+           "Post", "Release", "ResultIn", "Rules", "UpdateSlack", "Vote", "VoteIn", "VoteOutcome",
            "VoterRoles", "action_for", "cast_vote", "decide", "effective_policy",
-           "expire_if_due", "quorum_status", "record_result", "verify_quorum"]
+           "expire_if_due", "quorum_status", "record_result", "running_sibling",
+           "verify_quorum"]
 
 Status = Literal["pending", "approved", "rejected", "expired", "blocked", "auto",
                  "completed", "failed", "superseded"]
@@ -94,6 +103,8 @@ class PlanState(BaseModel):
     #: objects): attached to each sre-action so the executor verifies the quorum itself
     signed_plan: dict[str, Any] = Field(default_factory=dict)
     ballots: list[dict[str, Any]] = Field(default_factory=list)
+    #: another plan of the incident that runs: this one, executable, starts after it
+    waiting_for: str | None = None
 
     @classmethod
     def open(cls, plan: ActionPlan) -> PlanState:
@@ -106,6 +117,18 @@ class PlanState(BaseModel):
     @property
     def executable(self) -> bool:
         return self.status in ("approved", "auto")
+
+    @property
+    def in_flight(self) -> bool:
+        """A step was handed to the executor and its result has not come back."""
+        return any(i not in self.step_status for i in self.requested)
+
+    @property
+    def running(self) -> bool:
+        """Executing: a step in flight, or (started, not waiting) steps still to run."""
+        return self.in_flight or (self.executable and self.waiting_for is None
+                                  and self.next_step < len(self.plan.steps)
+                                  and bool(self.requested))
 
 
 @dataclass(frozen=True)
@@ -127,6 +150,17 @@ def quorum_status(policy: str, votes: list[Vote]) -> tuple[bool, str]:
         missing = "" if leads else ", lead missing"
         return ok, f"{len(approving)}/3 approvals{missing}"
     return False, f"policy {policy} takes no votes"
+
+
+def running_sibling(states: Iterable[PlanState | None], incident_id: str,
+                    plan_id: str) -> str | None:
+    """Id of another plan of ``incident_id`` that is running, if any (the ``busy``
+    argument of :func:`decide`: one plan of an incident runs at a time)."""
+    for st in states:
+        if (st is not None and st.plan.incident_id == incident_id
+                and st.plan.plan_id != plan_id and st.running):
+            return st.plan.plan_id
+    return None
 
 
 def expire_if_due(state: PlanState, now: datetime) -> bool:
@@ -170,8 +204,13 @@ def record_result(state: PlanState, step_index: int, status: str) -> int | None:
     """Record an executor result; return the index of the next step to run, if any.
 
     Results for steps other than the one in flight (redeliveries) are ignored.
-    A step that did not succeed ends the plan as ``failed``.
+    A step that did not succeed ends the plan as ``failed``. The step in flight of a
+    plan superseded while running is recorded; nothing follows it.
     """
+    if (state.status == "superseded" and step_index in state.requested
+            and step_index not in state.step_status):
+        state.step_status[step_index] = status
+        return None
     if not state.executable or step_index != state.next_step or step_index in state.step_status:
         return None
     state.step_status[step_index] = status
@@ -312,6 +351,13 @@ class ResultIn:
 
 
 @dataclass(frozen=True)
+class Release:
+    """The plan ``plan_id`` waited for (same incident) stopped running: start if free."""
+
+    plan_id: str
+
+
+@dataclass(frozen=True)
 class Audit:
     actor: str
     action: str
@@ -354,7 +400,7 @@ class Hold:
 
 
 Effect = Audit | Emit | Post | UpdateSlack | Notify | Hold
-Event = PlanIn | VoteIn | ResultIn
+Event = PlanIn | VoteIn | ResultIn | Release
 
 ME = "approval-manager"
 
@@ -388,7 +434,7 @@ def _resume(state: PlanState, rules: Rules) -> list[Effect]:
     """
     out: list[Effect] = []
     if (state.executable and state.next_step < len(state.plan.steps)
-            and state.next_step not in state.requested
+            and state.waiting_for is None and state.next_step not in state.requested
             and state.next_step not in state.step_status):
         out += _emit(state, rules)
     if rules.slack and "ts" not in state.slack and state.status in ("pending", "blocked"):
@@ -401,21 +447,52 @@ def _notify(state: PlanState, title: str, text: str) -> Notify:
 
 
 def decide(state: PlanState | None, event: Event, now: datetime,
-           rules: Rules) -> tuple[PlanState | None, list[Effect]]:
+           rules: Rules, busy: str | None = None) -> tuple[PlanState | None, list[Effect]]:
     """One step of the approval manager: the new state of the plan and what to do.
 
-    ``state`` is not modified; the returned state is a new object.
+    ``busy``: another plan of the same incident that is running (the agent looks it
+    up); an executable plan waits for it instead of starting. ``state`` is not
+    modified; the returned state is a new object.
     """
     st = state.model_copy(deep=True) if state is not None else None
     if isinstance(event, PlanIn):
-        return _on_plan(st, event, now, rules)
+        return _on_plan(st, event, now, rules, busy)
     if isinstance(event, VoteIn):
-        return _on_vote(st, event, now, rules)
+        return _on_vote(st, event, now, rules, busy)
+    if isinstance(event, Release):
+        return _on_release(st, rules, busy)
     return _on_result(st, event, rules)
 
 
+def _start(st: PlanState, rules: Rules, busy: str | None) -> list[Effect]:
+    """Hand over the first step of a plan just made executable, or queue it behind
+    ``busy`` (another running plan of its incident)."""
+    if busy is not None:
+        st.waiting_for = busy
+        return [Audit(ME, "plan.queued", st.plan.plan_id, {
+            "incident_id": st.plan.incident_id, "waiting_for": busy,
+            "reason": "another plan of the incident is running; one plan runs at a time"})]
+    return _emit(st, rules)
+
+
+def _on_release(st: PlanState | None, rules: Rules,
+                busy: str | None) -> tuple[PlanState | None, list[Effect]]:
+    if st is None or st.waiting_for is None:
+        return st, []
+    if not st.executable:  # superseded, or decided otherwise, while it waited
+        st.waiting_for = None
+        return st, []
+    if busy is not None:  # yet another plan of the incident runs now
+        st.waiting_for = busy
+        return st, []
+    after, st.waiting_for = st.waiting_for, None
+    return st, [Audit(ME, "plan.released", st.plan.plan_id,
+                      {"incident_id": st.plan.incident_id, "after": after}),
+                *_emit(st, rules)]
+
+
 def _on_plan(st: PlanState | None, ev: PlanIn, now: datetime,
-             rules: Rules) -> tuple[PlanState | None, list[Effect]]:
+             rules: Rules, busy: str | None = None) -> tuple[PlanState | None, list[Effect]]:
     plan = ev.plan
     if not ev.check.ok:
         return st, [Audit(ME, "plan.refused", plan.plan_id,
@@ -428,6 +505,8 @@ def _on_plan(st: PlanState | None, ev: PlanIn, now: datetime,
         if plan.status == "expired" and expire_if_due(st, now):
             out += [Audit(ME, "plan.expired", plan.plan_id, {"votes": len(st.votes)}),
                     UpdateSlack("Expired before reaching its quorum.")]
+        if st.waiting_for is not None:  # woken (the plan it waited for stopped): start?
+            return _on_release(st, rules, busy)
         return st, out + _resume(st, rules)  # a redelivered or repeated plan
     if plan.status == "expired":
         return None, []
@@ -446,7 +525,7 @@ def _on_plan(st: PlanState | None, ev: PlanIn, now: datetime,
         st.decided_at = now
         out.append(Audit(ME, "plan.auto", plan.plan_id,
                          {"tier": decision.tier, "reason": decision.reason}))
-        return st, out + _emit(st, rules)
+        return st, out + _start(st, rules, busy)
     if rules.slack:
         out.append(Post())
     if st.status == "blocked":
@@ -466,14 +545,29 @@ def _on_plan(st: PlanState | None, ev: PlanIn, now: datetime,
 def _supersede(st: PlanState | None, plan: ActionPlan,
                now: datetime) -> tuple[PlanState | None, list[Effect]]:
     """A later diagnosis of the incident replaced ``plan``: a plan still waiting (pending,
-    or BLOCKED on show) takes no more votes; one already decided or running is left as it
-    is (what ran is audited; its verification judges it)."""
+    or BLOCKED on show) takes no more votes; an executable one (auto or approved) runs no
+    further step: the step in flight finishes (it cannot be called back) and the plan
+    stops. One that finished is left as it is (what ran is audited)."""
     why = plan.superseded_reason or "the diagnosis changed"
     by = plan.superseded_by
     details = {"reason": why, "superseded_by": by, "incident_id": plan.incident_id}
     if st is None:  # the plan itself never arrived (or was lost): it must not open later
         st = PlanState(plan=plan, status="superseded", decided_at=now)
         return st, [Audit(ME, "plan.superseded", plan.plan_id, {**details, "was": None})]
+    if st.status in ("approved", "auto") and st.next_step < len(st.plan.steps):
+        was, st.status, st.waiting_for = st.status, "superseded", None
+        st.plan = st.plan.model_copy(update={"superseded_by": by, "superseded_reason": why})
+        note = (f"Superseded while {'running' if st.requested else 'queued'}: {why}. "
+                f"No further step runs" + (f"; plan {by} replaces it." if by else "."))
+        return st, [Audit(ME, "plan.superseded", plan.plan_id, {
+                        **details, "was": was, "steps_done": len(st.step_status),
+                        "step_in_flight": st.in_flight}),
+                    *([] if st.in_flight else [Audit(ME, "plan.stopped", plan.plan_id, {
+                        "incident_id": plan.incident_id, "steps": {
+                            str(k): v for k, v in st.step_status.items()}})]),
+                    UpdateSlack(note),
+                    _notify(st, f"Plan superseded: {st.plan.cause_type} on {st.plan.service}",
+                            note)]
     if st.status not in ("pending", "blocked"):
         return st, []
     was, st.status, st.decided_at = st.status, "superseded", now
@@ -485,7 +579,7 @@ def _supersede(st: PlanState | None, plan: ActionPlan,
 
 
 def _on_vote(st: PlanState | None, ev: VoteIn, now: datetime,
-             rules: Rules) -> tuple[PlanState | None, list[Effect]]:
+             rules: Rules, busy: str | None = None) -> tuple[PlanState | None, list[Effect]]:
     vote = ev.vote
     who = {"user": vote.user, "claimed_role": vote.role, "decision": vote.decision,
            "source": vote.source, "comment": vote.comment}
@@ -516,7 +610,7 @@ def _on_vote(st: PlanState | None, ev: VoteIn, now: datetime,
                   {"approvers": st.approvers(), "by": vote.user}),
             UpdateSlack(f"{st.status} — last vote by {vote.user} ({role})")]
     if st.status == "approved":
-        out += _emit(st, rules)
+        out += _start(st, rules, busy)
     return st, out
 
 
@@ -536,6 +630,10 @@ def _on_result(st: PlanState | None, ev: ResultIn,
     if nxt is not None:
         return st, _emit(st, rules)
     out: list[Effect] = []
+    if st.status == "superseded":  # its step in flight came back: it runs no more
+        return st, [Audit(ME, "plan.stopped", res.plan_id, {
+            "incident_id": st.plan.incident_id, "reason": st.plan.superseded_reason,
+            "steps": {str(k): v for k, v in st.step_status.items()}})]
     if st.status in ("completed", "failed"):
         out += [Audit(ME, f"plan.{st.status}", res.plan_id,
                       {"steps": {str(k): v for k, v in st.step_status.items()}}),

@@ -35,6 +35,7 @@ from ..processors.approvals import (
     VoteIn,
     VoterRoles,
     decide,
+    running_sibling,
 )
 from ..processors.policy import PolicyEngine
 from ..schemas import ActionPlan, ActionResult, Approval, utcnow
@@ -73,10 +74,16 @@ def register(ctx: StreamContext) -> None:
     results_topic = settings.topic("action-results")
     approvals_topic = settings.topic("approvals")
     expiring: set[str] = set()
+    #: waiting plans re-sent by the timer (once each)
+    waiting_woken: set[str] = set()
     if slack is not None:
         ctx.stats.health["slack"] = breaker_health(slack.guard)
     #: plans re-offered for posting once; cleared when a post attempt was made
     reposting: set[str] = set()
+
+    #: incident id -> ids of its plans in the table (built on first use, kept on save)
+    by_incident: dict[str, set[str]] = {}
+    indexed = False
 
     def load(plan_id: str) -> PlanState | None:
         raw = table.get(plan_id)
@@ -84,6 +91,32 @@ def register(ctx: StreamContext) -> None:
 
     def save(state: PlanState) -> None:
         table[state.plan.plan_id] = state.model_dump_json().encode()
+        by_incident.setdefault(state.plan.incident_id, set()).add(state.plan.plan_id)
+
+    def siblings(incident_id: str) -> set[str]:
+        """Plan ids of the incident (this worker's view of the ``approval_state`` table)."""
+        nonlocal indexed
+        if not indexed:
+            for pid, raw in list(table.items()):
+                if raw:
+                    inc = PlanState.model_validate_json(raw).plan.incident_id
+                    by_incident.setdefault(inc, set()).add(pid)
+            indexed = True
+        return by_incident.get(incident_id, set())
+
+    def busy_for(incident_id: str, plan_id: str) -> str | None:
+        """Another plan of the incident that is running (one plan runs at a time)."""
+        return running_sibling((load(pid) for pid in sorted(siblings(incident_id))),
+                               incident_id, plan_id)
+
+    async def release_waiting(incident_id: str) -> None:
+        """Wake the plans of the incident that wait for one that stopped running: each
+        goes round ``action-plans`` again, so its own partition's event starts it (or
+        queues it behind the one started first)."""
+        for pid in sorted(siblings(incident_id)):
+            st = load(pid)
+            if st is not None and st.waiting_for is not None:
+                await ctx.send(st.plan)
 
     async def post_request(state: PlanState) -> None:
         """Post the plan to Slack once, also across a crash mid-post.
@@ -204,13 +237,19 @@ def register(ctx: StreamContext) -> None:
                 plan_id, ev = plan.plan_id, PlanIn(plan, check, raw)  # type: ignore[assignment]
                 reposting.discard(plan_id)
             before = load(plan_id)
-            state, effects = decide(before, ev, utcnow(), rules)
+            incident = before.plan.incident_id if before is not None else \
+                ev.plan.incident_id if isinstance(ev, PlanIn) else None
+            busy = busy_for(incident, plan_id) if incident is not None else None
+            state, effects = decide(before, ev, utcnow(), rules, busy=busy)
             msg = event.message
             # one line per decision event (they are few): where it came from, what it did
             log.info("approval-manager %s[%d]@%d %s: %s", topic, msg.partition, msg.offset,
                      plan_id, ", ".join(e.action if isinstance(e, Audit) else type(e).__name__
                                         for e in effects) or "no effect")
             await carry_out(state, effects)
+            if before is not None and before.running and state is not None \
+                    and not state.running:
+                await release_waiting(state.plan.incident_id)  # it stopped: the next starts
             if state is not None and held.get(plan_id):
                 # not only on the plan's first arrival: a worker killed after saving the
                 # plan's state and before releasing its held votes restarts with the
@@ -232,6 +271,12 @@ def register(ctx: StreamContext) -> None:
             if state.status == "pending" and exp is not None and now >= exp:
                 expiring.add(plan_id)
                 await ctx.send(state.plan.model_copy(update={"status": "expired"}))
+            elif state.waiting_for is not None and plan_id not in waiting_woken:
+                # the plan it waits for stopped without waking it (a crash in between)
+                other = load(state.waiting_for)
+                if other is None or not other.running:
+                    waiting_woken.add(plan_id)
+                    await ctx.send(state.plan)
 
     @app.timer(30.0)
     async def repost_unposted() -> None:

@@ -42,6 +42,7 @@ import numpy as np
 from ..config import AnomalySettings
 from ..models.tailbank import DETECTORS, LAST_T, N, USER, USER_COLS, TailBank
 from ..schemas import Anomaly, MetricBatch, series_id
+from ..schemas.telemetry import series_key
 
 __all__ = ["HYSTERESIS", "RECOVERY_SAMPLES", "MetricDetector", "anomaly_id"]
 
@@ -90,16 +91,22 @@ class MetricDetector:
         self._load = load
         self.bank = TailBank(warmup=settings.warmup_samples, **bank_kw)
         self.slot_of: dict[str, int] = {}
-        #: flat key ``(name, *label names, *label values)`` -> slot: the hot path's
-        #: lookup without hashing the series id (flat: one tuple per series, not one
-        #: per label pair)
+        #: a series' key (``"id"`` of a resolved ``metrics`` series: the series
+        #: directory checked it against the labels) -> slot: the hot path's lookup,
+        #: on a string the directory holds anyway (issue 18: no tuple per series)
+        self._by_key: dict[str, int] = {}
+        #: flat key ``(name, *label names, *label values)`` -> slot: the lookup of
+        #: series without a key, without hashing the series id (flat: one tuple per
+        #: series, not one per label pair)
         self._fast: dict[tuple[str, ...], int] = {}
-        #: per slot (None when free): the series id and its flat key, which also
-        #: gives the name and labels (no second copy of the labels per series)
+        #: per slot (None when free): the series id, its name, and its labels: the
+        #: labels dict of a keyed series (the directory's, shared), else the flat key
+        #: (no second copy of the labels per series)
         self._sid: list[str | None] = []
-        self._fk: list[tuple[str, ...] | None] = []
-        self._name = _SlotView(self._fk, _name_of)
-        self._labels = _SlotView(self._fk, _labels_of)
+        self._nm: list[str | None] = []
+        self._lb: list[dict[str, str] | tuple[str, ...] | None] = []
+        self._name = _SlotView(self._nm, _same)
+        self._labels = _SlotView(self._lb, _labels_of)
         self._thr = np.zeros(0)
         self._tags = np.full(0, -1, np.int64)  #: per slot: caller's tag (the partition)
         self._dirty = np.zeros(0, bool)  #: per slot: changed since the last take_dirty
@@ -131,9 +138,15 @@ class MetricDetector:
     def __len__(self) -> int:
         return len(self.slot_of)
 
-    def _slot(self, name: str, labels: dict[str, str]) -> int:
-        fk = (name, *labels, *labels.values())
-        slot = self._fast.get(fk)
+    def _slot(self, name: str, labels: dict[str, str], key: str | None = None) -> int:
+        """The slot of a series (created, with its saved state if any); ``key`` is its
+        checked series key (``"id"``), registered for the hot path's lookup."""
+        fk = None
+        if key is None:
+            fk = (name, *labels, *labels.values())
+            slot = self._fast.get(fk)
+        else:
+            slot = self._by_key.get(key)
         if slot is not None:
             return slot
         sid = series_id(name, labels)
@@ -153,8 +166,10 @@ class MetricDetector:
             if slot >= len(self._sid):
                 grow = slot + 1 - len(self._sid)
                 self._sid.extend([None] * grow)
-                self._fk.extend([None] * grow)
-            self._sid[slot], self._fk[slot] = sid, fk
+                self._nm.extend([None] * grow)
+                self._lb.extend([None] * grow)
+            self._sid[slot], self._nm[slot] = sid, name
+            self._lb[slot] = fk if fk is not None else labels
             if slot >= len(self._thr):
                 size = max(2 * len(self._thr), slot + 1, 1024)
                 grow = size - len(self._thr)
@@ -168,7 +183,10 @@ class MetricDetector:
             if self._is_river[slot]:
                 self._river[slot] = self._make(kind)
             self._tags[slot], self._dirty[slot] = -1, False
-        self._fast[fk] = slot
+        if fk is not None:
+            self._fast[fk] = slot
+        elif series_key(sid) == key:  # a key not the labels' own is never trusted
+            self._by_key[key] = slot  # type: ignore[index]
         return slot
 
     # ------------------------------------------------------------ the stage
@@ -185,14 +203,18 @@ class MetricDetector:
 
     def update_series(self, series: Sequence[Any], tag: int = -1,
                       history_run: str | None = None) -> list[Anomaly]:
-        fast = self._fast
+        fast, by_key = self._fast, self._by_key
         slots: list[int] = []
         counts: list[int] = []
         for s in series:
-            labels = s["labels"]
-            slot = fast.get((s["name"], *labels, *labels.values()))
+            key = s.get("id")
+            if key is not None:
+                slot = by_key.get(key)
+            else:
+                labels = s["labels"]
+                slot = fast.get((s["name"], *labels, *labels.values()))
             if slot is None:
-                slot = self._slot(s["name"], labels)
+                slot = self._slot(s["name"], s["labels"], key)
             slots.append(slot)
             counts.append(len(s["points"]))
         if not slots:
@@ -364,11 +386,12 @@ class MetricDetector:
             self._drop(slot)
         if gone:
             self._fast = {k: s for k, s in self._fast.items() if sid[s] is not None}
+            self._by_key = {k: s for k, s in self._by_key.items() if sid[s] is not None}
         return len(gone)
 
     def _drop(self, slot: int) -> None:
         sid = self._sid[slot]
-        self._sid[slot] = self._fk[slot] = None
+        self._sid[slot] = self._nm[slot] = self._lb[slot] = None
         del self.slot_of[sid]
         self._tags[slot], self._dirty[slot] = -1, False
         self._history_run.pop(slot, None)
@@ -414,32 +437,34 @@ class MetricDetector:
         return items
 
 
-def _name_of(fk: tuple[str, ...]) -> str:
-    return fk[0]
+def _same(x: Any) -> Any:
+    return x
 
 
-def _labels_of(fk: tuple[str, ...]) -> dict[str, str]:
-    n = (len(fk) - 1) // 2
-    return dict(zip(fk[1:1 + n], fk[1 + n:]))
+def _labels_of(lb: dict[str, str] | tuple[str, ...]) -> dict[str, str]:
+    """A slot's labels, a copy: from the shared dict, or from the flat key."""
+    if isinstance(lb, dict):
+        return dict(lb)
+    n = (len(lb) - 1) // 2
+    return dict(zip(lb[1:1 + n], lb[1 + n:]))
 
 
 class _SlotView:
-    """Read-only ``slot -> value`` derived from a slot's flat key (name, labels)."""
+    """Read-only ``slot -> value`` derived from a per-slot list (name, labels)."""
 
-    __slots__ = ("_fk", "_get")
+    __slots__ = ("_of", "_get")
 
-    def __init__(self, fk: list[tuple[str, ...] | None],
-                 get: Callable[[tuple[str, ...]], Any]) -> None:
-        self._fk, self._get = fk, get
+    def __init__(self, of: list[Any], get: Callable[[Any], Any]) -> None:
+        self._of, self._get = of, get
 
     def __getitem__(self, slot: int) -> Any:
-        fk = self._fk[slot] if 0 <= slot < len(self._fk) else None
-        if fk is None:
+        x = self._of[slot] if 0 <= slot < len(self._of) else None
+        if x is None:
             raise KeyError(slot)
-        return self._get(fk)
+        return self._get(x)
 
     def __contains__(self, slot: object) -> bool:
-        return isinstance(slot, int) and 0 <= slot < len(self._fk) and self._fk[slot] is not None
+        return isinstance(slot, int) and 0 <= slot < len(self._of) and self._of[slot] is not None
 
 
 def _positions(counts: list[int], base: list[int] | None) -> np.ndarray:

@@ -28,7 +28,8 @@ subprocesses on this machine. Requests are real remote-write 1.0 bodies
    with a marker spike every 0.2 s: p50/p99 of post -> anomaly produced.
 5. **memory**: RSS above the empty worker (measured when ready) per series;
    ``--memory-series`` (default 100,000) in a fresh worker, ``--memory-rounds``
-   rounds, until every sample of them is checkpointed. Broken down by the worker's
+   rounds, until every sample of them is checkpointed, and again once the producer
+   sent what it still held then ("settled"). Broken down by the worker's
    memory report (``streams/memory_report.py``: kernel, glibc malloc, RocksDB; Python
    under ``PYTHONTRACEMALLOC=1``). ``--memory-only`` runs this part alone;
    ``--memory-env 'K=V;K=V'`` adds arms with other worker settings, run one after the
@@ -832,8 +833,21 @@ async def memory_one(broker: Any, work: Path, a: argparse.Namespace, extra: dict
     after = mrun.rss()
     rep1 = await asyncio.to_thread(_read_report, report, time.time(), 300.0, True) \
         if rep0 else {}
+    # at `after` the last checkpoint's records may still wait in the producer (state
+    # leaves; a series-labels record per new series): RSS again once they are sent
+    rep2, t1 = rep1, time.monotonic()
+    while rep2 and time.monotonic() - t1 < 180:
+        p = rep2.get("producer") or {}
+        if not p.get("faust_pending") and not p.get("aiokafka_batches"):
+            break
+        await asyncio.sleep(2)
+        rep2 = await asyncio.to_thread(_read_report, report, time.time(), 60.0)
+    settled = mrun.rss()
     f0, f1 = _flat(rep0), _flat(rep1)
     res = {"series": a.memory_series, "empty_kib": empty, "after_kib": after,
+           "settled_kib": settled, "settled_after_s": time.monotonic() - t1,
+           "settled_per_series_bytes": (settled - empty) * 1024 / a.memory_series,
+           "settled_producer": (rep2 or {}).get("producer"),
            "rounds": a.memory_rounds + extra_rounds, "seconds": time.monotonic() - t0,
            "state": mrun.state(), "env": {k: v for k, v in extra.items()},
            "per_series_bytes": (after - empty) * 1024 / a.memory_series,
@@ -843,6 +857,9 @@ async def memory_one(broker: Any, work: Path, a: argparse.Namespace, extra: dict
     mrun.stop()
     print(f"memory [{name}], {a.memory_series:,} series: {empty / 1024:.0f} -> "
           f"{after / 1024:.0f} MiB ({res['per_series_bytes']:,.0f} B/series)", flush=True)
+    print(f"  settled (producer backlog sent, {res['settled_after_s']:.0f} s later): "
+          f"{settled / 1024:.0f} MiB ({res['settled_per_series_bytes']:,.0f} B/series); "
+          f"producer then {res['settled_producer']}", flush=True)
     print("  above empty, B/series: " + ", ".join(
         f"{k} {v:,.0f}" for k, v in res["parts_per_series"].items()), flush=True)
     if rep1.get("producer"):
@@ -875,8 +892,9 @@ async def memory_arms(broker: Any, work: Path, a: argparse.Namespace, extra: dic
             out[name] = await memory_one(broker, work, a, env, runs, name)
     if len(out) == 1:
         return next(iter(out.values()))
-    print("memory arms, B/series: " + "; ".join(
-        f"{k} {v['per_series_bytes']:,.0f} ({v['env']})" for k, v in out.items()), flush=True)
+    print("memory arms, B/series (settled): " + "; ".join(
+        f"{k} {v['per_series_bytes']:,.0f} ({v['settled_per_series_bytes']:,.0f}) ({v['env']})"
+        for k, v in out.items()), flush=True)
     return out
 
 

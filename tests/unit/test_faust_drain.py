@@ -63,6 +63,9 @@ class _Loop:
     def assignment(self) -> set[Any]:
         return {TP}
 
+    def _is_changelog_tp(self, tp: Any) -> bool:
+        return tp.topic.endswith("-changelog")
+
     def highwater(self, tp: Any) -> int | None:
         return self.end
 

@@ -216,6 +216,25 @@ made. A count of 0 is now left unjudged until the next write (a Kafka topic has 
 one partition); a real mismatch still raises. Test:
 ``test_a_changelog_being_created_is_no_partition_mismatch``.
 
+A changelog record the fetch dropped is read again. Faust's ``Consumer.getmany`` drops
+records it already took from the Kafka client when the flow is off (a rebalance, or
+table recovery before it turns the flow on again), when the generation changed or when
+the partition was paused meanwhile, and then seeks the *stream* partitions to their
+committed offsets; nothing commits on a changelog partition, so its dropped records were
+never read again and recovery waited for them for good. Seen in the chaos test
+``test_second_worker_joins_then_first_is_killed`` (2 of 8 CI runs on 2026-12-07, ~1 in 70
+alone): the survivor took over a partition whose standby it had read to the end,
+recovery sought its changelogs to 0 and then "No event received for active tp" every
+5 s for minutes, active_remaining 54. Now each dropped changelog record is noted and,
+after the batch, its partition is sought back to the first one if the client still
+stands right after the last (checked and sought in the consumer's thread in one step:
+anywhere else, recovery sought it since). As a net for any other way to the same
+stall, a recovery that has had no record of an active changelog partition for 20 s
+while short of its highwater logs where that partition's fetch path stands and, if the
+client is past the next offset recovery needs, reads it again from there (a re-read is
+harmless: recovery applies only offsets past the ones it has). Tests:
+``tests/unit/test_faust_changelog_refetch.py`` (Faust's ``getmany`` side by side).
+
 Also a hook, not a fix: before Faust waits for every fetched message to be acked
 (``Consumer.wait_empty``, on each rebalance and at shutdown) it calls the
 callables in :data:`BEFORE_WAIT_EMPTY` on the app, so an agent that holds acks
@@ -479,6 +498,15 @@ def apply() -> None:
         if self.app.consumer_generation_id == generation_id:
             self.sre_owned = set(self.active_tps)  # recovered in order up to the end
 
+    original_verify_path = AIOKafkaConsumerThread.verify_recovery_event_path
+
+    def verify_recovery_event_path(self: Any, now: float, tp: Any) -> None:
+        original_verify_path(self, now, tp)
+        _report_recovery_stall(self, now, tp)
+
+    verify_recovery_event_path.__doc__ = original_verify_path.__doc__
+    AIOKafkaConsumerThread.verify_recovery_event_path = verify_recovery_event_path  # type: ignore[method-assign]
+
     for name, fun in (("add_active", add_active), ("on_rebalance", on_rebalance),
                       ("on_recovery_completed", on_recovery_completed)):
         fun.__doc__ = getattr(Recovery, name).__doc__
@@ -520,6 +548,10 @@ def apply() -> None:
     faust_new_offset = Consumer._new_offset
     _new_offset.__doc__ = faust_new_offset.__doc__
     Consumer._new_offset = _new_offset  # type: ignore[method-assign]
+    global faust_getmany
+    faust_getmany = Consumer.getmany
+    getmany.__doc__ = faust_getmany.__doc__
+    Consumer.getmany = getmany  # type: ignore[method-assign]
     _applied = True
 
 
@@ -528,6 +560,7 @@ FAUST_DRAIN_VERSION = "0.15.3"
 #: Faust's own loop and commit offset, kept once replaced (the tests run them side by side)
 faust_drain_messages: Any = None
 faust_new_offset: Any = None
+faust_getmany: Any = None
 faust_ack: Any = None
 faust_flow_resume: Any = None
 aiokafka_wait_on_metadata: Any = None
@@ -599,6 +632,105 @@ def producer_state(producer: Any) -> dict[str, Any]:
     task = sender.sender_task
     out["sender"] = ("none" if task is None else "running" if not task.done()
                      else f"done: {task.exception()!r}" if not task.cancelled() else "cancelled")
+    return out
+
+
+#: seconds without an event of an active changelog partition since recovery start
+#: before its fetch path is reported (Faust itself warns after 30 s without saying why)
+STALL_REPORT_AFTER = 20.0
+_stall_reported: dict[Any, float] = {}
+
+
+def _report_recovery_stall(thread: Any, now: float, tp: Any) -> None:
+    """Log, at most every 30 s per partition, where the fetch path of an active changelog
+    partition stands when recovery, still short of its highwater, has had no event of it
+    for :data:`STALL_REPORT_AFTER` seconds (Faust's own warning, "No event received for
+    active tp", says nothing of why), and read it again from the next offset recovery
+    needs if the client already stands past that (:func:`_seek_back_if_past`)."""
+    try:
+        consumer = thread.consumer
+        recovery = consumer.app.tables.recovery
+        started = recovery._recovery_started_at
+        if started is None or not recovery.in_recovery:
+            return
+        quiet_since = recovery._active_events_received_at.get(tp, started)
+        highwater, last = recovery.active_highwaters.get(tp), recovery.active_offsets.get(tp)
+        if (now - quiet_since < STALL_REPORT_AFTER
+                or highwater is None or (last is not None and last >= highwater)
+                or now - _stall_reported.get(tp, 0.0) < 30.0):
+            return
+        _stall_reported[tp] = now
+        _log.warning("recovery stalled on %s: %s", tp, recovery_stall_state(consumer, tp))
+        if tp in recovery.active_tps:
+            task = asyncio.ensure_future(
+                _seek_back_if_past(consumer, tp, 0 if last is None or last < 0 else last + 1))
+            _tasks.add(task)
+            task.add_done_callback(_tasks.discard)
+    except Exception as exc:  # noqa: BLE001 - a report must never break recovery
+        _log.info("recovery stall report of %s failed: %r", tp, exc)
+
+
+async def _seek_back_if_past(consumer: Any, tp: Any, start: int) -> None:
+    """Seek ``tp`` back to ``start`` (the next offset recovery needs) if the client
+    already stands past it: records between were fetched and never reached recovery
+    (see :func:`_read_changelogs_again` for the one way known; this is the net for any
+    other). Recovery applies only offsets past the ones it has, so a re-read is harmless."""
+    thread = consumer._thread
+
+    def seek_back() -> int | None:
+        client = thread._ensure_consumer()
+        assignment = client._subscription.subscription.assignment
+        state = assignment.state_value(tp) if assignment is not None else None
+        if state is None or not state.has_valid_position or state.position <= start:
+            return None
+        position = int(state.position)
+        client.seek(tp, start)
+        return position
+
+    position = await thread.call_thread(seek_back)
+    if position is not None:
+        read = consumer._read_offset.get(tp)
+        if read is not None and read > start:
+            consumer._read_offset[tp] = start if start else None
+        _log.warning("%s: recovery needs offset %d, the client stood at %d: reading "
+                     "again from %d", tp, start, position, start)
+
+
+def recovery_stall_state(consumer: Any, tp: Any) -> dict[str, Any]:
+    """Where one partition stands on the way from the broker to table recovery."""
+    app = consumer.app
+    recovery = app.tables.recovery
+    out: dict[str, Any] = {
+        "generation": app.consumer_generation_id,
+        "flow_active": consumer.flow_active,
+        "flow_control_active": app.flow_control.is_active(),
+        "faust_active": tp in (consumer._active_partitions or ()),
+        "faust_paused": tp in consumer._paused_partitions,
+        "faust_buffered": tp in consumer._buffered_partitions,
+        "read_offset": consumer._read_offset.get(tp),
+        "active_offset": recovery.active_offsets.get(tp),
+        "active_highwater": recovery.active_highwaters.get(tp),
+        "in_standby_tps": tp in recovery.standby_tps,
+        "changelog_queue": recovery.tables.changelog_queue.qsize(),
+        "fetch_loop_in_getmany": CONSUMER_FETCHING in consumer.diag.flags,
+        "expected": consumer.__dict__.get(EXPECTED, {}).get(tp),
+    }
+    try:
+        client = consumer._thread._ensure_consumer()
+        fetcher = client._fetcher
+        assignment = client._subscription.subscription.assignment
+        state = assignment.state_value(tp) if assignment is not None else None
+        out["client_assigned"] = state is not None
+        if state is not None:
+            out["client_position"] = state.position if state.has_valid_position else None
+            out["client_paused"] = state.paused
+            out["client_highwater"] = state.highwater
+            out["client_polled_ms_ago"] = (None if not state.timestamp
+                                           else int(time.time() * 1000 - state.timestamp))
+        held = fetcher._records.get(tp)
+        out["client_buffered"] = None if held is None else type(held).__name__
+    except Exception as exc:  # noqa: BLE001 - not started or stopping
+        out["client"] = repr(exc)
     return out
 
 
@@ -883,6 +1015,130 @@ def _new_offset(self: Any, tp: Any) -> int | None:
     return None
 
 
+#: consumer attribute: changelog tp -> [first, last] offsets of records taken from the
+#: Kafka client and not handed on (see :func:`getmany`)
+NOT_HANDED_ON = "sre_not_handed_on"
+
+
+def _note_not_handed_on(consumer: Any, tp: Any, offset: int) -> bool:
+    """Note a record of ``tp`` taken from the client and dropped; True if ``tp`` is a
+    changelog partition (the only ones nothing else reads again)."""
+    if not consumer._is_changelog_tp(tp):
+        return False
+    span = consumer.__dict__.setdefault(NOT_HANDED_ON, {}).get(tp)
+    if span is None:
+        consumer.__dict__[NOT_HANDED_ON][tp] = [offset, offset]
+    else:
+        span[0], span[1] = min(span[0], offset), max(span[1], offset)
+    return True
+
+
+async def getmany(self: Any, timeout: float) -> Any:
+    # Faust 0.15.3's Consumer.getmany; the changes are marked CHANGED
+    records, active_partitions = await self._wait_next_records(timeout)
+    generation_id = self.app.consumer_generation_id
+    if records is None or self.should_stop:
+        return
+
+    records_it = self.scheduler.iterate(records)
+    to_message = self._to_message  # localize
+    dropped: set[Any] = set()  # CHANGED: changelog partitions with a record dropped
+    if self.flow_active:
+        for tp, record in records_it:
+            if tp in dropped:  # CHANGED: what is not handed on stays a suffix
+                _note_not_handed_on(self, tp, record.offset)
+                continue
+            if not self.flow_active:
+                _drop_rest(self, tp, record, records_it)  # CHANGED
+                break
+            new_generation_id = self.app.consumer_generation_id
+            if new_generation_id != generation_id:
+                self.log.dev(
+                    "Generation id changed from %r to %r. Cancelling getmany.",
+                    generation_id,
+                    new_generation_id,
+                )
+                _drop_rest(self, tp, record, records_it)  # CHANGED
+                break
+            if (
+                active_partitions is None
+                or tp in active_partitions
+                or tp in self._buffered_partitions
+            ):
+                highwater_mark = self.highwater(tp)
+                self.app.monitor.track_tp_end_offset(tp, highwater_mark)
+                # convert timestamp to seconds from int milliseconds.
+                yield tp, to_message(tp, record)
+            elif _note_not_handed_on(self, tp, record.offset):  # CHANGED
+                dropped.add(tp)
+    else:
+        self.log.dev(
+            "getmany called while flow not active. Seek back to committed offsets."
+        )
+        for tp, record in records_it:  # CHANGED: the seek below skips changelogs
+            _note_not_handed_on(self, tp, record.offset)
+        try:
+            await self.perform_seek()
+        except Exception as ex:
+            self.log.warning(f"exception performing seek when flow not active {ex}")
+
+
+def _drop_rest(consumer: Any, tp: Any, record: Any, records_it: Any) -> None:
+    """Note ``record`` and every record left in the batch as not handed on."""
+    _note_not_handed_on(consumer, tp, record.offset)
+    for other, rest in records_it:
+        _note_not_handed_on(consumer, other, rest.offset)
+
+
+async def _read_changelogs_again(self: Any) -> None:
+    """Seek each changelog partition back to the first record the fetch took from the
+    Kafka client and dropped, if the client still stands right after the last one.
+
+    Faust's fetch drops records it already took from the client in several places (the
+    flow stopped while the fetch was out, the generation changed, the partition paused
+    meanwhile) and counts on the seek to the committed offset to fetch them again; that
+    seek never moves a changelog partition (nothing commits on it). So a changelog
+    record fetched after table recovery had sought its partition, and dropped because
+    the flow was not on again yet, was never read: recovery waited for it for good. Seen
+    in tests/chaos/test_worker_faults.py (``test_second_worker_joins_then_first_is_killed``,
+    ~1 run in 20 under load): a survivor took over a partition whose standby it had read
+    to the end, recovery sought its changelogs to 0, and "No event received for active
+    tp" came every 5 s with the client at the log's end. The check and the seek run in
+    the consumer's thread, one step: a client that stands anywhere else was sought since
+    (by recovery, which knows where to read), and is left alone. Reading a changelog
+    record twice is harmless: recovery applies only offsets past the ones it has."""
+    spans = self.__dict__.get(NOT_HANDED_ON)
+    if not spans:
+        return
+    todo = {tp: tuple(span) for tp, span in spans.items()}
+    spans.clear()
+    thread = self._thread
+
+    def seek_back() -> list[tuple[Any, int, int]]:
+        client = thread._ensure_consumer()
+        assignment = client._subscription.subscription.assignment
+        done = []
+        for tp, (first, last) in todo.items():
+            state = assignment.state_value(tp) if assignment is not None else None
+            if state is None or not state.has_valid_position or state.position != last + 1:
+                continue
+            client.seek(tp, first)
+            done.append((tp, first, last))
+        return done
+
+    try:
+        done = await thread.call_thread(seek_back)
+    except Exception as exc:  # noqa: BLE001 - stopping or reassigned: a later seek decides
+        _log.info("changelog records dropped by the fetch not read again: %r", exc)
+        return
+    for tp, first, last in done:
+        read = self._read_offset.get(tp)
+        if read is not None and read > first:
+            self._read_offset[tp] = first if first else None
+        _log.warning("%s: offsets %d-%d were fetched and dropped before recovery or a "
+                     "standby got them: reading again from %d", tp, first, last, first)
+
+
 async def _drain_messages(self: Any, fetcher: Any) -> None:  # pragma: no cover - the loop
     # Faust 0.15.3's Consumer._drain_messages; the changes are marked CHANGED
     callback = self.callback
@@ -937,7 +1193,8 @@ async def _drain_messages(self: Any, fetcher: Any) -> None:  # pragma: no cover 
                             # CHANGED: fetched before a rebalance, delivered after it:
                             # the streams skip it and the seek fetches it again, so it
                             # is not read (marked read, it pushed the read offset past
-                            # the refetch)
+                            # the refetch); no seek comes for a changelog: noted
+                            _note_not_handed_on(self, tp, offset)
                             if stale.get(tp) != message.generation_id:
                                 stale[tp] = message.generation_id
                                 _log.info("%s: offset %d fetched in generation %s, now %s: "
@@ -988,6 +1245,7 @@ async def _drain_messages(self: Any, fetcher: Any) -> None:  # pragma: no cover 
                 while reseek:  # CHANGED
                     tp, exp = reseek.popitem()
                     await self.seek(tp, exp)
+                await _read_changelogs_again(self)  # CHANGED
                 await _read_skipped_again(self, expected, verified)  # CHANGED
                 now = monotonic()  # CHANGED
                 if now >= next_tail_check:

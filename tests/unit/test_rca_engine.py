@@ -588,3 +588,32 @@ def test_a_callee_that_logs_a_moment_after_its_caller_still_explains_it() -> Non
                            for s in ("web", "api", "db")})
     ranked = rank_window(w)
     assert ranked[0].service == "db", [(c.service, c.score, c.onset) for c in ranked]
+
+
+def test_a_callee_whose_errors_start_the_failing_requests_is_named_by_them() -> None:
+    """Nezha ``tt_20230129_0852`` (contacts return, 9 min after the same fault): the
+    callee's error lines were already running before the start (an earlier fault), so
+    their rate did not rise, while its callers' errors did, and a caller ranked first
+    (contacts 13th). One request orders its own errors: after the start the callee's
+    error comes first and its caller's follows in the same trace. Counted per origin,
+    such requests name the callee (13th -> 1st)."""
+    rng = np.random.default_rng(6)
+    logs = []
+    for k in range(60):  # the hour before: db errs once a minute, alone in its requests
+        logs.append((START - 3600 + 60.0 * k, "db", f"ERROR query aborted trace_id=r{k:07d}"))
+        logs.append((START - 3600 + 60.0 * k + 20, "api", f"INFO GET /orders {k} ok"))
+    for k in range(5):  # after: the same rate of db errors, now each failing api's request
+        logs.append((START + 60.0 * k + 1, "db", f"ERROR query aborted trace_id=f{k:07d}"))
+        logs.append((START + 60.0 * k + 1.2, "api",
+                     f"ERROR GET /orders failed: status 500 trace_id=f{k:07d}"))
+        logs.append((START + 60.0 * k + 20, "api", f"INFO GET /orders {k} ok"))
+    w = IncidentWindow(start=START, edges=[("web", "api"), ("api", "db")],
+                       symptom={"service": "web"}, logs=sorted(logs), series={
+                           (s, "cpu"): (T, 1 + 0.05 * rng.standard_normal(len(T)))
+                           for s in ("web", "api", "db")})
+    ranked = rank_window(w)
+    assert ranked[0].service == "db", [(c.service, c.score, c.evidence) for c in ranked]
+    assert any("errors start here" in e for e in ranked[0].evidence)
+    # without the call graph's direction (db does not call api) the requests name nobody
+    w.edges = [("web", "api"), ("db", "api")]
+    assert not any("errors start here" in e for c in rank_window(w) for e in c.evidence)

@@ -23,8 +23,9 @@ Per service, three kinds of evidence, each in z units
 * **fewer calls** — the mirror: a service that fails before it makes its
   calls sends its dependencies less work; callees' fallen traffic counts
   against their common caller (:func:`_fewer_calls`);
-* **logs** — the best template rise/new template/drop, or a change of the
-  service's template mix;
+* **logs** — the best template rise/new template/drop, a change of the
+  service's template mix, or more failing requests whose errors start at it
+  and reach its callers (trace ids, :func:`~.rca_logs.error_origins`);
 * **named callee** — callers' connection-failure or timeout log lines that name
   a callee of theirs in the graph ("call to redis failed: connection refused")
   rank that callee at its strongest caller's strength (:func:`_named_callees`):
@@ -508,7 +509,7 @@ def rank_window(w: IncidentWindow, spec: WindowSpec = WindowSpec()) -> list[Cand
         metric_ev[svc].append(series_evidence(svc, metric, t, v, w.start, spec))
     logs_ev: dict[str, list[LogEvidence]] = defaultdict(list)
     if w.logs:
-        for e in log_evidence(w.logs, w.start, spec.reference, spec.after):
+        for e in log_evidence(w.logs, w.start, spec.reference, spec.after, edges=w.edges):
             logs_ev[e.service].append(e)
     change_ev: dict[str, list[tuple[ChangeEvent, float]]] = defaultdict(list)
     for e, z in change_evidence(w.events, w.start, spec.after):

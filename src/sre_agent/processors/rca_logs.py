@@ -32,7 +32,10 @@ compared with its count before:
   service's template shares, independent of its volume (:func:`mix_shift`);
 * **errors count more** — a rise of an error template (level WARN/ERROR/…,
   or error words without a level) counts fully, a rise of another template
-  and any drop count half (:data:`INFO_WEIGHT`, :data:`DROP_WEIGHT`).
+  and any drop count half (:data:`INFO_WEIGHT`, :data:`DROP_WEIGHT`);
+* **where a failing request's errors start** — with trace ids in the lines,
+  the service whose error line comes first in a request whose errors then
+  reach its callers is where that failure began (:func:`error_origins`).
 
 Examples
 --------
@@ -296,13 +299,16 @@ def _ratio_z(a: int, t_ref: float, b: int, t_after: float) -> float:
 
 def log_evidence(lines: Iterable[tuple[float, str, str]], start: float, reference: float = 3600.0,
                  after: float = 300.0, levels: dict[int, str] | None = None,
-                 miners: dict[str, TemplateMiner] | None = None) -> list[LogEvidence]:
+                 miners: dict[str, TemplateMiner] | None = None,
+                 edges: Iterable[tuple[str, str]] = ()) -> list[LogEvidence]:
     """Rate changes per ``(service, template)`` around ``start``.
 
     ``lines`` are ``(unix_seconds, service, message)``; ``levels`` optionally
     gives a level per line index (a stream record's own level) for lines whose
     message carries none. ``miners`` may pass the services' existing template
     miners (so template ids match the stream's); new ones are made otherwise.
+    ``edges`` (caller, callee) say which services' errors can follow whose
+    (:func:`error_origins`); without them any other service's may.
     """
     lines = lines if isinstance(lines, list) else list(lines)
     c = count_templates(lines, start, reference, after, levels, miners)
@@ -310,7 +316,91 @@ def log_evidence(lines: Iterable[tuple[float, str, str]], start: float, referenc
         return []
     judged = judge_templates(c)
     return (judged + _with_stopped(mix_shift(c), judged)
-            + handoff_delays(lines, start, reference, after))
+            + handoff_delays(lines, start, reference, after)
+            + error_origins(lines, c, start, reference, after, levels, edges))
+
+
+def error_origins(lines: Iterable[tuple[float, str, str]], c: TemplateCounts, start: float,
+                  reference: float = 3600.0, after: float = 300.0,
+                  levels: dict[int, str] | None = None,
+                  edges: Iterable[tuple[str, str]] = ()) -> list[LogEvidence]:
+    """Per service: failing requests whose errors start there and reach its callers.
+
+    Each service's *first* onset says little about who went bad first: a caller logs a
+    request before its callee does, and an earlier fault's errors may still be running.
+    One request orders its own errors: a callee that fails logs its error, then the
+    callers it failed log theirs. So per trace id (error lines only: levels WARN/ERROR/…,
+    never sampled away), the service with the first error line is where that request's
+    failure began, when a later error of the request is at a (transitive) caller of it
+    in ``edges`` (without a graph: at any other service). Such requests are counted per
+    origin before and after ``start`` and judged like a template's lines
+    (:func:`judge_templates`: the Gamma–Poisson tail over the covered minutes of ``c``,
+    capped by the rate-noise z), as an error template's rise; only rises count.
+
+    >>> lines = []
+    >>> for i in range(20):  # before: db's errors alone, api fails by itself now and then
+    ...     lines += [(60.0 * i, "db", f"ERROR timeout trace_id=a{i:07d}"),
+    ...               (60.0 * i + 5, "api", f"ERROR bad input trace_id=b{i:07d}")]
+    >>> for i in range(12):  # after: db's errors reach api in the same requests
+    ...     lines += [(1200.0 + 10 * i, "db", f"ERROR timeout trace_id=c{i:07d}"),
+    ...               (1200.0 + 10 * i + 0.2, "api", f"ERROR upstream 500 trace_id=c{i:07d}")]
+    >>> c = count_templates(lines, 1200.0, 1200.0, 300.0)
+    >>> [(e.service, e.change) for e in error_origins(lines, c, 1200.0, 1200.0, 300.0,
+    ...                                                edges=[("api", "db")])]
+    [('db', 'new')]
+    """
+    if c.t_ref <= 0 or c.t_after <= 0:
+        return []
+    callers: dict[str, set[str]] = {}
+    for a, b in edges:
+        callers.setdefault(b, set()).add(a)
+    ups: dict[str, set[str]] = {}
+
+    def upstream(s: str) -> set[str]:
+        if s not in ups:
+            seen, todo = set(), [s]
+            while todo:
+                for k in callers.get(todo.pop(), ()):
+                    if k not in seen:
+                        seen.add(k)
+                        todo.append(k)
+            ups[s] = seen
+        return ups[s]
+
+    lo, hi = start - reference, start + after
+    traces: dict[str, list[tuple[float, str]]] = {}
+    for i, (t, svc, msg) in enumerate(lines):
+        if lo <= t < hi and line_level(msg, (levels or {}).get(i, ""))[1]:
+            m = _TRACE.search(msg)
+            if m and m.group(1).strip("0-._"):
+                traces.setdefault(m.group(1), []).append((t, svc))
+    before: Counter[str] = Counter()
+    after_n: Counter[str] = Counter()
+    first: dict[str, float] = {}
+    for steps in traces.values():
+        steps.sort()
+        t0, origin = steps[0]
+        later = {s for _, s in steps[1:] if s != origin}
+        if not (later & upstream(origin) if callers else later):
+            continue
+        if t0 < start:
+            before[origin] += 1
+        else:
+            after_n[origin] += 1
+            first[origin] = min(first.get(origin, t0), t0)
+    p = c.t_ref / (c.t_ref + c.t_after)
+    out = []
+    for svc, b in after_n.items():
+        a = before[svc]
+        if b <= (a + 0.5) * (1 - p) / p:
+            continue
+        z = min(_z(_nb_sf(b, a + 0.5, p)), _ratio_z(a, c.t_ref, b, c.t_after))
+        if z > 0:
+            out.append(LogEvidence(svc, "*origin*", f"{b} failing requests whose errors start "
+                                   "here and reach its callers", True, "new" if a == 0 else "up",
+                                   round(a / c.t_ref, 4), round(b / c.t_after, 4), round(z, 4),
+                                   round(z, 4), first[svc]))
+    return out
 
 
 def _with_stopped(mixes: list[LogEvidence], judged: list[LogEvidence]) -> list[LogEvidence]:

@@ -42,11 +42,12 @@ def test_spike_opens_then_resolves_with_the_same_id() -> None:
     assert opened.observed == 95.0 and opened.lower < opened.expected < opened.upper < 95.0
     assert opened.direction == "up" and opened.deviation > 5 and opened.score >= 0.7
     assert set(opened.contributions) == {"point", "held"}
-    # a 45-sigma spike on a series 300 samples old: rare (p below 1e-8) but not 'critical'
+    # a 45-sigma spike on a series 300 samples old: rare (p below 1e-6) but not 'critical'
     # (p = 1e-28.5): a tail fitted from a few excesses cannot back such a claim (the tail is
     # averaged over its shape's uncertainty; on real KPIs the point estimate's 0.8 fired 6x
-    # as often as promised)
-    assert opened.score >= 0.84 and opened.severity == "warning"
+    # as often as promised). Since state v9 the shape's uncertainty is that of the quantile
+    # estimator (1.8x the moments' variance at shape 0), so a young fit claims less: 0.79
+    assert opened.score >= 0.78 and opened.severity == "warning"
     assert resolved.time > opened.time and resolved.started_at == opened.time
 
 
@@ -61,7 +62,7 @@ def test_per_metric_threshold_override() -> None:
     for det in (strict, default):
         det.update(batch(normal(300)))
     d = default.find("latency")[0]
-    v = d["expected"] + 6.2 * d["sigma"]  # scores ~0.8
+    v = d["expected"] + 8.0 * d["sigma"]  # scores ~0.72 (300 samples: a young tail fit)
     assert strict.update(batch([v], start=300)) == []
     assert [a.status for a in default.update(batch([v], start=300))] == ["open"]
 

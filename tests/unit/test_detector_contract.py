@@ -128,7 +128,9 @@ def heavy_series(n: int = 6000, seed: int = 4) -> list[tuple[float, float]]:
     return out
 
 
-@pytest.mark.parametrize("params", [{}, {"decluster": False}, {"regime_hold": 3600.0}])
+@pytest.mark.parametrize("params", [{}, {"decluster": False}, {"regime_hold": 3600.0},
+                                    {"xi_max": 0.5}, {"xi_est": "moments"},
+                                    {"xi_est": "moments", "decluster": False}])
 def test_fast_path_equals_the_river_reference_on_heavy_tails(params: dict[str, Any]) -> None:
     bank = same_scores(params, heavy_series())
     from sre_agent.models.tailbank import XID, XIU
@@ -146,9 +148,23 @@ def sparse_series(n: int = 8000, seed: int = 6) -> list[tuple[float, float]]:
     return out
 
 
-@pytest.mark.parametrize("params", [{}, {"xi_unc": 0.0, "lam_kt": 0.0}, {"regime_hold": 3600.0}])
+@pytest.mark.parametrize("params", [{}, {"xi_unc": 0.0, "lam_kt": 0.0}, {"regime_hold": 3600.0},
+                                    {"res_floor": 0.0}])
 def test_fast_path_equals_the_river_reference_on_sparse_counts(params: dict[str, Any]) -> None:
     same_scores(params, sparse_series())
+
+
+def test_fast_path_equals_the_river_reference_on_gridded_values() -> None:
+    """Values on a grid (two decimals; the resolution floor's approximate gcd), with a
+    stretch of a single value and rare one-grain steps."""
+    rng = np.random.default_rng(8)
+    data = []
+    for i in range(5000):
+        v = 0.97 if 1000 <= i < 3000 and rng.random() > 0.01 else round(0.9 + 0.05 * rng.random(), 2)
+        data.append((T0 + 60.0 * i, float(v)))
+    bank = same_scores({}, data)
+    from sre_agent.models.tailbank import RES
+    assert abs(bank.S[0, RES] - 0.01) < 1e-9
 
 
 @pytest.mark.parametrize("params", [
@@ -233,7 +249,8 @@ def test_bank_state_is_compact() -> None:
     assert WIDTH * 8 <= 4096
     # without the weekly profile (the default): 135 columns since state version 7 (the
     # previous regime, its plain predictors and the excursion cluster: 10 more)
-    assert TailBank().width * 8 <= 1088
+    # 139 since state version 9 (the excesses' medians, the last value and the resolution)
+    assert TailBank().width * 8 <= 1112
 
 
 def test_calibrated_predictive_learns_its_error_statistics() -> None:

@@ -36,7 +36,10 @@ from typing import Any
 
 from river import anomaly, base, preprocessing, stats
 
-from .tailbank import SLOTS, SURPRISAL_HALF, WEEK, WSLOTS, TailBank
+import numpy as np
+
+from .tailbank import (_F0, _GRAIN_MIN, _QK, _QSTEP, _VG, _XG, SLOTS, SURPRISAL_HALF, WEEK,
+                       WSLOTS, TailBank, _grain, _shape_q)
 
 __all__ = ["Calibrated", "CalibratedTail", "make_detector", "RIVER_DETECTORS"]
 
@@ -48,14 +51,37 @@ class _Tail:
     beyond ``u`` an exponential tail, or with ``xi_max > 0`` a generalised Pareto tail whose
     shape comes from the excesses' mean and mean square (method of moments, in [0, xi_max])."""
 
-    __slots__ = ("lu", "ld", "bu", "bd", "mu", "md", "xu", "xd", "xi_max")
+    __slots__ = ("lu", "ld", "bu", "bd", "mu", "md", "xu", "xd", "xi_max", "quantile", "qu", "qd")
 
-    def __init__(self, lam0: float, beta0: float, xi_max: float = 0.0) -> None:
+    def __init__(self, lam0: float, beta0: float, xi_max: float = 0.0,
+                 quantile: bool = False) -> None:
         self.lu = self.ld = lam0
         self.bu = self.bd = beta0
-        self.mu = self.md = 2.0 * beta0 * beta0  # the exponential's: shape 0
+        self.quantile = quantile
+        # shape 0 (the exponential's): mean square 2 beta0**2, or share beyond _QK medians
+        self.mu = self.md = _F0 if quantile else 2.0 * beta0 * beta0
+        self.qu = self.qd = beta0 * math.log(2.0)  # the excesses' medians (quantile)
         self.xu = self.xd = 1e-9  # the shapes
         self.xi_max = xi_max
+
+    def _learn_shape(self, up: bool, ex: float, a_b: float) -> None:
+        """Teach the shape of one side an excess ``ex`` (weight ``a_b``)."""
+        if self.quantile:  # the share beyond _QK medians; the median by stochastic approximation
+            q = self.qu if up else self.qd
+            m = self.mu if up else self.md
+            m += a_b * ((1.0 if ex > _QK * q else 0.0) - m)
+            q *= math.exp((_QSTEP if ex > q else -_QSTEP) * a_b)
+            xi = float(_shape_q(np.array([m]), self.xi_max, np.array([a_b]))[0])
+            if up:
+                self.mu, self.qu, self.xu = m, q, xi
+            else:
+                self.md, self.qd, self.xd = m, q, xi
+        elif up:
+            self.mu += a_b * (ex * ex - self.mu)
+            self.xu = self.xi(self.bu, self.mu, a_b)
+        else:
+            self.md += a_b * (ex * ex - self.md)
+            self.xd = self.xi(self.bd, self.md, a_b)
 
     def xi(self, beta: float, m2: float, a_b: float) -> float:
         """Method-of-moments shape, shrunk toward 0 by its noise (weight ``a_b`` of one
@@ -86,6 +112,8 @@ class _Tail:
             if unc > 0 and rate > 0:
                 a_b = min(max(rate / max(lam, 1e-3), rate) * 0.5, 0.5)
                 se = unc * math.sqrt(a_b / (2.0 - a_b))
+                if self.quantile:  # the quantile estimator's variance per excess
+                    se *= math.sqrt(float(np.interp(xi, _XG, _VG)))
                 lps = []
                 for c, w in ((-math.sqrt(3.0), 1.0 / 6.0), (0.0, 2.0 / 3.0), (math.sqrt(3.0), 1.0 / 6.0)):
                     xk = min(max(xi + c * se, 1e-9), top)
@@ -108,14 +136,10 @@ class _Tail:
             new = min(max(beta + a_b * (ex - beta), 0.2), 50.0)
             if up:
                 self.bu = new
-                if self.xi_max > 0:
-                    self.mu += a_b * (ex * ex - self.mu)
-                    self.xu = self.xi(self.bu, self.mu, a_b)
             else:
                 self.bd = new
-                if self.xi_max > 0:
-                    self.md += a_b * (ex * ex - self.md)
-                    self.xd = self.xi(self.bd, self.md, a_b)
+            if self.xi_max > 0:
+                self._learn_shape(up, ex, a_b)
 
     def learn_runs(self, z: float, pk: float, u: float, rate: float) -> float:
         """Runs-declustered update (the bank's ``decluster``): one event per excursion
@@ -132,15 +156,13 @@ class _Tail:
             ex = min(pk - u, 10.0 * self.bu)
             self.bu = min(max(self.bu + a_b * (ex - self.bu), 0.2), 50.0)
             if self.xi_max > 0:
-                self.mu += a_b * (ex * ex - self.mu)
-                self.xu = self.xi(self.bu, self.mu, a_b)
+                self._learn_shape(True, ex, a_b)
         if in_down and not down_hit and pk < -u:
             a_b = min(max(rate / max(ld, 1e-3), rate) * 0.5, 0.5)
             ex = min(-pk - u, 10.0 * self.bd)
             self.bd = min(max(self.bd + a_b * (ex - self.bd), 0.2), 50.0)
             if self.xi_max > 0:
-                self.md += a_b * (ex * ex - self.md)
-                self.xd = self.xi(self.bd, self.md, a_b)
+                self._learn_shape(False, ex, a_b)
         if up_hit:
             return max(pk, z) if in_up else z
         if down_hit:
@@ -171,7 +193,9 @@ class CalibratedTail(base.AnomalyDetector):
         self.prof_t = [0.0] * SLOTS
         self.levw = self.ew = 0.0
         self.wprof = [0.0] * WSLOTS if p.weekly else []
-        self.tail = _Tail(p.lam0, p.beta0, p.xi_max)
+        self.tail = _Tail(p.lam0, p.beta0, p.xi_max, p.xi_est == "quantile")
+        #: the last value and the data's resolution (smallest non-zero step seen)
+        self.lastv = self.res = 0.0
         #: the previous regime (level, plain level, scale, quantile, weekly level, last sync time)
         self.olev = self.olevn = self.osc = self.oq98 = self.olevw = self.ot = 0.0
         #: calm samples since the last excursion beyond ``u``, the peak point score of its cluster
@@ -204,7 +228,7 @@ class CalibratedTail(base.AnomalyDetector):
                 self.ew < (self.es if use else self.en) * p.seasonal_gain:
             expected = levw + pw
         r = y - expected
-        floor = max(p.rel_floor * magn, self.q98 * p.q98_floor) + 1e-12
+        floor = max(p.rel_floor * magn, self.q98 * p.q98_floor, self.res * p.res_floor) + 1e-12
         if p.counts:
             floor = max(floor, math.sqrt(abs(expected) + 1.0))
         sc = floor if fresh else self.scale
@@ -229,7 +253,7 @@ class CalibratedTail(base.AnomalyDetector):
             use_w = p.weekly and t - self.first_t >= WEEK and \
                 self.ew < (self.es if use else self.en) * p.seasonal_gain
             exp_o = self.olevw + pw if use_w else (self.olev + prof if use else self.olevn)
-            fl_o = max(p.rel_floor * magn, self.oq98 * p.q98_floor) + 1e-12
+            fl_o = max(p.rel_floor * magn, self.oq98 * p.q98_floor, self.res * p.res_floor) + 1e-12
             if p.counts:
                 fl_o = max(fl_o, math.sqrt(abs(exp_o) + 1.0))
             scale_o = max(self.osc * 1.2533, fl_o)
@@ -297,6 +321,14 @@ class CalibratedTail(base.AnomalyDetector):
         q = a["q98"] if a["q98"] > 0 else max(ra, 1e-12)
         eta_q = max(0.05, 2.0 * inv)
         self.q98 = q + eta_q * (ra - q) if ra > q else q * math.exp(-p.q98_decay * eta_q)
+        if p.res_floor > 0:  # the resolution: the grain of the steps (approximate gcd)
+            d = 0.0 if fresh else abs(y - self.lastv)
+            res = self.res
+            if d > 0 and (res == 0 or (res > 0 and math.fmod(d, res) != 0)):
+                g = float(_grain(np.array([res]), np.array([d]))[0])
+                res = -2.0 if g < _GRAIN_MIN * max(a["magn"], d) else g
+            self.res = res
+            self.lastv = y
         rate_t = max(p.tail_rate, 1.0 / (self.n + p.prior_n))
         if p.decluster:
             peak = self.tail.learn_runs(a["z"], self.run, p.u, rate_t)

@@ -27,14 +27,16 @@ Per series, one step (score first, then learn):
    a percent of the level is trivia), (b) a tracked high quantile of
    ``|residual|`` / 4.66 so that a series that is mostly one value (counts that
    are 0 most of the time, near-constant gauges) measures deviations against
-   its *typical* excursion, not against a collapsed spread.
+   its *typical* excursion, not against a collapsed spread, (c) the data's
+   resolution (``res_floor``: the grain of its steps; that quantile decays
+   between excursions days apart, the grain does not).
 3. **tail probability** — with ``z = residual / scale`` and, per direction, the
    fraction ``lam`` of samples beyond ``u`` (2) scales, the mean excess ``beta``
    beyond it and the generalised Pareto shape ``xi`` of the excesses (peaks over
    threshold: ``p = lam * (1 + xi y / sigma) ** (-1 / xi)``, ``y = |z| - u``,
-   ``sigma = beta (1 - xi)``; the shape from the excesses' mean and mean square by the
-   method of moments, shrunk toward 0 by its own noise, bounded to [0, ``xi_max``]
-   (0.125); shape 0 is the exponential tail ``lam * exp(-y / beta)``); all are learned from the
+   ``sigma = beta (1 - xi)``; the shape from the share of excesses beyond 4 times
+   their median (``xi_est``), shrunk toward 0 by its own noise, bounded to [0,
+   ``xi_max``] (0.2); shape 0 is the exponential tail ``lam * exp(-y / beta)``); all are learned from the
    series' own history (anomalous excesses count with a lower weight and are
    winsorised, so a burst of anomalies does not teach that anomalies are
    normal, but a series whose excursions are frequent learns a wide tail). The
@@ -101,11 +103,11 @@ _LN10 = math.log(10.0)
 
 # ---- row layout (float64 columns)
 (N, LAST_T, DTAVG, LEVEL, LEVN, SCALE, Q98, MAGN, LU, BU, LD, BD, REF, ES, EN, HELD,
- FIRST_T, RUN, NANOM, XIU, MU, XID, MD, LEVW, EW, OLEV, OLEVN, OSC, OQ98, OLEVW, OT, GAP, CPK, SLEV, SLEVN) = range(35)
+ FIRST_T, RUN, NANOM, XIU, MU, XID, MD, LEVW, EW, OLEV, OLEVN, OSC, OQ98, OLEVW, OT, GAP, CPK, SLEV, SLEVN, MEDU, MEDD, LASTV, RES) = range(39)
 #: the columns the previous regime (OLEV ... OLEVW) copies
 _SYNCED = [LEVEL, LEVN, SCALE, Q98, LEVW]
 #: columns free for the detector's alert bookkeeping (open flag, opened_t, ...)
-USER = 35
+USER = 39
 USER_COLS = 4
 PROF = USER + USER_COLS  # SLOTS profile offsets
 PROF_T = PROF + SLOTS  # seconds learned per slot (capped)
@@ -116,7 +118,8 @@ WIDTH = WPROF + WSLOTS
 def _learn_runs(X: np.ndarray, cols: tuple[int, int, int, int], lu: np.ndarray, bu: np.ndarray,
                 ld: np.ndarray, bd: np.ndarray, z: np.ndarray, pk: np.ndarray, knot: float,
                 end_u: np.ndarray, end_d: np.ndarray, a_t: np.ndarray, lam_min: float,
-                m2: tuple[float, np.ndarray, np.ndarray] | None = None) -> None:
+                m2: tuple[float, np.ndarray, np.ndarray] | None = None,
+                quantile: bool = False) -> None:
     """Runs-declustered tail update at ``knot``: an excursion's first sample beyond it counts
     for the rate; its peak ``pk`` teaches the mean excess (and, with ``m2``, the mean squared
     excess, columns ``MU``/``MD``) when the excursion ends. The rate and excess arguments are
@@ -140,10 +143,17 @@ def _learn_runs(X: np.ndarray, cols: tuple[int, int, int, int], lu: np.ndarray, 
             a_e = np.where(ue, a_bu[e], a_bd[e])
             x_e = np.where(ue, xu[e], xd[e])
             m_e = np.where(ue, mu[e], md[e])
-            m = m_e + a_e * (x_e * x_e - m_e)
-            xi = _shape(np.where(ue, new_bu[e], new_bd[e]), m, xi_max, a_e)
             c_m = np.where(ue, MU, MD)
             c_x = np.where(ue, XIU, XID)
+            if quantile:  # the share beyond _QK medians, the median by stochastic approximation
+                c_q = np.where(ue, MEDU, MEDD)
+                q_e = X[e, c_q]
+                m = m_e + a_e * ((x_e > _QK * q_e) - m_e)
+                X[e, c_q] = q_e * np.exp(np.where(x_e > q_e, _QSTEP, -_QSTEP) * a_e)
+                xi = _shape_q(m, xi_max, a_e)
+            else:
+                m = m_e + a_e * (x_e * x_e - m_e)
+                xi = _shape(np.where(ue, new_bu[e], new_bd[e]), m, xi_max, a_e)
             X[e, c_m] = m
             X[e, c_x] = xi
     X[:, ilu] = lu + a_t * (((z > knot) & (pk <= knot)) - lu)
@@ -160,6 +170,56 @@ def _shape(beta: np.ndarray, m2: np.ndarray, xi_max: float, a_b: np.ndarray) -> 
     xi = np.maximum(0.5 - 0.5 * b2 / np.maximum(m2 - b2, 1e-12), 0.0)
     x2 = xi * xi
     return np.minimum(np.maximum(xi * x2 / (x2 + a_b), 1e-9), xi_max)
+
+
+#: the shape from the share of excesses beyond ``_QK`` medians (a robust, quantile-based
+#: estimator: one excess moves it by at most its weight, however large)
+_QK = 4.0
+_XG = np.linspace(0.0, 0.6, 601)
+
+
+def _frac_beyond(xi: np.ndarray) -> np.ndarray:
+    """Share of generalised Pareto excesses (shape ``xi`` >= 0) beyond ``_QK`` medians."""
+    xi = np.maximum(xi, 1e-9)
+    return (1.0 + _QK * np.expm1(xi * math.log(2.0))) ** (-1.0 / xi)
+
+
+_FG = _frac_beyond(_XG)
+#: the median's log step per excess (x its weight): 1 / (2 f), f ~ 1/3 the density of the
+#: log excess at its median (0.35 for the exponential, 0.31 at shape 1/3), so that it
+#: converges like a running mean of the same weight
+_QSTEP = 1.5
+#: variance of the shape estimate per excess (delta method: F (1 - F) / F'(xi)**2)
+_VG = _FG * (1.0 - _FG) / np.gradient(_FG, _XG) ** 2
+_F0 = float(_FG[0])
+
+
+def _shape_q(f: np.ndarray, xi_max: float, a_b: np.ndarray) -> np.ndarray:
+    """Shape from the share ``f`` of excesses beyond ``_QK`` medians (inverse of
+    :func:`_frac_beyond`), shrunk toward 0 by its noise (positive-part James-Stein with the
+    estimate's variance ``_VG(xi) a_b / (2 - a_b)``), bounded to [1e-9, xi_max]."""
+    xi = np.interp(f, _FG, _XG)
+    x2 = xi * xi
+    v = np.interp(xi, _XG, _VG) * a_b / (2.0 - a_b)
+    return np.minimum(np.maximum(xi * x2 / (x2 + v), 1e-9), xi_max)
+
+
+#: a grain below this fraction of the values' magnitude is no resolution (continuous values)
+_GRAIN_MIN = 1e-6
+
+
+def _grain(g: np.ndarray, d: np.ndarray) -> np.ndarray:
+    """Approximate greatest common divisor of the grain ``g`` (0: none yet) and a step
+    ``d`` > 0 (Euclid on floats: a remainder below 1e-6 of the divisor is 0)."""
+    a = np.maximum(g, d)
+    b = np.where(g > 0, np.minimum(g, d), 0.0)
+    for _ in range(64):
+        go = b > 1e-6 * a
+        if not go.any():
+            break
+        r = np.fmod(a, np.where(go, b, 1.0))
+        a, b = np.where(go, b, a), np.where(go, r, 0.0)
+    return a
 
 
 def _gpd_s(s0: np.ndarray, y: np.ndarray, beta: np.ndarray, xi: np.ndarray) -> np.ndarray:
@@ -221,9 +281,9 @@ def _pred_excess(ds: float, sig: float, xi: float, se: float, xi_top: float,
             break
         step = (v - target) / -d
         y += step
-        if step <= 1e-12 * (1.0 + y) or y >= 1e12:
+        if step <= 1e-12 * (1.0 + y) or y >= 1e200:
             break
-    return min(y, 1e12)
+    return min(y, 1e200)
 
 
 def surprisal_of(score: float) -> float:
@@ -304,9 +364,9 @@ class TailBank(RowBank):
     xi_max
         Upper bound of the generalised Pareto shape of the tail beyond ``u`` (0: the
         exponential tail). The shape is the series' own, per direction, from the
-        method of moments on the (declustered) excesses: ``xi = (1 - m**2 / v) / 2``
-        with ``m`` and ``v`` their running mean and variance, started at the
-        exponential's (``xi = 0``), bounded to ``[0, xi_max]``.
+        (declustered) excesses (``xi_est``), started at the exponential's (``xi = 0``),
+        bounded to ``[0, xi_max]``: a global statement of how far a fitted shape is
+        trusted (docs/cognition.md: the KPI trade-off behind 0.2).
     profile_gated
         Rate factor of the daily profile for anomalous samples (recurring
         departures at the same phase must still be learned: square waves).
@@ -367,12 +427,13 @@ class TailBank(RowBank):
                  gated: float = 0.1, cycles: float = 4.0, seasonal_gain: float = 0.9,
                  rel_floor: float = 0.002, decay: float = 0.9, counts: bool = False,
                  run_rho: float = 0.0, run_gain: float = 0.8, reseed_after: int = 0,
-                 tail_gate: float = 1.0, xi_max: float = 0.125, profile_gated: float = 1.0,
+                 tail_gate: float = 1.0, xi_max: float = 0.2, profile_gated: float = 1.0,
                  interpolate: bool = False, decluster: bool = True, weekly: bool = False,
                  excursion_hold: float = 0.0, err_tau: float = 86400.0,
                  scale_gate: float | None = None, calm_decay: float = 0.0, calm_z: float = 1.0,
                  regime_hold: float = 86400.0, realert_gap: int = 5,
                  xi_unc: float = 1.0, xi_top: float = 0.5, lam_kt: float = 0.5,
+                 xi_est: str = "quantile", res_floor: float = 1.0,
                  capacity: int = 1024) -> None:
         if decluster and run_rho > 0:
             raise ValueError("decluster keeps the excursion peak where run_rho keeps its run: "
@@ -406,6 +467,10 @@ class TailBank(RowBank):
         self.run_gain = run_gain
         self.tail_gate = tail_gate
         self.xi_max = xi_max
+        if xi_est not in ("quantile", "moments"):
+            raise ValueError("xi_est is 'quantile' or 'moments'")
+        self.xi_est = xi_est
+        self._xq = xi_est == "quantile"
         self.xi_unc = xi_unc
         self.lam_kt = lam_kt
         self.xi_top = xi_top
@@ -422,6 +487,8 @@ class TailBank(RowBank):
         self.err_tau = err_tau
         self.q98_floor = 1.0 / 4.66  #: scale >= this x the 98th percentile of |residual|
         self.q98_decay = 0.02  #: per-sample decay of that quantile (x its rate) below it
+        #: scale >= this x the data's resolution (smallest non-zero step seen; 0: off)
+        self.res_floor = res_floor
         #: prior mean squared excess: the exponential's (2 beta0**2), i.e. shape 0
         self.m20 = 2.0 * self.beta0 * self.beta0
         #: the surprisal at which the point score reaches ``gate``
@@ -434,8 +501,29 @@ class TailBank(RowBank):
             raise ValueError(f"state has {len(data)} bytes, expected {self.width * 8}")
         return np.frombuffer(data, dtype="<f8").astype(np.float64)
 
+    def row_of_v8(self, data: bytes) -> np.ndarray:
+        """A row saved by detector state version 8 (before ``MEDU`` ... ``RES``; the shape's
+        column ``MU``/``MD`` held the excesses' mean square) in this layout: the medians and
+        shares beyond ``_QK`` medians are those of the stored shape and mean excess (a
+        generalised Pareto tail), the resolution is learned from the next step (``RES`` < 0:
+        the last value is unknown). ``ValueError`` if the size does not fit."""
+        if len(data) != (self.width - 4) * 8:
+            raise ValueError(f"v8 state has {len(data)} bytes, expected {(self.width - 4) * 8}")
+        old = np.frombuffer(data, dtype="<f8").astype(np.float64)
+        row = np.concatenate([old[:MEDU], np.zeros(4), old[MEDU:]])
+        for cx, cm, cq, cb in ((XIU, MU, MEDU, BU), (XID, MD, MEDD, BD)):
+            xi, beta = max(float(row[cx]), 1e-9), float(row[cb])
+            if row[N] == 0:
+                xi, beta = 1e-9, self.beta0
+            row[cq] = beta * (1.0 - xi) * math.expm1(xi * math.log(2.0)) / xi  # the median
+            if self._xq:
+                row[cm] = float(_frac_beyond(np.array([xi]))[0])
+        row[RES] = -1.0
+        return row
+
     def _floor(self, row: np.ndarray, expected: float = 0.0) -> float:
-        fl = max(self.rel_floor * float(row[MAGN]), float(row[Q98]) * self.q98_floor)
+        fl = max(self.rel_floor * float(row[MAGN]), float(row[Q98]) * self.q98_floor,
+                 float(row[RES]) * self.res_floor)
         if self.counts:
             fl = max(fl, math.sqrt(abs(expected) + 1.0))
         return fl + 1e-12
@@ -479,6 +567,8 @@ class TailBank(RowBank):
                 a_t = max(self.tail_rate, 1.0 / (n + self.prior_n))
                 a_b = min(max(a_t / max(lam, 1e-3), a_t) * 0.5, 0.5)
                 se = self.xi_unc * math.sqrt(a_b / (2.0 - a_b))
+                if self._xq:
+                    se *= math.sqrt(float(np.interp(xi, _XG, _VG)))
                 z = self.u + _pred_excess(s - s0, beta * (1.0 - xi), xi, se, self.xi_top,
                                           z - self.u)
         else:
@@ -501,6 +591,8 @@ class TailBank(RowBank):
                 a_t = np.maximum(self.tail_rate, 1.0 / (n[b] + self.prior_n))
                 a_b = np.minimum(np.maximum(a_t / np.maximum(lam[b], 1e-3), a_t) * 0.5, 0.5)
                 se = self.xi_unc * np.sqrt(a_b / (2.0 - a_b))
+                if self._xq:  # the quantile estimator's own variance per excess
+                    se = se * np.sqrt(np.interp(xi[b], _XG, _VG))
                 s[b] = _gpd_s_pred(s0[b], y[b], beta[b], xi[b], se, self.xi_top)
         return s
 
@@ -549,7 +641,10 @@ class TailBank(RowBank):
             expected = np.where(use_w, exp_w, expected)
         r = v - expected
         ra = np.abs(r)
-        floor = np.maximum(self.rel_floor * magn, X[:, Q98] * self.q98_floor) + 1e-12
+        floor = np.maximum(self.rel_floor * magn, X[:, Q98] * self.q98_floor)
+        if self.res_floor > 0:  # the data's resolution: its smallest step is no anomaly
+            floor = np.maximum(floor, X[:, RES] * self.res_floor)
+        floor += 1e-12
         if self.counts:  # event counts: at least Poisson noise
             floor = np.maximum(floor, np.sqrt(np.abs(expected) + 1.0))
         sc = np.where(fresh, floor, X[:, SCALE]) if any_fresh else X[:, SCALE]
@@ -606,7 +701,10 @@ class TailBank(RowBank):
                 if self.weekly:
                     exp_o = np.where(use_w[fz], X[fz, OLEVW] + pw[fz], exp_o)
                 vz = v[fz]
-                fl_o = np.maximum(self.rel_floor * magn[fz], X[fz, OQ98] * self.q98_floor) + 1e-12
+                fl_o = np.maximum(self.rel_floor * magn[fz], X[fz, OQ98] * self.q98_floor)
+                if self.res_floor > 0:
+                    fl_o = np.maximum(fl_o, X[fz, RES] * self.res_floor)
+                fl_o += 1e-12
                 if self.counts:
                     fl_o = np.maximum(fl_o, np.sqrt(np.abs(exp_o) + 1.0))
                 scale_o = np.maximum(X[fz, OSC] * 1.2533, fl_o)
@@ -719,10 +817,26 @@ class TailBank(RowBank):
         q = np.where(q98 > 0, q98, np.maximum(ra, 1e-12))
         eta_q = np.maximum(0.05, 2.0 * inv)
         X[:, Q98] = np.where(ra > q, q + eta_q * (ra - q), q * np.exp(-self.q98_decay * eta_q))
+        if self.res_floor > 0:  # the resolution: the grain of the steps between samples
+            # (their approximate greatest common divisor; ungated, never decays; -1: the
+            # last value is unknown, e.g. migrated state; -2: no grain, continuous values)
+            res = X[:, RES]
+            d = np.abs(v - X[:, LASTV])
+            if any_fresh:
+                d = np.where(fresh, 0.0, d)
+            new = np.where(res == -1.0, 0.0, res)
+            upd = np.flatnonzero((d > 0) & (res >= 0) & (np.fmod(d, np.where(res > 0, res, 1.0)) != 0)
+                                 | (d > 0) & (res == 0))
+            if upd.size:
+                g = _grain(new[upd], d[upd])
+                new[upd] = np.where(g < _GRAIN_MIN * np.maximum(magn[upd], d[upd]), -2.0, g)
+            X[:, RES] = new
+            X[:, LASTV] = v
         # tail: exceedance rate per side and winsorised mean excess per exceedance
         a_t = np.maximum(self.tail_rate, 1.0 / (n + self.prior_n))
         if gpd and any_fresh:  # the prior shape: the exponential's (0)
-            X[fresh, MU] = X[fresh, MD] = self.m20
+            X[fresh, MU] = X[fresh, MD] = _F0 if self._xq else self.m20
+            X[fresh, MEDU] = X[fresh, MEDD] = self.beta0 * math.log(2.0)
             X[fresh, XIU] = X[fresh, XID] = 1e-9
         if self.decluster:  # runs declustering: one event per excursion, its peak teaches beta
             pk = X[:, RUN]
@@ -730,7 +844,7 @@ class TailBank(RowBank):
             pu, pd = pk > 0, pk < 0
             end_u, end_d = pu & ~hu, pd & ~hd
             _learn_runs(X, (LU, BU, LD, BD), lu, bu, ld, bd, z, pk, self.u, end_u, end_d, a_t, 1e-3,
-                        (self.xi_max, X[:, MU], X[:, MD]) if gpd else None)
+                        (self.xi_max, X[:, MU], X[:, MD]) if gpd else None, self._xq)
             run = np.where(hu, np.where(pu, np.maximum(pk, z), z), np.where(hd, np.where(pd, np.minimum(pk, z), z), 0.0))
         else:
             hit = za > self.u
@@ -746,7 +860,15 @@ class TailBank(RowBank):
                 a_b = a_b * np.where(calm, 1.0, self.tail_gate)
             X[:, BU] = np.clip(np.where(hu, bu + a_b * (ex - bu), bu), 0.2, 50.0)
             X[:, BD] = np.clip(np.where(hd, bd + a_b * (ex - bd), bd), 0.2, 50.0)
-            if gpd:
+            if gpd and self._xq:  # share beyond _QK medians; the medians by approximation
+                qu, qd, mu, md = X[:, MEDU], X[:, MEDD], X[:, MU], X[:, MD]
+                X[:, MU] = mu = np.where(hu, mu + a_b * ((ex > _QK * qu) - mu), mu)
+                X[:, MD] = md = np.where(hd, md + a_b * ((ex > _QK * qd) - md), md)
+                X[:, MEDU] = np.where(hu, qu * np.exp(np.where(ex > qu, _QSTEP, -_QSTEP) * a_b), qu)
+                X[:, MEDD] = np.where(hd, qd * np.exp(np.where(ex > qd, _QSTEP, -_QSTEP) * a_b), qd)
+                X[:, XIU] = np.where(hu, _shape_q(mu, self.xi_max, a_b), X[:, XIU])
+                X[:, XID] = np.where(hd, _shape_q(md, self.xi_max, a_b), X[:, XID])
+            elif gpd:
                 mu, md, ex2 = X[:, MU], X[:, MD], ex * ex
                 X[:, MU] = mu = np.where(hu, mu + a_b * (ex2 - mu), mu)
                 X[:, MD] = md = np.where(hd, md + a_b * (ex2 - md), md)

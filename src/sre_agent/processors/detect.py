@@ -54,7 +54,11 @@ RECOVERY_SAMPLES = 3
 HYSTERESIS = 0.8
 #: alert bookkeeping columns in the bank row
 OPEN, OPENED_T, NRUN, PEAK = USER, USER + 1, USER + 2, USER + 3
-_VERSION = b"\x08"  #: 8: generalised Pareto tail shape (7: previous regime; 6: one alert per cluster; 5: declustered tail; older state is relearned)
+#: 9: the tail's shape from the share of excesses beyond 4 medians, the resolution floor
+#: (8: generalised Pareto tail shape, migrated on load; 7: previous regime; 6: one alert per
+#: cluster; 5: declustered tail; older state is relearned)
+_VERSION = b"\x09"
+_V8 = b"\x08"
 _chain = itertools.chain.from_iterable
 
 
@@ -156,9 +160,12 @@ class MetricDetector:
             raw = self._load(sid) if self._load else None
             if raw:
                 try:
-                    if raw[:1] != _VERSION:
+                    if raw[:1] == _V8:  # the previous layout: migrated, not relearned
+                        row = self.bank.row_of_v8(raw[1:])
+                    elif raw[:1] != _VERSION:
                         raise ValueError("unknown state version")
-                    row = self.bank.row_of(raw[1:])
+                    else:
+                        row = self.bank.row_of(raw[1:])
                 except ValueError:  # corrupt/old state: relearn rather than crash
                     log.warning("discarding unreadable state of %s", sid)
             slot = self.bank.add(row)

@@ -189,18 +189,26 @@ def engine_hypotheses(ranking: Sequence[Candidate], hyps: list[Hypothesis]) -> l
                            ref=f"{UNREACHABLE}/{c.service}" if c.unreachable and k == "dependency"
                            and " cannot reach " in text else None)
               for text, k in zip(c.evidence, c.kinds or ["metric"] * len(c.evidence))][:6]
+        # the measured load of the service (after the caps: the planner sizes from it)
+        loads = [EvidenceItem(kind="metric", summary=f"{m} {o:.4g} vs {e:.4g} before (load)",
+                              metric=m, observed=o, expected=e)
+                 for m, (o, e) in sorted(c.loads.items())]
         mine = [h for h in out if h.service == c.service]
         if mine:
             best = max(mine, key=lambda h: h.confidence)
             best.confidence = max(best.confidence, conf)
             seen = {e.summary for e in best.evidence}
             best.evidence = [*best.evidence, *(e for e in ev if e.summary not in seen)][:10]
+            for h in mine:
+                have = {e.summary for e in h.evidence}
+                h.evidence = [*h.evidence, *(e for e in loads if e.summary not in have)]
             continue
         why = c.evidence[0] if c.evidence else "ranked first by the evidence windows"
         out.append(Hypothesis(cause_type=c.cause_type, service=c.service, confidence=conf,
                               summary=f"{c.cause_type.replace('_', ' ')} on {c.service}: "
                                       f"{why[:200]}",
-                              evidence=ev, recommended_actions=actions(c.cause_type, c.service)))
+                              evidence=[*ev, *loads],
+                              recommended_actions=actions(c.cause_type, c.service)))
     return out
 
 

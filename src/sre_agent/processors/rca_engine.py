@@ -205,6 +205,13 @@ class Candidate:
     #: its callers say they cannot reach it (refused, reset, unavailable: not only slow;
     #: :func:`_named_callees`): the stream's planner restarts it rather than shed load
     unreachable: bool = False
+    #: the service's load series that rose: metric -> (level after the start, level
+    #: before), request rates and CPU (not its calls out); what a scale-out is sized from
+    loads: dict[str, tuple[float, float]] = field(default_factory=dict)
+
+
+#: categories of series that measure the load a service's replicas carry
+LOAD_CATEGORIES = ("traffic", "cpu")
 
 
 def _iso(t: float) -> str:
@@ -562,7 +569,11 @@ def rank_window(w: IncidentWindow, spec: WindowSpec = WindowSpec()) -> list[Cand
                            # slower hand-offs left after the partners' were explained
                            # away (rca_logs.handoff_delays) are the service's own edges
                            edge=max((LOG_WEIGHT * math.log1p(e.score) for e in ls
-                                     if e.change == "slow"), default=0.0))
+                                     if e.change == "slow"), default=0.0),
+                           loads={e.metric: (e.observed, e.expected) for e in ms
+                                  if e.category in LOAD_CATEGORIES and e.direction > 0
+                                  and not e.outbound and e.score >= QUIET
+                                  and math.isfinite(e.observed) and math.isfinite(e.expected)})
 
     _named_callees(raw, logs_ev, graph)
     _slow_calls(raw, metric_ev, graph)
@@ -599,7 +610,7 @@ def rank_window(w: IncidentWindow, spec: WindowSpec = WindowSpec()) -> list[Cand
             notes.append(f"its dependency {by} is anomalous too (explains {worst:.0%})")
         out.append(Candidate(s, round(score, 4), c.cause_type, c.evidence + notes, c.onset,
                              c.metric, c.logs, c.changes, c.kinds + ["dependency"] * len(notes),
-                             c.support, c.upstream, c.edge, c.local, c.unreachable))
+                             c.support, c.upstream, c.edge, c.local, c.unreachable, c.loads))
     # equal evidence: the service where the symptom is seen, then its nearer dependencies
     # (the call graph's account of the symptom needs the fewest hops); the name decides
     # only between services the data cannot tell apart at all

@@ -97,8 +97,13 @@ def service_facts(incident: Incident) -> dict[str, ServiceFacts]:
 
 def _ev(sig: SignalRef, weight: float) -> EvidenceItem:
     kind = {"anomaly": "metric", "prediction": "metric"}.get(sig.kind, sig.kind)
+    obs, exp = sig.attrs.get("observed"), sig.attrs.get("expected")
+    measured = isinstance(obs, int | float) and isinstance(exp, int | float) and sig.metric
     return EvidenceItem(kind=kind, summary=f"{sig.service}: {sig.summary or sig.metric}",
-                        weight=round(weight, 3), ref=sig.ref)
+                        weight=round(weight, 3), ref=sig.ref,
+                        metric=sig.metric if measured else None,
+                        observed=float(obs) if measured else None,
+                        expected=float(exp) if measured else None)
 
 
 #: recommended actions per cause_type (``{service}``/``{app}``/``{prev}`` filled in)

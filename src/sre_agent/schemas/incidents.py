@@ -64,6 +64,11 @@ class EvidenceItem(BaseModel):
     summary: str
     weight: float = 0.0
     ref: str | None = None
+    #: a measured series behind the item: its metric, its level during the incident and
+    #: its level before (additive; the planner sizes scale-outs from load series)
+    metric: str | None = None
+    observed: float | None = None
+    expected: float | None = None
 
 
 class Hypothesis(BaseModel):

@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import fnmatch
 import hashlib
+import math
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -38,6 +39,7 @@ from ..schemas import ActionPlan, ActionStep, Hypothesis, RcaResult
 from .playbooks import Playbook, PlaybookLibrary
 from .policy import PolicyDecision, PolicyEngine
 from .risk import RiskScorer
+from .sizing import Sizing, size_scale
 
 __all__ = ["Draft", "Planner", "context_of", "plan_id_for", "superseded_reason"]
 
@@ -197,21 +199,54 @@ class Planner:
             out[h.service] = ctx
         return out
 
+    @staticmethod
+    def _sizing(step: ActionStep, current: int, rca: RcaResult, hyp: Hypothesis) -> Sizing:
+        """A ``size_to: demand`` scale step sized to the load the diagnosis measured on its
+        target's service (the evidence of its hypotheses: the leader's, or a peer's for a
+        ``for_each: peers`` step)."""
+        svc = step.target.service or hyp.service
+        return size_scale(current, step.params,
+                          [e for h in rca.hypotheses if h.service == svc for e in h.evidence])
+
+    @staticmethod
+    def _sized_params(step: ActionStep, current: int, s: Sizing) -> dict[str, Any]:
+        out = {k: v for k, v in step.params.items() if k not in ("factor", "replicas")}
+        # a factor, not a replica count: applied to the replicas running when it executes
+        # (ceil(current * factor) == the sized count: half a replica below it)
+        out["factor"] = round((s.replicas - 0.5) / max(current, 1), 4)
+        out["replicas_after"] = s.replicas
+        out["demand_ratio"] = s.ratio
+        return out
+
     def finalize(self, draft: Draft, observed: Mapping[int, Mapping[str, Any]],
                  now: datetime) -> ActionPlan:
         """Score and decide; ``observed[i]`` is what the stream saw of step i's target."""
         rca, hyp = draft.rca, draft.hypothesis
         steps = []
+        sizing: list[str] = []
         replicas = None
         for i, step in enumerate(draft.steps):
             obs = observed.get(i) or {}
             target = step.target.model_copy(update={"uid": obs.get("uid") or step.target.uid})
             expect = dict(step.expect)
+            params = step.params
             if step.action == "rollout_undo" and obs.get("revision") is not None:
                 expect["revision"] = str(obs["revision"])
             if obs.get("replicas") is not None:
                 replicas = max(replicas or 0, int(obs["replicas"]))
-            steps.append(step.model_copy(update={"target": target, "expect": expect}))
+                if step.action == "scale" and params.get("size_to") == "demand":
+                    cur = int(obs["replicas"])
+                    sized = self._sizing(step, cur, rca, hyp)
+                    params = self._sized_params(step, cur, sized)
+                    # the reader's account (plan evidence, not a param: series names
+                    # come from telemetry)
+                    sizing.append(f"scale {step.target.ref()} {cur} -> {sized.replicas} "
+                                  f"replicas: demand x{sized.ratio:g} ({sized.basis})"
+                                  + (f", capped by {sized.capped}" if sized.capped else ""))
+                    # the risk engine scores the replicas the step leaves running
+                    replicas = max(replicas, int(params.get("replicas_after", 0)))
+            steps.append(step.model_copy(update={"target": target, "expect": expect,
+                                                 "params": params}))
         dependants = max(len(set(rca.services) - {hyp.service}), 0) if rca.services else None
         risk = self.scorer.score(steps, hyp.confidence, rca.severity, hyp.service, now,
                                  replicas=replicas, dependants=dependants)
@@ -234,7 +269,8 @@ class Planner:
             service=hyp.service,
             severity=rca.severity,
             confidence=hyp.confidence,
-            evidence=[e.summary for e in sorted(hyp.evidence, key=lambda e: -e.weight)[:5]],
+            evidence=[*sizing[:3],
+                      *(e.summary for e in sorted(hyp.evidence, key=lambda e: -e.weight)[:5])],
             similar=[s.model_dump(mode="json") for s in rca.similar[:3]],
             policy_reason=decision.reason,
             time=now,

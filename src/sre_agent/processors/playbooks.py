@@ -91,7 +91,8 @@ ACTIONS: dict[str, ActionInfo] = {
     "rollout_restart": ActionInfo(frozenset({"deployment", "statefulset"}), 0.25, "none",
                                   "patch the restartedAt template annotation"),
     "scale": ActionInfo(frozenset({"deployment", "statefulset"}), 0.25, "restore_snapshot",
-                        "set replicas (params: replicas or factor, max_replicas)"),
+                        "set replicas (params: replicas or factor, max_replicas; "
+                        "size_to: demand, headroom, max_factor)"),
     "set_hpa_bounds": ActionInfo(frozenset({"hpa"}), 0.2, "restore_snapshot",
                                  "patch HPA min/max replicas"),
     "rollout_undo": ActionInfo(frozenset({"deployment"}), 0.45, "restore_snapshot",
@@ -115,11 +116,21 @@ class _ScaleParams(_Strict):
     replicas: int | None = Field(default=None, ge=0, le=1000)
     factor: float | None = Field(default=None, gt=0, le=10)
     max_replicas: int = Field(default=50, ge=1, le=1000)
+    #: ``demand``: the planner sizes the step to the load the diagnosis measured
+    #: (processors/sizing.py); ``factor`` is then the floor when nothing was measured
+    size_to: Literal["demand"] | None = None
+    #: replicas per unit of demand above the level before the incident (1.0: the same
+    #: utilisation as before)
+    headroom: float = Field(default=1.0, ge=1.0, le=3.0)
+    #: the largest change one demand-sized step makes (x current replicas)
+    max_factor: float = Field(default=10.0, gt=1.0, le=10.0)
 
     @model_validator(mode="after")
     def _one(self) -> _ScaleParams:
         if (self.replicas is None) == (self.factor is None):
             raise ValueError("give exactly one of replicas or factor")
+        if self.size_to and self.factor is None:
+            raise ValueError("size_to needs factor (the floor when no load was measured)")
         return self
 
 

@@ -49,7 +49,8 @@ _LN10 = math.log(10.0)
 class _Tail:
     """Per-direction peaks-over-threshold fit of a standardised residual (same rule as the bank):
     beyond ``u`` an exponential tail, or with ``xi_max > 0`` a generalised Pareto tail whose
-    shape comes from the excesses' mean and mean square (method of moments, in [0, xi_max])."""
+    shape comes from the share of excesses beyond 4 medians (``quantile``, the bank's default
+    ``xi_est``) or from their mean and mean square (method of moments), in [0, xi_max]."""
 
     __slots__ = ("lu", "ld", "bu", "bd", "mu", "md", "xu", "xd", "xi_max", "quantile", "qu", "qd")
 

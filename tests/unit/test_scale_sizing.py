@@ -124,3 +124,23 @@ def test_the_engine_hands_its_load_windows_to_the_hypotheses() -> None:
                                                   confidence=0.6, summary="")])
     ratio, _ = load_ratio(hyps[0].evidence) or (0.0, "")
     assert 14.0 < ratio < 16.0
+
+
+def test_a_later_revision_sizes_from_the_replicas_the_load_was_measured_on() -> None:
+    # eval run at 21c2942: after the plan's own 4 -> 40, the next RCA revision (same
+    # evidence) re-sized from 40 and the plan read "40 -> 50"
+    rca = _rca(("traffic_surge", "api-gateway", 0.8,
+                [_m("http_requests_per_second", 18000.0, 1200.0)]))
+    planner = Planner.from_settings(ActionSettings())
+    draft = planner.draft(rca)
+    assert draft is not None
+    first = planner.finalize(draft, {0: {"exists": True, "replicas": 4}}, NOW)
+    again = planner.finalize(draft, {0: {"exists": True, "replicas": 40}}, NOW, first)
+    step = again.steps[0]
+    assert step.params["replicas_before"] == 4 and step.params["replicas_after"] == 40
+    assert _after(40, step.params["factor"]) == 40          # nothing more to add
+    assert "4 -> 40 replicas (now 40)" in again.evidence[0]
+    # another incident's plan is no reference
+    other = first.model_copy(update={"incident_id": "inc-other"})
+    assert planner.finalize(draft, {0: {"exists": True, "replicas": 40}}, NOW,
+                            other).steps[0].params["replicas_after"] == 50

@@ -133,6 +133,21 @@ def context_of(hyp: Hypothesis, settings: ActionSettings) -> dict[str, str]:
     return ctx
 
 
+def _sized_from(previous: ActionPlan | None, incident_id: str, step: ActionStep,
+                current: int) -> int:
+    """The replicas a demand-sized scale of ``step``'s target is sized from: those the
+    incident's earlier plan sized the same target from, if fewer than now (its own
+    scale-out since), else the replicas running now."""
+    if previous is None or previous.incident_id != incident_id:
+        return current
+    ref = step.target.ref()
+    for ps in previous.steps:
+        before = ps.params.get("replicas_before")
+        if ps.action == "scale" and ps.target.ref() == ref and isinstance(before, int):
+            return max(1, min(current, before))
+    return current
+
+
 @dataclass
 class Draft:
     rca: RcaResult
@@ -209,18 +224,26 @@ class Planner:
                           [e for h in rca.hypotheses if h.service == svc for e in h.evidence])
 
     @staticmethod
-    def _sized_params(step: ActionStep, current: int, s: Sizing) -> dict[str, Any]:
+    def _sized_params(step: ActionStep, current: int, base: int, s: Sizing) -> dict[str, Any]:
         out = {k: v for k, v in step.params.items() if k not in ("factor", "replicas")}
+        want = max(s.replicas, current)  # never a scale-in
         # a factor, not a replica count: applied to the replicas running when it executes
         # (ceil(current * factor) == the sized count: half a replica below it)
-        out["factor"] = round((s.replicas - 0.5) / max(current, 1), 4)
-        out["replicas_after"] = s.replicas
+        out["factor"] = round((want - 0.5) / max(current, 1), 4)
+        out["replicas_before"] = base
+        out["replicas_after"] = want
         out["demand_ratio"] = s.ratio
         return out
 
     def finalize(self, draft: Draft, observed: Mapping[int, Mapping[str, Any]],
-                 now: datetime) -> ActionPlan:
-        """Score and decide; ``observed[i]`` is what the stream saw of step i's target."""
+                 now: datetime, previous: ActionPlan | None = None) -> ActionPlan:
+        """Score and decide; ``observed[i]`` is what the stream saw of step i's target.
+
+        ``previous``: the incident's latest plan before this one. A demand-sized scale
+        is sized from the replicas the incident's load was measured on: those its
+        earlier plan sized from (``replicas_before``), not the replicas its own executed
+        step left (sizing 4 -> 40 again from 40 would compound to 50).
+        """
         rca, hyp = draft.rca, draft.hypothesis
         steps = []
         sizing: list[str] = []
@@ -236,12 +259,14 @@ class Planner:
                 replicas = max(replicas or 0, int(obs["replicas"]))
                 if step.action == "scale" and params.get("size_to") == "demand":
                     cur = int(obs["replicas"])
-                    sized = self._sizing(step, cur, rca, hyp)
-                    params = self._sized_params(step, cur, sized)
+                    base = _sized_from(previous, rca.incident_id, step, cur)
+                    sized = self._sizing(step, base, rca, hyp)
+                    params = self._sized_params(step, cur, base, sized)
                     # the reader's account (plan evidence, not a param: series names
                     # come from telemetry)
-                    sizing.append(f"scale {step.target.ref()} {cur} -> {sized.replicas} "
-                                  f"replicas: demand x{sized.ratio:g} ({sized.basis})"
+                    sizing.append(f"scale {step.target.ref()} {base} -> {sized.replicas} "
+                                  f"replicas" + (f" (now {cur})" if cur != base else "")
+                                  + f": demand x{sized.ratio:g} ({sized.basis})"
                                   + (f", capped by {sized.capped}" if sized.capped else ""))
                     # the risk engine scores the replicas the step leaves running
                     replicas = max(replicas, int(params.get("replicas_after", 0)))

@@ -77,7 +77,9 @@ def register(ctx: StreamContext) -> None:
                 except Exception as exc:  # noqa: BLE001 - plan anyway; the executor re-checks
                     log.warning("observing %s failed: %s", step.target.ref(), exc)
                     observed[i] = {"error": str(exc)[:200]}
-            plan = planner.finalize(draft, observed, utcnow())
+            raw = latest.get(rca.incident_id)
+            plan = planner.finalize(draft, observed, utcnow(),
+                                    ActionPlan.model_validate_json(raw) if raw else None)
             await supersede(rca, plan)
             await ctx.send(plan)
             await emit_audit(ctx, "risk-planner", "plan.created", plan.plan_id, {

@@ -94,3 +94,33 @@ def test_history_is_learned_without_warnings_and_state_round_trips() -> None:
 def test_disabled() -> None:
     ew = EarlyWarning(PredictionSettings(enabled=False))
     assert feed(ew, "memory_limit_ratio", lambda h: 0.4 + 0.1 * h, hours=4) == []
+
+
+def test_a_resolved_series_is_found_by_its_key_and_a_wrong_key_is_not_trusted() -> None:
+    """A series the directory resolved carries its key (``id``): the early warning finds
+    it by that key (no canonical id rebuilt per sample), with the same predictions and
+    state as the plain labels; a key that is not the labels' own is never bound to them;
+    a forgotten partition's keys go with it."""
+    from sre_agent.schemas import series_id
+    from sre_agent.schemas.telemetry import series_key
+
+    labels = {"service": "api", "pod": "p1"}
+    key = series_key(series_id("memory_limit_ratio", labels))
+    plain, keyed = EarlyWarning(PredictionSettings()), EarlyWarning(PredictionSettings())
+    out_plain, out_keyed = [], []
+    for a in range(0, 9 * 60, 5):
+        pts = [(T0 + m * 60, 0.40 + 0.06 * m / 60) for m in range(a, a + 5)]
+        s = {"name": "memory_limit_ratio", "labels": labels, "points": pts}
+        out_plain += plain.update(MetricBatch(series=[dict(s)]), tag=1)
+        out_keyed += keyed.update(MetricBatch(series=[dict(s, id=key)]), tag=1)
+    assert out_plain and len(out_plain) == len(out_keyed)
+    assert [p.seconds_to_breach for p in out_plain] == [p.seconds_to_breach for p in out_keyed]
+    assert plain.take_dirty() == keyed.take_dirty()
+    assert list(keyed._by_key) == [key]
+    # a key not the labels' own: the series is followed by its labels, the key not kept
+    other = {"service": "api", "pod": "p2"}
+    keyed.update(MetricBatch(series=[{"name": "memory_limit_ratio", "labels": other,
+                                      "points": [(T0, 0.5)], "id": "0" * 16}]), tag=2)
+    assert series_id("memory_limit_ratio", other) in keyed.tracked
+    assert "0" * 16 not in keyed._by_key
+    assert keyed.forget([1]) == 1 and not keyed._by_key

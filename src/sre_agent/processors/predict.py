@@ -33,11 +33,13 @@ from typing import Any
 from ..config import LimitRule, PredictionSettings
 from ..models.forecast import TrendForecaster
 from ..schemas import MetricBatch, Prediction, series_id
+from ..schemas.telemetry import series_key
 
 __all__ = ["EarlyWarning", "rule_for"]
 
 log = logging.getLogger(__name__)
 _VERSION = b"\x01"
+_UNSET: Any = object()
 
 
 def rule_for(metric: str, rules: Sequence[LimitRule]) -> LimitRule | None:
@@ -88,6 +90,8 @@ class EarlyWarning:
         self.tracked: dict[str, _Tracked] = {}
         self._dirty: set[str] = set()
         self._runs: dict[str, str] = {}
+        #: series key (a resolved series' ``id``) -> its tracked entry
+        self._by_key: dict[str, _Tracked] = {}
 
     def _rule(self, name: str) -> LimitRule | None:
         if name not in self._rules:
@@ -132,11 +136,22 @@ class EarlyWarning:
                       history_run: str | None = None) -> list[Prediction]:
         out: list[Prediction] = []
         emit = history_run is None
+        rules, by_key = self._rules, self._by_key
         for s in series:
-            rule = self._rule(s["name"])
+            name = s["name"]
+            rule = rules.get(name, _UNSET)
+            if rule is _UNSET:
+                rule = self._rule(name)
             if rule is None:
                 continue
-            tr = self._get(s["name"], s["labels"], rule)
+            # a series resolved by the series directory carries its verified key: found
+            # by it, without rebuilding its canonical id from the labels every sample
+            key = s.get("id")
+            tr = by_key.get(key) if key is not None else None
+            if tr is None:
+                tr = self._get(name, s["labels"], rule)
+                if key is not None and series_key(tr.sid) == key:
+                    by_key[key] = tr  # a key not the labels' own is never trusted
             tr.tag = tag
             if history_run is not None and self._runs.get(tr.sid) != history_run:
                 self._runs[tr.sid] = history_run
@@ -212,6 +227,8 @@ class EarlyWarning:
     def forget(self, tags: Iterable[int]) -> int:
         tags = set(tags)
         gone = [sid for sid, tr in self.tracked.items() if tr.tag in tags]
+        if gone:
+            self._by_key = {k: tr for k, tr in self._by_key.items() if tr.tag not in tags}
         for sid in gone:
             del self.tracked[sid]
             self._dirty.discard(sid)

@@ -267,3 +267,18 @@ async def test_a_series_without_points_does_not_spoil_its_message() -> None:
     (batch,) = broker.batches()  # decodes: no schema violation
     assert batch.sample_count() == 1 and len(batch.series) == 1
     assert c.buffered == 0
+
+
+async def test_points_lists_are_held_as_given_and_never_mutated() -> None:
+    """The coalescer holds a request's points lists without copying them (issue 18, CPU)
+    and never changes them: a series sent twice in one linger is joined into a new list,
+    in order, and the first request's list is left as it was."""
+    broker, cache = Broker(), SeriesCache(1)
+    c = Coalescer(broker.send, 1, linger=0.05)
+    first, second = _series(3, cache, t=1.7e9), _series(3, cache, t=1.7e9 + 15)
+    before = [list(p) for _, p in first]
+    await asyncio.gather(c.submit(first), c.submit(second))
+    assert [list(p) for _, p in first] == before
+    (batch,) = broker.batches()
+    assert [[tuple(p) for p in s["points"]] for s in batch.series] == [
+        [(1.7e9, float(j)), (1.7e9 + 15, float(j))] for j in range(3)]

@@ -344,11 +344,11 @@ class Coalescer:
                 key = meta.key
                 k = len(pts)
                 held = entries.get(key)
-                if held is None:
-                    entries[key] = (meta, list(pts))
+                if held is None:  # the caller's list, held as it is: never mutated here
+                    entries[key] = (meta, pts)
                     size += 44 * k + (30 if key in known else meta.size)
                 elif len(held[1]) + k <= MAX_POINTS:
-                    held[1].extend(pts)
+                    entries[key] = (meta, held[1] + pts)
                     size += 44 * k
                 else:  # the series' points would pass the schema's limit: a new message
                     chunk.size, chunk.samples = size, samples
@@ -358,7 +358,7 @@ class Coalescer:
                     chunk.waiters.append(waiter)
                     waiter.pending += 1
                     entries, samples = chunk.entries, 0
-                    entries[key] = (meta, list(pts))
+                    entries[key] = (meta, pts)
                     size = 44 * k + (30 if key in known else meta.size)
                 samples += k
                 if size >= max_bytes or len(entries) >= max_series:

@@ -1046,7 +1046,7 @@ async def main_async(a: argparse.Namespace) -> dict[str, Any]:
         await asyncio.to_thread(broker.stop, True)
 
 
-def main() -> int:
+def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("--series", type=int, default=10_000)
     p.add_argument("--per-request", type=int, default=2000)
@@ -1088,12 +1088,20 @@ def main() -> int:
     p.add_argument("--json", type=Path)
     p.add_argument("--inprocess-memory", type=int, metavar="SERIES",
                    help="only: RSS per series of the per-series structures, in-process")
-    a = p.parse_args()
+    a = p.parse_args(argv)
+    settings = load_settings(env=dict(kv.split("=", 1) for kv in a.env))
+    # the last round's spikes end the timing: a series must be past the detector's
+    # warm-up by then, or the bench waits for anomalies that never come
+    need = settings.anomaly_detection.warmup_samples + 2 - a.warmup_rounds
+    if not (a.inprocess_memory or a.memory_only or a.ab_only) and a.rounds < need:
+        p.error(f"--rounds {a.rounds}: the marker spikes need at least {need} rounds "
+                f"(anomaly_detection.warmup_samples "
+                f"{settings.anomaly_detection.warmup_samples}, --warmup-rounds {a.warmup_rounds})")
     # the worker's collector settings here too: the ceiling and the in-process parts pay
     # the garbage collection the worker pays (worker.gc_threshold)
     from sre_agent.streams.consumer_tuning import tune_gc
 
-    tune_gc(load_settings(env=dict(kv.split("=", 1) for kv in a.env)).worker.gc_threshold)
+    tune_gc(settings.worker.gc_threshold)
     if a.inprocess_memory:
         print(f"{a.inprocess_memory:,} series: "
               f"{inprocess_memory(a.inprocess_memory):,.0f} B RSS per series (in-process)")

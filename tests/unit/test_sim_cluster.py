@@ -172,3 +172,32 @@ async def test_the_worker_back_end_acts_on_the_simulated_cluster_over_http() -> 
         await server.stop()
     with pytest.raises(ClientError, match="unreachable"):
         await SimClusterActions(server.url, timeout=2).observe(undo)
+
+
+async def test_an_act_waits_until_the_replay_knows_its_sre_action() -> None:
+    """The executor acts as soon as it reads the sre-action; the replay's own consumer may
+    read it a moment later. The call waits for it, so the ledger names the action (before:
+    an unnamed change, and the executed action recorded as refused)."""
+    import asyncio
+
+    p = Platform(seed=1, start=DEFAULT_EPOCH)
+    s = step("rollout_restart", "market-data")
+    sre = SreAction(action_id="plan-1-s0", idempotency_key="k", plan_id="plan-1",
+                    incident_id="inc-1", step=s, policy="AUTO", approved_by=["policy:AUTO"])
+    seen: list[SreAction] = []
+    c = SimCluster(p, lookup=lambda st: seen[0] if seen and st == s else None)
+    server = await ClusterServer(c, free_port(), attribution_wait=5.0).start()
+    targets = ActionTargets.from_settings(
+        Settings(kubernetes={"simulator_url": server.url}))  # type: ignore[arg-type]
+    p.add_fault(SlowUpstream("market-data", p.t))
+    try:
+        acting = asyncio.create_task(targets.act(s))
+        await asyncio.sleep(0.2)  # the replay reads the sre-action after the executor
+        seen.append(sre)
+        await acting
+    finally:
+        await targets.close()
+        await server.stop()
+    run(p, 3)
+    assert c.applied == {"plan-1-s0"}
+    assert p.ledger[0].action_id == "plan-1-s0"

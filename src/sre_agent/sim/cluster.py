@@ -38,10 +38,12 @@ Examples
 
 from __future__ import annotations
 
+import asyncio
 import dataclasses
 import hashlib
 import logging
 import math
+import time
 from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -309,13 +311,36 @@ class SimCluster:
         raise SimClusterError(f"unknown call {op!r}", 404)
 
 
+#: seconds an ``act`` call waits for the replay to have seen the sre-action it performs
+ATTRIBUTION_WAIT = 5.0
+
+
 class ClusterServer:
     """Serves a :class:`SimCluster` on ``POST /v1/<op>`` (JSON ``{"step": ...}``) in the
-    replay's event loop, so calls see the platform between two replayed steps."""
+    replay's event loop, so calls see the platform between two replayed steps.
 
-    def __init__(self, cluster: SimCluster, port: int, host: str = "127.0.0.1") -> None:
+    With ``attribution_wait`` (the replay passes :data:`ATTRIBUTION_WAIT`), an ``act``
+    call waits at most that many seconds, polling, until the
+    cluster's ``lookup`` knows the sre-action of its step. The executor acts as soon as
+    it reads the sre-action from Kafka, and the replay's own consumer of that topic may
+    not have read it yet (a loaded CI run): the change then carried no action id, the
+    ledger named none, and the executor's result made the replay record the executed
+    action as refused (tests/integration/test_eval_cluster.py failed so)."""
+
+    def __init__(self, cluster: SimCluster, port: int, host: str = "127.0.0.1",
+                 attribution_wait: float = 0.0) -> None:
         self.cluster, self.port, self.host = cluster, port, host
+        self.attribution_wait = attribution_wait
         self._runner: Any = None
+
+    async def _await_attribution(self, body: dict[str, Any]) -> None:
+        try:
+            step = ActionStep.model_validate(body.get("step") or {})
+        except ValueError:
+            return  # refused by the call itself
+        end = time.monotonic() + self.attribution_wait
+        while self.cluster.lookup(step) is None and time.monotonic() < end:
+            await asyncio.sleep(0.01)
 
     @property
     def url(self) -> str:
@@ -326,8 +351,10 @@ class ClusterServer:
 
         async def handle(request: web.Request) -> web.Response:
             try:
-                body = await request.json()
-                result = self.cluster.call(request.match_info["op"], dict(body or {}))
+                body = dict(await request.json() or {})
+                if request.match_info["op"] == "act":
+                    await self._await_attribution(body)
+                result = self.cluster.call(request.match_info["op"], body)
             except SimClusterError as exc:
                 return web.json_response({"error": str(exc)}, status=exc.status)
             except ValueError as exc:  # undecodable or invalid step

@@ -41,7 +41,7 @@ from ..schemas import (
     series_id,
     shard_of,
 )
-from .cluster import ClusterServer, SimCluster
+from .cluster import ATTRIBUTION_WAIT, ClusterServer, SimCluster
 from .engine import Platform, Tick
 from .scorecard import Observation, RunRecord
 from .timeline import Segment, clean_intervals
@@ -168,7 +168,8 @@ class Replayer:
         self._cluster_server: ClusterServer | None = None
         if cluster_port is not None:
             self.cluster = SimCluster(platform, clock=lambda: self.clock, lookup=self._action_of)
-            self._cluster_server = ClusterServer(self.cluster, cluster_port)
+            self._cluster_server = ClusterServer(self.cluster, cluster_port,
+                                                 attribution_wait=ATTRIBUTION_WAIT)
 
     # ------------------------------------------------------------ plumbing
     def _action_of(self, step: Any) -> SreAction | None:

@@ -1101,7 +1101,7 @@ async def _read_changelogs_again(self: Any) -> None:
     record fetched after table recovery had sought its partition, and dropped because
     the flow was not on again yet, was never read: recovery waited for it for good. Seen
     in tests/chaos/test_worker_faults.py (``test_second_worker_joins_then_first_is_killed``,
-    ~1 run in 20 under load): a survivor took over a partition whose standby it had read
+    2 of 8 CI runs on 2026-12-07, ~1 in 70 runs alone): a survivor took over a partition whose standby it had read
     to the end, recovery sought its changelogs to 0, and "No event received for active
     tp" came every 5 s with the client at the log's end. The check and the seek run in
     the consumer's thread, one step: a client that stands anywhere else was sought since

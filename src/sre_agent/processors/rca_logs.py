@@ -468,10 +468,10 @@ def handoff_delays(lines: Iterable[tuple[float, str, str]], start: float,
             # every such line into one request
             if m and m.group(1).strip("0-._"):
                 traces.setdefault(m.group(1), []).append((t, svc))
-    hand: list[tuple[str, str, float, bool]] = []
+    hand: list[tuple[str, str, float, bool, str]] = []
     # how deep each service sits in the requests: its order of entry in its traces
     depth: dict[str, list[int]] = {}
-    for steps in traces.values():
+    for tid, steps in traces.items():
         if len(steps) < 2:
             continue
         steps.sort()
@@ -482,8 +482,8 @@ def handoff_delays(lines: Iterable[tuple[float, str, str]], start: float,
             depth.setdefault(s, []).append(k)
         for (t1, s1), (t2, s2) in zip(steps, steps[1:]):
             if s1 != s2:
-                hand.append((s1, s2, math.log(max(t2 - t1, HANDOFF_FLOOR)), t1 >= start))
-    by: dict[str, list[tuple[str, str, float, bool]]] = {}
+                hand.append((s1, s2, math.log(max(t2 - t1, HANDOFF_FLOOR)), t1 >= start, tid))
+    by: dict[str, list[tuple[str, str, float, bool, str]]] = {}
     for h in hand:
         by.setdefault(h[0], []).append(h)
         by.setdefault(h[1], []).append(h)
@@ -511,8 +511,13 @@ def handoff_delays(lines: Iterable[tuple[float, str, str]], start: float,
                         2, len({h[0] if h[1] == svc else h[1] for h in mine})):
                     continue
                 # a delay holds up the typical request through the service, not a tail of
-                # them (load makes some hand-offs of a busy service slower): most must be slow
-                if not slow or 2 * len(slow) < len(now):
+                # them (load makes some hand-offs of a busy service slower): at least half
+                # of its hand-offs must be slow (a delay on one direction only, a pod's
+                # egress, slows one of a request's two hand-offs with it), and most of its
+                # requests, more than half: one slow request of two is no delay, however
+                # many hand-offs each has
+                if (not slow or 2 * len(slow) < len(now)
+                        or 2 * len({h[4] for h in slow}) <= len({h[4] for h in now})):
                     continue
                 zc = _z(min(1.0, len(HANDOFF_SCALES) * _binom_sf(len(slow), len(now), p0)))
                 if zc > 0 and (found is None or zc > found[0]):

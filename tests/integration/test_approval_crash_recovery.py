@@ -18,6 +18,7 @@ from typing import Any
 import orjson
 import pytest
 from aiokafka import AIOKafkaProducer
+from aiokafka.partitioner import murmur2
 
 from sre_agent.config import SlackSettings
 from sre_agent.processors.approvals import PlanState
@@ -40,12 +41,15 @@ def plan(pid: str, status: str = "pending") -> ActionPlan:
 
 
 async def put_state(bootstrap: str, changelog: str, state: PlanState) -> None:
-    """Write ``state`` to the table's changelog as the dead worker would have."""
+    """Write ``state`` to the table's changelog as the dead worker would have: in the
+    partition of the plan's incident (the decision topics are keyed by incident id)."""
     producer = AIOKafkaProducer(bootstrap_servers=bootstrap)
     await producer.start()
     try:
+        n = len(await producer.partitions_for(changelog))
+        part = (murmur2(state.plan.incident_id.encode()) & 0x7FFFFFFF) % n
         await producer.send_and_wait(changelog, key=state.plan.plan_id.encode(),
-                                     value=state.model_dump_json().encode())
+                                     value=state.model_dump_json().encode(), partition=part)
     finally:
         await producer.stop()
 

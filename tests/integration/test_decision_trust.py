@@ -124,7 +124,8 @@ async def attacks(w: Any, km: Any, io: Any, wait_for: Any, dsn: str) -> None:
 
     # 1c. three "admins" nobody configured: unsigned, then signed by the agent's key
     for i in range(3):
-        v = Approval(plan_id="plan-high", decision="approve", user=f"intruder-{i}", role="admin")
+        v = Approval(plan_id="plan-high", decision="approve", user=f"intruder-{i}", role="admin",
+                     incident_id="inc-1")  # routed to the partition that owns the incident
         await io.send(pfx + "approvals", v)
         await io.send_signed(pfx + "approvals", v.model_copy(update={"user": f"signed-{i}"}))
 

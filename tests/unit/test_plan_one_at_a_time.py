@@ -123,3 +123,38 @@ def test_an_approved_plan_waits_too_and_a_queued_superseded_plan_never_runs() ->
     assert ag.states["p1"].status == "superseded" and ("p1", "plan.stopped") in ag.audit
     ag.result("pA", 0)
     assert ag.sent == [("pA", 0)] and ag.running() == []
+
+
+def test_a_vote_naming_another_incident_than_its_plans_is_refused() -> None:
+    """The decision topics are keyed by incident (one partition owns an incident's plans);
+    a vote's ``incident_id`` only routes it and is never believed: a signed vote naming
+    another incident than its plan's does not count, here or in the executor's replay."""
+    from sre_agent.processors.approvals import verify_quorum
+    from sre_agent.schemas import Approval
+    from tests.signing_support import signed as sign
+
+    manual = ActionPlan(plan_id="p1", incident_id="i1", risk_score=0.45, risk_tier="MEDIUM",
+                        policy="ONE_APPROVAL", status="pending", service="db",
+                        steps=[ActionStep(action="rollout_undo", risk=0.3,
+                                          target=Target(kind="deployment", name="db"))])
+    st, _ = decide(None, plan_in(manual), T0, RULES)
+
+    def vote(incident: str | None) -> tuple[Approval, dict]:  # type: ignore[type-arg]
+        v = Approval(plan_id="p1", decision="approve", user="bob", source="api",
+                     incident_id=incident)
+        return v, sign(v, AGENT)
+
+    from sre_agent.processors.approvals import VoteIn
+
+    v, raw = vote("i2")
+    st2, eff = decide(st, VoteIn(v, KEYS.verify(raw), raw), T0, RULES)
+    assert st2 is not None and st2.status == "pending" and "vote.refused" in audits(eff)
+    assert verify_quorum(manual, "ONE_APPROVAL", [raw], KEYS, RULES.roles)[0] is False
+    for incident in ("i1", None):  # its own incident, or none (routed by plan id)
+        v, raw = vote(incident)
+        st3, _ = decide(st, VoteIn(v, KEYS.verify(raw), raw), T0, RULES)
+        assert st3 is not None and st3.status == "approved", incident
+        assert verify_quorum(manual, "ONE_APPROVAL", [raw], KEYS, RULES.roles)[0] is True
+    assert Approval(plan_id="p1", decision="approve", user="bob").key() == "p1"
+    assert v.model_copy(update={"incident_id": "i1"}).key() == "i1"
+    assert manual.key() == "i1"

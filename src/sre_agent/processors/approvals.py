@@ -307,7 +307,8 @@ def verify_quorum(plan: ActionPlan, policy: str, ballots: Sequence[Any], keyring
             problems.append("vote does not validate")
             continue
         role = roles.role_of(vote.source, vote.user)
-        if vote.plan_id != plan.plan_id or role is None:
+        if vote.plan_id != plan.plan_id or role is None or (
+                vote.incident_id is not None and vote.incident_id != plan.incident_id):
             problems.append(f"vote by {vote.user[:64]} does not count")
             continue
         cast_vote(state, vote.model_copy(update={"role": role}), vote.time)
@@ -593,6 +594,12 @@ def _on_vote(st: PlanState | None, ev: VoteIn, now: datetime,
     if not ev.check.ok:
         return st, out + [Audit(vote.user, "vote.refused", vote.plan_id,
                                 {**who, "reason": f"signature: {ev.check.reason}"})]
+    if vote.incident_id is not None and vote.incident_id != st.plan.incident_id:
+        # the incident routes the vote; it is never believed: a vote naming another
+        # incident than its plan's was not made for this plan
+        return st, out + [Audit(vote.user, "vote.refused", vote.plan_id, {
+            **who, "reason": f"the vote names incident {vote.incident_id[:128]}, the plan "
+                             f"belongs to {st.plan.incident_id}"})]
     role = rules.roles.role_of(vote.source, vote.user)
     if role is None:
         return st, out + [Audit(vote.user, "vote.refused", vote.plan_id,

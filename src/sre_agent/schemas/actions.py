@@ -100,7 +100,9 @@ class ActionPlan(Signed):
     superseded_reason: str = ""
 
     def key(self) -> str:
-        return self.plan_id
+        # by incident: one partition owns every plan of an incident, so the approval
+        # manager that owns it sees them all (one running plan per incident)
+        return self.incident_id
 
 
 class Approval(Signed):
@@ -111,9 +113,13 @@ class Approval(Signed):
     role: Literal["oncall", "sre", "lead", "admin"] = "oncall"
     source: Literal["slack", "api", "cli"] = "api"
     comment: str = ""
+    #: the incident of the plan (additive): routes the vote to the partition that owns
+    #: the incident's plans. A routing hint only: the approval manager refuses a vote
+    #: whose incident is not its plan's, and forwards a vote without one
+    incident_id: str | None = Field(default=None, max_length=256)
 
     def key(self) -> str:
-        return self.plan_id
+        return self.incident_id or self.plan_id
 
 
 class SreAction(Signed):
@@ -161,7 +167,7 @@ class ActionResult(Signed):
     idempotency_key: str | None = None
 
     def key(self) -> str:
-        return self.plan_id
+        return self.incident_id  # with the incident's plans and votes (see ActionPlan.key)
 
 
 #: topics whose events are signed and verified

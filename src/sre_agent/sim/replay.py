@@ -98,6 +98,7 @@ class Approver:
             self._due.append((at, Approval(
                 plan_id=pid, decision="approve", user=user, role=role,  # type: ignore[arg-type]
                 source="cli", comment="simulated on-call (sre-agent eval)",
+                incident_id=str(plan["incident_id"]) if plan.get("incident_id") else None,
                 time=datetime.fromtimestamp(at, UTC))))
 
     def due(self, now: float) -> list[Approval]:

@@ -1,7 +1,11 @@
 """action-plans + approvals + action-results -> sre-actions: the approval manager.
 
-One agent reads the three topics (all keyed by plan id, so co-partitioned with
-the ``approval_state`` table), checks each event's signature and feeds it to the
+One agent reads the three topics, all keyed by incident id: one partition owns every
+plan of an incident, with its votes and step results, so the worker that owns it sees
+the incident's plans in order and runs one at a time across workers. Its tables are
+co-partitioned with them (``approval_state`` by plan id, ``approval_incidents`` by
+incident id, both written in the incident's partition). It checks each event's
+signature and feeds it to the
 pure state machine :func:`sre_agent.processors.approvals.decide`; then it carries
 out the effects: audit records, a step handed to the executor on ``sre-actions``
 (signed, with the signed plan and votes attached), the Slack request and its
@@ -51,6 +55,10 @@ log = logging.getLogger(__name__)
 #: votes kept per plan that has not reached the approval manager yet
 MAX_HELD_VOTES = 20
 
+#: seconds a vote stays held before it is forwarded to its plan's incident partition
+#: (its plan may still be on the way to this partition)
+FORWARD_HELD = 10.0
+
 #: seconds subtracted from the pre-post mark: the history lookup tolerates this much
 #: clock difference between the worker and Slack
 POST_CLOCK_SLACK = 300.0
@@ -81,9 +89,12 @@ def register(ctx: StreamContext) -> None:
     #: plans re-offered for posting once; cleared when a post attempt was made
     reposting: set[str] = set()
 
-    #: incident id -> ids of its plans in the table (built on first use, kept on save)
-    by_incident: dict[str, set[str]] = {}
-    indexed = False
+    #: incident id -> ids of its plans (JSON list), in the partition that owns the
+    #: incident: a worker taking the partition over restores it with the plans' states
+    incidents = ctx.tables.declare("approval_incidents",
+                                   help="incident id -> ids of its plans (JSON)")
+    #: held votes (plan ids) already forwarded to their incident's partition
+    forwarded: set[str] = set()
 
     def load(plan_id: str) -> PlanState | None:
         raw = table.get(plan_id)
@@ -91,18 +102,30 @@ def register(ctx: StreamContext) -> None:
 
     def save(state: PlanState) -> None:
         table[state.plan.plan_id] = state.model_dump_json().encode()
-        by_incident.setdefault(state.plan.incident_id, set()).add(state.plan.plan_id)
+        inc, pid = state.plan.incident_id, state.plan.plan_id
+        known = siblings(inc)
+        if pid not in known:
+            incidents[inc] = orjson.dumps(sorted({*known, pid}))
 
     def siblings(incident_id: str) -> set[str]:
-        """Plan ids of the incident (this worker's view of the ``approval_state`` table)."""
-        nonlocal indexed
-        if not indexed:
-            for pid, raw in list(table.items()):
-                if raw:
-                    inc = PlanState.model_validate_json(raw).plan.incident_id
-                    by_incident.setdefault(inc, set()).add(pid)
-            indexed = True
-        return by_incident.get(incident_id, set())
+        """Plan ids of the incident (all in the partition of the event being handled)."""
+        raw = incidents.get(incident_id)
+        return set(orjson.loads(raw)) if raw else set()
+
+    def incident_of(plan_id: str) -> str | None:
+        """The incident of a plan this partition has not seen, from the read model
+        (fed by ``action-plans``, every partition), for a vote that did not say it."""
+        rec = services.readmodel.find_plan(plan_id)
+        return rec.plan.incident_id if rec is not None and rec.plan.plan_id == plan_id else None
+
+    async def forward(raw: bytes, incident_id: str, plan_id: str, user: str) -> None:
+        """Send a vote (its signed bytes unchanged) to the partition that owns its plan."""
+        fut = await ctx.topics["approvals"].send(key=incident_id.encode(), value=raw)
+        await fut  # acknowledged before this partition's offset moves past the vote
+        await emit_audit(ctx, "approval-manager", "vote.forwarded", plan_id,
+                         {"user": user, "incident_id": incident_id,
+                          "reason": "the vote came keyed by plan; the incident's partition "
+                                    "owns the plan"})
 
     def busy_for(incident_id: str, plan_id: str) -> str | None:
         """Another plan of the incident that is running (one plan runs at a time)."""
@@ -157,10 +180,17 @@ def register(ctx: StreamContext) -> None:
         ctx.stats.health["slack"] = breaker_health(slack.guard)
         save(state)
 
+    def fresh(raw_held: bytes | None) -> list[dict[str, Any]]:
+        """Held votes younger than a plan's lifetime (older ones are dropped when the
+        entry is next written: a timer has no partition to write the table in)."""
+        ttl = settings.actions.approval_ttl_seconds
+        return [v for v in orjson.loads(raw_held) if time.time() - v["at"] <= ttl] \
+            if raw_held else []
+
     def hold(ev: VoteIn) -> None:
         """Keep a vote for a plan not seen yet (bounded; dropped with the plan's TTL)."""
         plan_id = ev.vote.plan_id
-        kept = orjson.loads(held[plan_id]) if held.get(plan_id) else []
+        kept = fresh(held.get(plan_id))
         if len(kept) < MAX_HELD_VOTES:
             kept.append({"at": time.time(), "raw": dict(ev.raw)})
             held[plan_id] = orjson.dumps(kept)
@@ -170,7 +200,7 @@ def register(ctx: StreamContext) -> None:
         raw_held = held.get(plan_id)
         if not raw_held:
             return
-        for item in orjson.loads(raw_held):
+        for item in fresh(raw_held):
             raw = item["raw"]
             try:
                 vote = Approval.model_validate(raw)
@@ -225,6 +255,13 @@ def register(ctx: StreamContext) -> None:
                 if vote is None:
                     continue
                 plan_id, ev = vote.plan_id, VoteIn(vote, check, raw)
+                if vote.incident_id is None and check.ok and load(plan_id) is None:
+                    # keyed by plan (a producer that did not know the incident): the
+                    # plan's incident partition decides it, if the read model knows it
+                    inc = incident_of(plan_id)
+                    if inc is not None and event.message.key != inc.encode():
+                        await forward(event.message.value, inc, plan_id, vote.user)
+                        continue
             elif topic == results_topic:
                 res, check, _ = await ctx.decode_signed(ActionResult, event, "approval-manager")
                 if res is None:
@@ -259,10 +296,18 @@ def register(ctx: StreamContext) -> None:
     @app.timer(5.0)
     async def expire_overdue() -> None:
         now = utcnow()
-        ttl = settings.actions.approval_ttl_seconds
         for plan_id, raw_held in list(held.items()):
-            if raw_held and all(time.time() - v["at"] > ttl for v in orjson.loads(raw_held)):
-                held[plan_id] = b""  # its plan never came within a plan's lifetime
+            votes = fresh(raw_held)
+            if not votes or plan_id in forwarded or time.time() - votes[0]["at"] < FORWARD_HELD:
+                continue
+            # held where the plan never comes: a vote that named no incident, read before
+            # the read model knew its plan. The plan's incident partition decides it.
+            inc = incident_of(plan_id)
+            if inc is not None:
+                forwarded.add(plan_id)
+                for v in votes:
+                    if not v["raw"].get("incident_id"):
+                        await forward(orjson.dumps(v["raw"]), inc, plan_id, str(v["raw"].get("user")))
         for plan_id, raw in list(table.items()):
             if plan_id in expiring or not raw:
                 continue

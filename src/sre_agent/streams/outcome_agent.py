@@ -1,6 +1,6 @@
 """action-results -> feedback: verified outcomes of executed actions close the learning loop.
 
-The executor reports every step on ``action-results`` (keyed by plan); a step
+The executor reports every step on ``action-results`` (keyed by incident); a step
 that ran for real and was verified — healed, rolled back, or failed its
 verification — becomes a ``feedback`` event from the verifier
 (:func:`~sre_agent.processors.rca_feedback.outcome_feedback`), keyed by

@@ -113,9 +113,11 @@ def register(api: Api) -> None:
                                                   "user_name": act["user_name"][:128]})
                 return self.json({"response_type": "ephemeral", "replace_original": False,
                                   "text": "You are not an approver for SRE Agent plans."})
+            known = load(act["plan_id"]) or replicated_state(act["plan_id"])
             await submit(api, Approval(plan_id=act["plan_id"], decision=act["decision"],  # type: ignore[arg-type]
                                        user=uid, role=role, source="slack",  # type: ignore[arg-type]
-                                       comment=f"slack user {label}"[:MAX_COMMENT]))
+                                       comment=f"slack user {label}"[:MAX_COMMENT],
+                                       incident_id=known.plan.incident_id if known else None))
             return self.json({"response_type": "ephemeral", "replace_original": False,
                               "text": f"Recorded your {act['decision']} of {act['plan_id']}."})
 
@@ -169,7 +171,8 @@ def register(api: Api) -> None:
                 return self.json({"error": f"{principal.user} is not a configured approver"},
                                  status=403)
             vote = Approval(plan_id=plan_id, decision=decision, user=principal.user,  # type: ignore[arg-type]
-                            role=role, source="api", comment=comment[:MAX_COMMENT])  # type: ignore[arg-type]
+                            role=role, source="api", comment=comment[:MAX_COMMENT],  # type: ignore[arg-type]
+                            incident_id=state.plan.incident_id)
             await submit(api, vote)
             return self.json({"status": "submitted", "plan_id": plan_id, "user": principal.user,
                               "role": role, "decision": decision, "event_id": vote.event_id},

@@ -86,6 +86,7 @@ async def _vote(api: Api, cmd: Command, user: _User) -> tuple[dict[str, Any], st
         role=cast(Literal["oncall", "sre", "lead", "admin"], user.role),
         source="slack",
         comment=f"slack user {user.label}" + (f": {cmd.text}" if cmd.text else ""),
+        incident_id=pr.plan.incident_id if pr else None,
     )
     await submit(api, approval)
     log.info(

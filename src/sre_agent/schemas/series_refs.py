@@ -53,6 +53,27 @@ __all__ = ["Expanded", "SeriesDirectory", "definition_bytes"]
 
 #: bound of :class:`SeriesDirectory`'s memo of label values (entries)
 MAX_VALUE_MEMO = 16_384
+#: label name sets given a key-sharing dict class (:func:`_shared_dict`); past it, or
+#: past CPython's 30 shared keys, a series' labels are a plain dict
+MAX_LABEL_KINDS = 1_024
+_MAX_SHARED_KEYS = 30
+
+
+def _shared_dict(kinds: dict[tuple[str, ...], type], names: tuple[str, ...]) -> dict[str, str]:
+    """An empty dict whose keys table is shared by every dict of ``names`` (issue 18).
+
+    CPython keeps the keys of an instance ``__dict__`` once per class (PEP 412), each
+    dict holds only its values: 120 B for five labels instead of a plain dict's 184.
+    The result is a plain ``dict`` (same type, equality, order, JSON), nothing holds
+    the instance; on another interpreter or a change of the dict it is simply a
+    plain dict again.
+    """
+    cls = kinds.get(names)
+    if cls is None:
+        if len(kinds) >= MAX_LABEL_KINDS or len(names) > _MAX_SHARED_KEYS:
+            return {}
+        cls = kinds[names] = type("Labels", (), {})
+    return cls().__dict__
 
 
 def definition_bytes(name: str, labels: dict[str, str]) -> bytes:
@@ -92,6 +113,8 @@ class SeriesDirectory:
         #: value unique to its series (pod, instance) would cost an intern-table entry
         #: (~38 B) for nothing; bounded, so values that never repeat only churn it
         self._values: dict[str, str] = {}
+        #: label names (in order) -> the class whose instance dicts share those keys
+        self._kinds: dict[tuple[str, ...], type] = {}
 
     def __len__(self) -> int:
         return len(self._defs)
@@ -108,7 +131,7 @@ class SeriesDirectory:
             return False
         # label names interned, values through the memo: shared by many series
         memo = self._values
-        shared = {}
+        shared = _shared_dict(self._kinds, tuple(labels))
         for k, v in labels.items():
             c = memo.get(v)
             if c is None:

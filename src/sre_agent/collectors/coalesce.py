@@ -49,6 +49,7 @@ from __future__ import annotations
 import asyncio
 import time
 from math import inf
+from operator import itemgetter
 import uuid
 from sys import intern
 from collections.abc import Awaitable, Callable, Sequence
@@ -68,6 +69,7 @@ __all__ = ["BufferFull", "Coalescer", "SeriesCache", "SeriesMeta", "label_proble
 MAX_NAME, MAX_LABEL_NAME, MAX_LABEL_VALUE, MAX_POINTS = 256, 128, 512, 10_000
 
 Point = tuple[float, float]
+_points_of = itemgetter(1)
 
 
 def label_problem(name: str, labels: dict[str, str]) -> str | None:
@@ -329,7 +331,15 @@ class Coalescer:
         known = self._known
         max_series, max_bytes = self.max_series, self.max_bytes
         for shard, part in by.items():
-            chunk: _Chunk | None = None
+            chunk: _Chunk | None = chunks.get((source, shard))
+            if chunk is not None and self._take_whole(chunk, part, waiter):
+                continue
+            if chunk is None and len(part) < max_series:
+                chunk = chunks[(source, shard)] = _Chunk(
+                    source, shard, born=now, generation=self._generation)
+                if self._take_whole(chunk, part, waiter):
+                    continue
+            chunk = None
             entries: dict[str, tuple[SeriesMeta, list[Point]]] = {}
             size = samples = 0
             for meta, pts in part:
@@ -370,6 +380,33 @@ class Coalescer:
         if self._chunks and self._timer is None:
             self._timer = asyncio.get_running_loop().call_later(self.linger, self._linger_over)
         await waiter.fut
+
+    def _take_whole(self, chunk: _Chunk, part: list[tuple[SeriesMeta, list[Point]]],
+                    waiter: _Waiter) -> bool:
+        """Add ``part`` to ``chunk`` in one step when that is what the item-by-item loop
+        of :meth:`submit` would do: every series new to the chunk, and the chunk stays
+        below both message limits (so it is not produced yet). The entries are the
+        caller's ``(meta, points)`` items, in order; False (nothing done) otherwise."""
+        entries = chunk.entries
+        if len(entries) + len(part) >= self.max_series:
+            return False
+        new = {item[0].key: item for item in part}
+        if len(new) != len(part) or not entries.keys().isdisjoint(new):
+            return False  # a series twice: its points are joined item by item
+        known = self._known
+        n_known = sum(map(known.__contains__, new))
+        size = 30 * n_known + (0 if n_known == len(new) else
+                               sum([m.size for m, _ in part if m.key not in known]))
+        samples = sum(map(len, map(_points_of, part)))
+        size += 44 * samples
+        if chunk.size + size >= self.max_bytes:
+            return False
+        entries.update(new)
+        chunk.size += size
+        chunk.samples += samples
+        chunk.waiters.append(waiter)
+        waiter.pending += 1
+        return True
 
     # ------------------------------------------------------------------ output
     def _linger_over(self) -> None:

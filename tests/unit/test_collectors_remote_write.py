@@ -189,3 +189,28 @@ def test_too_many_samples_are_refused_and_bad_series_summarised_once() -> None:
     assert got.samples == 1 and len(got.rejected) == 1  # one summary, not 5,000 letters
     assert got.rejected[0].reason.startswith("remote-write: 5000 samples of 5000 series")
     assert len(orjson.loads(got.rejected[0].payload)["examples"]) == 3
+
+
+def test_known_one_sample_series_count_against_the_sample_limit() -> None:
+    """The one-sample path (series known by their labels' bytes) counts its samples,
+    dropped NaNs included, against ``max_samples`` like the general path."""
+    from sre_agent.collectors.coalesce import SeriesCache
+
+    cache = SeriesCache(8)
+
+    def body(n: int, nan_every: int = 0) -> bytes:
+        return _request([({"__name__": "m", "i": str(i)},
+                          [(1_700_000_000_000, math.nan if nan_every and i % nan_every == 0
+                            else float(i))]) for i in range(n)])
+
+    first = decode_write_request(body(300), cache=cache)  # learns the 300 series
+    assert first.samples == 300 and len(cache) == 300
+    with pytest.raises(RemoteWriteError) as info:
+        decode_write_request(body(300), max_samples=250, cache=cache)
+    assert info.value.status == 413 and "too many samples" in str(info.value)
+    with pytest.raises(RemoteWriteError):  # 200 carried + 100 dropped > 250
+        decode_write_request(body(300, nan_every=3), max_samples=250, cache=cache)
+    got = decode_write_request(body(300, nan_every=3), max_samples=300, cache=cache)
+    assert (got.samples, got.dropped_samples) == (200, 100)
+    assert got.series[0] == {"name": "m", "labels": {"i": "1"},  # i=0 was a NaN
+                             "points": [(1_700_000_000.0, 1.0)]}

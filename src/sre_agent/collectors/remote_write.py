@@ -68,18 +68,22 @@ __all__ = ["RemoteWriteError", "WriteResult", "count_entries", "decode_write_req
 
 #: examples of refused series kept in a request's summary
 _EXAMPLES = 3
-#: a Sample's body after its header: 0x09, double value, 0x10, 6-byte varint timestamp
-_ONE_SAMPLE = Struct("<BdB6s")
+#: a series' one Sample, the last 18 bytes of its ``TimeSeries``: the field header
+#: (0x12, length 16), 0x09, the double value, then 0x10 and a 6-byte varint timestamp
+#: (kept together: the tag is part of the timestamps' memo key)
+_ONE_SAMPLE = Struct("<2sBd7s")
+_SAMPLE_HEAD = b"\x12\x10"
 #: bound of the memo of 6-byte timestamp varints -> Unix seconds (a scrape's samples share
 #: their timestamp: decoded once per request, not once per sample)
 _MAX_TIMES = 4096
 
 
 def _time6(raw: bytes) -> float | None:
-    """A 6-byte varint of milliseconds as Unix seconds; None unless it is one (each of
-    the first five bytes continued, the last not) and the time is in range."""
-    b0, b1, b2, b3, b4, b5 = raw
-    if not (b0 & b1 & b2 & b3 & b4 & 0x80 and b5 < 0x80):
+    """0x10 and a 6-byte varint of milliseconds as Unix seconds; None unless it is one
+    (the tag, each of the first five bytes continued, the last not) and the time is in
+    range."""
+    tag, b0, b1, b2, b3, b4, b5 = raw
+    if not (tag == 0x10 and b0 & b1 & b2 & b3 & b4 & 0x80 and b5 < 0x80):
         return None
     t = ((b0 & 0x7F) | (b1 & 0x7F) << 7 | (b2 & 0x7F) << 14 | (b3 & 0x7F) << 21
          | (b4 & 0x7F) << 28 | b5 << 35) / 1000.0
@@ -258,33 +262,30 @@ def decode_write_request(
     get = cache.lookup
     unpack = _ONE_SAMPLE.unpack_from
     times: dict[bytes, float | None] = {}
-    fast_samples = 0
+    #: samples taken by the one-sample path (carried, dropped): at most one per entry,
+    #: so at most ``max_series``; counted against ``max_samples`` with the others
+    fast_samples = fast_dropped = 0
     for sb in timeseries:
         # labels come first on the wire (Prometheus and protobuf write fields in order):
         # the labels' bytes name the series, so a known series costs one lookup
         n = len(sb)
-        if n > 18 and sb[n - 18] == 0x12 and sb[n - 17] == 16:
+        if n > 18:
             # the usual shape: known labels + one sample (value, 6-byte millisecond time)
-            meta = get(sb[:-18])
-            if meta is not None:
-                f1, v, f2, tb = unpack(sb, n - 16)
-                if f1 == 0x09 and f2 == 0x10:
+            head, f1, v, tb = unpack(sb, n - 18)
+            if head == _SAMPLE_HEAD and f1 == 0x09:
+                meta = get(sb[:-18])
+                if meta is not None:
                     t = times.get(tb, -1.0)
                     if t == -1.0:
                         t = _time6(tb)
                         if len(times) < _MAX_TIMES:
                             times[tb] = t
                     if t is not None:
-                        budget -= 1
-                        if budget < 0:
-                            raise RemoteWriteError(
-                                f"too many samples in one request: more than {max_samples} "
-                                f"(limit {max_samples})", status=413)
                         if v - v != 0.0:
-                            out.dropped_samples += 1
-                            continue
-                        fast_samples += 1
-                        items.append((meta, [(t, v)]))
+                            fast_dropped += 1
+                        else:
+                            fast_samples += 1
+                            items.append((meta, [(t, v)]))
                         continue
         pos = 0
         while pos < n and sb[pos] == 0x0A:
@@ -303,7 +304,7 @@ def decode_write_request(
         points, dropped = fast
         out.dropped_samples += dropped
         budget -= len(points) + dropped
-        if budget < 0:
+        if budget - fast_samples - fast_dropped < 0:
             raise RemoteWriteError(f"too many samples in one request: more than {max_samples} "
                                    f"(limit {max_samples})", status=413)
         if points:
@@ -313,7 +314,11 @@ def decode_write_request(
             else:
                 for i in range(0, len(points), MAX_POINTS):
                     items.append((meta, points[i:i + MAX_POINTS]))
+    if budget - fast_samples - fast_dropped < 0:
+        raise RemoteWriteError(f"too many samples in one request: more than {max_samples} "
+                               f"(limit {max_samples})", status=413)
     out.samples += fast_samples
+    out.dropped_samples += fast_dropped
     return out
 
 

@@ -6,7 +6,7 @@ import hashlib
 import zlib
 from typing import Annotated, ClassVar, Literal
 
-from pydantic import Field, StringConstraints
+from pydantic import ConfigDict, Field, StringConstraints
 from typing_extensions import NotRequired, TypedDict
 
 from .base import Event, UtcDatetime
@@ -115,6 +115,11 @@ class MetricBatch(Event):
     >>> b.sample_count(), b.schema_version
     (3, 2)
     """
+
+    #: strings are not looked up in pydantic's string cache, keys excepted: a message's
+    #: strings are mostly series keys, each once per message, so the cache only churned
+    #: (decode 0.71 -> 0.61 us per ref, median of 11, 1,300-ref messages)
+    model_config = ConfigDict(cache_strings="keys")
 
     TOPIC: ClassVar[str] = "metrics"
     schema_version: int = 2

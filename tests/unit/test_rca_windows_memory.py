@@ -177,3 +177,24 @@ def test_a_flushed_rollup_entry_holds_no_floats_of_its_own() -> None:
     r.add_series(batch())
     assert [w.rows() for w in r.flush("w/0")][0][:1] == [
         ("s0", 'latency{pod="p-0"}', 1.7e9 + 1.0, 0.5, 1)]
+
+
+def test_a_rollup_entry_is_one_list_without_a_key_tuple() -> None:
+    """An entry was a 5-list and its key a (service, series key, row bytes) tuple
+    (96 + 64 B); now one 7-list (112 B) under a dict per service: 460 -> 409 B per
+    series in the fill above (issue 18). The rows are the same
+    (``test_rca_stream_windows``)."""
+    from sre_agent.streams.rca_windows import WindowRollup
+
+    n = 2_000
+    labels = [{"service": f"s{i % 20}", "pod": f"p-{i}"} for i in range(n)]
+
+    def fill() -> WindowRollup:
+        r = WindowRollup(bucket=60.0, horizon=600.0)
+        r.add_series([{"name": "latency", "labels": labels[i],
+                       "points": [(1.7e9 + 1.0 + i * 1e-3, 0.5 + i)]} for i in range(n)])
+        del r.flush("w/0")[:]
+        return r
+
+    per_series = _traced_bytes(fill) / n
+    assert per_series < 430, per_series  # 460 with the key tuple

@@ -85,14 +85,13 @@ def _row_bytes(service: str, metric: str) -> int:
     return len(orjson.dumps(service)) + len(orjson.dumps(metric)) + 3 * 24 + 5
 
 
-def _message(source: str, keys: list[tuple[str, str, int]], t: list[float],
+def _message(source: str, service: list[str], metric: list[str], t: list[float],
              total: list[float], count: list[int]) -> WindowPoints:
-    """A message of rows (``keys[i]``: service, series key, row bytes); its strings are
-    redacted already (``add_series``), so it is encoded without another pass
-    (:meth:`StreamContext.encode`)."""
+    """A message of rows; its strings are redacted already (``add_series``), so it is
+    encoded without another pass (:meth:`StreamContext.encode`)."""
     return WindowPoints.model_construct(
-        source=redact_secrets(source[:256]), service=[k[0] for k in keys],
-        metric=[k[1] for k in keys], t=t, total=total, count=count)
+        source=redact_secrets(source[:256]), service=service, metric=metric, t=t,
+        total=total, count=count)
 
 
 class WindowRollup:
@@ -126,15 +125,16 @@ class WindowRollup:
         #: id(labels) -> (labels, name, entry), for series without a key; holding the
         #: labels keeps the id theirs
         self._labels: dict[int, tuple[Any, str, list[Any]]] = {}
-        #: (service, series key, row bytes) -> entry: series of the same store key (a
-        #: service named by another label) share one entry, hence one open partial.
-        #: An entry is ``[key, bucket, last t, sum, count]`` of its open partial
-        #: (bucket None: none open)
-        self._entries: dict[tuple[str, str, int], list[Any]] = {}
+        #: service -> series key -> entry: series of the same store key (a service
+        #: named by another label) share one entry, hence one open partial. An entry is
+        #: ``[service, series key, row bytes, bucket, last t, sum, count]``, the last four
+        #: of its open partial (bucket None: none open); one list, no key tuple of its
+        #: own (issue 18: 48 B per series)
+        self._entries: dict[str, dict[str, list[Any]]] = {}
         #: entries with an open partial, in the order they opened since the last flush
         self._open: list[list[Any]] = []
-        #: closed partials waiting for the next flush: (key, last t, sum, count)
-        self._closed: list[tuple[tuple[str, str, int], float, float, int]] = []
+        #: closed partials waiting for the next flush: (entry, last t, sum, count)
+        self._closed: list[tuple[list[Any], float, float, int]] = []
 
     @property
     def pending(self) -> int:
@@ -149,17 +149,21 @@ class WindowRollup:
         # message is encoded (that was a third of a worker's CPU)
         service = redact_secrets(service_of(labels))
         metric = redact_secrets(series_key_of(name, labels))
-        key = (service, metric, _row_bytes(service, metric))
-        e = self._entries.get(key)
+        of = self._entries.get(service)
+        if of is None:
+            of = self._entries[service] = {}
+        e = of.get(metric)
         if e is None:
-            e = self._entries[key] = [key, None, 0.0, 0.0, 0]
+            e = of[metric] = [service, metric, _row_bytes(service, metric), None, 0.0, 0.0, 0]
         return e
 
     def _drop_keys(self) -> None:
         self._ids.clear()
         self._labels.clear()
         # an open partial stays its key's until flushed
-        self._entries = {e[0]: e for e in self._open}
+        self._entries = {}
+        for e in self._open:
+            self._entries.setdefault(e[0], {})[e[1]] = e
 
     def add_series(self, series: Iterable[Any]) -> None:
         """Fold the points of decoded series (``{"name", "labels", "points"}``, with
@@ -194,17 +198,17 @@ class WindowRollup:
                 if t > clock:
                     clock, lo = t, t - horizon
                 b = floor(t / bucket)
-                if e[1] == b:
-                    if t > e[2]:
-                        e[2] = t
-                    e[3] += v
-                    e[4] += 1
+                if e[3] == b:
+                    if t > e[4]:
+                        e[4] = t
+                    e[5] += v
+                    e[6] += 1
                 else:
-                    if e[1] is None:
+                    if e[3] is None:
                         opened.append(e)
                     else:
-                        closed.append((e[0], e[2], e[3], e[4]))
-                    e[1], e[2], e[3], e[4] = b, t, v, 1
+                        closed.append((e, e[4], e[5], e[6]))
+                    e[3], e[4], e[5], e[6] = b, t, v, 1
         self.clock = clock
 
     def flush(self, source: str) -> list[WindowPoints]:
@@ -213,32 +217,34 @@ class WindowRollup:
         closed, opened = self._closed, self._open
         self._closed, self._open = [], []
         # columns: the closed partials, then the open ones in the order they opened
-        keys = [r[0] for r in closed]
-        keys += [e[0] for e in opened]
+        ents = [r[0] for r in closed]
+        ents += opened
         t = [r[1] for r in closed]
-        t += [e[2] for e in opened]
+        t += [e[4] for e in opened]
         total = [r[2] for r in closed]
-        total += [e[3] for e in opened]
+        total += [e[5] for e in opened]
         count = [r[3] for r in closed]
-        count += [e[4] for e in opened]
+        count += [e[6] for e in opened]
         for e in opened:
             # closed: its floats go too (~48 B per series until its next sample; a new
             # partial sets every field)
-            e[1], e[2], e[3], e[4] = None, 0.0, 0.0, 0
+            e[3], e[4], e[5], e[6] = None, 0.0, 0.0, 0
+        services = [e[0] for e in ents]
+        metrics = [e[1] for e in ents]
         out: list[WindowPoints] = []
         # cut greedily: each message takes the most rows that fit (at least one);
         # ends[i] = bytes of the first i rows
-        ends = [0, *accumulate([k[2] for k in keys])]
+        ends = [0, *accumulate([e[2] for e in ents])]
         room = self.max_bytes - _HEAD_BYTES
-        start, n = 0, len(keys)
+        start, n = 0, len(ents)
         while start < n:
             stop = bisect_right(ends, ends[start] + room, start + 1) - 1
             stop = min(max(stop, start + 1), start + MAX_ROWS, n)
             if start == 0 and stop == n:
-                out.append(_message(source, keys, t, total, count))
+                out.append(_message(source, services, metrics, t, total, count))
             else:
-                out.append(_message(source, keys[start:stop], t[start:stop],
-                                    total[start:stop], count[start:stop]))
+                out.append(_message(source, services[start:stop], metrics[start:stop],
+                                    t[start:stop], total[start:stop], count[start:stop]))
             start = stop
         return out
 

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 from typing import Any
 
+import asyncio
 from datetime import timedelta
 
 import kmock
@@ -158,6 +159,43 @@ async def test_a_vote_keyed_by_plan_reaches_the_partition_that_owns_the_incident
         assert forwarded == {known[0]: known[1], early[0]: early[1]}, forwarded
         cast = [m["subject"] for m in audit if m["action"] == "vote.cast"]
         assert sorted(cast) == sorted([known[0], early[0]]), cast  # each counted once
+    except BaseException:
+        print(w.tail(20000))
+        raise
+    finally:
+        w.stop()
+
+
+async def test_a_held_vote_older_than_a_plans_lifetime_does_not_count(
+        worker_factory, kafka_io) -> None:
+    """A vote held for a plan that did not come within the approval TTL is dropped. The
+    timer that dropped it wrote the table outside a stream (Faust refuses: no partition
+    to write in), so the stale vote stayed and counted when its plan came late."""
+    ttl = 2.0
+    w = worker_factory(extra_env={
+        "SRE_AGENT_API__TOKENS": '{"tok-alice": "approver:alice"}',
+        "SRE_AGENT_ACTIONS__APPROVAL_TTL_SECONDS": str(ttl)}).start()
+    pfx = w.env["SRE_AGENT_KAFKA__TOPIC_PREFIX"]
+    try:
+        stale = manual_plan("plan-stale", "inc-stale")
+        await kafka_io.send_signed(pfx + "approvals", Approval(
+            plan_id=stale.plan_id, decision="approve", user="alice", source="api",
+            incident_id=stale.incident_id))
+        await kafka_io.read(pfx + "audit", timeout=90, until=lambda ms: any(
+            m["action"] == "vote.held" and m["subject"] == stale.plan_id for m in ms))
+        await asyncio.sleep(ttl + 6)  # the TTL itself, and a tick of the 5 s timer
+        await kafka_io.send_signed(pfx + "action-plans", stale)
+        await kafka_io.read(pfx + "audit", timeout=90, until=lambda ms: any(
+            m["action"] == "approval.requested" and m["subject"] == stale.plan_id for m in ms))
+        # a marker after it: an unsigned vote, refused (audited under the plan's id, so in
+        # order after whatever the plan's arrival released)
+        await kafka_io.send(pfx + "approvals", Approval(
+            plan_id=stale.plan_id, decision="approve", user="mallory", source="api",
+            incident_id=stale.incident_id))
+        audit = await kafka_io.read(pfx + "audit", timeout=90, until=lambda ms: any(
+            m["action"] == "vote.refused" and m["subject"] == stale.plan_id for m in ms))
+        assert not [m for m in audit if m["action"] == "vote.cast"], audit
+        assert w.proc is not None and w.proc.poll() is None, "the worker died"
     except BaseException:
         print(w.tail(20000))
         raise

@@ -124,3 +124,30 @@ def test_a_resolved_series_is_found_by_its_key_and_a_wrong_key_is_not_trusted() 
     assert series_id("memory_limit_ratio", other) in keyed.tracked
     assert "0" * 16 not in keyed._by_key
     assert keyed.forget([1]) == 1 and not keyed._by_key
+
+
+def test_a_resolved_series_keeps_the_directorys_labels_not_a_copy() -> None:
+    """A followed series resolved by the series directory keeps the directory's labels
+    dict (the detector keeps the same one): no copy per followed series (issue 18,
+    memory); its predictions carry labels of their own; unresolved series keep a copy."""
+    from sre_agent.schemas import series_id
+    from sre_agent.schemas.series_refs import SeriesDirectory
+    from sre_agent.schemas.telemetry import series_key
+
+    labels = {"service": "api", "pod": "p1"}
+    key = series_key(series_id("memory_limit_ratio", labels))
+    directory, early = SeriesDirectory(), EarlyWarning(PredictionSettings())
+    out = []
+    for a in range(0, 9 * 60, 5):
+        pts = [(T0 + m * 60, 0.40 + 0.06 * m / 60) for m in range(a, a + 5)]
+        batch = MetricBatch(series=[{"name": "memory_limit_ratio", "labels": dict(labels),
+                                     "points": pts, "id": key}])
+        got = directory.expand(batch).series  # as the metrics agent: no revalidation
+        out += early.update(batch.model_copy(update={"series": got}), tag=1)
+    kept = directory.get(key)[1]
+    assert early.tracked[series_id("memory_limit_ratio", labels)].labels is kept
+    assert out and out[0].labels == labels and out[0].labels is not kept
+    plain = {"service": "api", "pod": "p2"}
+    early.update(MetricBatch(series=[{"name": "memory_limit_ratio", "labels": plain,
+                                      "points": [(T0, 0.5)]}]))
+    assert early.tracked[series_id("memory_limit_ratio", plain)].labels is not plain

@@ -98,7 +98,11 @@ class EarlyWarning:
             self._rules[name] = rule_for(name, self.settings.rules) if self.settings.enabled else None
         return self._rules[name]
 
-    def _get(self, name: str, labels: dict[str, str], rule: LimitRule) -> _Tracked:
+    def _get(self, name: str, labels: dict[str, str], rule: LimitRule,
+             shared: bool = False) -> _Tracked:
+        """The tracked entry of a series (created, with its saved state if any);
+        ``shared``: ``labels`` is the series directory's dict, kept as it is (the
+        detector keeps the same one), not copied (issue 18, memory)."""
         sid = series_id(name, labels)
         tr = self.tracked.get(sid)
         if tr is None:
@@ -117,7 +121,8 @@ class EarlyWarning:
                     model = None
             if model is None:
                 model = TrendForecaster(s.bucket_seconds, s.alpha, s.beta)
-            tr = _Tracked(sid, name, dict(labels), rule, model, last_emit_t=last_emit_t,
+            tr = _Tracked(sid, name, labels if shared else dict(labels), rule, model,
+                          last_emit_t=last_emit_t,
                           last_eta=last_eta)
             self.tracked[sid] = tr
         return tr
@@ -149,7 +154,7 @@ class EarlyWarning:
             key = s.get("id")
             tr = by_key.get(key) if key is not None else None
             if tr is None:
-                tr = self._get(name, s["labels"], rule)
+                tr = self._get(name, s["labels"], rule, shared=key is not None)
                 if key is not None and series_key(tr.sid) == key:
                     by_key[key] = tr  # a key not the labels' own is never trusted
             tr.tag = tag

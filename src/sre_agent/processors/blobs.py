@@ -163,8 +163,10 @@ def unpack_v1(data: bytes) -> dict[str, bytes]:
 class _Leaf:
     #: saved states of series not active in the model (since a restart, or migrated)
     cold: dict[str, bytes] = field(default_factory=dict)
-    #: series active in the model: their state comes from ``take`` when written
-    members: set[str] = field(default_factory=set)
+    #: series active in the model: their state comes from ``take`` when written. A dict
+    #: (values None), not a set: 21-33 B per member against a set's 36-84 at a leaf's
+    #: 100-300 members (issue 18, memory)
+    members: dict[str, None] = field(default_factory=dict)
 
 
 @dataclass(slots=True)
@@ -258,7 +260,7 @@ class BlobStore:
         """The saved state of ``sid`` (now active in the model), reading its leaf if needed."""
         part = self._part(partition, get)
         leaf = part.leaves[self._leaf(partition, part, leaf_hash(sid), get)]
-        leaf.members.add(sid)
+        leaf.members[sid] = None
         return leaf.cold.pop(sid, None)
 
     def _migrate_v1(self, partition: int, part: _Part, get: Get) -> None:
@@ -300,13 +302,13 @@ class BlobStore:
         covered: set[str] = set()
         if dirty:
             for node, leaf in part.leaves.items():
-                if not leaf.members.isdisjoint(dirty):
+                if not leaf.members.keys().isdisjoint(dirty):
                     touched.add(node)
-                    covered |= leaf.members & dirty
+                    covered |= leaf.members.keys() & dirty
             for sid in dirty - covered:  # not activated here (e.g. moved from a partition)
                 node = self._leaf(partition, part, leaf_hash(sid), get)
                 leaf = part.leaves[node]
-                leaf.members.add(sid)
+                leaf.members[sid] = None
                 leaf.cold.pop(sid, None)
                 touched.add(node)
         out: list[tuple[str, bytes | None]] = []
@@ -316,7 +318,7 @@ class BlobStore:
             leaf = part.leaves[node]
             states = take(leaf.members)
             if len(states) < len(leaf.members):  # no longer in the model: nothing to save
-                leaf.members.intersection_update(states)
+                leaf.members = dict.fromkeys(m for m in leaf.members if m in states)
             entries = {**leaf.cold, **states} if leaf.cold else states
             self._emit(partition, part, node, entries, out)
         for key in part.v1_keys:
@@ -356,7 +358,7 @@ class BlobStore:
             child = (d + k, b | bits << d)
             part.leaves[child] = _Leaf(
                 cold={s: v for s, v in group.items() if s in leaf.cold} if leaf.cold else {},
-                members={s for s in group if s in leaf.members})
+                members=dict.fromkeys(s for s in group if s in leaf.members))
             self._emit(partition, part, child, group, out, hashes)
         for j in range(k - 1, -1, -1):  # the inner nodes between the node and its children
             for bits in range(1 << j):

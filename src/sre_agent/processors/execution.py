@@ -39,8 +39,9 @@ from .policy import PolicyEngine, recent_actions
 from .signing import Check, Keyring
 from .verify import identity_problem, precheck_problems
 
-__all__ = ["Act", "Acted", "Claim", "Claimed", "ExecRules", "Inspect", "Inspected", "Report",
-           "Requested", "Resumed", "TargetState", "Verify", "Verdict", "step", "verify_action"]
+__all__ = ["EFFECT_DELAY", "Act", "Acted", "Claim", "Claimed", "ExecRules", "Inspect", "Inspected",
+           "Report", "Requested", "Resumed", "TargetState", "Verify", "Verdict", "not_caused",
+           "step", "verify_action"]
 
 MAX_DONE = 500  # idempotency keys remembered per target
 ME = "executor"
@@ -113,6 +114,45 @@ def verify_action(action: SreAction, raw: Mapping[str, Any], check: Check,
     if not approved:
         return Verdict(False, "unverified", f"{decision.policy}: {why}")
     return Verdict(True, "", why, tuple(approvers))
+
+
+# ---------------------------------------------------------------------------- attribution
+#: seconds (event time) after an action before it can change its symptom at the earliest:
+#: a container has to start, a rollout to replace a pod, a job to run. Floors per kind of
+#: action, not per service: a symptom that cleared sooner cleared by itself
+EFFECT_DELAY: dict[str, float] = {
+    "restart_pod": 30.0, "rollout_restart": 60.0, "rollout_undo": 60.0, "scale": 60.0,
+    "clear_cache": 5.0, "run_job": 30.0, "enable_rate_limit": 10.0,
+    "reboot_instance": 120.0, "rds_failover": 60.0,
+}
+DEFAULT_EFFECT_DELAY = 30.0
+
+
+def not_caused(action: str, open_at_act: bool, acted_at: float,
+               cleared_at: float | None) -> str | None:
+    """Why a passed ``anomaly_cleared`` verification is not the action's doing, or None.
+
+    Verification credits the action (``verified=True``: the learning loop raises the
+    cause's pattern and the playbook's success rate) only for a recovery the action can
+    have caused: the symptom was still open when the action was carried out, and it
+    cleared no sooner than the action could take effect (``EFFECT_DELAY``). A surge that
+    faded by itself before the new replicas could serve, or an anomaly that was already
+    resolved when the action ran, is reported ``succeeded`` but unverified (no credit).
+
+    >>> not_caused("scale", True, 1000.0, 1100.0) is None
+    True
+    >>> not_caused("scale", True, 1000.0, 1020.0)
+    'the symptom cleared 20 s after the action, before a scale can take effect (60 s): not credited to it'
+    >>> not_caused("scale", False, 1000.0, None)
+    'the symptom had cleared before the action was carried out: not credited to it'
+    """
+    if not open_at_act:
+        return "the symptom had cleared before the action was carried out: not credited to it"
+    delay = EFFECT_DELAY.get(action, DEFAULT_EFFECT_DELAY)
+    if cleared_at is not None and cleared_at - acted_at < delay:
+        return (f"the symptom cleared {max(0.0, cleared_at - acted_at):.0f} s after the action, "
+                f"before a {action} can take effect ({delay:.0f} s): not credited to it")
+    return None
 
 
 # ---------------------------------------------------------------------------- events

@@ -58,6 +58,7 @@ from ..processors.execution import (
     Resumed,
     TargetState,
     Verify,
+    not_caused,
     step,
 )
 from ..processors.policy import PolicyEngine
@@ -78,6 +79,8 @@ def register(ctx: StreamContext) -> None:
     targets, store = services.targets, services.postgres
     #: (service, metric) -> ids of its open anomalies (several series may share a metric)
     open_anomalies: dict[tuple[str, str], set[str]] = {}
+    #: (service, metric) -> event time its last open anomaly resolved (attribution)
+    cleared_at: dict[tuple[str, str], float] = {}
     background: set[asyncio.Task[None]] = set()
     rules: ExecRules | None = None
     #: this process's name on the claims it owns; idempotency keys of its open claims
@@ -183,6 +186,8 @@ def register(ctx: StreamContext) -> None:
     async def verify_then_report(a: SreAction, snapshot: dict[str, Any], detail: str) -> None:
         step_, started = a.step, time.monotonic()
         service = step_.target.service or step_.target.name
+        symptom = (service, str((step_.verify or {}).get("metric")))
+        acted_at, open_at_act = clock.now(time.time()), bool(open_anomalies.get(symptom))
         try:
             while True:
                 signal: dict[str, Any] = {"open_anomalies": {k for k, v in open_anomalies.items() if v}}
@@ -193,6 +198,15 @@ def register(ctx: StreamContext) -> None:
                     break
                 await asyncio.sleep(cfg.verify_poll_seconds)
             if v == "pass":
+                why = not_caused(step_.action, open_at_act, acted_at, cleared_at.get(symptom)) \
+                    if (step_.verify or {}).get("check", "anomaly_cleared") == "anomaly_cleared" \
+                    else None
+                if why is not None:  # it cleared, but not because of the action
+                    await emit_audit(ctx, "executor", "action.unattributed", a.action_id,
+                                     {"verify": step_.verify, "reason": why},
+                                     idempotency_key=a.idempotency_key)
+                    await report(a, "succeeded", f"{detail}; {why}", snapshot, verified=None)
+                    return
                 await emit_audit(ctx, "executor", "action.verified", a.action_id,
                                  {"verify": step_.verify}, idempotency_key=a.idempotency_key)
                 await report(a, "succeeded", detail, snapshot, verified=True)
@@ -317,6 +331,7 @@ def register(ctx: StreamContext) -> None:
                 ids.discard(an.anomaly_id)
                 if not ids:
                     open_anomalies.pop((an.service, an.metric), None)
+                    cleared_at[(an.service, an.metric)] = an.time.timestamp()
 
     @app.on_before_shutdown.connect
     async def _stop(app: Any, **kw: Any) -> None:

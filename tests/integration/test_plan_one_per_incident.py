@@ -55,24 +55,36 @@ def auto_plan(plan_id: str, service: str, verify: dict[str, Any] | None) -> Acti
                       cause_type="crash_loop")
 
 
+@pytest.mark.parametrize("workers", [1, 2])
 async def test_two_plans_of_one_incident_on_two_partitions_run_one_at_a_time(
-        worker_factory, kafka_io) -> None:
+        worker_factory, kafka_io, wait_for, workers: int) -> None:
+    """With one worker holding both partitions, and with two workers (one each)."""
+    from tests.chaos.support import group_settled
+
     first, second = plan_ids()
     async with kmock.KubernetesEmulator() as km, kmock.Server(km) as kserver:
         rolling = deployment("svc-a", "shop", "uid-a", revision=1, image="a:v1")
         rolling["status"]["updatedReplicas"] = 1  # a rollout in progress: not verified yet
         km.objects[DEPLOY, "shop", "svc-a"] = rolling
         km.objects[DEPLOY, "shop", "svc-b"] = deployment("svc-b", "shop", "uid-b", 1, "b:v1")
-        w = worker_factory(extra_env={
+        env = {
             "SRE_AGENT_KUBERNETES__ENABLED": "true",
             "SRE_AGENT_KUBERNETES__HOST": str(kserver.url).rstrip("/"),
             "SRE_AGENT_ACTIONS__DRY_RUN": "false",
             "SRE_AGENT_ACTIONS__AUTO_REMEDIATION": "true",
             "SRE_AGENT_ACTIONS__REQUIRE_OPEN_INCIDENT": "false",
             "SRE_AGENT_ACTIONS__VERIFY_POLL_SECONDS": "0.2",
-        }).start()
+        }
+        ws = [worker_factory(extra_env=env).start() for _ in range(workers)]
+        w = ws[0]
         pfx = w.env["SRE_AGENT_KAFKA__TOPIC_PREFIX"]
         try:
+            if workers > 1:  # both in the group, the partitions shared, both ready
+                group = w.env["SRE_AGENT_WORKER__APP_ID"]
+                await wait_for(lambda: group_settled(kafka_io.bootstrap, group, workers),
+                               timeout=120, every=1.0)
+                await wait_for(lambda: all(x.status()["recovery"]["ready"] for x in ws),
+                               timeout=120, every=1.0)
             await kafka_io.send_signed(pfx + "action-plans", auto_plan(
                 first, "svc-a", {"check": "rollout_complete", "within": 600}))
             # the first plan's step is with the executor, waiting for its rollout
@@ -105,10 +117,12 @@ async def test_two_plans_of_one_incident_on_two_partitions_run_one_at_a_time(
                             if m["action"] == "plan.released" and m["subject"] == second)
             assert released["details"]["after"] == first
         except BaseException:
-            print(w.tail(20000))
+            for x in ws:
+                print(x.tail(20000))
             raise
         finally:
-            w.stop()
+            for x in ws:
+                x.stop()
 
 
 def manual_plan(plan_id: str, incident_id: str) -> ActionPlan:
@@ -201,3 +215,64 @@ async def test_a_held_vote_older_than_a_plans_lifetime_does_not_count(
         raise
     finally:
         w.stop()
+
+
+async def test_verification_does_not_credit_a_recovery_the_action_did_not_cause(
+        worker_factory, kafka_io) -> None:
+    """``anomaly_cleared`` passed whenever no anomaly was open on the metric, and the result
+    said ``verified=True``: the learning loop credited the action (and its diagnosis) for
+    a symptom that had already cleared when it ran, or that faded by itself before the
+    action could take effect. Now both are ``succeeded`` but unverified (no credit)."""
+    from sre_agent.schemas import Anomaly
+
+    def anomaly(service: str, status: str) -> Anomaly:
+        return Anomaly(anomaly_id=f"an-{service}", status=status, metric="http_error_ratio",
+                       series=f"http_error_ratio{{{service}}}", service=service, observed=0.2,
+                       expected=0.01, lower=0.0, upper=0.02, deviation=9.0, score=0.9)
+
+    verify = {"check": "anomaly_cleared", "metric": "http_error_ratio", "within": 600}
+    async with kmock.KubernetesEmulator() as km, kmock.Server(km) as kserver:
+        for svc in ("svc-gone", "svc-fades"):
+            km.objects[DEPLOY, "shop", svc] = deployment(svc, "shop", f"uid-{svc}", 1, "x:v1")
+        w = worker_factory(extra_env={
+            "SRE_AGENT_KUBERNETES__ENABLED": "true",
+            "SRE_AGENT_KUBERNETES__HOST": str(kserver.url).rstrip("/"),
+            "SRE_AGENT_ACTIONS__DRY_RUN": "false",
+            "SRE_AGENT_ACTIONS__AUTO_REMEDIATION": "true",
+            "SRE_AGENT_ACTIONS__REQUIRE_OPEN_INCIDENT": "false",
+            "SRE_AGENT_ACTIONS__VERIFY_POLL_SECONDS": "0.2",
+        }).start()
+        pfx = w.env["SRE_AGENT_KAFKA__TOPIC_PREFIX"]
+        gone = auto_plan("plan-gone", "svc-gone", verify).model_copy(
+            update={"incident_id": "inc-gone"})
+        fades = auto_plan("plan-fades", "svc-fades", verify).model_copy(
+            update={"incident_id": "inc-fades"})
+        try:
+            # 1. the symptom cleared before the action ran
+            await kafka_io.send(pfx + "anomalies", anomaly("svc-gone", "open"))
+            await kafka_io.send(pfx + "anomalies", anomaly("svc-gone", "resolved"))
+            # 2. the symptom is open when the action runs and clears seconds later
+            await kafka_io.send(pfx + "anomalies", anomaly("svc-fades", "open"))
+            await kafka_io.read(pfx + "anomalies", timeout=30, until=lambda ms: len(ms) >= 3)
+            for p in (gone, fades):
+                await kafka_io.send_signed(pfx + "action-plans", p)
+            await kafka_io.read(pfx + "audit", timeout=90, until=lambda ms: any(
+                m["action"] == "action.snapshot" and m["subject"] == "plan-fades-s0"
+                for m in ms))
+            await kafka_io.send(pfx + "anomalies", anomaly("svc-fades", "resolved"))
+            results = await kafka_io.read(pfx + "action-results", timeout=90, until=lambda ms: {
+                m["plan_id"] for m in ms} >= {"plan-gone", "plan-fades"})
+            by = {r["plan_id"]: r for r in results}
+            assert by["plan-gone"]["status"] == "succeeded", by
+            assert by["plan-gone"]["verified"] is None, by["plan-gone"]
+            assert "cleared before the action" in by["plan-gone"]["detail"]
+            assert by["plan-fades"]["status"] == "succeeded", by
+            assert by["plan-fades"]["verified"] is None, by["plan-fades"]
+            # cleared seconds after the action (or, had the executor's anomaly watch not
+            # read the open anomaly yet when it acted, before it): never credited
+            assert "not credited" in by["plan-fades"]["detail"], by["plan-fades"]
+        except BaseException:
+            print(w.tail(20000))
+            raise
+        finally:
+            w.stop()

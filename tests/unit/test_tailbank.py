@@ -8,7 +8,8 @@ import math
 import numpy as np
 
 from sre_agent.config import AnomalySettings
-from sre_agent.models.tailbank import BU, LAST_T, LU, N, XIU, TailBank, score_of, surprisal_of
+from sre_agent.models.tailbank import (BU, LAST_T, LU, MEDU, N, XIU, TailBank, _beta_of_median,
+                                       score_of, surprisal_of)
 from sre_agent.processors.detect import MetricDetector
 from sre_agent.schemas import MetricBatch
 
@@ -223,9 +224,12 @@ def test_band_halfwidth_is_the_predictive_tails_quantile() -> None:
         lam = max(float(row[LU]), 1e-9)
         lam = max(lam, bank.lam_kt * max(bank.tail_rate, 1.0 / (n + bank.prior_n)))
         s0 = -math.log10(lam)
+        beta = float(row[BU])
+        if bank._xmed:  # the scale from the median excess (xi_scale="median")
+            beta = float(_beta_of_median(np.array([row[MEDU]]), np.array([max(row[XIU], 1e-9)]))[0])
         for score in (0.6, 0.7, 0.8, 0.9, 0.95):
             z = bank.band_halfwidth(slot, score) / scale
-            got = bank._gpd_tail(np.array([s0]), np.array([z]), np.array([float(row[BU])]),
+            got = bank._gpd_tail(np.array([s0]), np.array([z]), np.array([beta]),
                                  np.array([max(float(row[XIU]), 1e-9)]), np.array([lam]),
                                  np.array([n]))[0]
             assert abs(got - surprisal_of(score)) <= 1e-6 * surprisal_of(score), (score, got)
@@ -258,6 +262,38 @@ def test_a_heavy_tail_is_measured_and_its_far_tail_keeps_its_promise() -> None:
     assert opened <= 3 * promised, (opened, promised)
     xi = np.median(bank.S[s][:, [XIU, XID]])
     assert 0.25 <= xi <= 0.45, xi
+
+
+def _onset_ratios(draw, k: int = 60, days: int = 10, **params) -> dict[float, float]:
+    """Alert onsets of the shown score at 0.7 and 0.8 over their promise (either direction),
+    ``k`` series of 1-minute samples ``100 + draw(rng, k)`` after two days of learning."""
+    rng = np.random.default_rng(0)
+    bank = TailBank(capacity=k, **params)
+    s = np.array([bank.add() for _ in range(k)])
+    prev = {th: np.zeros(k, bool) for th in (0.7, 0.8)}
+    opened = dict.fromkeys(prev, 0)
+    samples = 0
+    for i in range(days * DAY):
+        shown = bank.step(s, np.full(k, T0 + 60.0 * i), 100 + draw(rng, k)).score
+        if i >= 2 * DAY:
+            for th in prev:
+                c = shown >= th
+                opened[th] += int((c & ~prev[th]).sum())
+                prev[th] = c
+            samples += k
+    return {th: opened[th] / (2 * 10 ** -surprisal_of(th) * samples) for th in prev}
+
+
+def test_heavy_tailed_noise_keeps_the_promise_by_default() -> None:
+    """Student-t(3) noise (shape 1/3), the default detector: 0.8 (1e-6 per sample and
+    direction) and 0.7 fire within 2.5x of their promise. Before (state v9's scoring: shape
+    bound 0.2, the tail's scale from the winsorised mean excess) 0.8 fired 8x its promise
+    (the bound 0.5 alone cost the KPI dev set's recall target). Now the bound is 0.5 and the
+    scale comes from the excesses' median (bounded influence, like the shape)."""
+    t3 = _onset_ratios(lambda rng, k: rng.standard_t(3, k))
+    assert t3[0.8] <= 2.5 and 0.4 <= t3[0.7] <= 2.0, t3
+    old = _onset_ratios(lambda rng, k: rng.standard_t(3, k), xi_max=0.2, xi_scale="mean")
+    assert old[0.8] >= 4.0, old
 
 
 def test_a_single_count_after_long_zeros_is_no_anomaly_but_a_burst_is() -> None:

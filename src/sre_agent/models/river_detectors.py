@@ -52,10 +52,11 @@ class _Tail:
     shape comes from the share of excesses beyond 4 medians (``quantile``, the bank's default
     ``xi_est``) or from their mean and mean square (method of moments), in [0, xi_max]."""
 
-    __slots__ = ("lu", "ld", "bu", "bd", "mu", "md", "xu", "xd", "xi_max", "quantile", "qu", "qd")
+    __slots__ = ("lu", "ld", "bu", "bd", "mu", "md", "xu", "xd", "xi_max", "quantile", "qu", "qd",
+                 "median")
 
     def __init__(self, lam0: float, beta0: float, xi_max: float = 0.0,
-                 quantile: bool = False) -> None:
+                 quantile: bool = False, median: bool = False) -> None:
         self.lu = self.ld = lam0
         self.bu = self.bd = beta0
         self.quantile = quantile
@@ -64,6 +65,8 @@ class _Tail:
         self.qu = self.qd = beta0 * math.log(2.0)  # the excesses' medians (quantile)
         self.xu = self.xd = 1e-9  # the shapes
         self.xi_max = xi_max
+        #: the scale from the excesses' median (the bank's ``xi_scale="median"``)
+        self.median = median and quantile and xi_max > 0
 
     def _learn_shape(self, up: bool, ex: float, a_b: float) -> None:
         """Teach the shape of one side an excess ``ex`` (weight ``a_b``)."""
@@ -109,7 +112,8 @@ class _Tail:
         if self.xi_max > 0:
             xi = self.xu if up else self.xd
             y = za - u
-            sig = beta * (1.0 - xi)
+            med = self.qu if up else self.qd
+            sig = med * xi / math.expm1(xi * math.log(2.0)) if self.median else beta * (1.0 - xi)
             if unc > 0 and rate > 0:
                 a_b = min(max(rate / max(lam, 1e-3), rate) * 0.5, 0.5)
                 se = unc * math.sqrt(a_b / (2.0 - a_b))
@@ -118,7 +122,8 @@ class _Tail:
                 lps = []
                 for c, w in ((-math.sqrt(3.0), 1.0 / 6.0), (0.0, 2.0 / 3.0), (math.sqrt(3.0), 1.0 / 6.0)):
                     xk = min(max(xi + c * se, 1e-9), top)
-                    lps.append(math.log(w) - math.log1p(xk * y / sig) / xk)
+                    sk = med * xk / math.expm1(xk * math.log(2.0)) if self.median else sig
+                    lps.append(math.log(w) - math.log1p(xk * y / sk) / xk)
                 m = max(lps)
                 return s0 - (m + math.log(sum(math.exp(v - m) for v in lps))) / _LN10
             return s0 + math.log1p(xi * y / sig) / (xi * _LN10)
@@ -194,7 +199,7 @@ class CalibratedTail(base.AnomalyDetector):
         self.prof_t = [0.0] * SLOTS
         self.levw = self.ew = 0.0
         self.wprof = [0.0] * WSLOTS if p.weekly else []
-        self.tail = _Tail(p.lam0, p.beta0, p.xi_max, p.xi_est == "quantile")
+        self.tail = _Tail(p.lam0, p.beta0, p.xi_max, p.xi_est == "quantile", p._xmed)
         #: the last value and the data's resolution (smallest non-zero step seen)
         self.lastv = self.res = 0.0
         #: the previous regime (level, plain level, scale, quantile, weekly level, last sync time)

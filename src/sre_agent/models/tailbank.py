@@ -34,9 +34,9 @@ Per series, one step (score first, then learn):
    fraction ``lam`` of samples beyond ``u`` (2) scales, the mean excess ``beta``
    beyond it and the generalised Pareto shape ``xi`` of the excesses (peaks over
    threshold: ``p = lam * (1 + xi y / sigma) ** (-1 / xi)``, ``y = |z| - u``,
-   ``sigma = beta (1 - xi)``; the shape from the share of excesses beyond 4 times
-   their median (``xi_est``), shrunk toward 0 by its own noise, bounded to [0,
-   ``xi_max``] (0.2); shape 0 is the exponential tail ``lam * exp(-y / beta)``); all are learned from the
+   ``sigma`` from the excesses' median (``xi_scale``); the shape from the share of
+   excesses beyond 4 times their median (``xi_est``), shrunk toward 0 by its own noise,
+   bounded to [0, ``xi_max``] (0.5); shape 0 is the exponential tail ``lam * exp(-y / beta)``); all are learned from the
    series' own history (anomalous excesses count with a lower weight and are
    winsorised, so a burst of anomalies does not teach that anomalies are
    normal, but a series whose excursions are frequent learns a wide tail). The
@@ -228,21 +228,41 @@ def _gpd_s(s0: np.ndarray, y: np.ndarray, beta: np.ndarray, xi: np.ndarray) -> n
     return s0 + np.log1p(xi * y / (beta * (1.0 - xi))) / (xi * _LN10)
 
 
+_LN2 = math.log(2.0)
+
+
+def _med_ratio(xi):
+    """``sigma / median`` of a generalised Pareto law of shape ``xi`` (> 0):
+    ``xi / (2**xi - 1)`` (1 / ln 2 for the exponential)."""
+    return xi / np.expm1(xi * _LN2)
+
+
+def _beta_of_median(med: np.ndarray, xi: np.ndarray) -> np.ndarray:
+    """Mean excess ``sigma / (1 - xi)`` of the generalised Pareto law with median excess
+    ``med`` and shape ``xi`` (the scale from the median: a bounded-influence fit)."""
+    xi = np.maximum(xi, 1e-9)
+    return med * _med_ratio(xi) / (1.0 - xi)
+
+
 #: Gauss-Hermite nodes (in standard deviations) and weights of the shape's uncertainty
 _GH_NODES = np.array([-math.sqrt(3.0), 0.0, math.sqrt(3.0)])
 _GH_W = np.log(np.array([1.0 / 6.0, 2.0 / 3.0, 1.0 / 6.0]))
 
 
 def _gpd_s_pred(s0: np.ndarray, y: np.ndarray, beta: np.ndarray, xi: np.ndarray,
-                se: np.ndarray, xi_top: float) -> np.ndarray:
+                se: np.ndarray, xi_top: float, med_anchor: bool = False) -> np.ndarray:
     """Predictive surprisal of an excess ``y`` beyond the knot: the generalised Pareto tail
     of mean excess ``beta`` averaged over the shape's uncertainty (normal, mean ``xi``,
     standard deviation ``se``; 3-point Gauss-Hermite, nodes bounded to [0, ``xi_top``])
-    at the fitted scale ``beta (1 - xi)``."""
+    at the fitted scale ``beta (1 - xi)``; with ``med_anchor`` each node's scale keeps the
+    fitted law's median excess (what the excesses pin down), not its scale."""
     sig = beta * (1.0 - xi)
+    med = sig / _med_ratio(np.maximum(xi, 1e-9)) if med_anchor else None
     acc = None
     for c, lw in zip(_GH_NODES, _GH_W):
         xk = np.clip(xi + c * se, 1e-9, xi_top)
+        if med_anchor:
+            sig = med * _med_ratio(xk)
         lp = lw - np.log1p(xk * y / sig) / xk
         acc = lp if acc is None else np.logaddexp(acc, lp)
     return s0 - acc / _LN10
@@ -253,7 +273,7 @@ _GH_W_F = tuple(float(w) for w in _GH_W)
 
 
 def _pred_excess(ds: float, sig: float, xi: float, se: float, xi_top: float,
-                 y0: float) -> float:
+                 y0: float, med_anchor: bool = False) -> float:
     """The excess ``y`` whose predictive surprisal (:func:`_gpd_s_pred`) is ``ds`` above the
     knot's, in scalar arithmetic (the console's band asks it once per charted point).
 
@@ -265,13 +285,18 @@ def _pred_excess(ds: float, sig: float, xi: float, se: float, xi_top: float,
     """
     target = -ds * _LN10
     xks = [min(max(xi + c * se, 1e-9), xi_top) for c in _GH_NODES_F]
+    if med_anchor:  # each node keeps the median excess (see _gpd_s_pred)
+        med = sig * math.expm1(max(xi, 1e-9) * _LN2) / max(xi, 1e-9)
+        sigs = [med * xk / math.expm1(xk * _LN2) for xk in xks]
+    else:
+        sigs = [sig] * len(xks)
 
     def ell(y: float) -> tuple[float, float]:
-        terms = [lw - math.log1p(xk * y / sig) / xk for xk, lw in zip(xks, _GH_W_F)]
+        terms = [lw - math.log1p(xk * y / sk) / xk for xk, sk, lw in zip(xks, sigs, _GH_W_F)]
         m = max(terms)
         ws = [math.exp(t - m) for t in terms]
         tot = sum(ws)
-        slope = -sum(w / (sig + xk * y) for w, xk in zip(ws, xks)) / tot
+        slope = -sum(w / (sk + xk * y) for w, xk, sk in zip(ws, xks, sigs)) / tot
         return m + math.log(tot), slope
 
     y = y0 if y0 > 0.0 and ell(y0)[0] >= target else 0.0
@@ -366,7 +391,14 @@ class TailBank(RowBank):
         exponential tail). The shape is the series' own, per direction, from the
         (declustered) excesses (``xi_est``), started at the exponential's (``xi = 0``),
         bounded to ``[0, xi_max]``: a global statement of how far a fitted shape is
-        trusted (docs/cognition.md: the KPI trade-off behind 0.2).
+        trusted (0.5: finite variance; docs/cognition.md).
+    xi_scale
+        ``"median"``: the tail's scale is the one whose generalised Pareto law has the
+        excesses' tracked median, ``med * xi / (2**xi - 1)``, and the predictive tail's shape
+        nodes keep that median (a fit from quantiles alone, bounded influence; needs
+        ``xi_est="quantile"``); ``"mean"``: ``beta * (1 - xi)`` from the winsorised mean
+        excess, every node at that scale (before 8 Dec 2026). Scoring only: the stored
+        state is the same.
     profile_gated
         Rate factor of the daily profile for anomalous samples (recurring
         departures at the same phase must still be learned: square waves).
@@ -427,13 +459,13 @@ class TailBank(RowBank):
                  gated: float = 0.1, cycles: float = 4.0, seasonal_gain: float = 0.9,
                  rel_floor: float = 0.002, decay: float = 0.9, counts: bool = False,
                  run_rho: float = 0.0, run_gain: float = 0.8, reseed_after: int = 0,
-                 tail_gate: float = 1.0, xi_max: float = 0.2, profile_gated: float = 1.0,
+                 tail_gate: float = 1.0, xi_max: float = 0.5, profile_gated: float = 1.0,
                  interpolate: bool = False, decluster: bool = True, weekly: bool = False,
                  excursion_hold: float = 0.0, err_tau: float = 86400.0,
                  scale_gate: float | None = None, calm_decay: float = 0.0, calm_z: float = 1.0,
                  regime_hold: float = 86400.0, realert_gap: int = 5,
                  xi_unc: float = 1.0, xi_top: float = 0.5, lam_kt: float = 0.5,
-                 xi_est: str = "quantile", res_floor: float = 1.0,
+                 xi_est: str = "quantile", res_floor: float = 1.0, xi_scale: str = "median",
                  capacity: int = 1024) -> None:
         if decluster and run_rho > 0:
             raise ValueError("decluster keeps the excursion peak where run_rho keeps its run: "
@@ -471,6 +503,11 @@ class TailBank(RowBank):
             raise ValueError("xi_est is 'quantile' or 'moments'")
         self.xi_est = xi_est
         self._xq = xi_est == "quantile"
+        if xi_scale not in ("median", "mean"):
+            raise ValueError("xi_scale is 'median' or 'mean'")
+        self.xi_scale = xi_scale
+        #: the tail's scale from the excesses' median (needs the quantile estimator's medians)
+        self._xmed = xi_scale == "median" and self._xq and xi_max > 0
         self.xi_unc = xi_unc
         self.lam_kt = lam_kt
         self.xi_top = xi_top
@@ -556,6 +593,9 @@ class TailBank(RowBank):
         if self.lam_kt > 0:
             lam = max(lam, self.lam_kt * max(self.tail_rate, 1.0 / (n + self.prior_n)))
         beta = float(row[BU]) if n else self.beta0
+        if self._xmed and n:
+            beta = float(_beta_of_median(np.array([float(row[MEDU])]),
+                                         np.array([max(float(row[XIU]), 1e-9)]))[0])
         s = surprisal_of(score)
         s0 = -math.log10(lam)
         if s <= s0:
@@ -570,7 +610,7 @@ class TailBank(RowBank):
                 if self._xq:
                     se *= math.sqrt(float(np.interp(xi, _XG, _VG)))
                 z = self.u + _pred_excess(s - s0, beta * (1.0 - xi), xi, se, self.xi_top,
-                                          z - self.u)
+                                          z - self.u, self._xmed)
         else:
             z = self.u + (s - s0) * beta * _LN10
         return z * scale
@@ -593,7 +633,7 @@ class TailBank(RowBank):
                 se = self.xi_unc * np.sqrt(a_b / (2.0 - a_b))
                 if self._xq:  # the quantile estimator's own variance per excess
                     se = se * np.sqrt(np.interp(xi[b], _XG, _VG))
-                s[b] = _gpd_s_pred(s0[b], y[b], beta[b], xi[b], se, self.xi_top)
+                s[b] = _gpd_s_pred(s0[b], y[b], beta[b], xi[b], se, self.xi_top, self._xmed)
         return s
 
     # ------------------------------------------------------------ the step
@@ -674,7 +714,15 @@ class TailBank(RowBank):
             if any_fresh:
                 xiu = np.where(fresh, 1e-9, xiu)
                 xid = np.where(fresh, 1e-9, xid)
-            s = self._gpd_tail(s0, za, beta, np.where(up, xiu, xid), lam, n)
+            if self._xmed:  # the scale from the median excess (bounded influence)
+                medu, medd = X[:, MEDU], X[:, MEDD]
+                if any_fresh:
+                    medu = np.where(fresh, self.beta0 * _LN2, medu)
+                    medd = np.where(fresh, self.beta0 * _LN2, medd)
+                beta_s = _beta_of_median(np.where(up, medu, medd), np.where(up, xiu, xid))
+            else:
+                beta_s = beta
+            s = self._gpd_tail(s0, za, beta_s, np.where(up, xiu, xid), lam, n)
         else:
             s = np.where(za > self.u, s0 + (za - self.u) / (beta * _LN10), s0 * zu * zu)
         if self.lam_kt > 0:  # never varied (no scale at all): the first change is as rare
@@ -713,6 +761,9 @@ class TailBank(RowBank):
                 up_o = z_o > 0
                 lam_o = np.maximum(np.where(up_o, lus[fz], lds[fz]), 1e-9)
                 beta_o = np.where(up_o, bu[fz], bd[fz])
+                if gpd and self._xmed:
+                    beta_o = _beta_of_median(np.where(up_o, medu[fz], medd[fz]),
+                                             np.where(up_o, xiu[fz], xid[fz]))
                 s0_o = -np.log10(lam_o)
                 zu_o = za_o / self.u
                 if gpd:

@@ -10,6 +10,7 @@ and audited.
 
 from __future__ import annotations
 
+from datetime import timedelta
 from typing import Any
 
 import kmock
@@ -30,6 +31,7 @@ from sre_agent.schemas import (
     Target,
     utcnow,
 )
+from sre_agent.processors.execution import EFFECT_DELAY
 from sre_agent.sinks.slack import APPROVE_ID
 from tests.actions_support import (
     audit_rows,
@@ -170,7 +172,12 @@ async def scenario(w: Any, km: Any, slack: SlackStandin, kafka_io: Any, wait_for
     labels = km.objects[DEPLOY, "shop", "checkout"]["spec"]["template"]["metadata"]["labels"]
     assert labels == {"app": "checkout"}  # pod-template-hash of the old ReplicaSet dropped
     # post-action verification: the error-ratio anomaly clears -> verified success
-    await kafka_io.send(pfx + "anomalies", anomaly("checkout", "resolved"))
+    # (in event time after the rollback could take effect: a real detector resolves a
+    # series only after several recovered scrapes; one resolved at once is not credited to
+    # the action, see execution.not_caused)
+    resolved = anomaly("checkout", "resolved")
+    resolved.time = utcnow() + timedelta(seconds=EFFECT_DELAY["rollout_undo"] + 30)
+    await kafka_io.send(pfx + "anomalies", resolved)
     results = await kafka_io.read(pfx + "action-results", until=lambda ms: len(ms) >= 1, timeout=60)
     res = results[0]
     assert (res["status"], res["verified"], res["dry_run"]) == ("succeeded", True, False), res

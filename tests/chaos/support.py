@@ -240,6 +240,86 @@ RECOVERY_LOG_WORDS = ("generation id", "Recovery", "Highwater", "offsets at star
                       "partition", "rebalance", "\u2502")
 
 
+async def _read_topic(bootstrap: str, topic: str, timeout: float = 60.0) -> list[Any]:
+    """Every record of ``topic`` (all partitions, from the start to the end offsets)."""
+    from aiokafka import AIOKafkaConsumer, TopicPartition
+
+    cons = AIOKafkaConsumer(bootstrap_servers=bootstrap, group_id=None,
+                            auto_offset_reset="earliest", enable_auto_commit=False)
+    await cons.start()
+    try:
+        parts = cons.partitions_for_topic(topic)
+        if not parts:
+            await cons._client.force_metadata_update()
+            parts = cons.partitions_for_topic(topic) or set()
+        tps = [TopicPartition(topic, p) for p in sorted(parts)]
+        cons.assign(tps)
+        await cons.seek_to_beginning(*tps)
+        ends = await cons.end_offsets(tps)
+        out: list[Any] = []
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            positions = [await cons.position(tp) for tp in tps]
+            if all(pos >= ends[tp] for pos, tp in zip(positions, tps)):
+                break
+            for recs in (await cons.getmany(timeout_ms=500)).values():
+                out.extend(recs)
+        return out
+    finally:
+        await cons.stop()
+
+
+async def state_report(bootstrap: str, prefix: str, app_id: str, wl: Workload) -> list[str]:
+    """For a failure message: the ``baselines`` changelog in order, each saved position
+    set against the leaves before it (the samples each shard's messages below the
+    position carry, and the last sample index and count each series' saved state has).
+    A position whose leaves lack samples below it, or a series whose count is not its
+    last index + 1, shows where learned samples went missing: in the state the killed
+    worker saved, or in what the survivor restored."""
+    from sre_agent.processors.blobs import unpack_leaf
+
+    import numpy as np
+
+    index = {wl.sid(j): j for j in range(wl.series)}
+    shard_of_message: dict[int, list[tuple[int, int, int]]] = {}
+    for r in await _read_topic(bootstrap, prefix + "metrics"):
+        try:
+            batch = orjson.loads(r.value)
+            i = round((batch["series"][0]["points"][0][0] - T0) / STEP)
+        except (ValueError, KeyError, IndexError, TypeError):
+            continue
+        shard_of_message.setdefault(r.partition, []).append((r.offset, int(batch["shard"]), i))
+    lines: list[str] = []
+    leaves: dict[int, dict[int, tuple[int, int]]] = {}
+    for r in await _read_topic(bootstrap, f"{app_id}-baselines-changelog"):
+        key = r.key.decode() if r.key else ""
+        p = r.partition
+        if r.value and r.value[:2] == b"L2":
+            for sid, state in unpack_leaf(r.value).items():
+                if sid in index:
+                    row = np.frombuffer(state[1:17], dtype="<f8")
+                    leaves.setdefault(p, {})[index[sid]] = (int(row[0]), round((row[1] - T0) / STEP))
+            lines.append(f"  p{p} o{r.offset} {key} ({len(r.value)} B)")
+        elif key.endswith("/position") and r.value:
+            pos = int(r.value)
+            below: dict[int, int] = {}
+            for offset, shard, i in shard_of_message.get(p, []):
+                if offset < pos:
+                    below[shard] = max(below.get(shard, -1), i)
+            saved = leaves.get(p, {})
+            gaps = sorted(j for j, (n, last) in saved.items() if n != last + 1)
+            behind = min((last for _, last in saved.values()), default=None)
+            flag = ""
+            if below and behind is not None and behind < min(below.values()):
+                flag += "  <-- leaves behind the position"
+            if gaps:
+                flag += f"  <-- count != last index + 1 for series {gaps}"
+            lines.append(f"  p{p} o{r.offset} position {pos}: messages below it reach index "
+                         f"{below} per shard; leaves' last indexes "
+                         f"{sorted({last for _, last in saved.values()})}{flag}")
+    return lines
+
+
 async def probe_learned(bootstrap: str, prefix: str, wl: Workload, workers: list[WorkerProcess],
                         wait_for: Callable[..., Any]) -> dict[str, int]:
     """Send one more sample of every series (so each is loaded from the table where it
@@ -304,4 +384,10 @@ async def probe_learned(bootstrap: str, prefix: str, wl: Workload, workers: list
                 short = {it["series"]: (it["n"], (it["last_t"] - T0) / STEP) for it in items
                          if it["n"] < wl.points + 1}
                 print(f"[probe] {w.workdir.name}: short series (n, last index): {short}")
+        # where the missing samples went: the saved state's history on the changelog
+        try:
+            for line in await state_report(bootstrap, prefix, group, wl):
+                print("[state]", line)
+        except Exception as exc:  # noqa: BLE001 - a report, never the failure itself
+            print(f"[state] no report: {type(exc).__name__}: {exc}")
     return union()
